@@ -1,0 +1,123 @@
+"""Configuration: one TOML file plus environment, validated, with every default in one place.
+
+The file is found in this order: ``--config PATH``, ``$AGAVE_PERF_CONFIG``,
+``./agave-perf.toml``. A missing default file is fine; a named file that is
+missing, unreadable, not TOML or with unknown keys is a :class:`ConfigError`.
+Each command group owns one section; add a section model here when a group
+needs settings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agave_perf.errors import ConfigError
+
+DEFAULT_FILE = "agave-perf.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RpcSettings(_Section):
+    """How agave-perf talks to nodes."""
+
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(2, ge=0)
+    retry_backoff_s: float = Field(0.25, ge=0)
+
+
+class SloSettings(_Section):
+    """The plan's success criteria, as thresholds."""
+
+    max_slot_lag: int = Field(5, ge=0)
+    lag_quantile: float = Field(0.999, gt=0, le=1)
+    latency_p95_ms: float = Field(50.0, gt=0)
+    memory_limit_gib: float = Field(16.0, gt=0)
+
+
+class SimnetSettings(_Section):
+    """Defaults for ``agave-perf simnet``."""
+
+    nodes: int = Field(2, ge=1, le=16)
+    slot_ms: float = Field(400.0, gt=0)
+    port: int = Field(8899, ge=0, le=65535)
+    scenario: str = "steady"
+
+
+class StoreSettings(_Section):
+    """Where results go: empty means SQLite under $AGAVE_PERF_HOME."""
+
+    url: str = ""
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    rpc: RpcSettings = RpcSettings()
+    slo: SloSettings = SloSettings()
+    simnet: SimnetSettings = SimnetSettings()
+    store: StoreSettings = StoreSettings()
+
+
+def _suggest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    dotted = ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        model: type[BaseModel] = Settings
+        for part in loc[:-1]:
+            field = model.model_fields.get(part)
+            if field is None or not isinstance(field.annotation, type):
+                break
+            model = field.annotation
+        known = list(model.model_fields)
+        return ConfigError(f"{source}: unknown key '{dotted}'{_suggest(loc[-1], known)}")
+    return ConfigError(f"{source}: '{dotted}': {first['msg']}")
+
+
+def parse(data: dict[str, Any], source: str = "config") -> Settings:
+    """Validate a decoded TOML document into :class:`Settings`."""
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def locate(explicit: str | None = None) -> Path | None:
+    """Return the config file to load, or None when no file is configured or present."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("AGAVE_PERF_CONFIG")
+    if env:
+        return Path(env)
+    local = Path(DEFAULT_FILE)
+    return local if local.is_file() else None
+
+
+def load(explicit: str | None = None) -> Settings:
+    """Find, read and validate the configuration."""
+    path = locate(explicit)
+    if path is None:
+        return Settings()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror or err}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    return parse(data, str(path))
