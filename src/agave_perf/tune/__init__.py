@@ -1,0 +1,1 @@
+"""Phase 0 tuning with zero code changes: host stages, validator flags, build profile."""
