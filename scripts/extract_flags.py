@@ -1,0 +1,591 @@
+#!/usr/bin/env python3
+"""Extract agave-validator / solana-validator flag lists from a git mirror of the sources.
+
+Dev tool, not shipped: it reads the clap v2 builder code of the validator at given
+refs (with ``git show``) and writes one JSON file per release line into
+``src/agave_perf/data/flags/``. Usage::
+
+    python scripts/extract_flags.py /work/.mirror/jito-foundation+jito-solana/repo
+
+The mirror used is jito-foundation/jito-solana: every Jito tag ``vX.Y.Z-jito`` is
+the upstream release (solana-labs/solana for 1.x, anza-xyz/agave from 2.0) with
+Jito's patch commits on top. The upstream list is read at the parent of the first
+"Jito Patch" commit (the upstream release commit); the Jito list at the tag, and
+``jito_flags`` holds the flags only the Jito build has.
+
+What is read: ``validator/src/cli.rs`` (functions ``app`` and
+``deprecated_arguments``; subcommands and ``test_app`` are skipped),
+``validator/src/cli/thread_args.rs`` (``impl ThreadArg`` blocks used by
+``thread_args()``), ``validator/src/commands/run/args.rs`` and
+``validator/src/commands/run/args/*.rs`` (test modules skipped). Names of
+constants used as flag names are resolved with ``git grep`` at the same commit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUT_DIR = Path(__file__).resolve().parent.parent / "src" / "agave_perf" / "data" / "flags"
+
+# release line -> (binary, jito tag whose upstream parent is read, upstream repository)
+RELEASES: dict[str, tuple[str, str, str]] = {
+    "1.16": ("solana-validator", "v1.16.26-jito", "solana-labs/solana"),
+    "1.17": ("solana-validator", "v1.17.34-jito", "solana-labs/solana"),
+    "1.18": ("solana-validator", "v1.18.26-jito", "anza-xyz/agave"),
+    "2.0": ("agave-validator", "v2.0.24-jito", "anza-xyz/agave"),
+    "2.1": ("agave-validator", "v2.1.21-jito", "anza-xyz/agave"),
+    "2.2": ("agave-validator", "v2.2.20-jito", "anza-xyz/agave"),
+    "2.3": ("agave-validator", "v2.3.13-jito", "anza-xyz/agave"),
+    "3.0": ("agave-validator", "v3.0.14-jito", "anza-xyz/agave"),
+    "3.1": ("agave-validator", "v3.1.14-jito", "anza-xyz/agave"),
+    "4.0": ("agave-validator", "v4.0.3-jito", "anza-xyz/agave"),
+    "4.1": ("agave-validator", "v4.1.2-jito", "anza-xyz/agave"),
+    "4.2": ("agave-validator", "v4.2.1-jito", "anza-xyz/agave"),
+    "master": ("agave-validator", "HEAD", "anza-xyz/agave"),
+}
+
+MIRROR_REPO = "jito-foundation/jito-solana"
+
+
+def git(mirror: Path, *args: str) -> str:
+    """Run git in the mirror and return stdout."""
+    return subprocess.run(
+        ["git", "-C", str(mirror), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def try_show(mirror: Path, ref: str, path: str) -> str | None:
+    """Return a file at a ref, or None when it does not exist there."""
+    r = subprocess.run(
+        ["git", "-C", str(mirror), "show", f"{ref}:{path}"], capture_output=True, text=True
+    )
+    return r.stdout if r.returncode == 0 else None
+
+
+# ---------------------------------------------------------------- Rust lexing helpers
+
+
+def _skip_string(text: str, i: int) -> int:
+    """Return the index after the string/char literal starting at i (or i if none)."""
+    c = text[i]
+    if c == "r" and i + 1 < len(text) and text[i + 1] in '#"':
+        j = i + 1
+        hashes = 0
+        while j < len(text) and text[j] == "#":
+            hashes += 1
+            j += 1
+        if j < len(text) and text[j] == '"':
+            end = text.find('"' + "#" * hashes, j + 1)
+            return end + 1 + hashes
+        return i
+    if c == '"':
+        j = i + 1
+        while j < len(text):
+            if text[j] == "\\":
+                j += 2
+                continue
+            if text[j] == '"':
+                return j + 1
+            j += 1
+        return j
+    if c == "'":
+        # char literal 'x' or '\n'; otherwise a lifetime like 'a
+        if text.startswith("\\", i + 1):
+            end = text.find("'", i + 2)
+            return end + 1
+        if i + 2 < len(text) and text[i + 2] == "'":
+            return i + 3
+    return i
+
+
+def strip_comments(text: str) -> str:
+    """Blank out // and /* */ comments, keeping string literals and offsets intact."""
+    out = list(text)
+    i = 0
+    n = len(text)
+    while i < n:
+        if text[i] in "\"'r" and (text[i] != "r" or (i == 0 or not text[i - 1].isalnum())):
+            j = _skip_string(text, i)
+            if j > i:
+                i = j
+                continue
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            for k in range(i, end):
+                out[k] = " "
+            i = end
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            for k in range(i, end):
+                if out[k] != "\n":
+                    out[k] = " "
+            i = end
+            continue
+        i += 1
+    return "".join(out)
+
+
+def match_close(text: str, i: int) -> int:
+    """Given text[i] is an opening bracket, return the index of its closing bracket."""
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    stack = [pairs[text[i]]]
+    j = i + 1
+    while j < len(text):
+        c = text[j]
+        if c in "\"'r" and (c != "r" or not text[j - 1].isalnum()):
+            k = _skip_string(text, j)
+            if k > j:
+                j = k
+                continue
+        if c in pairs:
+            stack.append(pairs[c])
+        elif c in ")]}":
+            if c != stack[-1]:
+                raise ValueError(f"unbalanced at {j}: {text[max(0, j - 80) : j + 20]!r}")
+            stack.pop()
+            if not stack:
+                return j
+        j += 1
+    raise ValueError("unterminated bracket")
+
+
+def fn_body(text: str, name: str) -> str | None:
+    """Return the body of the function ``name`` (between its braces), or None."""
+    m = re.search(rf"\bfn\s+{re.escape(name)}\b", text)
+    if not m:
+        return None
+    start = text.index("{", m.end())
+    return text[start + 1 : match_close(text, start)]
+
+
+def remove_calls(text: str, method: str) -> str:
+    """Remove every ``.method(...)`` call (balanced) from text."""
+    while True:
+        m = re.search(rf"\.\s*{method}\s*\(", text)
+        if not m:
+            return text
+        open_i = m.end() - 1
+        text = text[: m.start()] + text[match_close(text, open_i) + 1 :]
+
+
+def drop_tests(text: str) -> str:
+    """Cut a trailing ``#[cfg(test)] mod tests`` module."""
+    m = re.search(r"#\[cfg\(test\)\]\s*(pub\s+)?mod\s+\w+", text)
+    return text[: m.start()] if m else text
+
+
+_STR_RE = re.compile(r'r#*"|"')
+
+
+def string_literals(expr: str) -> list[str]:
+    """Return the decoded string literals in an expression, in order."""
+    out = []
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if c in "\"r" and (c != "r" or i == 0 or not expr[i - 1].isalnum()):
+            j = _skip_string(expr, i)
+            if j > i:
+                raw = expr[i:j]
+                if raw.startswith("r"):
+                    out.append(raw.lstrip("r").strip("#")[1:-1])
+                else:
+                    body = raw[1:-1]
+                    body = re.sub(r"\\\n\s*", "", body)  # Rust line continuation
+                    body = body.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+                    out.append(body)
+                i = j
+                continue
+        i += 1
+    return out
+
+
+# ---------------------------------------------------------------- clap Arg chains
+
+
+@dataclass
+class RawArg:
+    """One clap Arg builder chain as read from the source."""
+
+    name_expr: str
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    end: int = 0
+
+
+def parse_chains(text: str) -> list[RawArg]:
+    """Find every ``Arg::with_name(..)`` / ``Arg::new(..)`` chain in text."""
+    found = []
+    for m in re.finditer(r"\bArg::(?:with_name|new)\s*\(", text):
+        open_i = m.end() - 1
+        close = match_close(text, open_i)
+        arg = RawArg(name_expr=text[open_i + 1 : close].strip())
+        j = close + 1
+        while True:
+            k = j
+            while k < len(text) and text[k].isspace():
+                k += 1
+            mm = re.match(r"\.\s*(\w+)\s*(\()?", text[k:])
+            if not mm or not mm.group(2):
+                break
+            op = k + mm.end() - 1
+            cl = match_close(text, op)
+            arg.calls.append((mm.group(1), text[op + 1 : cl].strip()))
+            j = cl + 1
+        arg.end = j
+        found.append(arg)
+    return found
+
+
+class Resolver:
+    """Resolves identifiers used as flag names to their string values at one commit."""
+
+    def __init__(self, mirror: Path, ref: str, local_text: str) -> None:
+        self.mirror = mirror
+        self.ref = ref
+        self.local = local_text
+        self.cache: dict[str, str | None] = {}
+
+    def _grep(self, pattern: str) -> str:
+        r = subprocess.run(
+            ["git", "-C", str(self.mirror), "grep", "-h", "-A6", "-E", pattern, self.ref, "--"]
+            + ["*.rs"],
+            capture_output=True,
+            text=True,
+        )
+        return r.stdout
+
+    def const(self, ident: str) -> str | None:
+        """Value of ``const IDENT: &str = "..."`` (local file first, then the tree)."""
+        key = ident
+        if key in self.cache:
+            return self.cache[key]
+        pat = rf"const\s+{re.escape(ident)}\s*:\s*&(?:'static\s+)?str\s*=\s*\"([^\"]*)\""
+        m = re.search(pat, self.local) or re.search(pat, self._grep(rf"const {ident}\b"))
+        self.cache[key] = m.group(1) if m else None
+        return self.cache[key]
+
+    def arg_constant(self, ident: str, fld: str) -> str | None:
+        """Field of a ``pub const IDENT: ArgConstant`` (solana_clap_utils)."""
+        text = self._grep(rf"const {ident}\s*:\s*ArgConstant")
+        m = re.search(rf"\b{fld}\s*:\s*\"([^\"]*)\"", text)
+        return m.group(1) if m else None
+
+    def value(self, expr: str) -> str | None:
+        """Resolve a name/long expression to its string, or None."""
+        expr = expr.strip().lstrip("&")
+        lits = string_literals(expr)
+        if lits and re.fullmatch(r'\s*r?#*".*"#*\s*', expr, re.S):
+            return lits[0]
+        m = re.fullmatch(r"(\w+)\.(name|long|help)", expr)
+        if m:
+            return self.arg_constant(m.group(1), m.group(2))
+        m = re.fullmatch(r"(?:[\w:]+::)?(\w+)", expr)
+        if m:
+            return self.const(m.group(1))
+        return None
+
+
+def _bool_arg(v: str) -> bool:
+    return v.strip() != "false"
+
+
+def _names(expr: str, resolver: Resolver) -> list[str]:
+    lits = string_literals(expr)
+    if lits:
+        return lits
+    v = resolver.value(expr)
+    return [v] if v else []
+
+
+def build_flag(raw: RawArg, resolver: Resolver) -> dict[str, Any] | None:
+    """Turn a RawArg into a flag record (None for positional args)."""
+    name = resolver.value(raw.name_expr)
+    rec: dict[str, Any] = {
+        "name": name,
+        "long": None,
+        "short": None,
+        "aliases": [],
+        "takes_value": False,
+        "value_optional": False,
+        "multiple": False,
+        "hidden": False,
+        "possible_values": None,
+        "default": None,
+        "conflicts_with": [],
+        "requires": [],
+        "value_name": None,
+        "help": "",
+    }
+    for meth, argtext in raw.calls:
+        if meth == "long":
+            rec["long"] = resolver.value(argtext)
+            if rec["long"] is None:
+                rec["long_unresolved"] = argtext
+        elif meth == "short":
+            lit = string_literals(argtext)
+            rec["short"] = lit[0] if lit else argtext.strip("'")
+        elif meth in ("alias", "visible_alias"):
+            rec["aliases"] += _names(argtext, resolver)
+        elif meth in ("aliases", "visible_aliases"):
+            rec["aliases"] += string_literals(argtext)
+        elif meth == "takes_value":
+            rec["takes_value"] = _bool_arg(argtext)
+        elif meth in ("value_name", "value_names"):
+            rec["takes_value"] = True
+            lits = string_literals(argtext)
+            rec["value_name"] = lits[0] if lits else argtext
+        elif meth in ("default_value", "default_value_if"):
+            rec["takes_value"] = True
+            if meth == "default_value":
+                lits = string_literals(argtext)
+                rec["default"] = lits[0] if lits else argtext
+        elif meth == "min_values":
+            rec["takes_value"] = True
+            if argtext.strip() == "0":
+                rec["value_optional"] = True
+        elif meth in ("multiple", "multiple_occurrences"):
+            rec["multiple"] = _bool_arg(argtext)
+        elif meth == "hidden":
+            rec["hidden"] = _bool_arg(argtext)
+        elif meth == "possible_values":
+            lits = string_literals(argtext)
+            rec["possible_values"] = lits if lits else None
+            if not lits:
+                rec["possible_values_expr"] = argtext
+        elif meth in ("conflicts_with", "conflicts_with_all"):
+            rec["conflicts_with"] += _names(argtext, resolver)
+        elif meth in ("requires", "requires_all"):
+            rec["requires"] += _names(argtext, resolver)
+        elif meth == "help" and not rec["help"]:
+            rec["help"] = " ".join(" ".join(string_literals(argtext)).split())
+        elif meth == "long_help" and not rec["help"]:
+            rec["help"] = " ".join(" ".join(string_literals(argtext)).split())
+    if rec["long"] is None and rec["short"] is None:
+        if "long_unresolved" in rec:
+            raise ValueError(f"unresolved long name {rec['long_unresolved']!r} ({name})")
+        return None  # positional
+    if len(rec["help"]) > 240:
+        rec["help"] = rec["help"][:237].rstrip() + "..."
+    return rec
+
+
+# ---------------------------------------------------------------- per-commit extraction
+
+
+def _thread_args(mirror: Path, ref: str, text: str) -> list[dict[str, Any]]:
+    text = drop_tests(strip_comments(text))
+    body = fn_body(text, "thread_args") or ""
+    used = re.findall(r"new_thread_arg::<\s*(\w+)\s*>", body)
+    out = []
+    # early 2.0 builds the Args inline instead of through `impl ThreadArg`
+    resolver = Resolver(mirror, ref, text)
+    for ch in parse_chains(body):
+        rec = build_flag(ch, resolver)
+        if rec:
+            rec["hidden"] = rec["hidden"] or False
+            out.append(rec)
+    for typ in used:
+        m = re.search(rf"impl\s+ThreadArg\s+for\s+{typ}\s*\{{", text)
+        if not m:
+            raise ValueError(f"no impl ThreadArg for {typ} at {ref}")
+        body = text[m.end() : match_close(text, m.end() - 1)]
+
+        def cst(n: str, body: str = body) -> str:
+            mm = re.search(rf"const\s+{n}\s*:\s*&'static\s+str\s*=\s*(.*?);", body, re.S)
+            if not mm:
+                raise ValueError(f"{typ}: no {n}")
+            return " ".join(" ".join(string_literals(mm.group(1))).split())
+
+        out.append(
+            {
+                "name": cst("NAME"),
+                "long": cst("LONG_NAME"),
+                "short": None,
+                "aliases": [],
+                "takes_value": True,
+                "value_optional": False,
+                "multiple": False,
+                "hidden": True,
+                "possible_values": None,
+                "default": "computed from the number of CPUs (see thread_args.rs)",
+                "conflicts_with": [],
+                "requires": [],
+                "value_name": "NUMBER",
+                "help": cst("HELP"),
+            }
+        )
+    return out
+
+
+def _deprecated_meta(body: str, chains: list[RawArg]) -> dict[int, dict[str, str]]:
+    """For each chain in deprecated_arguments(), the replaced_by / usage_warning after it."""
+    meta: dict[int, dict[str, str]] = {}
+    for idx, ch in enumerate(chains):
+        nxt = chains[idx + 1].end if idx + 1 < len(chains) else len(body)
+        # text between this chain's end and the next add_arg!( call
+        m = re.search(r"add_arg!\s*\(", body[ch.end : nxt])
+        tail = body[ch.end : ch.end + m.start()] if m else body[ch.end : nxt]
+        info: dict[str, str] = {}
+        for key in ("replaced_by", "usage_warning"):
+            mm = re.search(rf"{key}\s*:\s*((?:\"(?:[^\"\\]|\\.)*\"\s*)+)", tail, re.S)
+            if mm:
+                info[key] = " ".join(" ".join(string_literals(mm.group(1))).split())
+        meta[idx] = info
+    return meta
+
+
+def extract(mirror: Path, ref: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return (flags, files read) of the validator's run command at ref."""
+    files: list[str] = []
+    flags: list[dict[str, Any]] = []
+    cli = try_show(mirror, ref, "validator/src/cli.rs")
+    if cli is None:
+        raise ValueError(f"no validator/src/cli.rs at {ref}")
+    files.append("validator/src/cli.rs")
+    cli_s = strip_comments(cli)
+    resolver = Resolver(mirror, ref, cli_s)
+
+    app = fn_body(cli_s, "app")
+    assert app is not None
+    app = remove_calls(app, "subcommand")
+    for ch in parse_chains(app):
+        rec = build_flag(ch, resolver)
+        if rec:
+            flags.append(rec)
+
+    dep = fn_body(cli_s, "deprecated_arguments") or ""
+    chains = parse_chains(dep)
+    meta = _deprecated_meta(dep, chains)
+    for idx, ch in enumerate(chains):
+        rec = build_flag(ch, resolver)
+        if rec:
+            rec["hidden"] = True
+            rec["deprecated"] = True
+            rec.update(meta[idx])
+            flags.append(rec)
+
+    run_files = ["validator/src/commands/run/args.rs"]
+    listing = git(mirror, "ls-tree", "--name-only", ref, "validator/src/commands/run/args/")
+    run_files += sorted(p for p in listing.split() if p.endswith(".rs"))
+    for path in run_files:
+        text = try_show(mirror, ref, path)
+        if text is None:
+            continue
+        files.append(path)
+        body = drop_tests(strip_comments(text))
+        body = remove_calls(body, "subcommand")
+        res = Resolver(mirror, ref, body)
+        for ch in parse_chains(body):
+            rec = build_flag(ch, res)
+            if rec:
+                flags.append(rec)
+
+    thread = try_show(mirror, ref, "validator/src/cli/thread_args.rs")
+    if thread is not None:
+        files.append("validator/src/cli/thread_args.rs")
+        flags += _thread_args(mirror, ref, thread)
+
+    # one record per long name; a name can legitimately be built twice (e.g. a variable
+    # reused under two conditions), keep the first and merge what differs.
+    merged: dict[str, dict[str, Any]] = {}
+    for rec in flags:
+        key = rec["long"] or "-" + rec["short"]
+        rec.setdefault("deprecated", False)
+        if key in merged:
+            merged[key]["aliases"] = sorted(set(merged[key]["aliases"]) | set(rec["aliases"]))
+            continue
+        merged[key] = rec
+    by_name = {r["name"]: (r["long"] or r["name"]) for r in merged.values() if r["name"]}
+    for rec in merged.values():
+        rec["conflicts_with"] = sorted({by_name.get(n, n) for n in rec["conflicts_with"]})
+        rec["requires"] = sorted({by_name.get(n, n) for n in rec["requires"]})
+    return sorted(merged.values(), key=lambda r: r["long"] or r["short"]), files
+
+
+def upstream_parent(mirror: Path, tag: str) -> str:
+    """The upstream commit under the Jito patch stack of a Jito tag."""
+    log = git(mirror, "log", "--first-parent", "--format=%H %s", "-n", "400", tag)
+    for line in log.splitlines():
+        sha, _, subject = line.partition(" ")
+        if re.search(r"jito patch", subject, re.I):
+            return git(mirror, "rev-parse", f"{sha}^1").strip()
+    raise ValueError(f"no 'Jito Patch' commit under {tag}")
+
+
+def workspace_version(mirror: Path, ref: str) -> str:
+    """The [workspace.package] version of Cargo.toml at ref."""
+    text = try_show(mirror, ref, "Cargo.toml") or ""
+    m = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)
+    return m.group(1) if m else "unknown"
+
+
+def dump(doc: dict[str, Any]) -> str:
+    """JSON with one flag per line: small, and diffs between releases stay readable."""
+    head = {k: v for k, v in doc.items() if k not in ("flags", "jito_flags")}
+    text = json.dumps(head, indent=1)[:-2]
+    for key in ("flags", "jito_flags"):
+        rows = ",\n  ".join(json.dumps(f, separators=(",", ":")) for f in doc[key])
+        text += f',\n "{key}": [\n  {rows}\n ]'
+    return text + "\n}\n"
+
+
+def main(argv: list[str]) -> int:
+    """Extract every release line and write the data files."""
+    mirror = Path(argv[1])
+    only = set(argv[2:])
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for line, (binary, tag, upstream_repo) in RELEASES.items():
+        if only and line not in only:
+            continue
+        jito_commit = git(mirror, "rev-parse", f"{tag}^{{commit}}").strip()
+        base = upstream_parent(mirror, tag)
+        up_flags, up_files = extract(mirror, base)
+        jito_all, jito_files = extract(mirror, jito_commit)
+        up_longs = {f["long"] for f in up_flags}
+        jito_only = [f for f in jito_all if f["long"] not in up_longs]
+        doc = {
+            "schema": 1,
+            "release_line": line,
+            "binary": binary,
+            "version": workspace_version(mirror, base),
+            "source": {
+                "repo": upstream_repo,
+                "commit": base,
+                "read_from": f"{MIRROR_REPO} mirror (upstream history under tag {tag})",
+                "files": up_files,
+            },
+            "jito": {
+                "repo": MIRROR_REPO,
+                "tag": tag if tag != "HEAD" else "master",
+                "commit": jito_commit,
+                "version": workspace_version(mirror, jito_commit),
+                "files": jito_files,
+            },
+            "flags": up_flags,
+            "jito_flags": jito_only,
+        }
+        if line == "master":
+            doc["note"] = (
+                "Agave master as merged into jito-solana master; the anza-xyz/agave "
+                "snapshot itself was too large to fetch, so later master commits are not read."
+            )
+        out = OUT_DIR / f"{line}.json"
+        out.write_text(dump(doc))
+        print(
+            f"{line}: {doc['version']} @ {base[:10]}  flags={len(up_flags)} "
+            f"jito_only={len(jito_only)} -> {out.name}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
