@@ -20,7 +20,9 @@ from agave_perf.errors import (
 
 # name -> "module:attribute"; modules load only when their command runs, which keeps
 # `agave-perf --help` and quick commands like `host check` fast.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "simnet": "agave_perf.cli.simnet:simnet",
+}
 
 
 class LazyGroup(click.Group):

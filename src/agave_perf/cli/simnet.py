@@ -1,0 +1,131 @@
+"""``agave-perf simnet``: run the embedded cluster until the duration ends or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from agave_perf import paths
+from agave_perf.cli._common import Duration, run_async, runtime, standard_options
+from agave_perf.errors import UsageError
+from agave_perf.output import dumps
+from agave_perf.simnet import BUILTIN, SimCluster, load_scenario
+
+
+def write_keypair(cluster: SimCluster) -> Path:
+    """Save the funded payer in Solana CLI keypair format (a JSON array of 64 bytes)."""
+    path = paths.state_path("simnet", f"payer-{cluster.scenario.seed}.json")
+    path.write_text(json.dumps(list(bytes(cluster.payer))))
+    path.chmod(0o600)
+    return path
+
+
+async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> None:
+    try:
+        await cluster.start()
+    except OSError as err:
+        msg = f"cannot listen on {cluster.host}:{cluster.port}: {err.strerror or err}"
+        raise UsageError(msg) from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        keypair = write_keypair(cluster)
+        if as_json:
+            doc = {
+                "nodes": [n.to_json() for n in cluster.info()],
+                "scenario": cluster.scenario.name,
+                "slot_ms": cluster.slot_s * 1000,
+                "payer": str(cluster.payer.pubkey()),
+                "payer_keypair": str(keypair),
+                "accounts": [str(p) for p in cluster.account_pool],
+            }
+            print(dumps(doc), flush=True)
+        else:
+            for n in cluster.info():
+                print(f"{n.role:<8} {n.http} {n.ws}", flush=True)
+            print(f"payer    {cluster.payer.pubkey()} keypair {keypair}", flush=True)
+            print(
+                f"scenario {cluster.scenario.name}, slot {cluster.slot_s * 1000:g} ms; "
+                "Ctrl-C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration)
+    finally:
+        await cluster.stop()
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1, 16), default=None, help="Tip plus followers.")
+@click.option(
+    "--scenario",
+    default=None,
+    help=f"Built-in ({', '.join(BUILTIN)}) with name:key=value,... or a TOML file.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65533),
+    default=None,
+    help="Tip HTTP port; WS on port+1; followers above. 0 = free ports.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--slot-ms", type=click.FloatRange(1, 60_000), default=None, help="Slot time.")
+@click.option("--duration", type=Duration(), default=None, help="Stop after this long (e.g. 30s).")
+@click.option(
+    "--truth", type=click.Path(dir_okay=False), default=None, help="Write ground truth JSONL here."
+)
+@click.option(
+    "--accounts",
+    type=click.IntRange(0, 100_000),
+    default=16,
+    show_default=True,
+    help="Genesis accounts for read workloads.",
+)
+@click.option(
+    "--health-check-slot-distance", type=click.IntRange(0), default=128, show_default=True
+)
+@click.option(
+    "--perf-sample-secs",
+    type=click.FloatRange(0.1),
+    default=60.0,
+    show_default=True,
+    help="getRecentPerformanceSamples period.",
+)
+@standard_options
+def simnet(
+    nodes: int | None,
+    scenario: str | None,
+    port: int | None,
+    host: str,
+    slot_ms: float | None,
+    duration: float | None,
+    truth: str | None,
+    accounts: int,
+    health_check_slot_distance: int,
+    perf_sample_secs: float,
+) -> None:
+    """Start an embedded Solana-RPC-compatible cluster on loopback (tip first)."""
+    rt = runtime()
+    cfg = rt.settings.simnet
+    cluster = SimCluster(
+        nodes=nodes or cfg.nodes,
+        scenario=load_scenario(scenario or cfg.scenario),
+        slot_ms=slot_ms or cfg.slot_ms,
+        port=cfg.port if port is None else port,
+        host=host,
+        truth=truth,
+        accounts=accounts,
+        health_check_slot_distance=health_check_slot_distance,
+        perf_sample_s=perf_sample_secs,
+    )
+    run_async(_serve(cluster, duration, rt.as_json))

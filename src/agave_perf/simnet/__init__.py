@@ -1,0 +1,19 @@
+"""simnet: an embedded, Solana-RPC-compatible cluster whose truth is known exactly.
+
+``async with SimCluster(nodes=2, scenario="lag:slots=8") as cluster:`` starts a
+tip and followers on free loopback ports; ``cluster.info()`` gives their URLs.
+"""
+
+from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
+from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
+from agave_perf.simnet._scenario import load as load_scenario
+
+__all__ = [
+    "BUILTIN",
+    "LAMPORTS_PER_SOL",
+    "Distribution",
+    "NodeInfo",
+    "Scenario",
+    "SimCluster",
+    "load_scenario",
+]

@@ -1,0 +1,206 @@
+"""One simnet node: its processed slot, commitments, bank, and subscribers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from solders.pubkey import Pubkey
+
+from agave_perf.simnet._ledger import Bank, Block, Ledger, TipBank
+
+if TYPE_CHECKING:
+    from agave_perf.simnet._cluster import SimCluster
+
+CONFIRM_DEPTH = 1  # blocks between processed and optimistically confirmed
+ROOT_DEPTH = 31  # blocks between processed and rooted (finalized)
+COMMITMENTS = ("processed", "confirmed", "finalized")
+
+Notify = Callable[[str, Any, int], None]  # (method, result, subscription id)
+
+
+@dataclass
+class Subscription:
+    """One PubSub subscription of one connection."""
+
+    id: int
+    kind: str  # slot | root | signature | account
+    notify: Notify
+    commitment: str = "finalized"
+    key: str = ""  # signature or pubkey
+    encoding: str = "base64"
+    received: bool = False  # signature: enableReceivedNotification
+
+
+@dataclass
+class NodeView:
+    """The slots a node sees at each commitment level."""
+
+    processed: int
+    confirmed: int
+    finalized: int
+
+    def at(self, commitment: str) -> int:
+        """Return the slot for a commitment name."""
+        return {"processed": self.processed, "confirmed": self.confirmed}.get(
+            commitment, self.finalized
+        )
+
+
+class Node:
+    """A tip (index 0) or a follower of the simnet cluster."""
+
+    def __init__(self, cluster: SimCluster, index: int, ledger: Ledger) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.role = "tip" if index == 0 else "follower"
+        self.name = "tip" if index == 0 else f"follower-{index}"
+        self.ledger = ledger
+        self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
+        self._blocks: list[int] = []  # slots this node has processed, ascending
+        self.view = NodeView(-1, -1, -1)
+        self.http_url = ""
+        self.ws_url = ""
+        self.subs: dict[int, Subscription] = {}
+        self._sig_subs: dict[str, list[Subscription]] = {}
+        self._acct_subs: dict[Pubkey, list[Subscription]] = {}
+        self.perf_samples: list[dict[str, int]] = []
+        self._sample_start: tuple[float, int, int] | None = None
+
+    # -- slot processing ----------------------------------------------------------------
+
+    def process(self, block: Block) -> None:
+        """Make ``block`` this node's processed slot and notify subscribers."""
+        if self.index != 0:
+            self.bank.replay(block)
+        self.bank.svm.warp_to_slot(block.slot)
+        before = self.view
+        self._blocks.append(block.slot)
+        n = len(self._blocks)
+        self.view = NodeView(
+            processed=block.slot,
+            confirmed=self._blocks[max(0, n - 1 - CONFIRM_DEPTH)],
+            finalized=self._blocks[max(0, n - 1 - ROOT_DEPTH)],
+        )
+        if len(self._blocks) > 4 * ROOT_DEPTH:
+            del self._blocks[:ROOT_DEPTH]
+        self._notify_slot(block, before)
+
+    def _notify_slot(self, block: Block, before: NodeView) -> None:
+        if not self.subs:
+            return
+        for sub in list(self.subs.values()):
+            if sub.kind == "slot":
+                sub.notify(
+                    "slotNotification",
+                    {"parent": block.parent, "root": self.view.finalized, "slot": block.slot},
+                    sub.id,
+                )
+            elif sub.kind == "root" and self.view.finalized != before.finalized:
+                sub.notify("rootNotification", self.view.finalized, sub.id)
+        if self._sig_subs or self._acct_subs:
+            for commitment in COMMITMENTS:
+                old, new = before.at(commitment), self.view.at(commitment)
+                if new > old:
+                    for b in self.ledger.blocks_between(old, new):
+                        self._notify_block(b, commitment)
+
+    def _notify_block(self, block: Block, commitment: str) -> None:
+        for tx in block.txs:
+            for sub in list(self._sig_subs.get(tx.signature, ())):
+                if sub.commitment == commitment:
+                    sub.notify(
+                        "signatureNotification",
+                        {"context": {"slot": block.slot}, "value": {"err": tx.err}},
+                        sub.id,
+                    )
+                    self.unsubscribe(sub.id)  # signature subscriptions are one-shot
+        if self._acct_subs:
+            from agave_perf.simnet._encoding import encode_account
+
+            seen: set[Pubkey] = set()
+            for pubkey, _ in reversed(block.writes):
+                if pubkey in seen:
+                    continue
+                seen.add(pubkey)
+                for sub in self._acct_subs.get(pubkey, ()):
+                    if sub.commitment == commitment:
+                        account = self.ledger.account(pubkey, block.slot)
+                        sub.notify(
+                            "accountNotification",
+                            {
+                                "context": {"slot": block.slot},
+                                "value": encode_account(account, sub.encoding, None),
+                            },
+                            sub.id,
+                        )
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    _ids = itertools.count(1)
+
+    def subscribe(self, sub_kind: str, notify: Notify, **kw: Any) -> Subscription:
+        """Register a subscription and return it."""
+        sub = Subscription(next(Node._ids), sub_kind, notify, **kw)
+        self.subs[sub.id] = sub
+        if sub_kind == "signature":
+            self._sig_subs.setdefault(sub.key, []).append(sub)
+        elif sub_kind == "account":
+            self._acct_subs.setdefault(Pubkey.from_string(sub.key), []).append(sub)
+        return sub
+
+    def unsubscribe(self, sub_id: int) -> bool:
+        """Remove a subscription; return whether it existed."""
+        sub = self.subs.pop(sub_id, None)
+        if sub is None:
+            return False
+        if sub.kind == "signature":
+            lst = self._sig_subs.get(sub.key, [])
+            if sub in lst:
+                lst.remove(sub)
+            if not lst:
+                self._sig_subs.pop(sub.key, None)
+        elif sub.kind == "account":
+            pk = Pubkey.from_string(sub.key)
+            lst2 = self._acct_subs.get(pk, [])
+            if sub in lst2:
+                lst2.remove(sub)
+            if not lst2:
+                self._acct_subs.pop(pk, None)
+        return True
+
+    def signature_landed_notify(self, sub: Subscription) -> None:
+        """Fire a signature subscription at once if its signature already reached the level."""
+        rec = self.ledger.status(sub.key, self.view.at(sub.commitment))
+        if rec is not None:
+            sub.notify(
+                "signatureNotification",
+                {"context": {"slot": rec.slot}, "value": {"err": rec.err}},
+                sub.id,
+            )
+            self.unsubscribe(sub.id)
+
+    # -- performance samples ------------------------------------------------------------
+
+    def sample_perf(self, now: float, period_s: float) -> None:
+        """Close a performance sample every ``period_s`` seconds, like Agave's sampler."""
+        slot, count = self.view.processed, self.ledger.transaction_count
+        if self._sample_start is None:
+            self._sample_start = (now, slot, count)
+            return
+        t0, s0, c0 = self._sample_start
+        if now - t0 >= period_s:
+            self.perf_samples.insert(
+                0,
+                {
+                    "slot": slot,
+                    "numSlots": slot - s0,
+                    "numTransactions": count - c0,
+                    "numNonVoteTransactions": count - c0,
+                    "samplePeriodSecs": round(now - t0),
+                },
+            )
+            del self.perf_samples[720:]
+            self._sample_start = (now, slot, count)

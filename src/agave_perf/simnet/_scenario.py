@@ -1,0 +1,430 @@
+"""Scenarios: what each simnet node does over time, as plain data.
+
+A scenario is a timeline of phases. Each phase starts at ``at`` seconds after
+start and sets behaviours for some nodes (``tip``, ``followers``, ``all`` or a
+node index, 0 being the tip). Later phases override earlier ones key by key.
+
+Built-in scenarios take parameters as ``name:key=value,...``::
+
+    steady                      followers 0-2 slots behind
+    lag:slots=8,node=1          one follower N slots behind
+    stall:after=10s,for=5s,speedup=3,node=1
+    flaky:error_rate=0.05,rate_429=0.02,rate_503=0.02,timeout_rate=0.01,
+          malformed_rate=0.01,ws_drop_per_min=2,node=all
+    skips:rate=0.1              a fraction of slots is skipped (no block)
+    pause:every=10s,for=1s,node=0   the node answers nothing during pauses
+    latency:dist=normal,mean=20ms,sd=2ms,methods=*,node=all
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agave_perf.errors import UsageError
+
+
+def parse_seconds(text: str | float | int) -> float:
+    """Parse ``10``, ``10s``, ``250ms``, ``2m`` into seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise UsageError(f"invalid duration '{text}' (use e.g. 250ms, 10s, 2m)")
+    value = float(m.group(1))
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A latency distribution in seconds: const, uniform, normal, lognormal or exp."""
+
+    kind: str = "const"
+    a: float = 0.0  # const value, uniform low, normal/lognormal mean, exp mean
+    b: float = 0.0  # uniform high, normal/lognormal standard deviation
+
+    def sample(self, rng: random.Random) -> float:
+        """Draw one latency (never negative)."""
+        if self.kind == "const":
+            v = self.a
+        elif self.kind == "uniform":
+            v = rng.uniform(self.a, self.b)
+        elif self.kind == "normal":
+            v = rng.gauss(self.a, self.b)
+        elif self.kind == "lognormal":
+            # parameters given as the distribution's own mean and sd, not the log's
+            sigma2 = math.log(1 + (self.b / self.a) ** 2) if self.a > 0 else 0.0
+            mu = math.log(self.a) - sigma2 / 2 if self.a > 0 else 0.0
+            v = rng.lognormvariate(mu, math.sqrt(sigma2))
+        else:  # exp
+            v = rng.expovariate(1 / self.a) if self.a > 0 else 0.0
+        return max(0.0, v)
+
+    def quantile(self, q: float) -> float:
+        """Return the theoretical q-quantile in seconds (for scoring measurements)."""
+        from statistics import NormalDist
+
+        if self.kind == "const":
+            return self.a
+        if self.kind == "uniform":
+            return self.a + q * (self.b - self.a)
+        if self.kind == "normal":
+            return max(0.0, NormalDist(self.a, self.b).inv_cdf(q)) if self.b > 0 else self.a
+        if self.kind == "lognormal":
+            sigma = math.sqrt(math.log(1 + (self.b / self.a) ** 2))
+            mu = math.log(self.a) - sigma**2 / 2
+            return math.exp(mu + sigma * NormalDist().inv_cdf(q))
+        return -self.a * math.log(1 - q)
+
+    @classmethod
+    def parse(cls, spec: str) -> Distribution:
+        """Parse ``20ms``, ``const:20ms``, ``uniform:10ms..30ms``, ``normal:20ms,5ms``, ..."""
+        spec = spec.strip()
+        kind, _, rest = spec.partition(":")
+        if not rest:
+            return cls("const", parse_seconds(kind))
+        if kind == "const":
+            return cls("const", parse_seconds(rest))
+        if kind == "uniform":
+            lo, _, hi = rest.partition("..")
+            return cls("uniform", parse_seconds(lo), parse_seconds(hi or lo))
+        if kind in ("normal", "lognormal"):
+            mean, _, sd = rest.partition(",")
+            return cls(kind, parse_seconds(mean), parse_seconds(sd or "0"))
+        if kind == "exp":
+            return cls("exp", parse_seconds(rest))
+        raise UsageError(f"unknown latency distribution '{kind}' in '{spec}'")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the truth file."""
+        return {"kind": self.kind, "a": self.a, "b": self.b}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """What one node does during a phase. ``None`` means "unchanged from before"."""
+
+    lag_slots: tuple[float, float] | None = None  # replay delay range, in slots
+    stalled: bool | None = None
+    speedup: float | None = None  # replay capacity when catching up, × real time
+    latency: dict[str, Distribution] | None = None  # method ("*" default) -> distribution
+    error_rate: float | None = None
+    rate_429: float | None = None
+    rate_503: float | None = None
+    timeout_rate: float | None = None
+    malformed_rate: float | None = None
+    ws_drop_per_min: float | None = None
+    pause_every: float | None = None
+    pause_for: float | None = None
+
+    def merged(self, other: Behaviour) -> Behaviour:
+        """Return self with every field ``other`` sets replaced."""
+        changes = {k: v for k, v in other.__dict__.items() if v is not None}
+        return replace(self, **changes)
+
+
+DEFAULT_BEHAVIOUR = Behaviour(
+    lag_slots=(0.0, 0.0),
+    stalled=False,
+    speedup=2.0,
+    latency={},
+    error_rate=0.0,
+    rate_429=0.0,
+    rate_503=0.0,
+    timeout_rate=0.0,
+    malformed_rate=0.0,
+    ws_drop_per_min=0.0,
+    pause_every=0.0,
+    pause_for=0.0,
+)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """From ``at`` seconds on, these nodes behave like this (targets: tip/followers/all/index)."""
+
+    at: float
+    nodes: dict[str, Behaviour] = field(default_factory=dict)
+    skip_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named timeline of phases, with the seed that makes its randomness repeatable."""
+
+    name: str
+    phases: tuple[Phase, ...]
+    seed: int = 1
+
+    def behaviour(self, node: int, t: float) -> Behaviour:
+        """Return the behaviour of node ``node`` (0 = tip) at ``t`` seconds after start."""
+        b = DEFAULT_BEHAVIOUR
+        for phase in self.phases:
+            if phase.at > t:
+                break
+            for target, beh in phase.nodes.items():
+                if _targets(target, node):
+                    b = b.merged(beh)
+        return b
+
+    def skip_rate(self, t: float) -> float:
+        """Return the fraction of slots skipped at ``t``."""
+        rate = 0.0
+        for phase in self.phases:
+            if phase.at > t:
+                break
+            if phase.skip_rate is not None:
+                rate = phase.skip_rate
+        return rate
+
+    def stall_windows(self, node: int) -> list[tuple[float, float]]:
+        """Return the [start, end) times during which ``node`` does not replay."""
+        windows: list[tuple[float, float]] = []
+        points = sorted({p.at for p in self.phases})
+        start: float | None = None
+        for at in points:
+            stalled = bool(self.behaviour(node, at).stalled)
+            if stalled and start is None:
+                start = at
+            elif not stalled and start is not None:
+                windows.append((start, at))
+                start = None
+        if start is not None:
+            windows.append((start, math.inf))
+        return windows
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data describing the scenario, for the truth file."""
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "phases": [
+                {
+                    "at": p.at,
+                    "skip_rate": p.skip_rate,
+                    "nodes": {
+                        k: {
+                            f: (
+                                {m: d.to_json() for m, d in v.items()} if isinstance(v, dict) else v
+                            )
+                            for f, v in b.__dict__.items()
+                            if v is not None
+                        }
+                        for k, b in p.nodes.items()
+                    },
+                }
+                for p in self.phases
+            ],
+        }
+
+
+def _targets(target: str, node: int) -> bool:
+    if target == "all":
+        return True
+    if target == "tip":
+        return node == 0
+    if target == "followers":
+        return node > 0
+    return target.isdigit() and int(target) == node
+
+
+# ---------------------------------------------------------------------------- parsing
+
+_BEHAVIOUR_KEYS = {
+    "lag_slots",
+    "stalled",
+    "speedup",
+    "latency",
+    "error_rate",
+    "rate_429",
+    "rate_503",
+    "timeout_rate",
+    "malformed_rate",
+    "ws_drop_per_min",
+    "pause_every",
+    "pause_for",
+}
+
+
+def _rate(params: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(params.pop(key, default))
+    except ValueError:
+        raise UsageError(f"scenario parameter '{key}' must be a number") from None
+    if not 0 <= value <= 1:
+        raise UsageError(f"scenario parameter '{key}' must be between 0 and 1")
+    return value
+
+
+def _num(params: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(params.pop(key, default))
+    except ValueError:
+        raise UsageError(f"scenario parameter '{key}' must be a number") from None
+    if value < 0:
+        raise UsageError(f"scenario parameter '{key}' must not be negative")
+    return value
+
+
+def _secs(params: dict[str, str], key: str, default: str) -> float:
+    return parse_seconds(params.pop(key, default))
+
+
+def _node(params: dict[str, str], default: str) -> str:
+    node = params.pop("node", default)
+    if node not in ("all", "tip", "followers") and not node.isdigit():
+        raise UsageError(f"scenario parameter node='{node}': use all, tip, followers or an index")
+    return node
+
+
+def _steady() -> Phase:
+    return Phase(0.0, {"followers": Behaviour(lag_slots=(0.0, 2.0))})
+
+
+def _builtin(name: str, params: dict[str, str]) -> Scenario:
+    seed = int(_num(params, "seed", 1))
+    if name == "steady":
+        phases: tuple[Phase, ...] = (_steady(),)
+    elif name == "lag":
+        slots = _num(params, "slots", 8)
+        node = _node(params, "1")
+        phases = (_steady(), Phase(0.0, {node: Behaviour(lag_slots=(slots, slots))}))
+    elif name == "stall":
+        after = _secs(params, "after", "10s")
+        length = _secs(params, "for", "5s")
+        speedup = _num(params, "speedup", 3)
+        if speedup <= 1:
+            raise UsageError("stall: speedup must be > 1 so the node can catch up")
+        node = _node(params, "1")
+        phases = (
+            _steady(),
+            Phase(0.0, {node: Behaviour(lag_slots=(0.0, 0.0), speedup=speedup)}),
+            Phase(after, {node: Behaviour(stalled=True)}),
+            Phase(after + length, {node: Behaviour(stalled=False)}),
+        )
+    elif name == "flaky":
+        node = _node(params, "all")
+        beh = Behaviour(
+            error_rate=_rate(params, "error_rate", 0.05),
+            rate_429=_rate(params, "rate_429", 0.02),
+            rate_503=_rate(params, "rate_503", 0.02),
+            timeout_rate=_rate(params, "timeout_rate", 0.01),
+            malformed_rate=_rate(params, "malformed_rate", 0.01),
+            ws_drop_per_min=_num(params, "ws_drop_per_min", 2),
+        )
+        phases = (_steady(), Phase(0.0, {node: beh}))
+    elif name == "skips":
+        phases = (_steady(), Phase(0.0, {}, skip_rate=_rate(params, "rate", 0.1)))
+    elif name == "pause":
+        node = _node(params, "all")
+        every = _secs(params, "every", "10s")
+        length = _secs(params, "for", "1s")
+        if length >= every:
+            raise UsageError("pause: 'for' must be shorter than 'every'")
+        phases = (_steady(), Phase(0.0, {node: Behaviour(pause_every=every, pause_for=length)}))
+    elif name == "latency":
+        node = _node(params, "all")
+        dist = params.pop("dist", "normal")
+        mean = params.pop("mean", "20ms")
+        sd = params.pop("sd", "2ms")
+        spec = {
+            "const": f"const:{mean}",
+            "normal": f"normal:{mean},{sd}",
+            "lognormal": f"lognormal:{mean},{sd}",
+            "exp": f"exp:{mean}",
+            "uniform": f"uniform:{params.pop('low', '0ms')}..{params.pop('high', mean)}",
+        }.get(dist)
+        if spec is None:
+            raise UsageError(f"latency: unknown dist '{dist}'")
+        methods = params.pop("methods", "*").split("+")
+        d = Distribution.parse(spec)
+        phases = (_steady(), Phase(0.0, {node: Behaviour(latency=dict.fromkeys(methods, d))}))
+    else:
+        raise UsageError(
+            f"unknown scenario '{name}' (built-in: {', '.join(BUILTIN)}; or a TOML file)"
+        )
+    if params:
+        raise UsageError(f"scenario '{name}': unknown parameter(s) {', '.join(sorted(params))}")
+    return Scenario(name, phases, seed)
+
+
+BUILTIN = ("steady", "lag", "stall", "flaky", "skips", "pause", "latency")
+
+
+def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
+    unknown = set(data) - _BEHAVIOUR_KEYS
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    kw: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "lag_slots":
+            lo, hi = (value, value) if isinstance(value, int | float) else value
+            kw[key] = (float(lo), float(hi))
+        elif key == "latency":
+            if isinstance(value, str):
+                value = {"*": value}
+            kw[key] = {m: Distribution.parse(str(s)) for m, s in value.items()}
+        elif key in ("pause_every", "pause_for"):
+            kw[key] = parse_seconds(value)
+        elif key == "stalled":
+            kw[key] = bool(value)
+        else:
+            kw[key] = float(value)
+    return Behaviour(**kw)
+
+
+def from_toml(text: str, name: str = "custom") -> Scenario:
+    """Parse a scenario file: ``seed``, ``name`` and ``[[phase]]`` tables with ``at`` and nodes."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"scenario {name}: not valid TOML: {err}") from None
+    unknown = set(data) - {"name", "seed", "phase"}
+    if unknown:
+        raise UsageError(f"scenario {name}: unknown key(s) {', '.join(sorted(unknown))}")
+    phases = []
+    try:
+        for i, p in enumerate(data.get("phase", [])):
+            where = f"scenario {name} phase {i + 1}"
+            extra = set(p) - {"at", "skip_rate", "nodes"}
+            if extra:
+                raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+            nodes = {}
+            for target, beh in p.get("nodes", {}).items():
+                if target not in ("all", "tip", "followers") and not str(target).isdigit():
+                    raise UsageError(f"{where}: unknown node '{target}'")
+                nodes[str(target)] = _behaviour_from_toml(beh, f"{where} node {target}")
+            skip = p.get("skip_rate")
+            phases.append(
+                Phase(parse_seconds(p.get("at", 0)), nodes, None if skip is None else float(skip))
+            )
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"scenario {name}: {err}") from None
+    phases.sort(key=lambda ph: ph.at)
+    return Scenario(
+        str(data.get("name", name)), tuple(phases) or (_steady(),), int(data.get("seed", 1))
+    )
+
+
+def load(spec: str) -> Scenario:
+    """Return a scenario from ``name``, ``name:k=v,...`` or a path to a TOML file."""
+    path = Path(spec)
+    if spec.endswith(".toml") or path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read scenario file {spec}: {err.strerror or err}") from None
+        return from_toml(text, path.stem)
+    name, _, rest = spec.partition(":")
+    params: dict[str, str] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"scenario parameter '{item}' is not key=value")
+        params[key.strip()] = value.strip()
+    return _builtin(name.strip(), params)
