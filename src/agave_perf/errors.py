@@ -70,8 +70,11 @@ class RpcTimeout(RpcTransportError):
 class RpcHttpError(RpcError):
     """The server answered with an HTTP status other than 200."""
 
-    def __init__(self, status: int, *, endpoint: str = "", method: str = "") -> None:
+    def __init__(
+        self, status: int, *, endpoint: str = "", method: str = "", retry_after: float | None = None
+    ) -> None:
         self.status = status
+        self.retry_after = retry_after
         super().__init__(f"HTTP {status}", endpoint=endpoint, method=method)
 
 
