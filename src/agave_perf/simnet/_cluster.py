@@ -132,8 +132,8 @@ class SimCluster:
                 http_port = self.port + 2 * node.index if self.port else 0
                 http_sock, ws_sock = bind_pair(self.host, http_port)
                 server = NodeServer(self, node, self.max_body)
-                await server.start(http_sock, ws_sock)
                 self._servers.append(server)
+                await server.start(http_sock, ws_sock)
         except BaseException:
             await self.stop()
             raise

@@ -82,18 +82,22 @@ class NodeServer:
         self._runners: list[web.AppRunner] = []
         self._ws: set[web.WebSocketResponse] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._socks: list[socket.socket] = []
 
     async def start(self, http_sock: socket.socket, ws_sock: socket.socket) -> None:
-        """Start both servers on already-bound sockets."""
+        """Start both servers on already-bound sockets (which this server then owns)."""
+        self._socks = [http_sock, ws_sock]
         http_app = web.Application(client_max_size=self.max_body)
         http_app.router.add_post("/", self._http)
         http_app.router.add_get("/health", self._health)
         ws_app = web.Application()
         ws_app.router.add_get("/", self._websocket)
         for app, sock in ((http_app, http_sock), (ws_app, ws_sock)):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(
+                app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+            )
             await runner.setup()
-            await web.SockSite(runner, sock, shutdown_timeout=0.5).start()
+            await web.SockSite(runner, sock).start()
             self._runners.append(runner)
         host, port = http_sock.getsockname()[:2]
         self.node.http_url = f"http://{host}:{port}"
@@ -108,6 +112,10 @@ class NodeServer:
                 await ws.close()
         for runner in self._runners:
             await runner.cleanup()
+        self._runners.clear()
+        for sock in self._socks:
+            sock.close()
+        self._socks.clear()
 
     # -- faults -------------------------------------------------------------------------
 
