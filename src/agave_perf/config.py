@@ -13,7 +13,7 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +41,11 @@ class SloSettings(_Section):
     lag_quantile: float = Field(0.999, gt=0, le=1)
     latency_p95_ms: float = Field(50.0, gt=0)
     memory_limit_gib: float = Field(16.0, gt=0)
+    # what the memory SLO counts: anonymous memory (+ swap) cannot be reclaimed by the kernel,
+    # unlike the file-backed mmap of accounts, so it is the honest default
+    memory_metric: Literal["anon+swap", "anon", "rss", "pss"] = "anon+swap"
+    sample_hz: float = Field(10.0, ge=4, le=50)  # lag ticks per second (the design asks ≥ 4)
+    request_rate: float = Field(5.0, ge=0)  # latency mix requests per second; 0 turns it off
 
 
 class SimnetSettings(_Section):
