@@ -21,6 +21,10 @@ from agave_perf.errors import (
 # name -> "module:attribute"; modules load only when their command runs, which keeps
 # `agave-perf --help` and quick commands like `host check` fast.
 COMMANDS: dict[str, str] = {
+    "build": "agave_perf.cli.build:build",
+    "flags": "agave_perf.cli.flags:flags",
+    "host": "agave_perf.cli.host:host",
+    "plan": "agave_perf.cli.plan:plan",
     "simnet": "agave_perf.cli.simnet:simnet",
 }
 

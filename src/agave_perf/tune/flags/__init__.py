@@ -1,0 +1,29 @@
+"""Validator command-line audit: flag lists per release, script parser, checks, advice, fixes."""
+
+from __future__ import annotations
+
+from agave_perf.tune.flags._audit import AuditReport, audit_text, fix
+from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
+from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
+from agave_perf.tune.flags._recommend import PROFILES, HostFacts
+from agave_perf.tune.flags._validate import Finding, FlagUse, Positional, interpret, validate
+
+__all__ = [
+    "PROFILES",
+    "AuditReport",
+    "Catalog",
+    "Finding",
+    "FlagSpec",
+    "FlagUse",
+    "HostFacts",
+    "Invocation",
+    "ParsedInput",
+    "Positional",
+    "Release",
+    "Word",
+    "audit_text",
+    "fix",
+    "interpret",
+    "parse",
+    "validate",
+]

@@ -1,0 +1,276 @@
+"""The audit: parse, pick the release, validate, advise, optionally fix; and its report."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agave_perf.tune.flags._catalog import Catalog, Release
+from agave_perf.tune.flags._fix import apply_edits
+from agave_perf.tune.flags._parse import Invocation, ParsedInput, parse
+from agave_perf.tune.flags._recommend import HostFacts, recommend
+from agave_perf.tune.flags._validate import (
+    ERROR,
+    INFO,
+    SEVERITY_ORDER,
+    WARNING,
+    Finding,
+    FlagUse,
+    interpret,
+    validate,
+)
+
+_STYLE = {ERROR: "bold red", WARNING: "yellow", "advice": "cyan", INFO: "dim"}
+
+
+@dataclass
+class InvocationReport:
+    """What the audit found for one validator invocation."""
+
+    binary: str
+    line: int
+    release: Release
+    jito: bool
+    version_reason: str
+    argv: list[str]
+    findings: list[Finding]
+
+
+@dataclass
+class AuditReport:
+    """The result of ``flags audit``: renders itself as a table or JSON."""
+
+    source: str
+    kind: str
+    invocations: list[InvocationReport]
+    notes: list[Finding] = field(default_factory=list)
+    fixed_path: str | None = None
+    diff: str = ""
+    fix_applied: list[str] = field(default_factory=list)
+    fix_skipped: list[str] = field(default_factory=list)
+    fix_requested: bool = False
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding, parse notes first."""
+        return [*self.notes, *(f for inv in self.invocations for f in inv.findings)]
+
+    @property
+    def errors(self) -> int:
+        """Number of error findings (non-zero means exit 1)."""
+        return sum(1 for f in self.findings if f.severity == ERROR)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "errors": self.errors,
+            "warnings": sum(1 for f in self.findings if f.severity == WARNING),
+            "notes": [f.to_json() for f in self.notes],
+            "invocations": [
+                {
+                    "binary": inv.binary,
+                    "line": inv.line,
+                    "release": inv.release.line,
+                    "release_version": inv.release.version,
+                    "source_commit": inv.release.source["commit"],
+                    "jito": inv.jito,
+                    "version_reason": inv.version_reason,
+                    "argv": inv.argv,
+                    "findings": [f.to_json() for f in inv.findings],
+                }
+                for inv in self.invocations
+            ],
+            "fix": (
+                {
+                    "path": self.fixed_path,
+                    "applied": self.fix_applied,
+                    "skipped": self.fix_skipped,
+                    "diff": self.diff,
+                }
+                if self.fix_requested
+                else None
+            ),
+        }
+
+    def __rich__(self) -> RenderableType:
+        """Header per invocation, a findings table, then the fix diff."""
+        parts: list[RenderableType] = []
+        for inv in self.invocations:
+            head = Text()
+            head.append(f"{self.source}", style="bold")
+            head.append(f" line {inv.line}: {inv.binary}, flags of ")
+            head.append(
+                f"{inv.release.line} ({inv.release.version}{', Jito-Solana' if inv.jito else ''})",
+                style="bold",
+            )
+            head.append(f" [{inv.version_reason}]", style="dim")
+            parts.append(head)
+        table = Table(show_lines=False, expand=False)
+        for col in ("severity", "line", "flag", "finding", "suggestion"):
+            table.add_column(col, overflow="fold")
+        rows = sorted(self.findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.line))
+        for f in rows:
+            finding = f.message
+            if f.effect:
+                finding += " [effect: " + "; ".join(f"{k} {v}" for k, v in f.effect.items()) + "]"
+            table.add_row(
+                Text(f.severity, style=_STYLE.get(f.severity, "")),
+                str(f.line or ""),
+                f.flag,
+                finding,
+                f.suggestion,
+            )
+        if rows:
+            parts.append(table)
+        summary = Text(
+            f"{self.errors} error(s), "
+            f"{sum(1 for f in self.findings if f.severity == WARNING)} warning(s)",
+            style="bold red" if self.errors else "bold green",
+        )
+        parts.append(summary)
+        if self.fix_requested:
+            if self.diff:
+                parts.append(Text(self.diff))
+            if self.fixed_path:
+                parts.append(Text(f"corrected copy written to {self.fixed_path}", style="bold"))
+            elif not self.diff:
+                parts.append(Text("--fix: nothing to change automatically"))
+            for s in self.fix_skipped:
+                parts.append(Text(f"not fixed: {s}", style="yellow"))
+        return Group(*parts)
+
+
+_PATH_VERSION = re.compile(r"(?:^|[/_-])v?(\d+)\.(\d+)\.\d+")
+
+
+def choose_release(
+    inv: Invocation, catalog: Catalog, version: str | None, uses_jito_only: bool
+) -> tuple[Release, bool, str]:
+    """Pick the flag list: --agave-version, else a version in the binary's path, else by name."""
+    jito_hint: bool | None = None
+    if version:
+        release, jito_hint = catalog.resolve(version)
+        reason = f"--agave-version {version}"
+    else:
+        m = _PATH_VERSION.search(inv.binary.text)
+        if m:
+            release, _ = catalog.resolve(f"{m.group(1)}.{m.group(2)}")
+            reason = f"version {m.group(1)}.{m.group(2)} in the binary's path"
+        elif inv.binary_name == "solana-validator":
+            release = [r for r in catalog.releases if r.binary == "solana-validator"][-1]
+            reason = "newest solana-validator line; pass --agave-version to be exact"
+        else:
+            release = catalog.latest_stable
+            reason = "newest release line; pass --agave-version to be exact"
+    if jito_hint is None:
+        jito_hint = inv.jito_hint or uses_jito_only
+        if inv.jito_hint:
+            reason += "; Jito-Solana (path)"
+        elif uses_jito_only:
+            reason += "; Jito-Solana (its flags are used)"
+    return release, bool(jito_hint), reason
+
+
+def audit_invocation(
+    inv: Invocation,
+    catalog: Catalog,
+    *,
+    version: str | None,
+    profile: str,
+    host: HostFacts,
+) -> InvocationReport:
+    """Validate and advise on one invocation."""
+    # a first pass with the newest list tells whether Jito-only flags are used
+    probe = catalog.releases[-1]
+    probe_items = interpret(inv.argv, probe, catalog, jito=True)
+    uses_jito = any(
+        isinstance(it, FlagUse)
+        and it.spec is not None
+        and it.spec.jito_only
+        and not catalog.history(it.name.lstrip("-")).present
+        for it in probe_items
+    )
+    release, jito, reason = choose_release(inv, catalog, version, uses_jito)
+    items = interpret(inv.argv, release, catalog, jito=jito)
+    findings = validate(inv, items, release, catalog, jito=jito)
+    if release.binary != inv.binary_name:
+        findings.insert(
+            0,
+            Finding(
+                WARNING,
+                inv.binary_name,
+                "binary-name",
+                f"release {release.line} ships the validator as {release.binary}",
+                f"check that {inv.binary.text} is really {release.line}",
+                inv.line,
+            ),
+        )
+    uses = [it for it in items if isinstance(it, FlagUse) and it.spec is not None]
+    findings += recommend(uses, release, host, profile)
+    return InvocationReport(
+        binary=inv.binary.text,
+        line=inv.line,
+        release=release,
+        jito=jito,
+        version_reason=reason,
+        argv=[w.text for w in inv.argv],
+        findings=findings,
+    )
+
+
+def audit_text(
+    text: str,
+    *,
+    source: str = "-",
+    version: str | None = None,
+    profile: str = "rpc-trading",
+    root: Path = Path("/"),
+    catalog: Catalog | None = None,
+    parsed: ParsedInput | None = None,
+) -> AuditReport:
+    """Audit a script, unit or command line given as text."""
+    from agave_perf.errors import UsageError
+
+    catalog = catalog or Catalog.load()
+    parsed = parsed or parse(text)
+    if not parsed.invocations:
+        what = "a validator subcommand call only" if parsed.subcommand_calls else "nothing"
+        hint = "; ".join(n.message for n in parsed.notes if "ExecStart runs" in n.message)
+        raise UsageError(
+            f"{source}: no agave-validator/solana-validator invocation found ({what})"
+            + (f"; {hint}" if hint else "")
+        )
+    host = HostFacts.read(root)
+    reports = [
+        audit_invocation(inv, catalog, version=version, profile=profile, host=host)
+        for inv in parsed.invocations
+    ]
+    notes = [Finding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]
+    return AuditReport(source=source, kind=parsed.kind, invocations=reports, notes=notes)
+
+
+def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
+    """Apply the findings' edits; write ``<file>.agave-perf`` next to the file (never in place)."""
+    edits = [f.edit for inv in report.invocations for f in inv.findings if f.edit is not None]
+    result = apply_edits(text, edits)
+    report.fix_requested = True
+    report.fix_applied = result.applied
+    report.fix_skipped = result.skipped
+    name = path.name if path is not None else "stdin"
+    report.diff = result.diff(text, name) if result.text != text else ""
+    if path is not None and result.text != text:
+        out = path.with_name(path.name + ".agave-perf")
+        out.write_text(result.text, encoding="utf-8")
+        with contextlib.suppress(OSError):  # keep the original's mode (e.g. executable)
+            out.chmod(path.stat().st_mode & 0o777)
+        report.fixed_path = str(out)
+    return report

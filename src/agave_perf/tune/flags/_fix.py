@@ -1,0 +1,97 @@
+"""Rewrite the source text precisely: rename or delete flags at their recorded spans."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from agave_perf.tune.flags._validate import Edit
+
+
+@dataclass
+class FixResult:
+    """The corrected text, what was changed, and what could not be changed automatically."""
+
+    text: str
+    applied: list[str]
+    skipped: list[str]
+
+    def diff(self, original: str, name: str) -> str:
+        """Unified diff from the original to the corrected text."""
+        return "".join(
+            difflib.unified_diff(
+                original.splitlines(keepends=True),
+                self.text.splitlines(keepends=True),
+                fromfile=name,
+                tofile=f"{name}.agave-perf",
+            )
+        )
+
+
+def _line_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    ls = text.rfind("\n", 0, start) + 1
+    le = text.find("\n", end)
+    return ls, (len(text) if le < 0 else le + 1)
+
+
+def _span_rename(text: str, edit: Edit) -> tuple[int, int, str] | None:
+    """The span of the flag's name inside its word, and the replacement."""
+    w = edit.use.flag_word
+    src = text[w.start : w.end]
+    name = edit.use.name
+    if edit.use.form == "attached":
+        return None  # -lVALUE: renaming a short cluster is left to the operator
+    at = src.find(name)
+    if at < 0 or src.count(name) != 1 or edit.new_name is None:
+        return None
+    return w.start + at, w.start + at + len(name), edit.new_name
+
+
+def _span_delete(text: str, edit: Edit) -> tuple[int, int, str] | None:
+    """The span covering the flag and its separate value, widened to whole lines if alone."""
+    use = edit.use
+    start, end = use.flag_word.start, use.flag_word.end
+    if use.value is not None and use.form == "space":
+        if not use.value.fixable:
+            return None
+        end = max(end, use.value.end)
+    ls, le = _line_bounds(text, start, end)
+    before = text[ls:start]
+    after = text[end:le]
+    if not before.strip() and after.strip() in ("", "\\"):
+        # the flag had its own line (continuation style): drop the line
+        return ls, le, ""
+    # otherwise drop the words and the blanks that follow them
+    j = end
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    return start, j, ""
+
+
+def apply_edits(text: str, edits: list[Edit]) -> FixResult:
+    """Apply non-overlapping edits from the end of the text backwards."""
+    spans: list[tuple[int, int, str, str]] = []
+    skipped: list[str] = []
+    for e in edits:
+        if not e.use.flag_word.fixable:
+            skipped.append(f"{e.use.name}: comes from {e.use.flag_word.origin}; change it there")
+            continue
+        span = _span_rename(text, e) if e.kind == "rename" else _span_delete(text, e)
+        if span is None:
+            skipped.append(f"{e.use.name}: could not locate it precisely; change it by hand")
+            continue
+        what = f"{e.use.name} -> {e.new_name}" if e.kind == "rename" else f"removed {e.use.name}"
+        spans.append((*span, what))
+    spans.sort(key=lambda s: s[0], reverse=True)
+    out = text
+    applied: list[str] = []
+    last_start = len(text) + 1
+    for start, end, repl, what in spans:
+        if end > last_start:
+            skipped.append(f"{what}: overlaps another change; left as is")
+            continue
+        out = out[:start] + repl + out[end:]
+        last_start = start
+        applied.append(what)
+    applied.reverse()
+    return FixResult(out, applied, skipped)

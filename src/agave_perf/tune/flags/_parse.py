@@ -1,0 +1,676 @@
+"""Find the validator invocation in a start script, systemd unit or command line.
+
+The reader is a small shell lexer, not a shell: it knows what operators write in
+validator start scripts (``\\`` continuations, comments, quotes, ``$VAR`` and
+``${VAR:-x}`` with assignments made earlier, arrays spliced with ``"${ARGS[@]}"``,
+``exec``/``nohup``/``sudo -u``/``taskset``/``numactl`` prefixes, pipes,
+redirections, ``&``) and systemd's ``ExecStart=`` lines. Every word keeps the span
+of source text it came from, so ``--fix`` can rewrite exactly that text.
+
+Where bash would do something the operator surely did not mean — a comment line
+between continuation lines ends the command; a space after the final ``\\`` does
+too — the reader follows the intent and records a :class:`Note`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+
+VALIDATOR_RE = re.compile(r"^(agave|solana)-validator$")
+
+# commands that run the next command (possibly after their own options)
+WRAPPERS = frozenset(
+    [
+        "exec",
+        "nohup",
+        "time",
+        "command",
+        "builtin",
+        "setsid",
+        "stdbuf",
+        "nice",
+        "ionice",
+        "chrt",
+        "taskset",
+        "numactl",
+        "sudo",
+        "doas",
+        "env",
+        "runuser",
+        "cgexec",
+        "systemd-run",
+        "prlimit",
+        "then",
+        "do",
+        "else",
+        "!",
+        "eval",
+    ]
+)
+SUBCOMMANDS = frozenset(
+    [
+        "exit",
+        "authorized-voter",
+        "contact-info",
+        "repair-shred-from-peer",
+        "repair-whitelist",
+        "init",
+        "monitor",
+        "plugin",
+        "set-identity",
+        "set-log-filter",
+        "staked-nodes-overrides",
+        "wait-for-restart-window",
+        "set-public-address",
+        "manage-block-production",
+        "blockstore",
+        "bam",
+        "block-engine",
+        "relayer",
+        "shred-receiver-address",
+        "shred-retransmit-receiver-address",
+        "runtime-plugin",
+        "help",
+    ]
+)
+_ASSIGN_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One argument after quote removal and expansion, with its source span."""
+
+    text: str
+    start: int
+    end: int
+    line: int
+    origin: str = "literal"  # literal, or "$NAME" when it came out of a variable
+
+    @property
+    def fixable(self) -> bool:
+        """True when the span holds exactly this word, so it can be rewritten in place."""
+        return self.origin == "literal"
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the reader noticed while parsing (a likely operator mistake)."""
+
+    line: int
+    message: str
+
+
+@dataclass
+class Invocation:
+    """One run of the validator: the binary word and the arguments after it."""
+
+    binary: Word
+    argv: list[Word]
+    line: int
+    jito_hint: bool = False
+    wrapper: list[str] = field(default_factory=list)
+
+    @property
+    def binary_name(self) -> str:
+        """``agave-validator`` or ``solana-validator``."""
+        return os.path.basename(self.binary.text)
+
+
+@dataclass
+class ParsedInput:
+    """What was read: kind of input, the validator invocations found, and notes."""
+
+    text: str
+    kind: str  # "shell" | "systemd"
+    invocations: list[Invocation]
+    notes: list[Note]
+    subcommand_calls: int = 0
+
+
+# ------------------------------------------------------------------------------ lexer
+
+
+@dataclass
+class _Piece:
+    kind: str  # lit | var
+    text: str  # literal text, or variable name
+    quoted: bool
+    default: str | None = None  # ${X:-default}
+    array_all: bool = False  # ${X[@]}
+
+
+@dataclass
+class _RawWord:
+    pieces: list[_Piece]
+    start: int
+    end: int
+    line: int
+
+    @property
+    def literal(self) -> str | None:
+        """The text if the word has no expansions."""
+        if all(p.kind == "lit" for p in self.pieces):
+            return "".join(p.text for p in self.pieces)
+        return None
+
+
+@dataclass
+class _RawCommand:
+    words: list[_RawWord]
+    assigns_array: list[tuple[str, bool, list[_RawWord]]] = field(default_factory=list)
+
+
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
+
+
+class _Lexer:
+    """Splits shell text into simple commands of raw words."""
+
+    def __init__(self, text: str, *, base: int = 0, systemd: bool = False, line0: int = 0) -> None:
+        self.s = text
+        self.i = 0
+        self.base = base
+        self.line0 = line0
+        self.systemd = systemd
+        self.notes: list[Note] = []
+        self.commands: list[_RawCommand] = []
+
+    def line_of(self, pos: int) -> int:
+        return self.line0 + self.s.count("\n", 0, pos) + 1
+
+    # -- continuation handling --------------------------------------------------------
+    def _at_continuation(self, i: int) -> int | None:
+        """If a line continuation starts at i (``\\`` + optional blanks + newline), its end."""
+        if self.s[i] != "\\":
+            return None
+        j = i + 1
+        while j < len(self.s) and self.s[j] in " \t":
+            j += 1
+        if j < len(self.s) and self.s[j] == "\n":
+            if j > i + 1 and not self.systemd:
+                self.notes.append(
+                    Note(
+                        self.line_of(i),
+                        "whitespace after the line-continuation backslash: bash ends the "
+                        "command here; read as a continuation, as intended (remove the spaces)",
+                    )
+                )
+            return self._skip_comment_lines(j + 1, self.line_of(i))
+        return None
+
+    def _skip_comment_lines(self, j: int, cont_line: int) -> int:
+        """After a continuation: skip comment-only lines the operator put between flags."""
+        while True:
+            k = j
+            while k < len(self.s) and self.s[k] in " \t":
+                k += 1
+            if k < len(self.s) and self.s[k] == "#":
+                eol = self.s.find("\n", k)
+                eol = len(self.s) if eol < 0 else eol
+                comment = self.s[k:eol].rstrip()
+                nxt = eol + 1
+                m = re.match(r"[ \t]*(\S)", self.s[nxt:]) if nxt < len(self.s) else None
+                continues = comment.endswith("\\") or (m is not None and m.group(1) == "-")
+                if not continues:
+                    return j  # the command really ends; the newline after it ends it
+                if not self.systemd:
+                    self.notes.append(
+                        Note(
+                            self.line_of(k),
+                            "comment line inside a continued command: bash ends the command "
+                            "at this line, so the flags after it are not passed to the "
+                            "validator; read as one command, as intended (move the comment)",
+                        )
+                    )
+                j = min(nxt, len(self.s))
+                continue
+            return j
+
+    # -- words ------------------------------------------------------------------------
+    def _read_var(self, i: int, quoted: bool) -> tuple[_Piece, int]:
+        """Parse ``$NAME``/``${...}`` at i (s[i] == '$'); return the piece and end."""
+        s = self.s
+        if i + 1 < len(s) and s[i + 1] == "{":
+            end = s.find("}", i + 2)
+            if end < 0:
+                return _Piece("lit", "$", quoted), i + 1
+            inner = s[i + 2 : end]
+            m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\[[@*]\])?(?::?[-=](.*))?$", inner, re.S)
+            if not m:
+                return _Piece("lit", s[i : end + 1], quoted), end + 1
+            return (
+                _Piece("var", m.group(1), quoted, default=m.group(3), array_all=bool(m.group(2))),
+                end + 1,
+            )
+        m = _VAR_NAME.match(s, i + 1)
+        if not m:
+            return _Piece("lit", "$", quoted), i + 1
+        return _Piece("var", m.group(0), quoted), m.end()
+
+    def _read_word(self, i: int) -> tuple[_RawWord, int]:
+        s = self.s
+        start = i
+        pieces: list[_Piece] = []
+        while i < len(s):
+            c = s[i]
+            if c in " \t\n;&|<>()":
+                break
+            cont = self._at_continuation(i)
+            if cont is not None:
+                # a continuation inside a word joins its halves (rare, but legal)
+                i = cont
+                if i >= len(s) or s[i] in " \t\n":
+                    break
+                continue
+            if c == "\\":
+                if i + 1 < len(s):
+                    pieces.append(_Piece("lit", s[i + 1], True))
+                i += 2
+            elif c == "'":
+                end = s.find("'", i + 1)
+                end = len(s) if end < 0 else end
+                pieces.append(_Piece("lit", s[i + 1 : end], True))
+                i = end + 1
+            elif c == '"':
+                i = self._read_dquote(i + 1, pieces)
+            elif c == "$" and i + 1 < len(s) and s[i + 1] == "'":
+                end = s.find("'", i + 2)
+                end = len(s) if end < 0 else end
+                body = s[i + 2 : end].encode().decode("unicode_escape", errors="replace")
+                pieces.append(_Piece("lit", body, True))
+                i = end + 1
+            elif c == "$":
+                piece, i = self._read_var(i, quoted=False)
+                pieces.append(piece)
+            else:
+                j = i
+                while j < len(s) and s[j] not in " \t\n;&|<>()\\'\"$":
+                    j += 1
+                pieces.append(_Piece("lit", s[i:j], False))
+                i = j
+        return _RawWord(pieces, start, i, self.line_of(start)), i
+
+    def _read_dquote(self, i: int, pieces: list[_Piece]) -> int:
+        s = self.s
+        buf: list[str] = []
+        while i < len(s) and s[i] != '"':
+            c = s[i]
+            if c == "\\" and i + 1 < len(s) and s[i + 1] in '"\\$`\n':
+                if s[i + 1] != "\n":
+                    buf.append(s[i + 1])
+                i += 2
+            elif c == "$" and i + 1 < len(s) and (s[i + 1] == "{" or _VAR_NAME.match(s, i + 1)):
+                if buf:
+                    pieces.append(_Piece("lit", "".join(buf), True))
+                    buf = []
+                piece, i = self._read_var(i, quoted=True)
+                pieces.append(piece)
+            else:
+                buf.append(c)
+                i += 1
+        if buf or not pieces:
+            pieces.append(_Piece("lit", "".join(buf), True))
+        return i + 1
+
+    # -- commands ---------------------------------------------------------------------
+    def run(self) -> list[_RawCommand]:
+        s = self.s
+        cur = _RawCommand([])
+        i = 0
+        while i < len(s):
+            c = s[i]
+            if c in " \t":
+                i += 1
+                continue
+            cont = self._at_continuation(i)
+            if cont is not None:
+                i = cont
+                continue
+            if c == "#" and (i == 0 or s[i - 1] in " \t\n;&|()"):
+                eol = s.find("\n", i)
+                i = len(s) if eol < 0 else eol
+                continue
+            if c in "\n;&|()":
+                self._end(cur)
+                cur = _RawCommand([])
+                i += 2 if s.startswith(("&&", "||", ";;"), i) else 1
+                continue
+            # redirections: [n]>file, [n]>>file, <file, 2>&1, &>file
+            m = re.match(r"(\d*)(>>|>&|<&|&>|>|<)(\d+|-)?", s[i:])
+            if m and (m.group(1) or c in "<>&"):
+                i += m.end()
+                if not m.group(3):
+                    while i < len(s) and s[i] in " \t":
+                        i += 1
+                    _, i = self._read_word(i)
+                continue
+            word, i = self._read_word(i)
+            lit = word.literal
+            am = _ASSIGN_RE.match(lit or "") if not cur.words else None
+            if (
+                not cur.words
+                and lit is None
+                and word.pieces
+                and word.pieces[0].kind == "lit"
+                and not word.pieces[0].quoted
+            ):
+                am = _ASSIGN_RE.match(word.pieces[0].text)
+            if am and i < len(s) and s[i] == "(" and word.end == i and lit == am.group(0):
+                # NAME=( ... ) array assignment
+                i, items = self._read_array(i + 1)
+                cur.assigns_array.append((am.group(1), am.group(2) == "+", items))
+                continue
+            cur.words.append(word)
+        self._end(cur)
+        return self.commands
+
+    def _read_array(self, i: int) -> tuple[int, list[_RawWord]]:
+        s = self.s
+        items: list[_RawWord] = []
+        while i < len(s):
+            c = s[i]
+            if c in " \t\n":
+                i += 1
+                continue
+            cont = self._at_continuation(i)
+            if cont is not None:
+                i = cont
+                continue
+            if c == "#":
+                eol = s.find("\n", i)
+                i = len(s) if eol < 0 else eol
+                continue
+            if c == ")":
+                return i + 1, items
+            word, j = self._read_word(i)
+            if j == i:  # a stray operator character inside the array
+                i += 1
+                continue
+            items.append(word)
+            i = j
+        return i, items
+
+    def _end(self, cmd: _RawCommand) -> None:
+        if cmd.words or cmd.assigns_array:
+            self.commands.append(cmd)
+
+
+# ------------------------------------------------------------------------------ expansion
+
+
+class _Env:
+    """Scalar and array variables as the script assigns them, in order."""
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, str] = {}
+        self.arrays: dict[str, list[Word]] = {}
+        self.unresolved: set[str] = set()
+
+    def expand(self, raw: _RawWord, base: int) -> list[Word]:
+        """Expand one raw word into zero or more words (unquoted variables split)."""
+        lit = raw.literal
+        if lit is not None:
+            return [Word(lit, raw.start + base, raw.end + base, raw.line)]
+        out: list[Word] = []
+        buf = ""
+        have = False
+        origin = "literal"
+        for p in raw.pieces:
+            if p.kind == "lit":
+                buf += p.text
+                have = True
+                continue
+            origin = f"${p.text}"
+            if p.text in self.arrays and (p.array_all or not p.quoted):
+                items = self.arrays[p.text] if p.array_all else self.arrays[p.text][:1]
+                if buf and items:
+                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    buf, have = "", False
+                out.extend(items)
+                continue
+            value = self.scalars.get(p.text)
+            if value is None:
+                value = p.default if p.default is not None else None
+            if value is None:
+                value = f"${{{p.text}}}"  # unresolved: keep it visible
+                self.unresolved.add(p.text)
+            if p.quoted:
+                buf += value
+                have = True
+            else:
+                parts = value.split()
+                if not parts:
+                    continue
+                buf += parts[0]
+                have = True
+                for extra in parts[1:]:
+                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    buf = extra
+        if have:
+            out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+        return out
+
+
+def _basename(text: str) -> str:
+    return os.path.basename(text.strip())
+
+
+def parse_shell(
+    text: str, *, base: int = 0, systemd: bool = False, env: _Env | None = None, line0: int = 0
+) -> ParsedInput:
+    """Read shell text and return the validator invocations it runs."""
+    lexer = _Lexer(text, base=base, systemd=systemd, line0=line0)
+    commands = lexer.run()
+    env = env or _Env()
+    invocations: list[Invocation] = []
+    notes = list(lexer.notes)
+    subcalls = 0
+    for cmd in commands:
+        for name, append, items in cmd.assigns_array:
+            words = [w for raw in items for w in env.expand(raw, base)]
+            env.arrays[name] = (env.arrays.get(name, []) if append else []) + words
+        words = [w for raw in cmd.words for w in env.expand(raw, base)]
+        if not words:
+            continue
+        # assignments: plain, or after export/declare/local/readonly
+        head = 1 if words[0].text in ("export", "declare", "local", "readonly", "typeset") else 0
+        rest = words[head:]
+        if rest and all(_ASSIGN_RE.match(w.text) for w in rest):
+            for w in rest:
+                m = _ASSIGN_RE.match(w.text)
+                assert m is not None
+                value = w.text[m.end() :]
+                env.scalars[m.group(1)] = (
+                    env.scalars.get(m.group(1), "") + value if m.group(2) else value
+                )
+            continue
+        if head and not rest:
+            continue
+        inv, nested = _find_invocation(words, text, base, systemd, env)
+        if nested is not None:
+            invocations.extend(nested.invocations)
+            notes.extend(nested.notes)
+            subcalls += nested.subcommand_calls
+        if inv is None:
+            continue
+        first_positional = next((w.text for w in inv.argv if not w.text.startswith("-")), None)
+        if first_positional in SUBCOMMANDS and not _looks_like_value(inv.argv, first_positional):
+            subcalls += 1
+            continue
+        invocations.append(inv)
+    for name in sorted(env.unresolved):
+        notes.append(Note(0, f"${name} is not set in this file; its value could not be checked"))
+    if not systemd:
+        env.unresolved = set()
+    return ParsedInput(text, "systemd" if systemd else "shell", invocations, notes, subcalls)
+
+
+def _looks_like_value(argv: list[Word], positional: str) -> bool:
+    """True when the positional word follows a flag, i.e. it is probably a flag's value."""
+    for i, w in enumerate(argv):
+        if w.text == positional:
+            return i > 0 and argv[i - 1].text.startswith("-") and "=" not in argv[i - 1].text
+    return False
+
+
+def _find_invocation(
+    words: list[Word], text: str, base: int, systemd: bool, env: _Env
+) -> tuple[Invocation | None, ParsedInput | None]:
+    """Locate the validator binary among a simple command's words."""
+    i = 0
+    while i < len(words) and _ASSIGN_RE.match(words[i].text):
+        i += 1
+    if i >= len(words):
+        return None, None
+    first = _basename(words[i].text)
+    wrapper: list[str] = []
+    if VALIDATOR_RE.match(first):
+        idx = i
+    elif first in WRAPPERS:
+        idx = -1
+        for j in range(i, len(words)):
+            if VALIDATOR_RE.match(_basename(words[j].text)):
+                idx = j
+                break
+            if _basename(words[j].text) in ("bash", "sh", "dash", "zsh"):
+                return None, _nested(words[j:], text, base, systemd, env)
+            wrapper.append(words[j].text)
+        if idx < 0:
+            return None, None
+    elif first in ("bash", "sh", "dash", "zsh"):
+        return None, _nested(words[i:], text, base, systemd, env)
+    else:
+        return None, None
+    binary = words[idx]
+    hint = "jito" in binary.text.lower()
+    return Invocation(binary, words[idx + 1 :], binary.line, hint, wrapper), None
+
+
+def _nested(
+    words: list[Word], text: str, base: int, systemd: bool, env: _Env
+) -> ParsedInput | None:
+    """``bash -c '...'``: parse the command string (spans kept when it is a plain quote)."""
+    for k, w in enumerate(words[:-1]):
+        if w.text == "-c" or (w.text.startswith("-") and w.text.endswith("c") and len(w.text) <= 4):
+            arg = words[k + 1]
+            src = text[arg.start - base : arg.end - base] if arg.start >= 0 else ""
+            if arg.fixable and len(src) >= 2 and src[0] == "'" and src[-1] == "'":
+                inner = src[1:-1]
+                return parse_shell(
+                    inner, base=arg.start + 1, systemd=False, env=env, line0=arg.line - 1
+                )
+            parsed = parse_shell(arg.text, base=0, systemd=False, env=env)
+            # spans inside a re-quoted string do not map to the file: mark them unfixable
+            for inv in parsed.invocations:
+                inv.binary = _unfixable(inv.binary, arg)
+                inv.argv = [_unfixable(a, arg) for a in inv.argv]
+            return parsed
+    return None
+
+
+def _unfixable(w: Word, outer: Word) -> Word:
+    return Word(w.text, outer.start, outer.end, outer.line, origin="quoted command string")
+
+
+# ------------------------------------------------------------------------------ systemd
+
+
+_SYSTEMD_PREFIX = re.compile(r"^[-@+!:]*")
+
+
+def parse_systemd(text: str) -> ParsedInput:
+    """Read a systemd unit: every ``ExecStart=`` (continuations, prefixes, Environment=)."""
+    env = _Env()
+    invocations: list[Invocation] = []
+    notes: list[Note] = []
+    subcalls = 0
+    pos = 0
+    lines = text.splitlines(keepends=True)
+    n = 0
+    while n < len(lines):
+        line = lines[n]
+        start = pos
+        stripped = line.lstrip()
+        # gather a logical line (backslash continuations, comment lines skipped)
+        end_n = n
+        while lines[end_n].rstrip("\r\n").rstrip().endswith("\\") and end_n + 1 < len(lines):
+            end_n += 1
+        logical_end = start + sum(len(x) for x in lines[n : end_n + 1])
+        pos = logical_end
+        n = end_n + 1
+        key, sep, _ = stripped.partition("=")
+        key = key.strip()
+        if not sep or stripped.startswith(("#", ";")):
+            continue
+        value_start = text.index("=", start) + 1
+        body = text[value_start:logical_end]
+        if key == "Environment":
+            lexer = _Lexer(
+                body, base=value_start, systemd=True, line0=text.count("\n", 0, value_start)
+            )
+            for cmd in lexer.run():
+                for raw in cmd.words:
+                    for w in env.expand(raw, value_start):
+                        m = _ASSIGN_RE.match(w.text)
+                        if m:
+                            env.scalars[m.group(1)] = w.text[m.end() :]
+            continue
+        if key != "ExecStart":
+            continue
+        prefix = _SYSTEMD_PREFIX.match(body.lstrip()).group(0)  # type: ignore[union-attr]
+        lead = len(body) - len(body.lstrip())
+        cmd_text = body[lead + len(prefix) :]
+        cmd_base = value_start + lead + len(prefix)
+        if "@" in prefix:
+            # @: the second word is argv[0]; drop it so the arguments line up
+            parsed = parse_shell(
+                cmd_text, base=cmd_base, systemd=True, env=env, line0=text.count("\n", 0, cmd_base)
+            )
+            for inv in parsed.invocations:
+                if inv.argv and VALIDATOR_RE.match(_basename(inv.argv[0].text)):
+                    inv.argv = inv.argv[1:]
+        else:
+            parsed = parse_shell(
+                cmd_text, base=cmd_base, systemd=True, env=env, line0=text.count("\n", 0, cmd_base)
+            )
+        if not parsed.invocations and not parsed.subcommand_calls:
+            # e.g. ExecStart=/home/sol/bin/validator.sh
+            words = cmd_text.split()
+            if words:
+                notes.append(
+                    Note(
+                        text.count("\n", 0, value_start) + 1,
+                        f"ExecStart runs {words[0]}: audit that script for the validator's flags",
+                    )
+                )
+        invocations.extend(parsed.invocations)
+        notes.extend(parsed.notes)
+        subcalls += parsed.subcommand_calls
+    for name in sorted(env.unresolved):
+        notes.append(Note(0, f"${name} is not set in this unit; its value could not be checked"))
+    return ParsedInput(text, "systemd", invocations, notes, subcalls)
+
+
+def is_systemd_unit(text: str) -> bool:
+    """True when the text looks like a systemd unit file."""
+    return bool(re.search(r"^\s*\[(Service|Unit|Install)\]\s*$", text, re.M)) or bool(
+        re.search(r"^\s*ExecStart\s*=", text, re.M)
+    )
+
+
+def parse(text: str) -> ParsedInput:
+    """Read a start script, systemd unit or plain command line."""
+    if is_systemd_unit(text):
+        return parse_systemd(text)
+    return parse_shell(text)
+
+
+# ------------------------------------------------------------------------------ rendering
+
+
+def quote(word: str) -> str:
+    """Quote a word for a shell command line (no quotes when none are needed)."""
+    return shlex.quote(word)

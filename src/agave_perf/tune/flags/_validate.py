@@ -1,0 +1,447 @@
+"""Check a validator invocation against the flag list of one release.
+
+The arguments are first read the way clap reads them (``--flag value``,
+``--flag=value``, ``-l value``, ``-lvalue``, optional values, repeats), using the
+release's own definitions; then each flag is classified. A name valid in any
+shipped release is never "unknown": it is removed, not yet added, deprecated, or
+Jito-Solana only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
+from agave_perf.tune.flags._parse import SUBCOMMANDS, Invocation, Word
+
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+ADVICE = "advice"
+SEVERITY_ORDER = {ERROR: 0, WARNING: 1, ADVICE: 2, INFO: 3}
+
+
+@dataclass
+class FlagUse:
+    """One flag as given: its name word, its value word (if any) and how it was written."""
+
+    name: str  # normalised: "--ledger" or "-l"
+    flag_word: Word
+    value: Word | None = None
+    form: str = "bare"  # bare | space | equals | attached
+    spec: FlagSpec | None = None
+
+    @property
+    def value_text(self) -> str | None:
+        """The value as the validator receives it."""
+        if self.value is None:
+            return None
+        if self.form == "equals":
+            return self.value.text.split("=", 1)[1]
+        if self.form == "attached":
+            return self.value.text[2:]
+        return self.value.text
+
+    @property
+    def key(self) -> str:
+        """Canonical long name (``ledger``) when known, else the name as written."""
+        if self.spec is not None:
+            return self.spec.key
+        return self.name.lstrip("-")
+
+
+@dataclass
+class Positional:
+    """A word that is not a flag or a flag's value (a subcommand like ``run``, or a stray)."""
+
+    word: Word
+
+
+@dataclass
+class Edit:
+    """A precise change to the source text, for ``--fix``."""
+
+    kind: str  # rename | delete
+    use: FlagUse
+    new_name: str | None = None
+
+
+@dataclass
+class Finding:
+    """One line of the audit: severity, flag, what is wrong, what to do."""
+
+    severity: str
+    flag: str
+    code: str
+    message: str
+    suggestion: str = ""
+    line: int = 0
+    effect: dict[str, str] = field(default_factory=dict)
+    edit: Edit | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json``."""
+        out: dict[str, Any] = {
+            "severity": self.severity,
+            "flag": self.flag,
+            "code": self.code,
+            "finding": self.message,
+            "suggestion": self.suggestion,
+            "line": self.line,
+        }
+        if self.effect:
+            out["effect"] = self.effect
+        if self.edit is not None:
+            out["fix"] = {"action": self.edit.kind, "replacement": self.edit.new_name}
+        return out
+
+
+def _spec_any(catalog: Catalog, name: str) -> FlagSpec | None:
+    """The newest definition of a name in any release (to know whether it takes a value)."""
+    for rel in reversed(catalog.releases):
+        spec = rel.lookup(name, jito=True)
+        if spec is not None:
+            return spec
+    return None
+
+
+def interpret(
+    argv: list[Word], release: Release, catalog: Catalog, *, jito: bool
+) -> list[FlagUse | Positional]:
+    """Read argv the way clap would, with this release's definitions."""
+    items: list[FlagUse | Positional] = []
+    i = 0
+    while i < len(argv):
+        w = argv[i]
+        t = w.text
+        if t == "--":
+            items.extend(Positional(x) for x in argv[i + 1 :])
+            break
+        if t.startswith("--") and len(t) > 2:
+            name, eq, _ = t.partition("=")
+            spec = release.lookup(name[2:], jito=jito) or _spec_any(catalog, name[2:])
+            use = FlagUse(name, w, spec=spec)
+            if eq:
+                use.value, use.form = w, "equals"
+            elif _wants_value(spec, argv, i, catalog, release, jito):
+                use.value, use.form = argv[i + 1], "space"
+                i += 1
+            items.append(use)
+        elif t.startswith("-") and len(t) >= 2 and t != "-":
+            short = t[1]
+            spec = release.lookup(f"-{short}", jito=jito) or _spec_any(catalog, f"-{short}")
+            use = FlagUse(f"-{short}", w, spec=spec)
+            if len(t) > 2:
+                use.value, use.form = w, "attached"
+            elif _wants_value(spec, argv, i, catalog, release, jito):
+                use.value, use.form = argv[i + 1], "space"
+                i += 1
+            items.append(use)
+        else:
+            items.append(Positional(w))
+        i += 1
+    return items
+
+
+def _is_flag(text: str, release: Release, catalog: Catalog, jito: bool) -> bool:
+    """True when a word reads as a flag rather than a value (``-5`` or ``-`` are values)."""
+    if text == "-" or not text.startswith("-"):
+        return False
+    if text.startswith("--"):
+        return True
+    return not text[1:2].isdigit()
+
+
+def _wants_value(
+    spec: FlagSpec | None,
+    argv: list[Word],
+    i: int,
+    catalog: Catalog,
+    release: Release,
+    jito: bool,
+) -> bool:
+    """Does the flag at argv[i] consume the next word as its value?"""
+    nxt = argv[i + 1].text if i + 1 < len(argv) else None
+    if nxt is None:
+        return False
+    if spec is None:
+        # unknown flag: guess from the shape of the next word, as an operator reads it
+        return not _is_flag(nxt, release, catalog, jito) and nxt not in SUBCOMMANDS | {"run"}
+    if not spec.takes_value:
+        return False
+    if _is_flag(nxt, release, catalog, jito):
+        return False
+    return not (spec.value_optional and nxt in SUBCOMMANDS | {"run"})
+
+
+def _suggest(name: str, release: Release, jito: bool) -> str | None:
+    names = release.names(jito=jito)
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _first_after(lines: list[str], present: tuple[str, ...]) -> str | None:
+    """The first release line after the last one that has the flag."""
+    last = max(lines.index(p) for p in present)
+    return lines[last + 1] if last + 1 < len(lines) else None
+
+
+def validate(
+    inv: Invocation,
+    items: list[FlagUse | Positional],
+    release: Release,
+    catalog: Catalog,
+    *,
+    jito: bool,
+) -> list[Finding]:
+    """Every problem with the flags of one invocation, for one release."""
+    out: list[Finding] = []
+    lines = catalog.lines
+    seen: dict[str, list[FlagUse]] = {}
+    for it in items:
+        if isinstance(it, Positional):
+            if it.word.text == "run" or it.word.text in SUBCOMMANDS:
+                continue
+            out.append(
+                Finding(
+                    ERROR,
+                    it.word.text,
+                    "unexpected-argument",
+                    f"'{it.word.text}' is not a flag or the value of one",
+                    "remove it, or add the flag it belongs to",
+                    it.word.line,
+                )
+            )
+            continue
+        line = it.flag_word.line
+        bare = it.name.lstrip("-") if it.name.startswith("--") else it.name
+        spec = release.lookup(bare, jito=jito)
+        if spec is None:
+            out.extend(_classify_missing(it, bare, release, catalog, jito, lines))
+            it.spec = None
+            continue
+        it.spec = spec
+        seen.setdefault(spec.key, []).append(it)
+        if spec.jito_only:
+            out.append(
+                Finding(
+                    INFO,
+                    it.name,
+                    "jito-only",
+                    f"Jito-Solana only (not in stock {release.binary} {release.line})",
+                    "keep it only if this binary is a Jito-Solana build",
+                    line,
+                )
+            )
+        if spec.deprecated:
+            out.append(_deprecated(it, spec, release, catalog))
+        if bare in spec.aliases:
+            out.append(
+                Finding(
+                    INFO,
+                    it.name,
+                    "alias",
+                    f"old alias of --{spec.long}",
+                    f"write --{spec.long}",
+                    line,
+                    edit=Edit("rename", it, f"--{spec.long}") if spec.long else None,
+                )
+            )
+        value = it.value_text
+        if spec.takes_value and value is None and not spec.value_optional:
+            out.append(
+                Finding(
+                    ERROR,
+                    it.name,
+                    "missing-value",
+                    f"{it.name} needs a value ({spec.value_name or 'VALUE'})",
+                    f"give it one: {it.name} <{spec.value_name or 'VALUE'}>",
+                    line,
+                )
+            )
+        elif not spec.takes_value and it.form in ("equals", "attached"):
+            out.append(
+                Finding(
+                    ERROR,
+                    it.name,
+                    "unexpected-value",
+                    f"{it.name} takes no value, but was given '{value}'",
+                    f"write {it.name} alone",
+                    line,
+                )
+            )
+        elif value is not None and spec.possible_values and value not in spec.possible_values:
+            close = difflib.get_close_matches(value, list(spec.possible_values), n=1)
+            out.append(
+                Finding(
+                    ERROR,
+                    it.name,
+                    "invalid-value",
+                    f"'{value}' is not one of {', '.join(spec.possible_values)}",
+                    f"did you mean '{close[0]}'?" if close else "use one of the listed values",
+                    line,
+                )
+            )
+    for key, uses in seen.items():
+        spec = uses[0].spec
+        assert spec is not None
+        if len(uses) > 1 and not spec.multiple:
+            same = len({u.value_text for u in uses}) == 1
+            for dup in uses[1:]:
+                out.append(
+                    Finding(
+                        ERROR,
+                        dup.name,
+                        "duplicate",
+                        f"--{key} given {len(uses)} times; the validator refuses to start "
+                        "(it may be given only once)",
+                        "remove the repeated copy" if same else "keep only the value you mean",
+                        dup.flag_word.line,
+                        edit=Edit("delete", dup) if same else None,
+                    )
+                )
+    present = set(seen)
+    pairs: set[tuple[str, str]] = set()
+    for key, uses in seen.items():
+        spec = uses[0].spec
+        assert spec is not None
+        for other in spec.conflicts_with:
+            pair = (min(key, other), max(key, other))
+            if other in present and pair not in pairs:
+                pairs.add(pair)
+                out.append(
+                    Finding(
+                        ERROR,
+                        f"--{key}",
+                        "conflict",
+                        f"--{key} cannot be used with --{other}",
+                        f"keep one of --{key} / --{other}",
+                        uses[0].flag_word.line,
+                    )
+                )
+        for req in spec.requires:
+            known = release.lookup(req, jito=jito)
+            if known is not None and known.key not in present:
+                out.append(
+                    Finding(
+                        ERROR,
+                        f"--{key}",
+                        "requires",
+                        f"--{key} requires --{known.key}",
+                        f"add --{known.key}",
+                        uses[0].flag_word.line,
+                    )
+                )
+    return out
+
+
+def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: Catalog) -> Finding:
+    hist = catalog.history(spec.key)
+    since = hist.deprecated[0] if hist.deprecated else release.line
+    repl = spec.replaced_by
+    target = release.lookup(repl, jito=True) if repl else None
+    msg = f"deprecated since {since}"
+    if spec.usage_warning:
+        msg += f": {spec.usage_warning}"
+    if repl:
+        sugg = f"use --{repl}"
+    elif spec.usage_warning and _no_effect(spec.usage_warning):
+        sugg = "remove it (it has no effect)"
+    else:
+        sugg = "remove it; it is ignored or will be removed"
+    edit: Edit | None = None
+    if repl and target is not None and target.takes_value == spec.takes_value:
+        # same shape (both bare or both with a value): a plain rename is exact
+        edit = Edit("rename", it, f"--{repl}")
+    elif not repl:
+        edit = Edit("delete", it)
+    return Finding(WARNING, it.name, "deprecated", msg, sugg, it.flag_word.line, edit=edit)
+
+
+def _no_effect(text: str) -> bool:
+    t = text.lower()
+    return any(k in t for k in ("no effect", "by default", "no longer", "cannot be", "is now"))
+
+
+def _classify_missing(
+    it: FlagUse,
+    bare: str,
+    release: Release,
+    catalog: Catalog,
+    jito: bool,
+    lines: list[str],
+) -> list[Finding]:
+    line = it.flag_word.line
+    hist = catalog.history(bare)
+    here = release.line
+    if hist.jito and here in hist.jito:
+        return [
+            Finding(
+                ERROR,
+                it.name,
+                "jito-only",
+                f"Jito-Solana only: stock {release.binary} {here} rejects it",
+                "use a Jito-Solana build (or pass --agave-version X.Y-jito), or remove it",
+                line,
+            )
+        ]
+    if hist.present:
+        older = [p for p in hist.present if lines.index(p) < lines.index(here)]
+        newer = [p for p in hist.present if lines.index(p) > lines.index(here)]
+        if older and not newer:
+            removed_in = _first_after(lines, tuple(older))
+            repl = hist.replaced_by
+            tgt = release.lookup(repl, jito=jito) if repl else None
+            sugg = f"use --{repl}" if tgt is not None else "remove it"
+            edit = Edit("rename", it, f"--{repl}") if tgt is not None else Edit("delete", it)
+            msg = f"removed in {removed_in} (last in {older[-1]})"
+            if hist.deprecated:
+                msg += f"; deprecated since {hist.deprecated[0]}"
+            return [Finding(ERROR, it.name, "removed", msg, sugg, line, edit=edit)]
+        if newer and not older:
+            return [
+                Finding(
+                    ERROR,
+                    it.name,
+                    "not-yet-added",
+                    f"not in {here}; added in {newer[0]}",
+                    f"upgrade to {newer[0]} or later, or remove it",
+                    line,
+                )
+            ]
+        return [
+            Finding(
+                ERROR,
+                it.name,
+                "not-in-release",
+                f"not in {here} (present in {', '.join(hist.present)})",
+                "remove it for this release",
+                line,
+            )
+        ]
+    if hist.jito:
+        return [
+            Finding(
+                ERROR,
+                it.name,
+                "jito-only",
+                f"Jito-Solana only (in Jito builds of {', '.join(hist.jito)}), "
+                f"not in {release.binary} {here}",
+                "remove it, or run a Jito-Solana build of a release that has it",
+                line,
+            )
+        ]
+    guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
+    return [
+        Finding(
+            ERROR,
+            it.name,
+            "unknown",
+            f"unknown flag: no Agave/Solana release ({lines[0]}-{lines[-1]}) has it",
+            f"did you mean --{guess}?" if guess else "check the spelling",
+            line,
+            edit=Edit("rename", it, f"--{guess}") if guess else None,
+        )
+    ]
