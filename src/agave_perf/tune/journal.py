@@ -1,0 +1,648 @@
+"""A write-ahead journal that makes every host change reversible, even after a crash.
+
+Every write agave-perf makes to a host goes through a :class:`Transaction`:
+
+1. an **intent** record is appended and fsynced: the path, its old bytes (or
+   "absent"), old mode and owner, the new bytes and mode;
+2. the write is made: files atomically (temp file, fsync, rename, fsync of the
+   directory), kernel knobs under ``/proc/sys`` and ``/sys`` directly;
+3. a **done** record is appended.
+
+:meth:`Journal.rollback` replays the intents of every transaction not yet rolled
+back, newest first, restoring bytes and modes exactly and deleting what did not
+exist. Because the intent is on disk before the write starts, a process killed at
+any point leaves a journal that rollback can finish; restoring is idempotent, so
+rollback itself may be interrupted and run again.
+
+The file is JSON lines. A torn last line (no newline: the process died while
+appending it) is ignored, since its write had not started. Any other damage is a
+:class:`~agave_perf.errors.TuningError` raised before anything is changed.
+
+Test hook: ``AGAVE_PERF_TEST_CRASH_AT=PHASE:N`` makes the process SIGKILL itself
+at the N-th (1-based) crash point of that phase: ``intent`` (intent fsynced, write
+not started), ``tmp`` (temp file written, not yet renamed; files only) or
+``write`` (write made, done record not yet appended). It exists so tests can prove
+crash safety with real kills; nothing else reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import stat
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from agave_perf import paths
+from agave_perf.errors import TuningError
+
+VERSION = 1
+CRASH_ENV = "AGAVE_PERF_TEST_CRASH_AT"
+TMP_SUFFIX = ".agave-perf-tmp"
+# Pseudo-filesystems where a write is a value handed to the kernel, not file content.
+KERNEL_FS = frozenset({"proc", "sysfs"})
+
+Kind = Literal["file", "knob", "dir"]
+
+
+class JournalCorrupt(TuningError):
+    """The journal cannot be read; nothing was changed."""
+
+
+class WriteFailed(TuningError):
+    """A journaled write was refused by the filesystem or the kernel."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What a path held: its bytes, mode and owner, or that it was absent."""
+
+    exists: bool
+    data: bytes = b""
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the journal form (bytes as base64)."""
+        if not self.exists:
+            return {"state": "absent"}
+        return {
+            "state": "present",
+            "b64": base64.b64encode(self.data).decode("ascii"),
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileState:
+        """Parse the journal form; raises ValueError/KeyError/TypeError when malformed."""
+        if data["state"] == "absent":
+            return cls(exists=False)
+        if data["state"] != "present":
+            raise ValueError(f"unknown state {data['state']!r}")
+        mode = data.get("mode")
+        uid = data.get("uid")
+        gid = data.get("gid")
+        for value in (mode, uid, gid):
+            if value is not None and not isinstance(value, int):
+                raise TypeError("mode/uid/gid must be integers")
+        return cls(True, base64.b64decode(data["b64"], validate=True), mode, uid, gid)
+
+    @classmethod
+    def read(cls, path: Path) -> FileState:
+        """Capture the current state of a path (following no symlink at the last component)."""
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return cls(exists=False)
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            return cls(True, b"", mode, st.st_uid, st.st_gid)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        return cls(True, data, mode, st.st_uid, st.st_gid)
+
+
+@dataclass
+class Entry:
+    """One intended write, and what became of it."""
+
+    txn: str
+    seq: int
+    kind: Kind
+    path: str
+    old: FileState
+    new: bytes
+    new_mode: int | None
+    restore: bytes | None
+    stage: str
+    label: str
+    time: float
+    done: bool = False
+    failed: str | None = None
+    restored: bool = False
+
+    @property
+    def state(self) -> str:
+        """Return applied, failed, restored or incomplete (intent without done: a crash)."""
+        if self.restored:
+            return "restored"
+        if self.failed is not None:
+            return "failed"
+        return "applied" if self.done else "incomplete"
+
+
+@dataclass
+class Txn:
+    """One apply run: its entries in order, and whether it was committed or rolled back."""
+
+    id: str
+    time: float
+    meta: dict[str, Any]
+    entries: list[Entry] = field(default_factory=list)
+    committed: bool = False
+    rolled_back: float | None = None
+
+    @property
+    def pending(self) -> bool:
+        """True while some change of this run may still be in place."""
+        return self.rolled_back is None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """One path put back by rollback."""
+
+    path: str
+    stage: str
+    label: str
+    action: str  # "restored", "deleted", "removed-dir", "kept-dir"
+
+
+@dataclass
+class RollbackResult:
+    """What a rollback did."""
+
+    journal: Path
+    transactions: list[str] = field(default_factory=list)
+    restored: list[Restored] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def journal_key(root: Path) -> str:
+    """Return a short stable key for a root directory, so each root has its own journal."""
+    resolved = str(Path(os.path.abspath(root)).resolve())
+    return hashlib.sha256(resolved.encode()).hexdigest()[:16]
+
+
+def _crash_point(phase: str, counter: int) -> None:
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    want_phase, _, want_n = spec.partition(":")
+    if want_phase == phase and want_n.isdigit() and int(want_n) == counter:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unescape_mount(text: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    out, i = [], 0
+    while i < len(text):
+        code = text[i + 1 : i + 4]
+        if text[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _mounts() -> list[tuple[str, str]]:
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    mounts = []
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        parts = left.split()
+        if sep and len(parts) >= 5 and right.split():
+            mounts.append((_unescape_mount(parts[4]), right.split()[0]))
+    return mounts
+
+
+def filesystem_type(path: Path, mounts: list[tuple[str, str]] | None = None) -> str:
+    """Return the type of the filesystem holding ``path`` (``""`` when unknown)."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for point, kind in _mounts() if mounts is None else mounts:
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, kind
+    return fstype
+
+
+class Journal:
+    """The journal of one root directory (``/`` on a real host, a fake tree in tests)."""
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path = path
+        self.root = Path(os.path.abspath(root))
+        self._crash_counts: dict[str, int] = {}
+        self._mount_cache: list[tuple[str, str]] | None = None
+
+    @classmethod
+    def for_root(cls, root: Path, name: str = "host") -> Journal:
+        """Return the journal kept under $AGAVE_PERF_HOME for ``root``."""
+        return cls(paths.state_path("journals", f"{name}-{journal_key(root)}.jsonl"), root)
+
+    # -- reading -----------------------------------------------------------------
+
+    def target(self, host_path: str) -> Path:
+        """Map a host path such as ``/proc/sys/vm/swappiness`` into this journal's root."""
+        return self.root / host_path.lstrip("/")
+
+    def transactions(self) -> list[Txn]:
+        """Parse the journal; raises :class:`JournalCorrupt` on any damage but a torn tail."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise JournalCorrupt(f"cannot read journal {self.path}: {err.strerror}") from None
+        lines = raw.split(b"\n")
+        # The last element is b"" when the file ends with a newline; otherwise it is a
+        # record torn by a crash mid-append, whose write never started.
+        body = lines[:-1]
+        txns: dict[str, Txn] = {}
+        for number, line in enumerate(body, start=1):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise TypeError("record is not an object")
+                self._apply_record(record, txns, first=number == 1)
+            except (ValueError, KeyError, TypeError) as err:
+                raise JournalCorrupt(
+                    f"journal {self.path} is corrupt at line {number} ({err}); nothing was "
+                    "changed — move it away to start over, or repair it"
+                ) from None
+        if not body and lines[-1]:
+            return []
+        return list(txns.values())
+
+    def _apply_record(self, rec: dict[str, Any], txns: dict[str, Txn], *, first: bool) -> None:
+        kind = rec["type"]
+        if first:
+            if kind != "header" or rec.get("version") != VERSION:
+                raise ValueError("missing or unsupported header")
+            if rec["root"] != str(self.root):
+                raise ValueError(f"journal belongs to root {rec['root']}, not {self.root}")
+            return
+        if kind == "begin":
+            txns[rec["txn"]] = Txn(rec["txn"], float(rec["time"]), dict(rec.get("meta", {})))
+            return
+        txn = txns[rec["txn"]]
+        if kind == "intent":
+            if rec["kind"] not in ("file", "knob", "dir"):
+                raise ValueError(f"unknown intent kind {rec['kind']!r}")
+            restore = rec.get("restore")
+            txn.entries.append(
+                Entry(
+                    txn=txn.id,
+                    seq=int(rec["seq"]),
+                    kind=rec["kind"],
+                    path=str(rec["path"]),
+                    old=FileState.from_json(rec["old"]),
+                    new=base64.b64decode(rec["new"], validate=True),
+                    new_mode=rec.get("new_mode"),
+                    restore=None if restore is None else base64.b64decode(restore, validate=True),
+                    stage=str(rec.get("stage", "")),
+                    label=str(rec.get("label", "")),
+                    time=float(rec["time"]),
+                )
+            )
+        elif kind in ("done", "failed", "undone"):
+            entry = next((e for e in txn.entries if e.seq == rec["seq"]), None)
+            if entry is None:
+                raise ValueError(f"{kind} record for unknown change {rec['seq']}")
+            if kind == "done":
+                entry.done = True
+            elif kind == "failed":
+                entry.failed = str(rec["error"])
+            else:
+                entry.restored = True
+        elif kind == "commit":
+            txn.committed = True
+        elif kind == "rolled-back":
+            txn.rolled_back = float(rec["time"])
+        else:
+            raise ValueError(f"unknown record type {kind!r}")
+
+    def pending(self) -> list[Txn]:
+        """Return the transactions whose changes may still be in place, oldest first."""
+        return [t for t in self.transactions() if t.pending and t.entries]
+
+    # -- writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = self.path.with_name(self.path.name + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TuningError(
+                    f"another agave-perf is applying or rolling back (lock {lock})"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        try:
+            created = self.path.stat().st_size == 0
+        except FileNotFoundError:
+            created = True
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if created:
+                header = {"type": "header", "version": VERSION, "root": str(self.root)}
+                os.write(fd, (json.dumps(header) + "\n").encode())
+            os.write(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.path.parent)
+
+    def _drop_torn_tail(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        if raw and not raw.endswith(b"\n"):
+            keep = raw.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+                os.fsync(fh.fileno())
+
+    def _crash(self, phase: str) -> None:
+        count = self._crash_counts.get(phase, 0) + 1
+        self._crash_counts[phase] = count
+        _crash_point(phase, count)
+
+    def _is_kernel_file(self, path: Path) -> bool:
+        if self._mount_cache is None:
+            self._mount_cache = _mounts()
+        return filesystem_type(path, self._mount_cache) in KERNEL_FS
+
+    @contextlib.contextmanager
+    def transaction(self, meta: dict[str, Any] | None = None) -> Iterator[Transaction]:
+        """Open a transaction; on any error its changes are undone before the error propagates."""
+        with self._locked():
+            self.transactions()  # refuse to write on top of a corrupt journal
+            self._drop_torn_tail()
+            txn = Transaction(self, uuid.uuid4().hex[:12])
+            self._append({"type": "begin", "txn": txn.id, "time": time.time(), "meta": meta or {}})
+            try:
+                yield txn
+            except BaseException as err:
+                if txn.count:
+                    result = self._rollback_locked([txn.id])
+                    if isinstance(err, TuningError) and not result.errors:
+                        raise TuningError(
+                            f"{err}; every change this run made before it was rolled back"
+                        ) from None
+                    if isinstance(err, TuningError):
+                        raise TuningError(
+                            f"{err}; undoing the earlier changes also failed "
+                            f"({result.errors[0]}) — run `agave-perf host rollback`"
+                        ) from None
+                else:
+                    self._append({"type": "rolled-back", "txn": txn.id, "time": time.time()})
+                raise
+            self._append({"type": "commit", "txn": txn.id, "time": time.time()})
+
+    # -- rollback ----------------------------------------------------------------
+
+    def rollback(self, txn_ids: list[str] | None = None) -> RollbackResult:
+        """Undo every pending transaction (or the given ones), newest first, exactly."""
+        with self._locked():
+            self.transactions()
+            self._drop_torn_tail()
+            return self._rollback_locked(txn_ids)
+
+    def _rollback_locked(self, txn_ids: list[str] | None) -> RollbackResult:
+        result = RollbackResult(self.path)
+        txns = [t for t in self.transactions() if t.pending]
+        if txn_ids is not None:
+            txns = [t for t in txns if t.id in txn_ids]
+        for txn in reversed(txns):
+            failed_before = len(result.errors)
+            for entry in reversed(txn.entries):
+                if entry.restored:
+                    continue
+                try:
+                    action = self._restore(entry)
+                except OSError as err:
+                    result.errors.append(f"{entry.path}: {err.strerror or err}")
+                    continue
+                self._append({"type": "undone", "txn": txn.id, "seq": entry.seq})
+                result.restored.append(Restored(entry.path, entry.stage, entry.label, action))
+            if len(result.errors) == failed_before:
+                self._append({"type": "rolled-back", "txn": txn.id, "time": time.time()})
+                result.transactions.append(txn.id)
+        return result
+
+    def _restore(self, entry: Entry) -> str:
+        target = self.target(entry.path)
+        old = entry.old
+        if entry.kind == "dir":
+            if old.exists:
+                if old.mode is not None and target.is_dir():
+                    os.chmod(target, old.mode)
+                return "restored"
+            try:
+                target.rmdir()
+            except FileNotFoundError:
+                return "removed-dir"
+            except OSError:
+                return "kept-dir"  # something else was put there since; never delete it
+            _fsync_dir(target.parent)
+            return "removed-dir"
+        if entry.kind == "knob":
+            if not old.exists:
+                return "restored"
+            data = old.data
+            if entry.restore is not None and self._is_kernel_file(target):
+                data = entry.restore
+            _write_direct(target, data)
+            return "restored"
+        tmp = _tmp_path(target)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        if not old.exists:
+            try:
+                target.unlink()
+            except FileNotFoundError:
+                return "deleted"
+            _fsync_dir(target.parent)
+            return "deleted"
+        _write_atomic(target, old.data, old.mode, old.uid, old.gid, crash=None)
+        return "restored"
+
+
+def _tmp_path(target: Path) -> Path:
+    return target.with_name(f".{target.name}{TMP_SUFFIX}")
+
+
+def _write_direct(target: Path, data: bytes) -> None:
+    # No O_CREAT: a kernel knob that does not exist cannot be created by writing it.
+    fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(
+    target: Path,
+    data: bytes,
+    mode: int | None,
+    uid: int | None,
+    gid: int | None,
+    crash: Journal | None,
+) -> None:
+    tmp = _tmp_path(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, 0o644 if mode is None else mode)
+        if uid is not None and gid is not None and (uid, gid) != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, uid, gid)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if crash is not None:
+        crash._crash("tmp")
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+class Transaction:
+    """The writes of one apply run; each is journaled before it is made."""
+
+    def __init__(self, journal: Journal, txn_id: str) -> None:
+        self.journal = journal
+        self.id = txn_id
+        self.count = 0
+
+    def _intent(
+        self,
+        kind: Kind,
+        host_path: str,
+        old: FileState,
+        new: bytes,
+        new_mode: int | None,
+        restore: bytes | None,
+        stage: str,
+        label: str,
+    ) -> int:
+        self.count += 1
+        record: dict[str, Any] = {
+            "type": "intent",
+            "txn": self.id,
+            "seq": self.count,
+            "kind": kind,
+            "path": host_path,
+            "old": old.to_json(),
+            "new": base64.b64encode(new).decode("ascii"),
+            "new_mode": new_mode,
+            "stage": stage,
+            "label": label,
+            "time": time.time(),
+        }
+        if restore is not None:
+            record["restore"] = base64.b64encode(restore).decode("ascii")
+        self.journal._append(record)
+        self.journal._crash("intent")
+        return self.count
+
+    def _finish(self, seq: int, error: OSError | None, host_path: str) -> None:
+        if error is None:
+            self.journal._crash("write")
+            self.journal._append({"type": "done", "txn": self.id, "seq": seq})
+            return
+        reason = error.strerror or str(error)
+        self.journal._append({"type": "failed", "txn": self.id, "seq": seq, "error": reason})
+        raise WriteFailed(host_path, reason)
+
+    def _ensure_parents(self, target: Path, stage: str) -> None:
+        missing: list[Path] = []
+        parent = target.parent
+        while not parent.exists() and parent != self.journal.root:
+            missing.append(parent)
+            parent = parent.parent
+        for directory in reversed(missing):
+            host = "/" + str(directory.relative_to(self.journal.root))
+            seq = self._intent("dir", host, FileState(False), b"", 0o755, None, stage, "mkdir")
+            error: OSError | None = None
+            try:
+                directory.mkdir(mode=0o755)
+                os.chmod(directory, 0o755)  # umask must not change what rollback expects
+                _fsync_dir(directory.parent)
+            except OSError as err:
+                error = err
+            self._finish(seq, error, host)
+
+    def write_file(
+        self, host_path: str, data: bytes, *, mode: int | None = None, stage: str, label: str
+    ) -> None:
+        """Replace a regular file atomically (creating it and its parents when absent)."""
+        target = self.journal.target(host_path)
+        self._ensure_parents(target, stage)
+        try:
+            old = FileState.read(target)
+        except OSError as err:
+            raise WriteFailed(host_path, err.strerror or str(err)) from None
+        new_mode = mode if mode is not None else (old.mode if old.exists else 0o644)
+        seq = self._intent("file", host_path, old, data, new_mode, None, stage, label)
+        error: OSError | None = None
+        try:
+            _write_atomic(target, data, new_mode, old.uid, old.gid, crash=self.journal)
+        except OSError as err:
+            error = err
+            with contextlib.suppress(OSError):
+                _tmp_path(target).unlink()
+        self._finish(seq, error, host_path)
+
+    def write_knob(
+        self, host_path: str, data: bytes, *, restore: bytes, stage: str, label: str
+    ) -> None:
+        """Write a kernel value (``/proc/sys``, ``/sys``) in place; ``restore`` undoes it."""
+        target = self.journal.target(host_path)
+        try:
+            old = FileState.read(target)
+        except OSError as err:
+            raise WriteFailed(host_path, err.strerror or str(err)) from None
+        if not old.exists:
+            raise WriteFailed(host_path, "no such file (the kernel does not offer this setting)")
+        seq = self._intent("knob", host_path, old, data, None, restore, stage, label)
+        error: OSError | None = None
+        try:
+            _write_direct(target, data)
+        except OSError as err:
+            error = err
+        self._finish(seq, error, host_path)

@@ -1,0 +1,203 @@
+"""The write-ahead journal: exact restore of bytes and modes, crash tolerance, corruption."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agave_perf.errors import TuningError
+from agave_perf.testing.fakeroot import FakeRoot
+from agave_perf.tune.journal import (
+    FileState,
+    Journal,
+    JournalCorrupt,
+    WriteFailed,
+    filesystem_type,
+    journal_key,
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> FakeRoot:
+    tree = FakeRoot(tmp_path / "root")
+    tree.write("/etc/app.conf", "old\n", mode=0o640)
+    tree.write("/proc/sys/vm/max_map_count", "65530\n")
+    return tree
+
+
+class TestWriteAndRollback:
+    def test_file_replaced_then_restored_with_mode(self, root: FakeRoot) -> None:
+        """A replaced file gets its old bytes and mode back on rollback."""
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", mode=0o600, stage="t", label="conf")
+        assert root.read("/etc/app.conf") == "new\n"
+        assert root.snapshot()["/etc/app.conf"].mode == 0o600
+        journal.rollback()
+        assert root.snapshot() == before
+
+    def test_new_file_and_parents_are_deleted(self, root: FakeRoot) -> None:
+        """A file created in new directories disappears with those directories."""
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/a/b/c.conf", b"x", mode=0o644, stage="t", label="new")
+        assert root.host("/etc/a/b/c.conf").read_bytes() == b"x"
+        result = journal.rollback()
+        assert root.snapshot() == before
+        assert {r.action for r in result.restored} == {"deleted", "removed-dir"}
+
+    def test_knob_written_in_place_and_restored(self, root: FakeRoot) -> None:
+        """A kernel value is written in place (same inode) and restored byte for byte."""
+        inode = root.host("/proc/sys/vm/max_map_count").stat().st_ino
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_knob(
+                "/proc/sys/vm/max_map_count", b"1000000\n", restore=b"65530\n", stage="t", label="k"
+            )
+        assert root.sysctl("vm.max_map_count") == "1000000"
+        assert root.host("/proc/sys/vm/max_map_count").stat().st_ino == inode
+        journal.rollback()
+        assert root.snapshot() == before
+
+    def test_rollback_of_two_runs_restores_the_first_state(self, root: FakeRoot) -> None:
+        """Two applies to one file roll back to the state before the first."""
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        for content in (b"one\n", b"two\n"):
+            with journal.transaction() as txn:
+                txn.write_file("/etc/app.conf", content, stage="t", label="conf")
+        assert len(journal.pending()) == 2
+        result = journal.rollback()
+        assert len(result.transactions) == 2
+        assert root.snapshot() == before
+
+    def test_rollback_is_idempotent(self, root: FakeRoot) -> None:
+        """A second rollback finds nothing to do and changes nothing."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        journal.rollback()
+        after_first = root.snapshot()
+        again = journal.rollback()
+        assert again.restored == []
+        assert again.transactions == []
+        assert root.snapshot() == after_first
+        assert journal.pending() == []
+
+    def test_failed_write_undoes_the_run(self, root: FakeRoot) -> None:
+        """When a write fails, the earlier writes of the same run are undone."""
+        root.write("/etc/blocker", "a file where a directory is needed\n")
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+
+        def two_writes() -> None:
+            with journal.transaction() as txn:
+                txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+                txn.write_file("/etc/blocker/x.conf", b"x", stage="t", label="blocked")
+
+        with pytest.raises(TuningError, match="rolled back") as info:
+            two_writes()
+        assert "/etc/blocker" in str(info.value)
+        assert root.snapshot() == before
+        assert journal.pending() == []
+
+    def test_missing_knob_is_refused_before_any_intent(self, root: FakeRoot) -> None:
+        """Writing a kernel value the kernel does not offer fails with a clear reason."""
+        journal = Journal.for_root(root.path)
+        with pytest.raises(WriteFailed, match="does not offer"), journal.transaction() as txn:
+            txn.write_knob("/proc/sys/no/such", b"1\n", restore=b"0\n", stage="t", label="k")
+        assert journal.pending() == []
+
+
+class TestJournalFile:
+    def test_each_root_has_its_own_journal(self, tmp_path: Path) -> None:
+        """Journals are keyed by the resolved root, so fake roots never share one."""
+        assert journal_key(tmp_path / "a") != journal_key(tmp_path / "b")
+        assert journal_key(tmp_path / "a") == journal_key(tmp_path / "x" / ".." / "a")
+        assert Journal.for_root(tmp_path / "a").path != Journal.for_root(tmp_path / "b").path
+
+    def test_intent_records_old_bytes_and_mode(self, root: FakeRoot) -> None:
+        """The intent carries base64 old bytes and mode; an absent file is 'absent'."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+            txn.write_file("/etc/fresh.conf", b"f\n", mode=0o644, stage="t", label="fresh")
+        records = [json.loads(line) for line in journal.path.read_text().splitlines()]
+        intents = [r for r in records if r["type"] == "intent"]
+        old = FileState.from_json(intents[0]["old"])
+        assert old.data == b"old\n"
+        assert old.mode == 0o640
+        assert intents[1]["old"] == {"state": "absent"}
+        assert [r["type"] for r in records].count("done") == 2
+
+    def test_torn_last_line_is_ignored(self, root: FakeRoot) -> None:
+        """A record cut off by a crash mid-append is dropped, not reported as corruption."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        with open(journal.path, "ab") as fh:
+            fh.write(b'{"type":"intent","txn":"x')
+        assert len(journal.pending()) == 1
+        journal.rollback()
+        assert root.read("/etc/app.conf") == "old\n"
+        assert journal.path.read_bytes().endswith(b"\n")
+
+    @pytest.mark.parametrize(
+        "damage",
+        [
+            b"not json\n",
+            b'{"type":"intent","txn":"nope"}\n',
+            b'{"type":"mystery","txn":"x"}\n',
+            b'["a list"]\n',
+        ],
+    )
+    def test_corrupt_journal_stops_everything(self, root: FakeRoot, damage: bytes) -> None:
+        """Damage in the middle of the journal is a clear error; nothing is touched."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        raw = journal.path.read_bytes().splitlines(keepends=True)
+        journal.path.write_bytes(b"".join(raw[:2]) + damage + b"".join(raw[2:]))
+        state = root.snapshot()
+        with pytest.raises(JournalCorrupt, match="corrupt at line 3"):
+            journal.rollback()
+        with pytest.raises(JournalCorrupt), journal.transaction():
+            pass
+        assert root.snapshot() == state
+
+    def test_journal_of_another_root_is_rejected(self, root: FakeRoot, tmp_path: Path) -> None:
+        """A journal whose header names another root is treated as corrupt."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        other = Journal(journal.path, tmp_path / "elsewhere")
+        with pytest.raises(JournalCorrupt, match="belongs to root"):
+            other.transactions()
+
+    def test_concurrent_transaction_is_refused(self, root: FakeRoot) -> None:
+        """A second writer on the same root gets a clear error instead of interleaving."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction(), pytest.raises(TuningError, match="another agave-perf"):
+            journal.rollback()
+
+
+class TestFilesystemType:
+    def test_proc_is_a_kernel_filesystem(self) -> None:
+        """/proc/sys resolves to procfs, a fake tree to an ordinary filesystem."""
+        if not os.path.exists("/proc/self/mountinfo"):
+            pytest.skip("needs /proc/self/mountinfo (Linux)")
+        assert filesystem_type(Path("/proc/sys/vm")) == "proc"
+        assert filesystem_type(Path("/tmp")) not in ("proc", "sysfs")
+
+    def test_longest_mount_point_wins(self) -> None:
+        """A nested mount point is chosen over its parent."""
+        mounts = [("/", "ext4"), ("/sys", "sysfs"), ("/sys/fs/cgroup", "cgroup2")]
+        assert filesystem_type(Path("/sys/fs/cgroup/x"), mounts) == "cgroup2"
+        assert filesystem_type(Path("/sys/kernel"), mounts) == "sysfs"
+        assert filesystem_type(Path("/system"), mounts) == "ext4"
