@@ -139,7 +139,6 @@ class SimCluster:
             raise
         self._t0 = self.clock.now()
         self._unix0 = time.time()
-        self._warm_start()
         self._record(
             "start",
             scenario=self.scenario.to_json(),
@@ -147,6 +146,7 @@ class SimCluster:
             first_slot=self.first_slot,
             nodes=[n.to_json() for n in self.info()],
         )
+        self._warm_start()
         for i in range(1, len(self.nodes)):
             for start, end in self.scenario.stall_windows(i):
                 self._record("fault", node=self.nodes[i].name, fault="stall", start=start, end=end)

@@ -1,0 +1,75 @@
+"""`agave-perf simnet` as a user runs it: URLs first, clean stop on Ctrl-C, clear errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agave_perf", "simnet", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class TestSimnetCommand:
+    def test_json_then_ctrl_c(self, tmp_path: Path) -> None:
+        """--json prints one object with the nodes tip first; SIGINT stops it with exit 0
+        and the truth file is closed with a stop record."""
+        truth = tmp_path / "t.jsonl"
+        args = ("--port", "0", "--nodes", "3", "--slot-ms", "50", "--json", "--truth", str(truth))
+        with start(*args) as proc:
+            try:
+                assert proc.stdout is not None
+                doc = json.loads(proc.stdout.readline())
+                assert [n["role"] for n in doc["nodes"]] == ["tip", "follower", "follower"]
+                assert doc["nodes"][0]["http"].startswith("http://127.0.0.1:")
+                assert Path(doc["payer_keypair"]).is_file()
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGINT)
+                proc.communicate(timeout=20)
+                assert proc.returncode == 0
+            finally:
+                proc.kill()
+        assert json.loads(truth.read_text().splitlines()[-1])["kind"] == "stop"
+
+    def test_text_lines_and_duration(self) -> None:
+        """Without --json, one line per node (role, http, ws), and --duration ends the run."""
+        proc = start("--port", "0", "--slot-ms", "50", "--duration", "1s")
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        lines = out.splitlines()
+        assert lines[0].split()[0] == "tip"
+        assert lines[0].split()[1].startswith("http://127.0.0.1:")
+        assert lines[0].split()[2].startswith("ws://127.0.0.1:")
+        assert lines[1].split()[0] == "follower"
+
+    def test_port_in_use(self) -> None:
+        """A port already taken is one error line and exit 2."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            proc = start("--port", str(port), "--duration", "1s")
+            _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert err.strip().splitlines()[-1].startswith("agave-perf: error: cannot listen")
+        assert "Traceback" not in err
+
+    @pytest.mark.parametrize("bad", ["--nodes=0", "--scenario=lag:slots=x", "--duration=soon"])
+    def test_bad_arguments(self, bad: str) -> None:
+        """Bad arguments exit 2 without a traceback."""
+        proc = start(bad)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert "Traceback" not in err

@@ -1,0 +1,70 @@
+"""The cluster keeps time, and its ground truth matches what clients observe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+
+from agave_perf.simnet import SimCluster
+
+
+class TestSlotClock:
+    async def test_slot_rate_and_truth_file(self, tmp_path: Path) -> None:
+        """Slots advance at 1000/slot_ms per second (within 2 %) and every one is in the truth file."""
+        truth = tmp_path / "truth.jsonl"
+        async with SimCluster(nodes=2, slot_ms=50, truth=truth) as c:
+            await asyncio.sleep(0.2)
+            start_slot, start = c.tip.view.processed, time.monotonic()
+            await asyncio.sleep(3.0)
+            rate = (c.tip.view.processed - start_slot) / (time.monotonic() - start)
+        assert abs(rate - 20.0) / 20.0 < 0.02 + 1 / 60  # one slot of quantisation over 3 s
+        records = [json.loads(line) for line in truth.read_text().splitlines()]
+        assert records[0]["kind"] == "start"
+        assert records[-1]["kind"] == "stop"
+        tip_slots = [r["slot"] for r in records if r["kind"] == "slot" and r["node"] == "tip"]
+        assert tip_slots == sorted(tip_slots)
+        assert len(tip_slots) >= 60
+
+    async def test_truth_matches_client_observation(self) -> None:
+        """The instant the truth says a node processed a slot is when slotSubscribe clients hear of it."""
+        async with SimCluster(nodes=2, scenario="lag:slots=3", slot_ms=50) as c:
+            seen: dict[tuple[str, int], float] = {}
+
+            async def listen(name: str, url: str) -> None:
+                async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+                    await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"slotSubscribe"}')
+                    async for msg in ws:
+                        doc = json.loads(msg.data)
+                        if "params" in doc:
+                            seen[(name, doc["params"]["result"]["slot"])] = time.time()
+
+            tasks = [asyncio.create_task(listen(n.name, n.ws)) for n in c.info()]
+            await asyncio.sleep(2.0)
+            for t in tasks:
+                t.cancel()
+            truth = {(r["node"], r["slot"]): r["t"] for r in c.truth if r["kind"] == "slot"}
+        errors = [abs(seen[k] - truth[k]) for k in seen if k in truth]
+        assert len(errors) > 50
+        assert max(errors) < 0.025
+        lags = [
+            truth[("follower-1", s)] - truth[("tip", s)]
+            for (n, s) in truth
+            if n == "tip" and ("follower-1", s) in truth and s > c.first_slot
+        ]
+        assert all(abs(lag - 0.15) < 0.02 for lag in lags)  # 3 slots × 50 ms
+
+    async def test_stop_is_clean_and_ports_are_free(self) -> None:
+        """After stop, the same ports can be bound again at once."""
+        c = SimCluster(nodes=2, slot_ms=50)
+        await c.start()
+        port = int(c.info()[0].http.rsplit(":", 1)[1])
+        await c.stop()
+        again = SimCluster(nodes=1, slot_ms=50, port=port)
+        await again.start()
+        assert again.info()[0].http.endswith(f":{port}")
+        assert again.info()[0].ws.endswith(f":{port + 1}")
+        await again.stop()
