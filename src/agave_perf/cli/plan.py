@@ -1,0 +1,148 @@
+"""``agave-perf plan``: the master plan, with gates that cannot be skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from agave_perf.cli._common import runtime, standard_options
+from agave_perf.errors import GateFailed, UsageError
+
+if TYPE_CHECKING:
+    from agave_perf.plan.engine import PlanEngine
+
+_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _agave_option(func: click.decorators.FC) -> click.decorators.FC:
+    return click.option(
+        "--agave",
+        type=_DIR,
+        default=None,
+        help="The Agave checkout (default: the plan holding the current directory).",
+    )(func)
+
+
+@contextmanager
+def _engine(agave: Path | None) -> Iterator[PlanEngine]:
+    from agave_perf.plan.engine import PlanEngine as Engine
+    from agave_perf.store import open_store
+
+    with open_store(runtime().settings.store.url) as store:
+        yield Engine.open(store, agave)
+
+
+@click.group("plan")
+@standard_options
+def plan() -> None:
+    """Run the master plan: phases, tasks, gates, phase branches, rollbacks, PERF-TODOs."""
+
+
+@plan.command("init")
+@click.option("--agave", type=_DIR, required=True, help="The Agave checkout the plan works on.")
+@click.option("--catalog", type=_FILE, default=None, help="A plan catalog TOML (default: shipped).")
+@click.option(
+    "--flags-file",
+    type=_FILE,
+    default=None,
+    help="The validator start script that flag tasks change (saved at task start for rollback).",
+)
+@click.option("--reset", is_flag=True, help="Start a new state; the old one and its evidence stay.")
+@standard_options
+def init_cmd(agave: Path, catalog: Path | None, flags_file: Path | None, reset: bool) -> None:
+    """Create the plan state for a checkout in the results store."""
+    from agave_perf.plan.engine import PlanEngine
+    from agave_perf.plan.status import PlanStatus
+    from agave_perf.store import open_store
+
+    rt = runtime()
+    with open_store(rt.settings.store.url) as store:
+        engine = PlanEngine.init(
+            store, agave, catalog_path=catalog, flags_file=flags_file, reset=reset
+        )
+        rt.emit(PlanStatus(engine.state(), engine.archived_evidence()))
+
+
+@plan.command("status")
+@_agave_option
+@standard_options
+def status_cmd(agave: Path | None) -> None:
+    """Show phases and tasks with state, evidence and the gain measured so far."""
+    from agave_perf.plan.status import PlanStatus
+
+    with _engine(agave) as engine:
+        runtime().emit(PlanStatus(engine.state(), engine.archived_evidence()))
+
+
+@plan.command("start")
+@click.argument("task")
+@click.option("--force", is_flag=True, help="Start although another component is in flight.")
+@_agave_option
+@standard_options
+def start_cmd(task: str, force: bool, agave: Path | None) -> None:
+    """Start TASK (one component at a time; code tasks move to the phase branch)."""
+    with _engine(agave) as engine:
+        runtime().emit(engine.start(task, force=force))
+
+
+@plan.command("gate")
+@click.argument("task", required=False)
+@click.option("--phase", type=int, default=None, help="Run the phase benchmark gate instead.")
+@click.option("--baseline", is_flag=True, help="With --phase: record the phase baseline.")
+@_agave_option
+@standard_options
+def gate_cmd(task: str | None, phase: int | None, baseline: bool, agave: Path | None) -> None:
+    """Run the gates of TASK (or the phase benchmark with --phase N) and record the evidence."""
+    if (task is None) == (phase is None):
+        raise UsageError("give either a TASK or --phase N")
+    if baseline and phase is None:
+        raise UsageError("--baseline goes with --phase N")
+    rt = runtime()
+    with _engine(agave) as engine:
+        if phase is not None:
+            result = engine.phase_gate(phase, baseline=baseline)
+            rt.emit(result)
+            if not result.passed:
+                raise GateFailed(f"phase {phase} gate failed: {result.message}")
+            return
+        assert task is not None
+        run = engine.gate(task)
+        rt.emit(run)
+        if not run.passed:
+            failed = ", ".join(e.gate for e in run.evidence if not e.passed)
+            raise GateFailed(f"gates of {task} failed: {failed}")
+
+
+@plan.command("done")
+@click.argument("task")
+@_agave_option
+@standard_options
+def done_cmd(task: str, agave: Path | None) -> None:
+    """Mark TASK done, only if its latest gates passed on the current clean commit."""
+    with _engine(agave) as engine:
+        runtime().emit(engine.done(task))
+
+
+@plan.command("rollback")
+@click.argument("task")
+@_agave_option
+@standard_options
+def rollback_cmd(task: str, agave: Path | None) -> None:
+    """Undo TASK through its rollback (host journal, flags file, cargo feature)."""
+    with _engine(agave) as engine:
+        runtime().emit(engine.rollback(task))
+
+
+@plan.command("todos")
+@click.argument("path", type=_DIR, default=".")
+@standard_options
+def todos_cmd(path: Path) -> None:
+    """List every [PERF-TODO] under PATH with file:line, grouped by component."""
+    from agave_perf.plan.todos import scan
+
+    runtime().emit(scan(path))

@@ -1,0 +1,242 @@
+"""Gates: pluggable checks a task must pass before it may be marked done.
+
+A gate is anything with a ``name`` and ``run(context) -> GateResult``. Built in:
+
+- ``build``: ``cargo build --release`` (with the plan's features that are on);
+- ``test``: ``cargo test`` (same features);
+- ``bench``: the phase benchmark compared with the baseline recorded at the
+  phase's start; needs a :class:`PhaseBenchmark` provider.
+
+Other command groups plug in without this module knowing them: importing
+``agave_perf.slo.plan_gate`` may call :func:`register_gate` for ``check``, and
+``agave_perf.bench.plan_gate`` may call :func:`register_phase_benchmark`. Until
+such a module exists, the gate fails with "not available in this version" —
+a missing gate is never a pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agave_perf.tune.build.cargo import run_cargo
+
+# Where each pluggable gate kind is looked for, by the team that owns it.
+PLUGIN_MODULES: dict[str, str] = {
+    "check": "agave_perf.slo.plan_gate",
+    "bench": "agave_perf.bench.plan_gate",
+}
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What a gate gets to know: the checkout, its state, the plan's features, where to log."""
+
+    repo: Path
+    commit: str
+    branch: str
+    dirty: bool
+    task_id: str
+    phase: int
+    features: tuple[str, ...]
+    log_dir: Path
+    baseline: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The evidence one gate run leaves behind."""
+
+    gate: str
+    command: str
+    exit_code: int | None
+    duration_s: float
+    commit: str
+    output_tail: str
+    passed: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Gate(Protocol):
+    """A check that passes or fails with evidence."""
+
+    name: str
+
+    def run(self, context: GateContext) -> GateResult:
+        """Run the check and return its evidence."""
+        ...
+
+
+@dataclass(frozen=True)
+class BenchMeasurement:
+    """One phase benchmark measurement: a single score and which way is better."""
+
+    score: float
+    unit: str
+    higher_is_better: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class PhaseBenchmark(Protocol):
+    """Measures the node or build the plan is improving, as one comparable score."""
+
+    def measure(self, context: GateContext) -> BenchMeasurement:
+        """Run the benchmark and return its score."""
+        ...
+
+
+_GATES: dict[str, Callable[[], Gate]] = {}
+_BENCHMARK: list[Callable[[], PhaseBenchmark]] = []
+
+
+def register_gate(kind: str, factory: Callable[[], Gate]) -> None:
+    """Register (or replace) the gate implementation for a kind."""
+    _GATES[kind] = factory
+
+
+def register_phase_benchmark(factory: Callable[[], PhaseBenchmark] | None) -> None:
+    """Register the phase benchmark provider (None removes it)."""
+    _BENCHMARK.clear()
+    if factory is not None:
+        _BENCHMARK.append(factory)
+
+
+def _load_plugin(kind: str) -> str | None:
+    """Import the plugin module for a kind; return why it is unavailable, or None."""
+    module = PLUGIN_MODULES.get(kind)
+    if module is None:
+        return f"no gate of kind '{kind}' is known"
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        if err.name and module.startswith(err.name):
+            return f"{module} is not part of this version of agave-perf"
+        raise
+    return None
+
+
+def phase_benchmark() -> PhaseBenchmark | None:
+    """Return the registered phase benchmark, loading the bench plugin if needed."""
+    if not _BENCHMARK:
+        _load_plugin("bench")
+    return _BENCHMARK[0]() if _BENCHMARK else None
+
+
+def gate_for(kind: str) -> Gate:
+    """Return the gate for a kind; an unavailable kind yields a gate that always fails."""
+    if kind not in _GATES:
+        why = _load_plugin(kind)
+        if kind not in _GATES:
+            return UnavailableGate(kind, why or f"{PLUGIN_MODULES.get(kind)} registered no gate")
+    return _GATES[kind]()
+
+
+def _tail(lines: list[str], n: int = 20) -> str:
+    return "\n".join(lines[-n:])
+
+
+@dataclass
+class UnavailableGate:
+    """A gate kind this version cannot run: it fails, saying so."""
+
+    name: str
+    why: str
+
+    def run(self, context: GateContext) -> GateResult:
+        """Fail with a message naming what is missing."""
+        return GateResult(
+            gate=self.name,
+            command="",
+            exit_code=None,
+            duration_s=0.0,
+            commit=context.commit,
+            output_tail=f"gate '{self.name}' is not available in this version: {self.why}",
+            passed=False,
+            detail={"unavailable": True},
+        )
+
+
+@dataclass
+class CargoGate:
+    """``cargo build --release`` or ``cargo test`` in the checkout, with the plan's features."""
+
+    name: str
+    args: tuple[str, ...]
+
+    def run(self, context: GateContext) -> GateResult:
+        """Run cargo and return its exit code, duration and the interesting part of its output."""
+        args = list(self.args)
+        if context.features:
+            args += ["--features", ",".join(context.features)]
+        log = context.log_dir / f"{self.name}.log"
+        result = run_cargo(args, cwd=context.repo, log_path=log)
+        shown = result.first_errors if not result.passed and result.first_errors else result.tail
+        return GateResult(
+            gate=self.name,
+            command=result.command,
+            exit_code=result.exit_code,
+            duration_s=round(result.duration_s, 3),
+            commit=context.commit,
+            output_tail=_tail(shown),
+            passed=result.passed,
+            detail={"log": str(log)},
+        )
+
+
+def gain_pct(base: BenchMeasurement | dict[str, Any], new: BenchMeasurement) -> float:
+    """Return the improvement of ``new`` over ``base`` in percent (positive = better)."""
+    base_score = base.score if isinstance(base, BenchMeasurement) else float(base["score"])
+    if base_score == 0:
+        return 0.0
+    change = (new.score - base_score) / base_score * 100.0
+    return change if new.higher_is_better else -change
+
+
+@dataclass
+class BenchGate:
+    """The phase benchmark against the phase baseline: passes when nothing got slower."""
+
+    name: str = "bench"
+    tolerance_pct: float = 2.0
+
+    def run(self, context: GateContext) -> GateResult:
+        """Measure, compare with the baseline, and pass unless worse beyond the tolerance."""
+        bench = phase_benchmark()
+        if bench is None:
+            why = _load_plugin("bench") or "no phase benchmark registered"
+            return UnavailableGate(self.name, why).run(context)
+        if context.baseline is None:
+            return GateResult(
+                self.name,
+                "",
+                None,
+                0.0,
+                context.commit,
+                f"no baseline recorded for phase {context.phase}; "
+                f"run: agave-perf plan gate --phase {context.phase} --baseline",
+                False,
+            )
+        start = time.monotonic()
+        new = bench.measure(context)
+        gain = gain_pct(context.baseline, new)
+        passed = gain >= -self.tolerance_pct
+        return GateResult(
+            self.name,
+            "phase benchmark",
+            0,
+            round(time.monotonic() - start, 3),
+            context.commit,
+            f"score {new.score:g} {new.unit} vs baseline {context.baseline['score']:g}: "
+            f"{gain:+.1f}% ({'ok' if passed else 'regression'})",
+            passed,
+            {"score": new.score, "unit": new.unit, "gain_pct": round(gain, 3), **new.detail},
+        )
+
+
+register_gate("build", lambda: CargoGate("build", ("build", "--release")))
+register_gate("test", lambda: CargoGate("test", ("test",)))
+register_gate("bench", BenchGate)

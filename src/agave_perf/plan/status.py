@@ -1,0 +1,134 @@
+"""``plan status``: phases and tasks with state, evidence and the gain measured so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agave_perf.plan.state import PlanState, TaskState
+
+_STYLE = {"todo": "", "in-progress": "yellow", "done": "green", "rolled-back": "magenta"}
+
+
+def _task_json(state: PlanState, ts: TaskState) -> dict[str, Any]:
+    t = ts.task
+    return {
+        "id": t.id,
+        "title": t.title,
+        "component": t.component,
+        "kind": t.kind,
+        "risk": t.risk,
+        "gates": list(t.gates),
+        "rollback": t.rollback.kind,
+        "feature": t.feature or None,
+        "state": ts.status,
+        "started_at": ts.started_at or None,
+        "forced": ts.forced,
+        "forced_over": ts.forced_over,
+        "branch": (ts.start_data.get("git") or {}).get("branch"),
+        "done_at": ts.done_at or None,
+        "done_commit": ts.done_commit or None,
+        "done_evidence": ts.done_evidence,
+        "rollbacks": ts.rollbacks,
+        "evidence": [e.to_json() for e in state.evidence_of(t.id)],
+    }
+
+
+def _last_gates(state: PlanState, task_id: str) -> Text:
+    run = state.latest_run(task_id)
+    if not run:
+        return Text("-")
+    out = Text()
+    for e in run:
+        out.append(f"{e.gate} ", style="")
+        out.append("ok " if e.passed else "FAIL ", style="green" if e.passed else "red")
+    out.append(f"@{run[0].commit[:8]}" + ("+dirty" if run[0].dirty else ""))
+    return out
+
+
+@dataclass
+class PlanStatus:
+    """The whole plan as it stands."""
+
+    state: PlanState
+    archived: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the status as plain JSON data."""
+        s = self.state
+        phases = []
+        for number, ph in sorted(s.phases.items()):
+            last = ph.gates[-1] if ph.gates else None
+            phases.append(
+                {
+                    "number": number,
+                    "name": ph.phase.name,
+                    "goal": ph.phase.goal,
+                    "effort": ph.phase.effort,
+                    "risk": ph.phase.risk,
+                    "days": list(ph.phase.days),
+                    "expected_gain_pct": list(ph.phase.expected_gain_pct),
+                    "baseline": ph.baseline,
+                    "gain_pct": last["gain_pct"] if last else None,
+                    "phase_gates": ph.gates,
+                    "tasks": [_task_json(s, s.tasks[t.id]) for t in s.catalog.tasks_of(number)],
+                }
+            )
+        return {
+            "plan": {
+                "id": s.plan.id,
+                "agave_path": s.plan.agave_path,
+                "created_at": s.plan.created_at,
+                "catalog_sha256": s.plan.catalog_sha256,
+                "flags_file": s.plan.flags_file or None,
+            },
+            "in_flight": [
+                {"task": t.task.id, "component": t.task.component} for t in s.in_flight()
+            ],
+            "features_on": sorted(s.features_on),
+            "phases": phases,
+            "archived_plans": self.archived,
+        }
+
+    def __rich__(self) -> RenderableType:
+        s = self.state
+        parts: list[RenderableType] = [
+            Text(f"plan #{s.plan.id} for {s.plan.agave_path}", style="bold"),
+        ]
+        flight = ", ".join(f"{t.task.id} ({t.task.component})" for t in s.in_flight())
+        parts.append(Text(f"in flight: {flight or 'nothing'}"))
+        if s.features_on:
+            parts.append(Text(f"cargo features on: {', '.join(sorted(s.features_on))}"))
+        for number, ph in sorted(s.phases.items()):
+            lo, hi = ph.phase.expected_gain_pct
+            gain = f"{ph.gates[-1]['gain_pct']:+.1f}%" if ph.gates else "not measured"
+            base = "recorded" if ph.baseline else "none"
+            table = Table(
+                title=f"phase {number}: {ph.phase.name} (days {ph.phase.days[0]}-"
+                f"{ph.phase.days[1]}, expected +{lo:g}..{hi:g}%, gain so far {gain}, "
+                f"baseline {base})",
+                title_justify="left",
+            )
+            for col in ("task", "component", "kind", "state", "last gates", "evidence"):
+                table.add_column(col, overflow="fold")
+            for t in s.catalog.tasks_of(number):
+                ts = s.tasks[t.id]
+                label = ts.status + (
+                    " (forced)" if ts.forced and ts.status == "in-progress" else ""
+                )
+                table.add_row(
+                    Text(t.id),
+                    t.component,
+                    t.kind,
+                    Text(label, style=_STYLE[ts.status]),
+                    _last_gates(s, t.id),
+                    str(len(s.evidence_of(t.id))),
+                )
+            parts.append(table)
+        for a in self.archived:
+            parts.append(Text(f"archived plan #{a['plan_id']} keeps {a['evidence']} gate results"))
+        return Group(*parts)

@@ -1,0 +1,153 @@
+"""Running the real ``cargo``: streamed output, a full log, progress callbacks, first errors.
+
+Shared by ``agave-perf build run`` and the plan's build/test gates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agave_perf.errors import UsageError
+
+_PROGRESS = re.compile(r"^\s*(Compiling|Checking|Running|Fresh|Finished|Linking|Doc-tests)\s+(\S+)")
+_TEST_FAIL = re.compile(r"^(test .* FAILED|failures:|thread '.*' panicked|---- .* stdout ----)")
+
+TAIL_LINES = 30
+ERROR_LINES = 12
+
+
+@dataclass
+class CargoResult:
+    """What one cargo invocation did."""
+
+    argv: list[str]
+    exit_code: int
+    duration_s: float
+    log_path: Path
+    tail: list[str]
+    first_errors: list[str]
+    executables: dict[str, str] = field(default_factory=dict)
+    rustc_lines: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Return True when cargo exited 0."""
+        return self.exit_code == 0
+
+    @property
+    def command(self) -> str:
+        """Return the command line as one string."""
+        return " ".join(self.argv)
+
+
+def _first_errors(lines: list[str]) -> list[str]:
+    # The first compiler error block (``error[E..]: ...`` and its location lines), else the
+    # first failing tests and panics, else cargo's own ``error:`` line.
+    for i, line in enumerate(lines):
+        compiler_error = line.startswith("error:") and "could not compile" not in line
+        if line.startswith("error[") or compiler_error:
+            block = [line]
+            for nxt in lines[i + 1 : i + ERROR_LINES]:
+                if nxt.startswith(("warning", "error")) and block:
+                    break
+                block.append(nxt)
+            return [b for b in block if b.strip()][:ERROR_LINES]
+    hits = [line for line in lines if _TEST_FAIL.match(line)]
+    if hits:
+        return hits[:ERROR_LINES]
+    return [line for line in lines if line.startswith("error")][:ERROR_LINES]
+
+
+def run_cargo(
+    args: list[str],
+    *,
+    cwd: Path,
+    log_path: Path,
+    env: Mapping[str, str | None] | None = None,
+    on_progress: Callable[[str, str], None] | None = None,
+    json_messages: bool = False,
+) -> CargoResult:
+    """Run ``cargo ARGS`` in ``cwd``; stream every line to ``log_path`` and progress to a callback.
+
+    With ``json_messages`` cargo's JSON messages are read for built executables
+    (``--message-format=json-render-diagnostics`` must be in ``args``); they are not logged.
+    """
+    argv = ["cargo", *args]
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:  # None unsets a variable inherited from our environment
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    # Plain, uncoloured output in the log and for our parser, whatever the terminal is.
+    full_env["CARGO_TERM_COLOR"] = "never"
+    full_env.setdefault("CARGO_TERM_PROGRESS_WHEN", "never")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    executables: dict[str, str] = {}
+    rustc_lines: list[str] = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except FileNotFoundError:
+        raise UsageError("cargo is not installed or not on PATH") from None
+    assert proc.stdout is not None
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(argv)}\n")
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            if json_messages and line.startswith("{"):
+                msg = _json(line)
+                if msg is not None:
+                    if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+                        executables[str(msg["target"]["name"])] = str(msg["executable"])
+                    continue
+            log.write(line + "\n")
+            lines.append(line)
+            tail.append(line)
+            if "Running `" in line and "rustc" in line:
+                rustc_lines.append(line)
+            if on_progress is not None:
+                m = _PROGRESS.match(line)
+                if m:
+                    on_progress(m.group(1), m.group(2))
+        code = proc.wait()
+        duration = time.monotonic() - start
+        log.write(f"# exit {code} after {duration:.1f} s\n")
+    return CargoResult(
+        argv=argv,
+        exit_code=code,
+        duration_s=duration,
+        log_path=log_path,
+        tail=list(tail),
+        first_errors=_first_errors(lines) if code != 0 else [],
+        executables=executables,
+        rustc_lines=rustc_lines,
+    )
+
+
+def _json(line: str) -> dict[str, Any] | None:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
