@@ -6,7 +6,14 @@ from agave_perf.tune.flags._audit import AuditReport, audit_text, fix
 from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
 from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
 from agave_perf.tune.flags._recommend import PROFILES, HostFacts
-from agave_perf.tune.flags._validate import Finding, FlagUse, Positional, interpret, validate
+from agave_perf.tune.flags._validate import (
+    Finding,
+    FlagUse,
+    Positional,
+    interpret,
+    render,
+    validate,
+)
 
 __all__ = [
     "PROFILES",
@@ -25,5 +32,6 @@ __all__ = [
     "fix",
     "interpret",
     "parse",
+    "render",
     "validate",
 ]

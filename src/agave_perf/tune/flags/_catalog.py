@@ -167,7 +167,7 @@ class Catalog:
         """Map ``2.1``, ``v2.1.13``, ``1.18.26-jito`` or ``master`` to (release, jito?)."""
         text = version.strip().lower()
         jito: bool | None = True if "jito" in text else None
-        if text in ("master", "main", "latest", "head"):
+        if text.removesuffix("-jito") in ("master", "main", "latest", "head"):
             return self._by_line["master"], jito
         m = re.match(r"v?(\d+)\.(\d+)", text)
         if not m:

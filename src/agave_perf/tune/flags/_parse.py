@@ -207,13 +207,15 @@ class _Lexer:
             k = j
             while k < len(self.s) and self.s[k] in " \t":
                 k += 1
-            if k < len(self.s) and self.s[k] == "#":
+            if k < len(self.s) and (self.s[k] == "#" or (self.systemd and self.s[k] == ";")):
                 eol = self.s.find("\n", k)
                 eol = len(self.s) if eol < 0 else eol
                 comment = self.s[k:eol].rstrip()
                 nxt = eol + 1
                 m = re.match(r"[ \t]*(\S)", self.s[nxt:]) if nxt < len(self.s) else None
-                continues = comment.endswith("\\") or (m is not None and m.group(1) == "-")
+                continues = (
+                    self.systemd or comment.endswith("\\") or (m is not None and m.group(1) == "-")
+                )
                 if not continues:
                     return j  # the command really ends; the newline after it ends it
                 if not self.systemd:
@@ -436,7 +438,8 @@ class _Env:
                 value = p.default if p.default is not None else None
             if value is None:
                 value = f"${{{p.text}}}"  # unresolved: keep it visible
-                self.unresolved.add(p.text)
+                if p.text[0].isalpha() or p.text[0] == "_":  # not $!, $?, $1...
+                    self.unresolved.add(p.text)
             if p.quoted:
                 buf += value
                 have = True
@@ -496,8 +499,7 @@ def parse_shell(
             subcalls += nested.subcommand_calls
         if inv is None:
             continue
-        first_positional = next((w.text for w in inv.argv if not w.text.startswith("-")), None)
-        if first_positional in SUBCOMMANDS and not _looks_like_value(inv.argv, first_positional):
+        if _subcommand(inv.argv):
             subcalls += 1
             continue
         invocations.append(inv)
@@ -508,12 +510,19 @@ def parse_shell(
     return ParsedInput(text, "systemd" if systemd else "shell", invocations, notes, subcalls)
 
 
-def _looks_like_value(argv: list[Word], positional: str) -> bool:
-    """True when the positional word follows a flag, i.e. it is probably a flag's value."""
+def _subcommand(argv: list[Word]) -> str | None:
+    """The subcommand (``exit``, ``monitor``...) this invocation runs, if any.
+
+    A subcommand word is one that does not follow a flag (which would make it that
+    flag's value): ``--ledger /mnt/ledger exit`` runs ``exit``.
+    """
     for i, w in enumerate(argv):
-        if w.text == positional:
-            return i > 0 and argv[i - 1].text.startswith("-") and "=" not in argv[i - 1].text
-    return False
+        if w.text not in SUBCOMMANDS:
+            continue
+        prev = argv[i - 1].text if i else ""
+        if not prev.startswith("-") or "=" in prev:
+            return w.text
+    return None
 
 
 def _find_invocation(
@@ -596,8 +605,11 @@ def parse_systemd(text: str) -> ParsedInput:
         stripped = line.lstrip()
         # gather a logical line (backslash continuations, comment lines skipped)
         end_n = n
-        while lines[end_n].rstrip("\r\n").rstrip().endswith("\\") and end_n + 1 < len(lines):
+        while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
             end_n += 1
+            # systemd skips comment lines inside a continued line
+            while end_n + 1 < len(lines) and lines[end_n].lstrip().startswith(("#", ";")):
+                end_n += 1
         logical_end = start + sum(len(x) for x in lines[n : end_n + 1])
         pos = logical_end
         n = end_n + 1

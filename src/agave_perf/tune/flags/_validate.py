@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
-from agave_perf.tune.flags._parse import SUBCOMMANDS, Invocation, Word
+from agave_perf.tune.flags._parse import SUBCOMMANDS, Invocation, Word, quote
 
 ERROR = "error"
 WARNING = "warning"
@@ -204,6 +204,8 @@ def validate(
         if isinstance(it, Positional):
             if it.word.text == "run" or it.word.text in SUBCOMMANDS:
                 continue
+            if it.word.origin.startswith("$") and "${" in it.word.text:
+                continue  # an unset variable: reported once as a parse note
             out.append(
                 Finding(
                     ERROR,
@@ -377,12 +379,19 @@ def _classify_missing(
     hist = catalog.history(bare)
     here = release.line
     if hist.jito and here in hist.jito:
+        older = [p for p in hist.present if lines.index(p) < lines.index(here)]
+        msg = f"Jito-Solana only: stock {release.binary} {here} rejects it"
+        if older:
+            msg = (
+                f"removed from Agave in {_first_after(lines, tuple(older))}; "
+                f"only Jito-Solana builds of {here} still accept it"
+            )
         return [
             Finding(
                 ERROR,
                 it.name,
                 "jito-only",
-                f"Jito-Solana only: stock {release.binary} {here} rejects it",
+                msg,
                 "use a Jito-Solana build (or pass --agave-version X.Y-jito), or remove it",
                 line,
             )
@@ -445,3 +454,20 @@ def _classify_missing(
             edit=Edit("rename", it, f"--{guess}") if guess else None,
         )
     ]
+
+
+def render(binary: str, items: list[FlagUse | Positional], *, multiline: bool = False) -> str:
+    """Write a command line back from interpreted arguments (shell quoting as needed)."""
+    words = [quote(binary)]
+    for it in items:
+        if isinstance(it, Positional):
+            words.append(quote(it.word.text))
+        elif it.form == "equals":
+            words.append(quote(f"{it.name}={it.value_text}"))
+        elif it.form == "attached":
+            words.append(quote(f"{it.name}{it.value_text}"))
+        elif it.form == "space" and it.value_text is not None:
+            words.append(f"{quote(it.name)} {quote(it.value_text)}")
+        else:
+            words.append(quote(it.name))
+    return (" \\\n    " if multiline else " ").join(words) + "\n"
