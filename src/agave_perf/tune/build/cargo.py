@@ -19,7 +19,7 @@ from typing import Any
 from agave_perf.errors import UsageError
 
 _PROGRESS = re.compile(r"^\s*(Compiling|Checking|Running|Fresh|Finished|Linking|Doc-tests)\s+(\S+)")
-_TEST_FAIL = re.compile(r"^(test .* FAILED|failures:|thread '.*' panicked|---- .* stdout ----)")
+_TEST_FAIL = re.compile(r"^(test \S+ \.\.\. FAILED|thread '.*' panicked)")
 
 TAIL_LINES = 30
 ERROR_LINES = 12
@@ -50,20 +50,25 @@ class CargoResult:
 
 
 def _first_errors(lines: list[str]) -> list[str]:
-    # The first compiler error block (``error[E..]: ...`` and its location lines), else the
-    # first failing tests and panics, else cargo's own ``error:`` line.
+    # Failing tests first (which test, where it panicked and why), then the first compiler
+    # error block (``error[E..]: ...`` with its location lines), else cargo's ``error:`` lines.
+    hits: list[str] = []
+    for i, line in enumerate(lines):
+        if _TEST_FAIL.match(line):
+            hits.append(line)
+            if "panicked at" in line and i + 1 < len(lines):
+                hits.append(lines[i + 1])
+    if hits:
+        return hits[:ERROR_LINES]
     for i, line in enumerate(lines):
         compiler_error = line.startswith("error:") and "could not compile" not in line
         if line.startswith("error[") or compiler_error:
             block = [line]
             for nxt in lines[i + 1 : i + ERROR_LINES]:
-                if nxt.startswith(("warning", "error")) and block:
+                if nxt.startswith(("warning", "error")):
                     break
                 block.append(nxt)
             return [b for b in block if b.strip()][:ERROR_LINES]
-    hits = [line for line in lines if _TEST_FAIL.match(line)]
-    if hits:
-        return hits[:ERROR_LINES]
     return [line for line in lines if line.startswith("error")][:ERROR_LINES]
 
 
