@@ -20,8 +20,9 @@ appending it) is ignored, since its write had not started. Any other damage is a
 
 Test hook: ``AGAVE_PERF_TEST_CRASH_AT=PHASE:N`` makes the process SIGKILL itself
 at the N-th (1-based) crash point of that phase: ``intent`` (intent fsynced, write
-not started), ``tmp`` (temp file written, not yet renamed; files only) or
-``write`` (write made, done record not yet appended). It exists so tests can prove
+not started), ``tmp`` (temp file written, not yet renamed; files only), ``write``
+(write made, done record not yet appended) or ``undo`` (rollback restored a path,
+its record not yet appended). It exists so tests can prove
 crash safety with real kills; nothing else reads it.
 """
 
@@ -452,14 +453,32 @@ class Journal:
                 try:
                     action = self._restore(entry)
                 except OSError as err:
-                    result.errors.append(f"{entry.path}: {err.strerror or err}")
-                    continue
+                    # A write that was refused (or a restore already made before a crash)
+                    # may leave nothing to undo; only then is the error harmless.
+                    if not self._matches_old(entry):
+                        result.errors.append(f"{entry.path}: {err.strerror or err}")
+                        continue
+                    action = "unchanged"
+                self._crash("undo")
                 self._append({"type": "undone", "txn": txn.id, "seq": entry.seq})
                 result.restored.append(Restored(entry.path, entry.stage, entry.label, action))
             if len(result.errors) == failed_before:
                 self._append({"type": "rolled-back", "txn": txn.id, "time": time.time()})
                 result.transactions.append(txn.id)
         return result
+
+    def _matches_old(self, entry: Entry) -> bool:
+        """True when the path already holds exactly what it held before the entry."""
+        try:
+            now = FileState.read(self.target(entry.path))
+        except OSError:
+            return False
+        old = entry.old
+        if not old.exists or not now.exists:
+            return old.exists == now.exists
+        if entry.kind == "knob":
+            return now.data == old.data
+        return now.data == old.data and now.mode == old.mode
 
     def _restore(self, entry: Entry) -> str:
         target = self.target(entry.path)

@@ -180,7 +180,9 @@ class RollbackReport:
         r = self.result
         if not r.restored and not r.errors:
             return Text("nothing to roll back: no change made by agave-perf is in place")
-        table = Table("stage", "path", "action", pad_edge=False)
+        table = Table(pad_edge=False)
+        for column in ("stage", "path", "action"):
+            table.add_column(column, overflow="fold")
         for item in r.restored:
             table.add_row(item.stage, item.path, item.action)
         lines: list[RenderableType] = [table]
@@ -211,7 +213,9 @@ class StatusReport:
         """Render a table of the changes in place, oldest first."""
         if not self.txns:
             return Text(f"no change by agave-perf is in place on {self.root}")
-        table = Table("applied", "stage", "path", "change", "state", pad_edge=False)
+        table = Table(pad_edge=False)
+        for column in ("applied", "stage", "path", "change", "state"):
+            table.add_column(column, overflow="fold")
         for txn in self.txns:
             for e in txn.entries:
                 if e.kind == "dir":

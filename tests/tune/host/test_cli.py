@@ -1,0 +1,231 @@
+"""`agave-perf host` as users run it: real subprocesses, SIGKILL mid-apply, no privileges."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agave_perf.testing.fakeroot import FakeRoot, diff_snapshots
+from agave_perf.tune import host as H
+from agave_perf.tune.journal import CRASH_ENV, Journal
+
+NOBODY = 65534
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, user: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run agave-perf; with ``user`` as an unprivileged user when the tests run as root."""
+    prefix: list[str] = []
+    if user and os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs Debian package util-linux (setpriv) to drop root")
+        prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "agave_perf", "host", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def fake_args(root: FakeRoot) -> list[str]:
+    return ["--root", str(root.path), "--unit", "sol", "--ledger", "/mnt/ledger"]
+
+
+@pytest.fixture
+def shared(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory an unprivileged user can use, holding AGAVE_PERF_HOME; removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="agave-perf-host-"))
+    os.chmod(base, 0o755)
+    home = base / "home"
+    home.mkdir()
+    monkeypatch.setenv("AGAVE_PERF_HOME", str(home))
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def give_to_nobody(path: Path) -> None:
+    """Hand a tree to the unprivileged user (only needed when the tests run as root)."""
+    if os.geteuid() != 0:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, NOBODY, NOBODY)
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+
+
+class TestRealHost:
+    def test_check_runs_read_only_and_reports_every_stage(self) -> None:
+        """On this machine check prints one JSON document covering every stage, writing nothing."""
+        r = run("check", "--json")
+        assert r.returncode in (0, 1), r.stderr
+        assert "Traceback" not in r.stderr
+        report = json.loads(r.stdout)
+        stages = {f["stage"] for f in report["findings"]}
+        assert stages == {
+            "sysctl",
+            "limits",
+            "cpu",
+            "thp",
+            "swap",
+            "block",
+            "nic",
+            "time",
+            "kernel",
+        }
+        assert all(f["status"] in ("ok", "warn", "fail") for f in report["findings"])
+        assert not Journal.for_root(Path("/")).path.exists()
+
+    def test_check_works_without_root_and_apply_names_stages(self, shared: Path) -> None:
+        """Unprivileged: check works; apply --yes refuses, naming the stages that need root."""
+        os.chmod(shared / "home", 0o777)
+        r = run("check", "--stage", "sysctl", "--stage", "kernel", user=True)
+        assert r.returncode in (0, 1), r.stderr
+        assert "sysctl" in r.stdout
+        dry = run("apply", "--json", user=True)
+        assert dry.returncode == 0, dry.stderr
+        plan = json.loads(dry.stdout)
+        if os.geteuid() == 0 and plan["changes"]:
+            assert plan["needs_root"]
+        if plan["changes"]:
+            refused = run("apply", "--yes", user=True)
+            assert refused.returncode == 2
+            assert "need root" in refused.stderr
+            assert "nothing was changed" in refused.stderr
+            assert "Traceback" not in refused.stderr
+
+
+class TestFakeRootCli:
+    def test_cycle_through_the_cli(self, tmp_path: Path) -> None:
+        """check fails, apply --yes fixes, status lists, rollback restores the exact tree."""
+        root = FakeRoot.build(tmp_path / "root", cpus=2)
+        before = root.snapshot()
+        args = fake_args(root)
+        first = run("check", *args)
+        assert first.returncode == 1
+        assert "fail" in first.stdout
+        assert "agave-perf: error: host check:" in first.stderr
+        dry = run("apply", *args)
+        assert dry.returncode == 0
+        assert "--yes" in dry.stdout
+        assert root.snapshot() == before
+        applied = run("apply", *args, "--yes", "--json")
+        assert applied.returncode == 0, applied.stderr
+        assert json.loads(applied.stdout)["applied"] is True
+        assert run("check", *args).returncode == 0
+        status = json.loads(run("status", "--root", str(root.path), "--json").stdout)
+        assert len(status["applied"]) == 1
+        back = run("rollback", "--root", str(root.path))
+        assert back.returncode == 0, back.stderr
+        assert root.snapshot() == before
+        assert "nothing to roll back" in run("rollback", "--root", str(root.path)).stdout
+
+    def test_corrupt_journal_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
+        """A damaged journal: one error line, exit 2, no traceback, tree untouched."""
+        root = FakeRoot.build(tmp_path / "root")
+        journal = Journal.for_root(root.path)
+        journal.path.write_text(
+            '{"type":"header","version":1,"root":"' + str(root.path) + '"}\n{oops\n'
+        )
+        before = root.snapshot()
+        for command in (["rollback"], ["status"], ["apply", "--yes"]):
+            r = run(*command, "--root", str(root.path))
+            assert r.returncode == 2, (command, r.stderr)
+            assert r.stderr.count("\n") == 1
+            assert "corrupt at line 2" in r.stderr
+        assert root.snapshot() == before
+
+    def test_missing_root_is_a_usage_error(self, tmp_path: Path) -> None:
+        """--root that does not exist exits 2 with a clear message."""
+        r = run("check", "--root", str(tmp_path / "nope"))
+        assert r.returncode == 2
+        assert "no such directory" in r.stderr
+
+
+class TestUnwritable:
+    def test_read_only_kernel_value_is_refused_and_nothing_is_left(self, shared: Path) -> None:
+        """A value the kernel refuses (a read-only file) stops apply; earlier writes are undone."""
+        root = FakeRoot.build(shared / "root", cpus=2)
+        give_to_nobody(shared)
+        os.chmod(root.host("/proc/sys/vm/max_map_count"), 0o444)
+        before = root.snapshot()
+        r = run("apply", *fake_args(root), "--yes", user=True)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "cannot write /proc/sys/vm/max_map_count" in r.stderr
+        assert "rolled back" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert diff_snapshots(before, root.snapshot()) == []
+
+    def test_unwritable_directory_is_refused(self, shared: Path) -> None:
+        """A directory the drop-in cannot be created in is named in one line, exit 2."""
+        root = FakeRoot.build(shared / "root", cpus=2)
+        give_to_nobody(shared)
+        os.chmod(root.host("/etc/systemd/system"), 0o555)
+        before = root.snapshot()
+        r = run("apply", *fake_args(root), "--yes", user=True)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "sol.service.d" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert root.snapshot() == before
+
+
+def count_points(tmp_path: Path) -> dict[str, int]:
+    """Apply once on a scratch tree and count each kind of crash point it passes."""
+    scratch = FakeRoot.build(tmp_path / "scratch", cpus=2)
+    assert run("apply", *fake_args(scratch), "--yes").returncode == 0
+    records = [json.loads(x) for x in Journal.for_root(scratch.path).path.read_text().splitlines()]
+    intents = [r for r in records if r["type"] == "intent"]
+    return {
+        "intent": len(intents),
+        "tmp": sum(1 for r in intents if r["kind"] == "file"),
+        "write": len(intents),
+        "undo": len(intents),
+    }
+
+
+@pytest.mark.slow
+class TestCrashSafety:
+    def test_sigkill_at_every_write_point_then_rollback_is_exact(self, tmp_path: Path) -> None:
+        """apply killed by SIGKILL at any point: rollback restores the original tree exactly."""
+        points = count_points(tmp_path)
+        assert points["intent"] >= 15
+        assert points["tmp"] >= 5
+        for phase in ("intent", "tmp", "write"):
+            for n in range(1, points[phase] + 1):
+                root = FakeRoot.build(tmp_path / f"{phase}-{n}", cpus=2)
+                before = root.snapshot()
+                crashed = run("apply", *fake_args(root), "--yes", env={CRASH_ENV: f"{phase}:{n}"})
+                assert crashed.returncode == -signal.SIGKILL, (phase, n, crashed.stderr)
+                pending = Journal.for_root(root.path).pending()
+                assert pending, (phase, n)
+                assert not pending[-1].committed
+                Journal.for_root(root.path).rollback()
+                assert diff_snapshots(before, root.snapshot()) == [], (phase, n)
+                assert Journal.for_root(root.path).pending() == []
+
+    def test_sigkill_during_rollback_then_rollback_again_is_exact(self, tmp_path: Path) -> None:
+        """rollback killed after any restore can simply be run again."""
+        points = count_points(tmp_path)
+        for n in range(1, points["undo"] + 1):
+            root = FakeRoot.build(tmp_path / f"undo-{n}", cpus=2)
+            before = root.snapshot()
+            target = H.Host.at(root.path, H.load_profile(), unit="sol", ledger="/mnt/ledger")
+            assert H.apply(target, H.STAGES, yes=True).applied
+            crashed = run("rollback", "--root", str(root.path), env={CRASH_ENV: f"undo:{n}"})
+            assert crashed.returncode == -signal.SIGKILL, (n, crashed.stderr)
+            assert Journal.for_root(root.path).pending(), n
+            Journal.for_root(root.path).rollback()
+            assert diff_snapshots(before, root.snapshot()) == [], n
