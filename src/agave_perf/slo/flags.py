@@ -1,0 +1,90 @@
+"""Which memory-heavy validator flags a start script turns on, to explain a memory verdict.
+
+The command line is read with the flag-audit parser (``agave_perf.tune.flags``)
+when it is installed, which understands continuations, variables and systemd
+units; otherwise a small local scan (shlex over the lines after joining ``\\``
+continuations) is used, and the result says which one ran.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from agave_perf.errors import UsageError
+
+# flag -> why it costs memory (Agave RPC facts, see shared/research/agave-facts.md)
+HEAVY: dict[str, str] = {
+    "--account-index": "secondary account index held in RAM; spl-token-owner/mint on mainnet "
+    "take tens of GB",
+    "--disable-accounts-disk-index": "keeps the whole accounts index in RAM (older releases)",
+    "--accounts-index-memory-limit-mb": "accounts index RAM budget before spilling to disk",
+    "--accounts-index-limit": "accounts index RAM budget (unlimited keeps it all in memory)",
+    "--accounts-db-cache-limit-mb": "accounts write cache held in RAM before flush",
+    "--rpc-pubsub-queue-capacity-bytes": "PubSub notification queue (default 256 MiB)",
+    "--rpc-pubsub-queue-capacity-items": "PubSub notification queue length",
+    "--rpc-pubsub-max-active-subscriptions": "each PubSub subscription holds state in RAM",
+    "--enable-extended-tx-metadata-storage": "larger transaction status entries in caches",
+}
+
+
+@dataclass(frozen=True)
+class FlagFinding:
+    """One memory-heavy flag found on the validator's command line."""
+
+    flag: str
+    value: str
+    why: str
+
+    def __str__(self) -> str:
+        shown = f"{self.flag} {self.value}".strip()
+        return f"{shown}: {self.why}"
+
+
+def _args_with_parser(text: str) -> list[str] | None:
+    try:
+        mod = importlib.import_module("agave_perf.tune.flags._parse")
+    except ImportError:
+        return None
+    parsed = mod.parse(text)
+    if not parsed.invocations:
+        return []
+    return [w.text for inv in parsed.invocations for w in inv.argv]
+
+
+def _args_local(text: str) -> list[str]:
+    joined = text.replace("\\\n", " ")
+    words: list[str] = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            parts = shlex.split(line, comments=True)
+        except ValueError:
+            parts = line.split()
+        if any(p.endswith(("agave-validator", "solana-validator")) for p in parts):
+            words.extend(parts)
+    return words
+
+
+def memory_flags(path: str | Path) -> tuple[list[FlagFinding], str]:
+    """Return the memory-heavy flags in a start script and which reader found them."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise UsageError(f"cannot read validator script {path}: {err.strerror or err}") from None
+    args = _args_with_parser(text)
+    reader = "agave_perf.tune.flags parser"
+    if args is None:
+        args, reader = _args_local(text), "local scan (flag parser not installed)"
+    found = []
+    for i, word in enumerate(args):
+        flag, eq, value = word.partition("=")
+        if flag in HEAVY:
+            if not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                value = args[i + 1]
+            found.append(FlagFinding(flag, value, HEAVY[flag]))
+    return found, reader

@@ -1,0 +1,108 @@
+"""JSONL recordings: one sample per line, append-only, each line handed to the kernel at once.
+
+Every line is written with one ``os.write`` on an ``O_APPEND`` descriptor, so a
+``kill -9`` loses at most the line being written, never an earlier one; the
+reader skips a torn last line. A run starts with a ``meta`` line (redacted
+endpoints, settings, start time); a file may hold several runs, and replay
+evaluates the last one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agave_perf.errors import UsageError
+from agave_perf.slo.samples import Sample, SampleSet, from_dict, to_dict
+
+FORMAT_VERSION = 1
+
+
+class Recorder:
+    """Appends samples to a JSONL file; call it as a sink."""
+
+    def __init__(self, path: str | Path, meta: dict[str, Any]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UsageError(f"cannot record to {path}: {err.strerror or err}") from None
+        self.lines = 0
+        self._write({"k": "meta", "version": FORMAT_VERSION, **meta})
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        os.write(self._fd, orjson.dumps(doc) + b"\n")
+        self.lines += 1
+
+    def __call__(self, sample: Sample) -> None:
+        """Write one sample."""
+        self._write(to_dict(sample))
+
+    def close(self) -> None:
+        """Close the file (every line is already written)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Recording:
+    """A run read back: its meta line and samples, plus what the reader had to skip."""
+
+    meta: dict[str, Any]
+    samples: SampleSet
+    runs: int = 1
+    skipped: int = 0  # torn or unreadable lines
+    notes: list[str] = field(default_factory=list)
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read the last run of a recording; a torn last line (kill -9) is skipped and noted."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read recording {path}: {err.strerror or err}") from None
+    lines = raw.split(b"\n")
+    meta: dict[str, Any] | None = None
+    runs = skipped = 0
+    docs: list[dict[str, Any]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            skipped += 1
+            continue
+        if not isinstance(doc, dict):
+            skipped += 1
+            continue
+        if doc.get("k") == "meta":
+            meta, runs, docs = doc, runs + 1, []
+            continue
+        docs.append(doc)
+    if meta is None:
+        raise UsageError(f"{path}: not an agave-perf recording (no meta line)")
+    data = SampleSet()
+    for doc in docs:
+        try:
+            sample = from_dict(doc)
+        except (TypeError, ValueError):
+            sample = None
+        if sample is None:
+            skipped += 1
+            continue
+        data.add(sample)
+    rec = Recording(meta, data, runs, skipped)
+    if runs > 1:
+        rec.notes.append(f"the file holds {runs} runs; the last one was evaluated")
+    if skipped:
+        rec.notes.append(f"{skipped} unreadable line(s) skipped (e.g. torn by a kill)")
+    return rec

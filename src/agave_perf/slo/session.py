@@ -1,0 +1,259 @@
+"""A monitoring session: the samplers of one node, their sinks, and the verdict at the end.
+
+``check`` and ``watch`` are both a :class:`Monitor`: streams for the node and each
+reference, the node probe (getHealth, getMaxShredInsertSlot, performance samples),
+the lag ticker, the latency mix and, with a PID, the memory sampler. Every sample
+goes to the in-memory :class:`SampleSet` and to each sink (recording, exporter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from solders.keypair import Keypair
+
+from agave_perf.clock import Clock, MonotonicClock
+from agave_perf.config import SloSettings
+from agave_perf.errors import RpcError, RpcTransportError
+from agave_perf.redact import redact_url
+from agave_perf.slo.evaluate import evaluate
+from agave_perf.slo.latency import TradingMix
+from agave_perf.slo.memory import MemorySampler, find_process
+from agave_perf.slo.samples import Sample, SampleSet
+from agave_perf.slo.slot import EndpointStream, LagTicker, NodeProbe, cancel_all, first_answer
+from agave_perf.slo.verdict import Verdict
+
+Sink = Callable[[Sample], None]
+WARM_UP_S = 5.0
+
+
+@dataclass
+class Sources:
+    """What to watch: the node, references, its process, and how to load it."""
+
+    rpc: str
+    references: list[str] = field(default_factory=list)
+    ws: str | None = None
+    pid: int | None = None
+    process: str | None = None
+    keypair: Keypair | None = None
+    accounts: list[str] | None = None
+
+
+class Monitor:
+    """Runs every sampler of one node until the duration ends or ``stop`` is set."""
+
+    def __init__(
+        self,
+        sources: Sources,
+        settings: SloSettings,
+        *,
+        sinks: list[Sink] | None = None,
+        keep: int | None = None,
+        timeout: float = 2.0,
+        proc: Path = Path("/proc"),
+        clock: Clock | None = None,
+    ) -> None:
+        self.sources = sources
+        self.settings = settings
+        self.sinks = list(sinks or [])
+        self.data = SampleSet(maxlen=keep)
+        self.timeout = timeout
+        self.clock = clock or MonotonicClock()
+        self.node = EndpointStream(
+            sources.rpc, "node", self.emit, ws_url=sources.ws, timeout=timeout, clock=self.clock
+        )
+        self.references = [
+            EndpointStream(u, "reference", self.emit, timeout=timeout, clock=self.clock)
+            for u in sources.references
+        ]
+        self.probe = NodeProbe(
+            sources.rpc,
+            self.emit,
+            shred_hz=1.0 if sources.references else 5.0,
+            timeout=timeout,
+            clock=self.clock,
+        )
+        self.ticker = LagTicker(
+            self.node,
+            self.references,
+            self.probe,
+            self.emit,
+            sample_hz=settings.sample_hz,
+            behind_slots=settings.max_slot_lag,
+            clock=self.clock,
+        )
+        self.mix = (
+            TradingMix(
+                sources.rpc,
+                self.emit,
+                rate=settings.request_rate,
+                keypair=sources.keypair,
+                accounts=sources.accounts,
+                ws_url=sources.ws,
+                current_slot=lambda: self.node.slot,
+                clock=self.clock,
+            )
+            if settings.request_rate > 0
+            else None
+        )
+        pid = sources.pid
+        if pid is None and sources.process:
+            pid = find_process(sources.process, proc)
+        self.pid = pid
+        self.memory = (
+            MemorySampler(pid, self.emit, proc=proc, clock=self.clock) if pid is not None else None
+        )
+        self.t0 = self.clock.now()
+        self.started_unix = time.time()
+        self.ended: float | None = None
+        self.notes: list[str] = []
+        if not sources.references:
+            self.notes.append(
+                "no --reference: the tip is the node's own getMaxShredInsertSlot, which cannot "
+                "see a node that is behind on shreds too; add a reference for the network tip"
+            )
+
+    def emit(self, sample: Sample) -> None:
+        """Keep a sample and hand it to every sink."""
+        self.data.add(sample)
+        for sink in self.sinks:
+            sink(sample)
+
+    def meta(self) -> dict[str, Any]:
+        """What a recording's first line says about this run (endpoints redacted)."""
+        return {
+            "node": self.node.endpoint,
+            "references": [r.endpoint for r in self.references],
+            "started_unix": self.started_unix,
+            "t0": self.t0,
+            "memory": self.memory is not None,
+            "sending": self.sources.keypair is not None,
+            "settings": self.settings.model_dump(),
+            "notes": self.notes,
+        }
+
+    async def preflight(self) -> None:
+        """Fail fast (exit 3, one line naming it) when an endpoint does not answer at all."""
+        urls = [self.sources.rpc, *self.sources.references]
+        results = await asyncio.gather(
+            *(first_answer(u, self.timeout) for u in urls), return_exceptions=True
+        )
+        for url, res in zip(urls, results, strict=True):
+            if isinstance(res, RpcError):
+                raise RpcTransportError(
+                    f"does not answer getSlot ({_short(res)})", endpoint=redact_url(url)
+                )
+            if isinstance(res, BaseException):
+                raise res
+
+    async def run(self, duration: float | None, stop: asyncio.Event | None = None) -> None:
+        """Sample until ``duration`` seconds pass or ``stop`` is set (Ctrl-C keeps the samples)."""
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self.node.run(), name="slo-node"),
+            *(asyncio.create_task(r.run(), name="slo-ref") for r in self.references),
+            asyncio.create_task(self.probe.run(), name="slo-probe"),
+        ]
+        stop = stop or asyncio.Event()
+        try:
+            await self._warm_up(stop)
+        except BaseException:
+            await cancel_all(tasks)
+            raise
+        self.t0 = self.clock.now()
+        self.started_unix = time.time()
+        tasks.append(asyncio.create_task(self.ticker.run(), name="slo-ticker"))
+        if self.mix is not None:
+            tasks.append(asyncio.create_task(self.mix.run(), name="slo-latency"))
+        if self.memory is not None:
+            tasks.append(asyncio.create_task(self.memory.run(), name="slo-memory"))
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=duration)
+        finally:
+            self.ended = self.clock.now()
+            await cancel_all(tasks)
+
+    async def _warm_up(self, stop: asyncio.Event) -> None:
+        """Wait (briefly) until every stream knows its slot, so the window starts measured."""
+        deadline = self.clock.now() + WARM_UP_S
+        while not stop.is_set() and self.clock.now() < deadline:
+            now = self.clock.now()
+            streams_ready = all(
+                s.slot is not None and s.alive(now) for s in (self.node, *self.references)
+            )
+            tip_ready = bool(self.references) or self.probe.max_shred is not None
+            if streams_ready and tip_ready:
+                return
+            await self.clock.sleep_until(now + 0.02)
+        if not stop.is_set():
+            self.notes.append(
+                f"not every endpoint reported a slot within {WARM_UP_S:g} s; "
+                "ticks with an unknown side count as out of SLO"
+            )
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """Each stream's state: how it is followed, at what polling rate, its last error."""
+        return [
+            {
+                "endpoint": s.endpoint,
+                "role": s.role,
+                "mode": s.mode,
+                "poll_hz": 1.0 / s.interval,
+                "last_error": s.last_error,
+                "last_ok_s": None if s.last_ok is None else round(s.last_ok - self.t0, 3),
+            }
+            for s in (self.node, *self.references)
+        ]
+
+    def stayed_down(self) -> RpcTransportError | None:
+        """The first endpoint that gave nothing for the last stretch of the run, if any."""
+        end = self.ended if self.ended is not None else self.clock.now()
+        window = max(5.0, 0.25 * (end - self.t0))
+        for s in (self.node, *self.references):
+            if s.ws_up:
+                continue
+            if s.last_ok is None or end - s.last_ok > window:
+                since = (
+                    "the whole run" if s.last_ok is None else f"the last {end - s.last_ok:.0f} s"
+                )
+                why = f" (last error: {s.last_error})" if s.last_error else ""
+                return RpcTransportError(f"stayed down for {since}{why}", endpoint=s.endpoint)
+        return None
+
+    def verdict(
+        self, settings: SloSettings | None = None, notes: list[str] | None = None
+    ) -> Verdict:
+        """Evaluate what was sampled so far."""
+        ev = evaluate(
+            self.data,
+            settings or self.settings,
+            t0=self.t0,
+            memory=self.memory is not None,
+            sending=self.sources.keypair is not None,
+        )
+        end = self.ended if self.ended is not None else self.clock.now()
+        return Verdict(
+            evaluation=ev,
+            node=self.node.endpoint,
+            references=[r.endpoint for r in self.references],
+            duration=end - self.t0,
+            started_unix=self.started_unix,
+            t0=self.t0,
+            endpoints=self.endpoints(),
+            notes=[*self.notes, *(notes or [])],
+        )
+
+
+def _short(err: RpcError) -> str:
+    """The error's message without the endpoint prefix (the caller names the endpoint)."""
+    text = str(err)
+    if err.endpoint and text.startswith(err.endpoint):
+        text = text[len(err.endpoint) :].lstrip(" :")
+    return text
