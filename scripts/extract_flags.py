@@ -192,7 +192,7 @@ def string_literals(expr: str) -> list[str]:
     i = 0
     while i < len(expr):
         c = expr[i]
-        if c in "\"r" and (c != "r" or i == 0 or not expr[i - 1].isalnum()):
+        if c in '"r' and (c != "r" or i == 0 or not expr[i - 1].isalnum()):
             j = _skip_string(expr, i)
             if j > i:
                 raw = expr[i:j]
@@ -256,8 +256,19 @@ class Resolver:
 
     def _grep(self, pattern: str) -> str:
         r = subprocess.run(
-            ["git", "-C", str(self.mirror), "grep", "-h", "-A6", "-E", pattern, self.ref, "--"]
-            + ["*.rs"],
+            [
+                "git",
+                "-C",
+                str(self.mirror),
+                "grep",
+                "-h",
+                "-A6",
+                "-E",
+                pattern,
+                self.ref,
+                "--",
+                "*.rs",
+            ],
             capture_output=True,
             text=True,
         )
@@ -365,9 +376,7 @@ def build_flag(raw: RawArg, resolver: Resolver) -> dict[str, Any] | None:
             rec["conflicts_with"] += _names(argtext, resolver)
         elif meth in ("requires", "requires_all"):
             rec["requires"] += _names(argtext, resolver)
-        elif meth == "help" and not rec["help"]:
-            rec["help"] = " ".join(" ".join(string_literals(argtext)).split())
-        elif meth == "long_help" and not rec["help"]:
+        elif meth in ("help", "long_help") and not rec["help"]:
             rec["help"] = " ".join(" ".join(string_literals(argtext)).split())
     if rec["long"] is None and rec["short"] is None:
         if "long_unresolved" in rec:
@@ -399,7 +408,7 @@ def _thread_args(mirror: Path, ref: str, text: str) -> list[dict[str, Any]]:
             raise ValueError(f"no impl ThreadArg for {typ} at {ref}")
         body = text[m.end() : match_close(text, m.end() - 1)]
 
-        def cst(n: str, body: str = body) -> str:
+        def cst(n: str, body: str = body, typ: str = typ) -> str:
             mm = re.search(rf"const\s+{n}\s*:\s*&'static\s+str\s*=\s*(.*?);", body, re.S)
             if not mm:
                 raise ValueError(f"{typ}: no {n}")

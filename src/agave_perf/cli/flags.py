@@ -45,13 +45,25 @@ def flags() -> None:
     help="Read host facts (/proc/sys, /sys, /proc/mounts) below this directory.",
 )
 @click.option(
+    "--jito/--no-jito",
+    default=None,
+    help="The binary is (not) a Jito-Solana build (default: from its path and flags).",
+)
+@click.option(
     "--fix",
     "do_fix",
     is_flag=True,
     help="Write the corrected script next to FILE as FILE.agave-perf and print a diff.",
 )
 @standard_options
-def audit(file: str, agave_version: str | None, profile: str, root: Path, do_fix: bool) -> None:
+def audit(
+    file: str,
+    agave_version: str | None,
+    profile: str,
+    root: Path,
+    jito: bool | None,
+    do_fix: bool,
+) -> None:
     """Audit the validator flags in FILE (a bash start script, systemd unit or command line).
 
     Exit codes: 0 no errors, 1 the audit found errors, 2 unreadable input.
@@ -74,7 +86,9 @@ def audit(file: str, agave_version: str | None, profile: str, root: Path, do_fix
             raise UsageError(f"{file}: not a text file") from None
         except OSError as err:
             raise UsageError(f"cannot read {file}: {err.strerror or err}") from None
-    report = audit_text(text, source=file, version=agave_version, profile=profile, root=root)
+    report = audit_text(
+        text, source=file, version=agave_version, profile=profile, root=root, jito=jito
+    )
     if do_fix:
         fix(report, text, path)
     rt.emit(report)

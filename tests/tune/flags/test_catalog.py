@@ -27,7 +27,7 @@ def _argv_for(spec: FlagSpec, name: str) -> list[str]:
 
 class TestData:
     def test_every_line_is_shipped_with_its_source(self) -> None:
-        """Each release line from 1.16 to master ships with the repo, commit and files it came from."""
+        """Each line from 1.16 to master ships with the repo, commit and files it was read from."""
         expected = {"1.16", "1.17", "1.18", "2.0", "2.1", "2.2", "2.3", "3.0", "3.1", "master"}
         assert expected <= set(CATALOG.lines)
         for rel in CATALOG.releases:
@@ -48,31 +48,45 @@ class TestData:
         """Spot checks of definitions read from the sources: values, repeats, shorts, defaults."""
         rel = CATALOG.get("2.1")
         ledger = rel.lookup("ledger", jito=False)
-        assert ledger is not None and ledger.short == "l" and ledger.takes_value
+        assert ledger is not None
+        assert ledger.short == "l"
+        assert ledger.takes_value
         assert rel.lookup("-l", jito=False) is ledger
         kv = rel.lookup("known-validator", jito=False)
-        assert kv is not None and kv.multiple and "trusted-validator" in kv.aliases
+        assert kv is not None
+        assert kv.multiple
+        assert "trusted-validator" in kv.aliases
         lls = rel.lookup("limit-ledger-size", jito=False)
-        assert lls is not None and lls.value_optional
+        assert lls is not None
+        assert lls.value_optional
         idx = rel.lookup("account-index", jito=False)
-        assert idx is not None and idx.possible_values == (
+        assert idx is not None
+        assert idx.possible_values == (
             "program-id",
             "spl-token-owner",
             "spl-token-mint",
         )
         nv = rel.lookup("no-voting", jito=False)
-        assert nv is not None and not nv.takes_value
+        assert nv is not None
+        assert not nv.takes_value
         skip = rel.lookup("skip-poh-verify", jito=False)
-        assert skip is not None and skip.deprecated
+        assert skip is not None
+        assert skip.deprecated
         assert skip.replaced_by == "skip-startup-ledger-verification"
         thr = rel.lookup("replay-forks-threads", jito=False)
-        assert thr is not None and thr.takes_value and thr.hidden
+        assert thr is not None
+        assert thr.takes_value
+        assert thr.hidden
 
     def test_jito_flags_are_separate(self) -> None:
         """Block engine, relayer, tip programs and shred receiver are Jito-only in every line."""
         for rel in CATALOG.releases:
             jito = {f.long for f in rel.jito_flags}
-            assert {"block-engine-url", "tip-payment-program-pubkey", "shred-receiver-address"} <= jito
+            assert {
+                "block-engine-url",
+                "tip-payment-program-pubkey",
+                "shred-receiver-address",
+            } <= jito
             assert rel.lookup("block-engine-url", jito=False) is None
             assert rel.lookup("block-engine-url", jito=True) is not None
 
@@ -113,7 +127,8 @@ class TestResolve:
     def test_history_of_a_removed_flag(self) -> None:
         """History says where a flag lived, when it was deprecated, and its replacement."""
         h = CATALOG.history("skip-poh-verify")
-        assert h.present[0] == "1.16" and h.present[-1] == "2.3"
+        assert h.present[0] == "1.16"
+        assert h.present[-1] == "2.3"
         assert h.deprecated[0] == "1.16"
         assert h.replaced_by == "skip-startup-ledger-verification"
 
@@ -128,7 +143,7 @@ def _unknowns(release: Release, argv: list[str], *, jito: bool) -> list[str]:
 class TestNeverUnknown:
     @pytest.mark.parametrize("line", CATALOG.lines)
     def test_every_flag_of_its_release_is_known(self, line: str) -> None:
-        """Every flag, alias and short of a release, Jito's too, audits without 'unknown' or errors."""
+        """Every flag, alias and short of a release (Jito's too) audits without 'unknown'."""
         rel = CATALOG.get(line)
         argv: list[str] = []
         for spec in (*rel.flags, *rel.jito_flags):
@@ -138,12 +153,14 @@ class TestNeverUnknown:
         report = audit_text(text, version=f"{line}-jito", profile="none")
         codes = {f.code for f in report.findings}
         assert "unknown" not in codes
-        assert "removed" not in codes and "not-yet-added" not in codes
-        assert "missing-value" not in codes and "invalid-value" not in codes
+        assert "removed" not in codes
+        assert "not-yet-added" not in codes
+        assert "missing-value" not in codes
+        assert "invalid-value" not in codes
 
     @pytest.mark.parametrize("line", ["1.16", "2.0", "3.0", "4.2", "master"])
     def test_flags_of_other_releases_are_never_unknown(self, line: str) -> None:
-        """A flag valid in any release is removed/not-yet-added/Jito-only elsewhere, never unknown."""
+        """A flag valid in any release is removed/not-yet-added/Jito-only, never unknown."""
         rel = CATALOG.get(line)
         argv: list[str] = []
         seen: set[str] = set()

@@ -153,7 +153,11 @@ _PATH_VERSION = re.compile(r"(?:^|[/_-])v?(\d+)\.(\d+)\.\d+")
 
 
 def choose_release(
-    inv: Invocation, catalog: Catalog, version: str | None, uses_jito_only: bool
+    inv: Invocation,
+    catalog: Catalog,
+    version: str | None,
+    uses_jito_only: bool,
+    jito: bool | None = None,
 ) -> tuple[Release, bool, str]:
     """Pick the flag list: --agave-version, else a version in the binary's path, else by name."""
     jito_hint: bool | None = None
@@ -171,7 +175,10 @@ def choose_release(
         else:
             release = catalog.latest_stable
             reason = "newest release line; pass --agave-version to be exact"
-    if jito_hint is None:
+    if jito is not None:
+        jito_hint = jito
+        reason += "; Jito-Solana (--jito)" if jito else "; stock build (--no-jito)"
+    elif jito_hint is None:
         jito_hint = inv.jito_hint or uses_jito_only
         if inv.jito_hint:
             reason += "; Jito-Solana (path)"
@@ -187,6 +194,7 @@ def audit_invocation(
     version: str | None,
     profile: str,
     host: HostFacts,
+    jito: bool | None = None,
 ) -> InvocationReport:
     """Validate and advise on one invocation."""
     # a first pass with the newest list tells whether Jito-only flags are used
@@ -199,9 +207,9 @@ def audit_invocation(
         and not catalog.history(it.name.lstrip("-")).present
         for it in probe_items
     )
-    release, jito, reason = choose_release(inv, catalog, version, uses_jito)
-    items = interpret(inv.argv, release, catalog, jito=jito)
-    findings = validate(inv, items, release, catalog, jito=jito)
+    release, is_jito, reason = choose_release(inv, catalog, version, uses_jito, jito)
+    items = interpret(inv.argv, release, catalog, jito=is_jito)
+    findings = validate(inv, items, release, catalog, jito=is_jito)
     if release.binary != inv.binary_name:
         findings.insert(
             0,
@@ -220,7 +228,7 @@ def audit_invocation(
         binary=inv.binary.text,
         line=inv.line,
         release=release,
-        jito=jito,
+        jito=is_jito,
         version_reason=reason,
         argv=[w.text for w in inv.argv],
         findings=findings,
@@ -236,6 +244,7 @@ def audit_text(
     root: Path = Path("/"),
     catalog: Catalog | None = None,
     parsed: ParsedInput | None = None,
+    jito: bool | None = None,
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
     from agave_perf.errors import UsageError
@@ -251,7 +260,7 @@ def audit_text(
         )
     host = HostFacts.read(root)
     reports = [
-        audit_invocation(inv, catalog, version=version, profile=profile, host=host)
+        audit_invocation(inv, catalog, version=version, profile=profile, host=host, jito=jito)
         for inv in parsed.invocations
     ]
     notes = [Finding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]

@@ -1,0 +1,188 @@
+"""Reading start scripts, units and command lines the way operators write them."""
+
+from __future__ import annotations
+
+import pytest
+
+from agave_perf.tune.flags import parse
+from agave_perf.tune.flags._parse import ParsedInput, Word
+
+from .conftest import fixture_text
+
+
+def argv_of(parsed: ParsedInput, n: int = 0) -> list[str]:
+    """The argument texts of the n-th invocation."""
+    return [w.text for w in parsed.invocations[n].argv]
+
+
+def source_of(text: str, w: Word) -> str:
+    """The source text a word's span covers."""
+    return text[w.start : w.end]
+
+
+class TestShellScripts:
+    def test_array_args_and_exec(self) -> None:
+        """Arrays spliced with "${args[@]}" (and args+=) keep every word and its own span."""
+        text = fixture_text("01_agave_array_exec.sh")
+        p = parse(text)
+        assert len(p.invocations) == 1
+        argv = argv_of(p)
+        assert argv[:2] == ["--identity", "/home/sol/validator-keypair.json"]
+        assert argv.count("--known-validator") == 2
+        assert argv.count("--entrypoint") == 2
+        assert argv[-2:] == ["--wal-recovery-mode", "skip_any_corrupted_record"]
+        kv = next(w for w in p.invocations[0].argv if w.text == "--known-validator")
+        assert source_of(text, kv) == "--known-validator"
+        assert kv.fixable
+        ident = p.invocations[0].argv[1]
+        assert ident.origin == "$IDENTITY"
+        assert not ident.fixable
+
+    def test_comment_lines_between_continuations(self) -> None:
+        """Comment lines inside a continued command are skipped (noted); later flags are kept."""
+        p = parse(fixture_text("03_comments_between_continuations.sh"))
+        argv = argv_of(p)
+        assert "--rpc-port" in argv
+        assert "--no-voting" in argv
+        assert "--limit-ledger-size" in argv
+        assert "--enable-rpc-transaction-history" not in argv  # commented out on purpose
+        assert argv[-2:] == ["--log", "-"]  # the inline comment after it is dropped
+        assert [n.line for n in p.notes] == [5, 8, 10]
+        assert all("bash ends the command" in n.message for n in p.notes)
+
+    def test_quoted_paths_with_spaces(self) -> None:
+        """Double, single, --flag="..." and backslash-escaped spaces all give one word."""
+        text = fixture_text("04_quoted_paths_with_spaces.sh")
+        p = parse(text)
+        argv = argv_of(p)
+        assert "/home/sol/My Keys/validator-keypair.json" in argv
+        assert "/mnt/ledger disk/ledger" in argv
+        assert "/mnt/fast nvme/accounts" in argv
+        assert "--log=/var/log/sol validator.log" in argv
+        assert "/mnt/snap shots" in argv
+        w = next(w for w in p.invocations[0].argv if w.text == "/mnt/ledger disk/ledger")
+        assert source_of(text, w) == "'/mnt/ledger disk/ledger'"
+
+    def test_environment_variables(self) -> None:
+        """$VAR, ${VAR}, ${VAR:-x}, exported and nested assignments expand; unquoted ones split."""
+        p = parse(fixture_text("05_env_vars.sh"))
+        argv = argv_of(p)
+        assert argv[:6] == [
+            "--identity",
+            "/home/sol/keys/validator-keypair.json",
+            "--ledger",
+            "/mnt/ledger",
+            "--accounts",
+            "/mnt/accounts",
+        ]
+        assert argv[6:10] == ["--rpc-port", "8899", "--rpc-bind-address", "127.0.0.1"]
+        assert argv[-2:] == ["--no-voting", "--full-rpc-api"]  # $EXTRA_FLAGS word-split
+        assert any("$LEDGER_SHREDS is not set" in n.message for n in p.notes)
+
+    def test_wrappers_pipes_and_background(self) -> None:
+        """nohup/taskset/numactl prefixes, 2>&1 | tee and & do not leak into the arguments."""
+        p = parse(fixture_text("11_nohup_taskset_numactl_tee.sh"))
+        inv = p.invocations[0]
+        assert inv.binary.text == "/usr/local/bin/agave-validator"
+        assert inv.wrapper[:3] == ["nohup", "taskset", "-c"]
+        assert argv_of(p)[-2:] == ["--log", "-"]
+        assert not any(n.message.startswith("$!") for n in p.notes)
+
+    def test_sudo_and_subcommand_calls(self) -> None:
+        """pkill and 'agave-validator ... wait-for-restart-window' are not the run invocation."""
+        p = parse(fixture_text("12_sudo_and_subcommands.sh"))
+        assert len(p.invocations) == 1
+        assert p.subcommand_calls == 1
+        assert p.invocations[0].binary.text == "/home/sol/bin/agave-validator"
+        assert argv_of(p)[-1] == "--limit-ledger-size"  # >> file 2>&1 dropped
+
+    def test_plain_command_line(self) -> None:
+        """A one-line command is read as is, repeated flags included."""
+        p = parse(fixture_text("13_plain_command_line.txt"))
+        assert argv_of(p).count("--account-index") == 2
+
+    def test_trailing_space_after_backslash(self) -> None:
+        """A space after the final backslash is read as a continuation, with a note."""
+        p = parse(fixture_text("15_trailing_space_after_backslash.sh"))
+        assert "--ledger" in argv_of(p)
+        assert p.notes[0].line == 3
+        assert "whitespace after" in p.notes[0].message
+
+    def test_short_flags(self) -> None:
+        """-i X, -lX and -o - are kept as written."""
+        p = parse(fixture_text("18_short_flags.sh"))
+        assert argv_of(p)[:3] == ["-i", "/home/sol/id.json", "-l/mnt/ledger"]
+
+    def test_if_and_loops(self) -> None:
+        """Invocations inside if/then and while/do are found, each with its own line."""
+        p = parse(fixture_text("20_if_then_restart_loop.sh"))
+        assert [inv.line for inv in p.invocations] == [5, 8]
+        assert [inv.binary_name for inv in p.invocations] == ["agave-validator", "solana-validator"]
+        assert argv_of(p, 1)[argv_of(p, 1).index("--rpc-port") + 1] == "8899"
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("agave-validator --log 'a'\"b\"c\n", ["--log", "abc"]),
+            ("agave-validator --log $'a\\tb'\n", ["--log", "a\tb"]),
+            ('agave-validator --log "say \\"hi\\" \\$HOME"\n', ["--log", 'say "hi" $HOME']),
+            ("X=1; agave-validator --rpc-port $X # c\n", ["--rpc-port", "1"]),
+            ("agave-validator --ledger=/l && echo ok\n", ["--ledger=/l"]),
+        ],
+    )
+    def test_quoting_edge_cases(self, text: str, expected: list[str]) -> None:
+        """Adjacent quotes join, $'..' decodes, escapes in double quotes, ; and && end commands."""
+        assert argv_of(parse(text)) == expected
+
+
+class TestSystemdUnits:
+    def test_multiple_execstart_with_environment(self) -> None:
+        """The real ExecStart after an empty reset is read; Environment= fills ${VAR} and $VAR."""
+        text = fixture_text("06_systemd_multiple_execstart.service")
+        p = parse(text)
+        assert p.kind == "systemd"
+        assert len(p.invocations) == 1  # ExecStop's 'exit' call is not an ExecStart
+        argv = argv_of(p)
+        assert argv[argv.index("--ledger") + 1] == "/mnt/ledger"
+        assert argv[argv.index("--rpc-port") + 1] == "8899"
+        assert "--accounts" in argv  # after the comment line inside the continuation
+        assert p.invocations[0].line == 18
+
+    def test_at_prefix_drops_argv0(self) -> None:
+        """ExecStart=@path name ...: the second word is argv[0], not an argument."""
+        p = parse(fixture_text("07_systemd_at_prefix_jito.service"))
+        assert argv_of(p)[0] == "--identity"
+        assert p.invocations[0].jito_hint
+
+    def test_bash_c_keeps_spans(self) -> None:
+        """ExecStart=/bin/bash -c '...' is parsed inside, with spans pointing into the unit."""
+        text = fixture_text("16_systemd_bash_c.service")
+        p = parse(text)
+        w = next(w for w in p.invocations[0].argv if w.text == "--rpc-threds")
+        assert source_of(text, w) == "--rpc-threds"
+        assert w.fixable
+
+    def test_unit_that_runs_a_script(self) -> None:
+        """A unit whose ExecStart is a script yields no invocation and a note naming the script."""
+        p = parse(fixture_text("19_unit_runs_script.service"))
+        assert p.invocations == []
+        assert "/home/sol/bin/validator.sh" in p.notes[0].message
+
+
+class TestSpans:
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "02_solana_1_16_classic.sh",
+            "09_misspelled_flags.sh",
+            "10_removed_flags_on_3x.sh",
+            "14_missing_value_duplicate_conflict.sh",
+        ],
+    )
+    def test_literal_words_span_their_source(self, name: str) -> None:
+        """Every literal, unquoted word's span covers exactly its text in the file."""
+        text = fixture_text(name)
+        for inv in parse(text).invocations:
+            for w in [inv.binary, *inv.argv]:
+                assert w.fixable
+                assert source_of(text, w) == w.text
