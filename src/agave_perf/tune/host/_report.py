@@ -101,6 +101,7 @@ class CheckReport:
             "agave_version": self.agave_version,
             "elapsed_s": round(self.elapsed_s, 4),
             "summary": _counts(self.findings),
+            "stages": self.titles,
             "findings": [f.to_json() for f in self.findings],
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from agave_perf.errors import UsageError
 from agave_perf.tune.host._base import Change, Finding, Host
 from agave_perf.tune.host._profile import version_tuple
 
@@ -36,7 +37,7 @@ class KernelStage:
             ]
         try:
             new_enough = version_tuple(release) >= version_tuple(rules.io_uring_min)
-        except Exception:
+        except UsageError:  # an odd release string is a note, not a crash
             new_enough = False
         findings = [
             Finding(
