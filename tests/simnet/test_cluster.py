@@ -14,7 +14,7 @@ from agave_perf.simnet import SimCluster
 
 class TestSlotClock:
     async def test_slot_rate_and_truth_file(self, tmp_path: Path) -> None:
-        """Slots advance at 1000/slot_ms per second (within 2 %) and every one is in the truth file."""
+        """Slots advance at 1000/slot_ms per second (within 2 %), each one in the truth file."""
         truth = tmp_path / "truth.jsonl"
         async with SimCluster(nodes=2, slot_ms=50, truth=truth) as c:
             await asyncio.sleep(0.2)
@@ -30,7 +30,7 @@ class TestSlotClock:
         assert len(tip_slots) >= 60
 
     async def test_truth_matches_client_observation(self) -> None:
-        """The instant the truth says a node processed a slot is when slotSubscribe clients hear of it."""
+        """When the truth says a node processed a slot is when slotSubscribe clients hear of it."""
         async with SimCluster(nodes=2, scenario="lag:slots=3", slot_ms=50) as c:
             seen: dict[tuple[str, int], float] = {}
 

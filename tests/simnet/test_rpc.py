@@ -173,7 +173,7 @@ async def lagging() -> AsyncIterator[SimCluster]:
 
 class TestFollowers:
     async def test_health_reports_behind(self, lagging: SimCluster) -> None:
-        """getHealth on a follower past the health distance is Agave's -32005 with numSlotsBehind."""
+        """getHealth past the health distance is Agave's -32005 with numSlotsBehind."""
         await asyncio.sleep(0.6)
         doc = await rpc(lagging.info()[1].http, "getHealth")
         assert doc["error"]["code"] == -32005

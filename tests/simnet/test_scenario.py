@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class TestTimeline:
         times = [model.replay_time(k * 0.4) for k in range(40)]
         stalled = [t for k, t in enumerate(times) if 4.0 <= k * 0.4 < 6.0]
         assert stalled[0] == pytest.approx(6.0)
-        gaps = [b - a for a, b in zip(stalled, stalled[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(stalled)]
         assert all(g == pytest.approx(0.1) for g in gaps)
         assert not any(4.0 <= t < 6.0 for t in times)
         assert times[-1] == pytest.approx(39 * 0.4, abs=0.01)  # caught up by the end

@@ -276,10 +276,10 @@ class SimCluster:
         """The highest slot whose shreds have reached every node: the tip's slot."""
         return self.tip.view.processed
 
-    def forward(self, tx: VersionedTransaction, raw: bytes) -> None:
+    def forward(self, tx: VersionedTransaction, raw: bytes, *, verified: bool = False) -> None:
         """Deliver a transaction to the tip (the leader), as sendTransaction does."""
         try:
-            self.tip.bank.execute(tx, raw)  # type: ignore[attr-defined]
+            self.tip.bank.execute(tx, raw, verified=verified)  # type: ignore[attr-defined]
         except ExecutionError as err:
             self._record("dropped", signature=str(tx.signatures[0]), reason=error_name(err.err))
 

@@ -93,9 +93,7 @@ class NodeServer:
         ws_app = web.Application()
         ws_app.router.add_get("/", self._websocket)
         for app, sock in ((http_app, http_sock), (ws_app, ws_sock)):
-            runner = web.AppRunner(
-                app, access_log=None, handle_signals=False, shutdown_timeout=0.5
-            )
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await runner.setup()
             await web.SockSite(runner, sock).start()
             self._runners.append(runner)
