@@ -75,6 +75,7 @@ class PlanStatus:
                     "baseline": ph.baseline,
                     "gain_pct": last["gain_pct"] if last else None,
                     "phase_gates": ph.gates,
+                    "phase_evidence": [e.to_json() for e in s.evidence_of(f"phase-{number}")],
                     "tasks": [_task_json(s, s.tasks[t.id]) for t in s.catalog.tasks_of(number)],
                 }
             )

@@ -115,8 +115,9 @@ def run_cargo(
         )
     except FileNotFoundError:
         raise UsageError("cargo is not installed or not on PATH") from None
-    assert proc.stdout is not None
-    with log_path.open("w", encoding="utf-8") as log:
+    # The with-block closes the pipe and reaps cargo, also when we are interrupted.
+    with proc, log_path.open("w", encoding="utf-8") as log:
+        assert proc.stdout is not None
         log.write(f"$ {' '.join(argv)}\n")
         for raw in proc.stdout:
             line = raw.rstrip("\n")

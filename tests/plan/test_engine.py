@@ -1,0 +1,414 @@
+"""The plan engine end to end, with real git repositories and real cargo builds."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agave_perf.cli.main import main
+from agave_perf.paths import state_path
+from agave_perf.plan import BenchMeasurement, GateContext, register_phase_benchmark
+from agave_perf.plan.engine import PlanEngine
+from agave_perf.store import open_store
+from agave_perf.store import plan as db
+from tests.tune.build.workspaces import MAIN_RS, commit_source, git, make_workspace
+
+CATALOG = """
+version = 1
+name = "test plan"
+
+[[phases]]
+number = 1
+name = "one"
+goal = "g"
+effort = "low"
+risk = "low"
+expected_gain_pct = [10, 20]
+days = [1, 2]
+
+[[phases]]
+number = 2
+name = "two"
+goal = "g"
+effort = "medium"
+risk = "medium"
+expected_gain_pct = [20, 40]
+days = [3, 4]
+"""
+
+TASKS: list[dict[str, Any]] = [
+    {"id": "rpc.fast", "phase": 1, "component": "rpc", "kind": "code",
+     "feature": "perfdemo/perf-fast", "gates": ["build", "test"], "rollback": "cargo-feature"},
+    {"id": "rpc.other", "phase": 1, "component": "rpc", "kind": "code",
+     "feature": "perfdemo/perf-other", "gates": ["build", "test"], "rollback": "cargo-feature"},
+    {"id": "accounts.x", "phase": 2, "component": "accounts-db", "kind": "code",
+     "feature": "perfdemo/perf-other", "gates": ["build", "test"], "rollback": "cargo-feature"},
+    {"id": "host.x", "phase": 1, "component": "host", "kind": "runtime",
+     "gates": ["check"], "rollback": "host-journal"},
+    {"id": "flags.x", "phase": 1, "component": "validator-flags", "kind": "config",
+     "gates": ["check"], "rollback": "flags-file"},
+    {"id": "build.x", "phase": 1, "component": "build", "kind": "config",
+     "gates": ["build", "test"], "rollback": "build-env"},
+    {"id": "bench.x", "phase": 1, "component": "build", "kind": "config",
+     "gates": ["bench"], "rollback": "build-env"},
+]  # fmt: skip
+
+
+def catalog_text() -> str:
+    out = [CATALOG]
+    for t in TASKS:
+        out.append(
+            "[[tasks]]\n"
+            f'id = "{t["id"]}"\nphase = {t["phase"]}\ntitle = "t"\n'
+            f'component = "{t["component"]}"\nkind = "{t["kind"]}"\nrisk = "low"\n'
+            'change = "c"\nexpected_effect = "e"\n'
+            f"gates = {json.dumps(t['gates'])}\n"
+            f'rollback = {{ kind = "{t["rollback"]}" }}\n'
+            + (f'feature = "{t["feature"]}"\n' if "feature" in t else "")
+        )
+    return "\n".join(out)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI entry point in-process (a subprocess per call would triple the time)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], code: int) -> str:
+    assert r.returncode == code, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("agave-perf: error: ")
+    return line
+
+
+def status(ws: Path) -> dict[str, Any]:
+    r = cli("plan", "status", "--agave", str(ws), "--json")
+    assert r.returncode == 0, r.stderr
+    doc: dict[str, Any] = json.loads(r.stdout)
+    return doc
+
+
+def task_of(doc: dict[str, Any], task_id: str) -> dict[str, Any]:
+    for phase in doc["phases"]:
+        for t in phase["tasks"]:
+            if t["id"] == task_id:
+                return dict(t)
+    raise AssertionError(task_id)
+
+
+@pytest.fixture
+def catalog_file(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(catalog_text())
+    return path
+
+
+def init(ws: Path, catalog_file: Path, *extra: str) -> None:
+    r = cli("plan", "init", "--agave", str(ws), "--catalog", str(catalog_file), *extra)
+    assert r.returncode == 0, r.stderr
+
+
+class TestDone:
+    def test_refused_after_failing_test_accepted_after_fix(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """done is refused while cargo test fails and after a new commit without gates; it is
+        accepted once the gates pass on the fix commit, and status --json holds the evidence."""
+        ws = make_workspace(tmp_path / "ws", "failing-test")
+        init(ws, catalog_file)
+        assert cli("plan", "start", "rpc.fast", "--agave", str(ws)).returncode == 0
+        line = one_line_error(cli("plan", "done", "rpc.fast", "--agave", str(ws)), 1)
+        assert "no gate run" in line
+        one_line_error(cli("plan", "gate", "rpc.fast", "--agave", str(ws)), 1)
+        line = one_line_error(cli("plan", "done", "rpc.fast", "--agave", str(ws)), 1)
+        assert "gate test of rpc.fast failed (exit 101)" in line
+        bad = git(ws, "rev-parse", "HEAD")
+        fixed = commit_source(ws, MAIN_RS, "fix the test")
+        line = one_line_error(cli("plan", "done", "rpc.fast", "--agave", str(ws)), 1)
+        assert f"ran on {bad[:12]}" in line
+        r = cli("plan", "gate", "rpc.fast", "--agave", str(ws))
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = cli("plan", "done", "rpc.fast", "--agave", str(ws))
+        assert r.returncode == 0, r.stderr
+        t = task_of(status(ws), "rpc.fast")
+        assert t["state"] == "done"
+        assert t["done_commit"] == fixed
+        ev = t["evidence"]
+        assert [(e["gate"], e["commit"]) for e in ev] == [
+            ("build", bad),
+            ("test", bad),
+            ("build", fixed),
+            ("test", fixed),
+        ]
+        assert [e["exit_code"] for e in ev] == [0, 101, 0, 0]
+        assert ev[0]["command"] == "cargo build --release --features perfdemo/perf-fast"
+        assert ev[1]["command"] == "cargo test --features perfdemo/perf-fast"
+        assert all(e["duration_s"] > 0 for e in ev)
+        assert "adds" in ev[1]["output_tail"]
+        assert t["done_evidence"] == [ev[2]["id"], ev[3]["id"]]
+
+    def test_dirty_tree_is_refused(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Passing gates do not count once the working tree has uncommitted changes."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "build.x", "--agave", str(ws))
+        assert cli("plan", "gate", "build.x", "--agave", str(ws)).returncode == 0
+        (ws / "src" / "main.rs").write_text(MAIN_RS + "\n// edit\n")
+        line = one_line_error(cli("plan", "done", "build.x", "--agave", str(ws)), 1)
+        assert "uncommitted changes" in line
+
+    def test_broken_build_fails_build_gate_and_skips_test(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """A checkout that does not compile fails the build gate with the compiler error; test
+        is recorded as not run, and neither counts as a pass."""
+        ws = make_workspace(tmp_path / "ws", "broken")
+        init(ws, catalog_file)
+        r = cli("plan", "gate", "build.x", "--agave", str(ws), "--json")
+        assert r.returncode == 1
+        build, test = json.loads(r.stdout)["evidence"]
+        assert not build["passed"]
+        assert "undefined_name" in build["output_tail"]
+        assert (test["passed"], test["output_tail"]) == (False, "not run: the build gate failed")
+
+
+class TestBranchesAndComponents:
+    def test_branch_per_phase(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Code tasks create perf/phase-N from HEAD, or switch back to it when it exists."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        r = cli("plan", "start", "rpc.fast", "--agave", str(ws), "--json")
+        assert json.loads(r.stdout)["git"] == {
+            "branch": "perf/phase-1",
+            "from_branch": "main",
+            "created": True,
+            "base_commit": git(ws, "rev-parse", "HEAD"),
+        }
+        assert git(ws, "branch", "--show-current") == "perf/phase-1"
+        git(ws, "switch", "-q", "main")
+        r = cli("plan", "start", "rpc.other", "--agave", str(ws), "--json")
+        assert json.loads(r.stdout)["git"]["created"] is False
+        assert git(ws, "branch", "--show-current") == "perf/phase-1"
+        r = cli("plan", "start", "accounts.x", "--force", "--agave", str(ws))
+        assert r.returncode == 0, r.stderr
+        assert git(ws, "branch", "--show-current") == "perf/phase-2"
+        assert set(git(ws, "branch", "--format=%(refname:short)").split()) == {
+            "main",
+            "perf/phase-1",
+            "perf/phase-2",
+        }
+
+    def test_one_component_at_a_time(self, tmp_path: Path, catalog_file: Path) -> None:
+        """A second component is refused while one is in flight; --force starts it and is
+        recorded with the tasks it overrode."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        assert cli("plan", "start", "rpc.fast", "--agave", str(ws)).returncode == 0
+        line = one_line_error(cli("plan", "start", "host.x", "--agave", str(ws)), 1)
+        assert "one component at a time: rpc.fast (rpc) in flight" in line
+        assert cli("plan", "start", "rpc.other", "--agave", str(ws)).returncode == 0
+        assert cli("plan", "start", "host.x", "--force", "--agave", str(ws)).returncode == 0
+        doc = status(ws)
+        host = task_of(doc, "host.x")
+        assert (host["state"], host["forced"]) == ("in-progress", True)
+        assert host["forced_over"] == ["rpc.fast", "rpc.other"]
+        assert not task_of(doc, "rpc.other")["forced"]
+        assert {f["component"] for f in doc["in_flight"]} == {"rpc", "host"}
+
+
+class TestRollback:
+    def test_flags_file_restored(self, tmp_path: Path, catalog_file: Path) -> None:
+        """The start script saved at task start is restored byte for byte, mode included."""
+        ws = make_workspace(tmp_path / "ws")
+        script = tmp_path / "validator.sh"
+        original = b"#!/bin/sh\nexec agave-validator --rpc-threads 8\n"
+        script.write_bytes(original)
+        script.chmod(0o750)
+        init(ws, catalog_file, "--flags-file", str(script))
+        assert cli("plan", "start", "flags.x", "--agave", str(ws)).returncode == 0
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator --rpc-threads 32\n")
+        r = cli("plan", "rollback", "flags.x", "--agave", str(ws), "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["outcome"] == "done"
+        assert script.read_bytes() == original
+        assert script.stat().st_mode & 0o777 == 0o750
+        t = task_of(status(ws), "flags.x")
+        assert t["state"] == "rolled-back"
+        assert t["rollbacks"][0]["kind"] == "flags-file"
+
+    def test_flags_task_needs_a_flags_file(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Without --flags-file at init, a flags task cannot start (it could not be undone)."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        line = one_line_error(cli("plan", "start", "flags.x", "--agave", str(ws)), 2)
+        assert "--flags-file" in line
+
+    def test_cargo_feature_switched_off(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Rolling back a code task turns its feature off: later gates build without it."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "rpc.fast", "--agave", str(ws))
+        assert status(ws)["features_on"] == ["perfdemo/perf-fast"]
+        r = cli("plan", "rollback", "rpc.fast", "--agave", str(ws), "--json")
+        assert "perfdemo/perf-fast is off" in json.loads(r.stdout)["message"]
+        assert status(ws)["features_on"] == []
+        r = cli("plan", "gate", "build.x", "--agave", str(ws), "--json")
+        commands = [e["command"] for e in json.loads(r.stdout)["evidence"]]
+        assert commands == ["cargo build --release", "cargo test"]
+
+    def test_host_journal_is_an_instruction(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Without the host module's rollback hook, host tasks get an explicit instruction,
+        never a claimed success."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "host.x", "--agave", str(ws))
+        r = cli("plan", "rollback", "host.x", "--agave", str(ws), "--json")
+        doc = json.loads(r.stdout)
+        assert doc["outcome"] == "instruction"
+        assert "agave-perf host rollback" in doc["message"]
+
+
+class TestCorruption:
+    def _store_file(self) -> Path:
+        return state_path("results.sqlite")
+
+    def test_edited_event_is_detected_and_evidence_kept(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """An event edited by hand is reported in one line naming it; the evidence stays and a
+        reset plan shows the archived plan's evidence count."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "host.x", "--agave", str(ws))
+        cli("plan", "gate", "host.x", "--agave", str(ws))
+        con = sqlite3.connect(self._store_file())
+        with con:
+            con.execute("DROP TRIGGER plan_events_no_update")
+            con.execute("UPDATE plan_events SET task_id = 'rpc.fast' WHERE kind = 'start'")
+        line = one_line_error(cli("plan", "status", "--agave", str(ws)), 2)
+        assert "event 2 (start rpc.fast) was changed outside agave-perf" in line
+        assert "recorded evidence is kept (1 gate results)" in line
+        assert con.execute("SELECT count(*) FROM plan_evidence").fetchone() == (1,)
+        line = one_line_error(cli("plan", "init", "--agave", str(ws)), 2)
+        assert "--reset" in line
+        init(ws, catalog_file, "--reset")
+        assert status(ws)["archived_plans"][0]["evidence"] == 1
+
+    def test_forged_done_is_inconsistent(self, tmp_path: Path, catalog_file: Path) -> None:
+        """A done event whose evidence failed is refused on replay, even with a valid chain."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "host.x", "--agave", str(ws))
+        cli("plan", "gate", "host.x", "--agave", str(ws))
+        with open_store() as store:
+            (plan,) = db.active_plans(store)
+            (ev,) = db.load_evidence(store, plan.id)
+            db.append_event(
+                store,
+                plan.id,
+                at="x",
+                kind="done",
+                task_id="host.x",
+                data={"commit": ev.commit, "evidence": [{"id": ev.id, "hash": ev.hash}]},
+            )
+        line = one_line_error(cli("plan", "status", "--agave", str(ws)), 2)
+        assert f"evidence #{ev.id} (check) did not pass" in line
+
+    def test_evidence_rows_cannot_be_deleted(self, tmp_path: Path, catalog_file: Path) -> None:
+        """The store itself refuses UPDATE and DELETE of evidence rows."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "gate", "host.x", "--agave", str(ws))
+        con = sqlite3.connect(self._store_file())
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute("DELETE FROM plan_evidence")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute("UPDATE plan_evidence SET passed = 1")
+
+    def test_garbage_store_is_one_line(self, tmp_path: Path) -> None:
+        """A results store that is not a database gives one clear line, exit 2."""
+        self._store_file().write_bytes(b"this is not sqlite" * 100)
+        line = one_line_error(cli("plan", "status"), 2)
+        assert "results store sqlite:///" in line
+        assert "not a database" in line
+
+
+class ScoreFile:
+    """A phase benchmark that reads its score from a file the test writes (lower is better)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.contexts: list[GateContext] = []
+
+    def measure(self, context: GateContext) -> BenchMeasurement:
+        self.contexts.append(context)
+        return BenchMeasurement(float(self.path.read_text()), "ms", higher_is_better=False)
+
+
+@pytest.fixture
+def score(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "score"
+    path.write_text("10")
+    bench = ScoreFile(path)
+    register_phase_benchmark(lambda: bench)
+    yield path
+    register_phase_benchmark(None)
+
+
+class TestPhaseGate:
+    def test_without_bench_module_fails_clearly(self, tmp_path: Path, catalog_file: Path) -> None:
+        """With no benchmark in this version, the phase gate fails saying so, and records it."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        line = one_line_error(cli("plan", "gate", "--phase", "1", "--agave", str(ws)), 1)
+        assert "not available in this version" in line
+        (phase,) = [p for p in status(ws)["phases"] if p["number"] == 1]
+        assert phase["phase_evidence"][0]["passed"] is False
+
+    def test_gain_against_the_baseline_from_phase_start(
+        self, tmp_path: Path, catalog_file: Path, score: Path
+    ) -> None:
+        """The baseline is measured when the phase's first task starts; the phase gate reports
+        the gain next to the expected range, and a regression fails the gate and the bench gate."""
+        ws = make_workspace(tmp_path / "ws")
+        with open_store() as store:
+            engine = PlanEngine.init(store, ws, catalog_path=catalog_file)
+            start = engine.start("bench.x")
+            assert start.data["phase_baseline"]["score"] == 10.0
+            score.write_text("8.5")
+            result = engine.phase_gate(1)
+            assert (result.gain_pct, result.verdict, result.passed) == (
+                15.0,
+                "within expected",
+                True,
+            )
+            assert result.expected_pct == (10, 20)
+            run = engine.gate("bench.x")
+            assert run.passed
+            assert run.evidence[0].detail["gain_pct"] == 15.0
+            score.write_text("12")
+            result = engine.phase_gate(1)
+            assert (result.gain_pct, result.verdict, result.passed) == (
+                -20.0,
+                "below expected",
+                False,
+            )
+            assert not engine.gate("bench.x").passed
+            state = engine.state()
+            assert [g["gain_pct"] for g in state.phases[1].gates] == [15.0, -20.0]

@@ -1,0 +1,67 @@
+"""plan todos: the [PERF-TODO] convention, grouping, skipped directories and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from agave_perf.plan.todos import parse_line, scan
+
+
+class TestConvention:
+    def test_forms(self) -> None:
+        """(component) and 'component:' forms set the component; comment closers are dropped."""
+        assert parse_line("// [PERF-TODO](rpc) cache accounts */", "a/b.rs", 3)[0].to_json() == {
+            "file": "a/b.rs",
+            "line": 3,
+            "component": "rpc",
+            "text": "cache accounts",
+        }
+        (t,) = parse_line("# [PERF-TODO accounts-db: shrink less]", "x.sh", 1)
+        assert (t.component, t.text) == ("accounts-db", "shrink less")
+        (t,) = parse_line("<!-- [PERF-TODO] later -->", "docs/x.md", 9)
+        assert (t.component, t.text) == ("docs", "later")
+
+    def test_two_on_one_line(self) -> None:
+        """Two markers on one line are two todos."""
+        todos = parse_line("[PERF-TODO](a) one [PERF-TODO](b) two", "f.rs", 1)
+        assert [(t.component, t.text) for t in todos] == [("a", "one"), ("b", "two")]
+
+
+class TestScan:
+    def test_tree(self, tmp_path: Path) -> None:
+        """Rust, TOML, shell and Markdown are scanned; target/, .git/ and binaries are not."""
+        (tmp_path / "rpc" / "src").mkdir(parents=True)
+        (tmp_path / "rpc" / "src" / "rpc.rs").write_text("fn a() {}\n// [PERF-TODO] hot path\n")
+        (tmp_path / "Cargo.toml").write_text("# [PERF-TODO build: try lto]\n")
+        (tmp_path / "run.sh").write_text("x\ny\n# [PERF-TODO](validator-flags) threads\n")
+        (tmp_path / "README.md").write_text("[PERF-TODO](docs) explain\n")
+        for skipped in ("target/release", ".git/objects"):
+            (tmp_path / skipped).mkdir(parents=True)
+            (tmp_path / skipped / "x.rs").write_text("// [PERF-TODO] skipped\n")
+        (tmp_path / "blob.bin").write_bytes(b"\0\1[PERF-TODO] binary\n")
+        report = scan(tmp_path)
+        where = {(t.component, f"{t.file}:{t.line}", t.text) for t in report.todos}
+        assert where == {
+            ("rpc", "rpc/src/rpc.rs:2", "hot path"),
+            ("build", "Cargo.toml:1", "try lto"),
+            ("validator-flags", "run.sh:3", "threads"),
+            ("docs", "README.md:1", "explain"),
+        }
+        assert list(report.by_component) == ["build", "docs", "rpc", "validator-flags"]
+
+    def test_cli_json_and_table(self, tmp_path: Path) -> None:
+        """plan todos prints JSON grouped by component, or a table with file:line."""
+        (tmp_path / "core").mkdir()
+        (tmp_path / "core" / "lib.rs").write_text("\n\n// [PERF-TODO](replay) overlap\n")
+        cmd = [sys.executable, "-m", "agave_perf", "plan", "todos", str(tmp_path)]
+        r = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["count"] == 1
+        assert doc["by_component"]["replay"][0]["line"] == 3
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert "core/lib.rs:3" in r.stdout
+        assert "overlap" in r.stdout
