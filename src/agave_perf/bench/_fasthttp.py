@@ -1,0 +1,279 @@
+"""A lean HTTP/1.1 keep-alive client on asyncio Protocols, behind the one-method Transport seam.
+
+aiohttp's client costs tens of microseconds per request in Python, which caps
+one core at a few thousand requests per second (see ``benchmarks/bench_capacity.py``).
+A load generator must not be the bottleneck it measures, so ``bench`` talks to
+the node through this transport: N persistent connections, one request at a
+time on each (no pipelining), responses framed by Content-Length or chunked
+encoding, requests queued FIFO when every connection is busy. ``Reply.seconds``
+is the wire time of the exchange (write to last byte), excluding the queueing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import socket
+import ssl
+import time
+from collections import deque
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from agave_perf.errors import RpcTimeout, RpcTransportError, UsageError
+from agave_perf.redact import redact_url
+from agave_perf.rpc._transport import Reply
+
+MAX_HEADER = 64 * 1024
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection carrying at most one request at a time."""
+
+    __slots__ = ("buf", "closed", "owner", "sent_at", "transport", "waiter")
+
+    def __init__(self, owner: FastHttpTransport) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] | None = None
+        self.sent_at = 0.0
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport; disable Nagle so small requests leave at once."""
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # not a TCP socket
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        """Append bytes and complete the pending request once a whole response is in."""
+        self.buf += data
+        if self.waiter is None:
+            return
+        parsed = _parse(self.buf)
+        if parsed is None:
+            if len(self.buf) > MAX_HEADER and self.buf.find(b"\r\n\r\n") < 0:
+                self._fail(
+                    RpcTransportError("response header too large", endpoint=self.owner.endpoint)
+                )
+            return
+        status, body, retry_after, keep, used = parsed
+        del self.buf[:used]
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result((status, body, retry_after, keep))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail the pending request: the server went away mid-exchange."""
+        self.closed = True
+        self._fail(RpcTransportError("server closed the connection", endpoint=self.owner.endpoint))
+
+    def _fail(self, err: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(err)
+
+    def abort(self) -> None:
+        """Drop the connection (after a timeout its answer could still arrive later)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _parse(buf: bytearray) -> tuple[int, bytes, float | None, bool, int] | None:
+    """Return (status, body, retry_after, keep_alive, bytes used) or None if incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end]).lower()
+    try:
+        status = int(head[9:12])
+    except ValueError:
+        raise RpcTransportError("not an HTTP/1.1 response") from None
+    start = end + 4
+    keep = b"\r\nconnection: close" not in head
+    retry_after = None
+    i = head.find(b"\r\nretry-after:")
+    if i >= 0:
+        j = head.find(b"\r\n", i + 2)
+        try:
+            retry_after = max(0.0, float(head[i + 14 : j if j > 0 else None].strip()))
+        except ValueError:
+            retry_after = None
+    i = head.find(b"\r\ncontent-length:")
+    if i >= 0:
+        j = head.find(b"\r\n", i + 2)
+        length = int(head[i + 17 : j if j > 0 else None].strip())
+        if len(buf) < start + length:
+            return None
+        return status, bytes(buf[start : start + length]), retry_after, keep, start + length
+    if b"\r\ntransfer-encoding: chunked" in head:
+        body = bytearray()
+        pos = start
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
+            if size == 0:
+                tail = buf.find(b"\r\n\r\n", eol)
+                if tail < 0 and not buf.startswith(b"\r\n", eol + 2):
+                    return None
+                used = eol + 4 if buf.startswith(b"\r\n", eol + 2) else tail + 4
+                return status, bytes(body), retry_after, keep, used
+            if len(buf) < eol + 2 + size + 2:
+                return None
+            body += buf[eol + 2 : eol + 2 + size]
+            pos = eol + 2 + size + 2
+    # no framing: the body runs to the end of the connection; we never ask for that
+    raise RpcTransportError("response without Content-Length")
+
+
+class FastHttpTransport:
+    """JSON-RPC over HTTP/1.1 POST on ``connections`` keep-alive connections."""
+
+    def __init__(self, url: str, *, connections: int = 16) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"not an http(s) URL: {redact_url(url)}")
+        self.url = url
+        self.endpoint = redact_url(url)
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        hostport = parts.netloc.rsplit("@", 1)[-1]
+        auth = b""
+        if parts.username is not None:
+            cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth = b"Authorization: Basic " + base64.b64encode(cred) + b"\r\n"
+        self._prefix = (
+            f"POST {path} HTTP/1.1\r\nHost: {hostport}\r\n".encode()
+            + auth
+            + b"Content-Type: application/json\r\nContent-Length: "
+        )
+        self.limit = max(1, connections)
+        self._idle: list[_Conn] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[_Conn | None]] = deque()
+        self._all: set[_Conn] = set()
+        self.connect_seconds: list[float] = []
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        try:
+            _, conn = await loop.create_connection(
+                lambda: _Conn(self), self.host, self.port, ssl=self._ssl
+            )
+        except OSError as err:
+            raise RpcTransportError(
+                f"cannot connect: {err.strerror or err}", endpoint=self.endpoint
+            ) from None
+        self.connect_seconds.append(time.perf_counter() - start)
+        del self.connect_seconds[:-1000]
+        self._all.add(conn)
+        return conn
+
+    async def _acquire(self, timeout: float) -> _Conn:
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+                self._gone(conn)
+            if self._open < self.limit:
+                self._open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._open -= 1
+                    self._wake_one(None)
+                    raise
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[_Conn | None] = loop.create_future()
+            self._waiters.append(fut)
+            # a timer, not wait_for: a connection handed over at the deadline is never lost
+            timer = loop.call_later(timeout, _expire, fut, timeout, self.endpoint)
+            try:
+                got = await fut
+            finally:
+                timer.cancel()
+            if got is not None:
+                return got
+
+    def _gone(self, conn: _Conn) -> None:
+        if conn in self._all:
+            self._all.discard(conn)
+            self._open -= 1
+
+    def _wake_one(self, conn: _Conn | None) -> bool:
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(conn)
+                return True
+        return False
+
+    def _release(self, conn: _Conn) -> None:
+        if conn.closed:
+            self._gone(conn)
+            self._wake_one(None)  # a slot is free: the next waiter opens a new connection
+        elif not self._wake_one(conn):
+            self._idle.append(conn)
+
+    async def send(self, body: bytes, *, timeout: float) -> Reply:
+        """POST ``body`` on a free connection; raise RpcTimeout/RpcTransportError on failure."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        conn = await self._acquire(timeout)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self._release(conn)
+            raise RpcTimeout(f"no answer within {timeout:g}s", endpoint=self.endpoint)
+        waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] = loop.create_future()
+        conn.waiter = waiter
+        assert conn.transport is not None
+        sent = time.perf_counter()
+        conn.transport.write(self._prefix + str(len(body)).encode() + b"\r\n\r\n" + body)
+        timer = loop.call_later(remaining, _expire, waiter, timeout, self.endpoint)
+        try:
+            status, data, retry_after, keep = await waiter
+        except BaseException:
+            conn.abort()
+            self._release(conn)
+            raise
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - sent
+        if not keep:
+            conn.abort()
+        self._release(conn)
+        return Reply(status, data, seconds, retry_after)
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        for conn in list(self._all):
+            conn.abort()
+        self._all.clear()
+        self._idle.clear()
+        self._open = 0
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.cancel()
+        await asyncio.sleep(0)
+
+
+def _expire(waiter: asyncio.Future[Any], timeout: float, endpoint: str) -> None:
+    if not waiter.done():
+        waiter.set_exception(RpcTimeout(f"no answer within {timeout:g}s", endpoint=endpoint))

@@ -1,0 +1,388 @@
+"""One benchmark run end to end: reach the node, build the workload, drive it, collect results.
+
+:func:`run_bench` is what ``agave-perf bench`` calls; :func:`find_max` ramps the
+rate to the highest one that meets the latency objectives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from agave_perf.bench import _env
+from agave_perf.bench._engine import Engine, LoadSpec
+from agave_perf.bench._fasthttp import FastHttpTransport
+from agave_perf.bench._params import RequestBuilder, TxFactory, account_pool, load_keypair
+from agave_perf.bench._result import Notifications, RunResult
+from agave_perf.bench._slo import Slo, evaluate
+from agave_perf.bench._workload import Workload
+from agave_perf.clock import Clock
+from agave_perf.errors import RpcError, RpcTransportError
+from agave_perf.redact import redact_url
+from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws_url_for
+
+BLOCKHASH_REFRESH_S = 1.0
+MAX_SIGNATURE_WATCHES = 2000
+
+
+@dataclass
+class BenchConfig:
+    """Everything one run needs."""
+
+    rpc: str
+    workload: Workload
+    rate: float = 200.0
+    duration: float = 30.0
+    warmup: float = 0.0
+    connections: int = 16
+    arrival: str = "constant"
+    timeout: float = 10.0
+    keypair: str | None = None
+    accounts_file: str | None = None
+    ws: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    slos: list[Slo] = field(default_factory=list)
+    closed_loop: bool = False
+    seed: int = 1
+    late_threshold: float = 0.001
+    abort_after: float = 3.0
+    transport: Transport | None = None  # default: the lean keep-alive client
+
+
+def new_run_id() -> str:
+    """Return a sortable, unique run id: UTC time plus 4 random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class _PubSubWatch:
+    """Keeps the workload's subscriptions open and times their notifications."""
+
+    def __init__(self, url: str, workload: Workload, engine: Engine, seed: int) -> None:
+        self.url = url
+        self.workload = workload
+        self.engine = engine
+        self.client: PubSubClient | None = None
+        self.notes: dict[str, Notifications] = {}
+        self.sig_sample = 0.0
+        self.sig_commitment = "processed"
+        self.rng = random.Random(seed)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.watches = 0
+        self.error = ""
+
+    async def start(self) -> None:
+        for s in self.workload.subscriptions:
+            if s.method == "signatureSubscribe":
+                self.sig_sample, self.sig_commitment = s.sample, s.commitment
+                self.notes["signatureSubscribe"] = Notifications(
+                    f"signatureSubscribe ({s.commitment}) landing", "delay"
+                )
+            else:
+                self.notes[s.method] = Notifications(f"{s.method} interval", "interval")
+        try:
+            self.client = PubSubClient(self.url, timeout=5.0)
+            await self.client.connect()
+            for s in self.workload.subscriptions:
+                if s.method != "signatureSubscribe":
+                    sub = await self.client.subscribe(s.method)
+                    self._spawn(self._intervals(s.method, sub.queue))
+        except RpcError as err:
+            self.error = (
+                f"PubSub {redact_url(self.url)} unavailable, subscriptions not measured: {err}"
+            )
+            self.sig_sample = 0.0
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _intervals(self, method: str, queue: asyncio.Queue[Any]) -> None:
+        n = self.notes[method]
+        last: float | None = None
+        while True:
+            note = await queue.get()
+            if note is None:
+                n.drops += 1
+                return
+            if note.received >= self.engine.t_measure:
+                n.count += 1
+                if last is not None:
+                    n.hist.record(note.received - last)
+            last = note.received
+
+    def on_send(self, sig: str, intended: float) -> None:
+        if (
+            self.client is None
+            or self.sig_sample <= 0
+            or self.watches >= MAX_SIGNATURE_WATCHES
+            or intended < self.engine.t_measure
+            or self.rng.random() >= self.sig_sample
+        ):
+            return
+        self.watches += 1
+        self._spawn(self._landing(sig, intended))
+
+    async def _landing(self, sig: str, intended: float) -> None:
+        assert self.client is not None
+        n = self.notes["signatureSubscribe"]
+        try:
+            sub = await self.client.subscribe(
+                "signatureSubscribe", sig, {"commitment": self.sig_commitment}
+            )
+            note = await asyncio.wait_for(sub.queue.get(), 60.0)
+        except (RpcError, TimeoutError):
+            return
+        finally:
+            self.watches -= 1
+        if note is None:
+            n.drops += 1
+            return
+        n.count += 1
+        n.hist.record(note.received - intended)
+
+    async def stop(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        for t in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.client is not None:
+            await self.client.aclose()
+
+
+async def _refresh_blockhash(client: RpcClient, txs: TxFactory) -> None:
+    while True:
+        await asyncio.sleep(BLOCKHASH_REFRESH_S)
+        with contextlib.suppress(RpcError):
+            res = await client.call("getLatestBlockhash", {"commitment": "processed"})
+            txs.set_blockhash(res["value"]["blockhash"])
+
+
+async def run_bench(
+    cfg: BenchConfig,
+    *,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[Engine], None] | None = None,
+) -> RunResult:
+    """Run one benchmark; unreachable node -> RpcError, failures mid-run -> a partial result."""
+    endpoint = redact_url(cfg.rpc)
+    control = RpcClient(
+        cfg.rpc, transport=HttpTransport(cfg.rpc, connections=2), timeout=5, retries=1
+    )
+    background: list[asyncio.Task[None]] = []
+    watch: _PubSubWatch | None = None
+    transport = cfg.transport or FastHttpTransport(cfg.rpc, connections=cfg.connections)
+    notes: list[str] = []
+    try:
+        try:
+            version = await control.call("getVersion")
+        except RpcTransportError as err:
+            raise RpcTransportError(
+                f"cannot reach the node: {str(err).split(': ', 1)[-1]}", endpoint=endpoint
+            ) from None
+        wl = cfg.workload
+        accounts, source = await account_pool(control, wl, cfg.accounts_file)
+        payer = load_keypair(cfg.keypair) if cfg.keypair else None
+        sends = any(c.method == "sendTransaction" for c in wl.calls)
+        if sends and payer is None:
+            notes.append(
+                "no --keypair: sendTransaction calls were simulated (simulateTransaction) instead"
+            )
+        txs = TxFactory(payer, accounts)
+        if wl.uses("transaction") or wl.uses("signature") or wl.uses("signatures"):
+            res = await control.call("getLatestBlockhash", {"commitment": "processed"})
+            txs.set_blockhash(res["value"]["blockhash"])
+            background.append(asyncio.create_task(_refresh_blockhash(control, txs)))
+        builder = RequestBuilder(wl, accounts, txs, seed=cfg.seed, simulate_sends=payer is None)
+        send_idx = (
+            builder.methods.index("sendTransaction") if "sendTransaction" in builder.methods else -1
+        )
+
+        def on_result(idx: int, result: Any, sig: str | None, intended: float) -> None:
+            if idx == send_idx and isinstance(result, str):
+                builder.signatures.add(result)
+                if watch is not None:
+                    watch.on_send(result, intended)
+
+        spec = LoadSpec(
+            rate=cfg.rate,
+            duration=cfg.duration,
+            warmup=cfg.warmup,
+            arrival=cfg.arrival,
+            timeout=cfg.timeout,
+            late_threshold=cfg.late_threshold,
+            abort_after=cfg.abort_after,
+            seed=cfg.seed,
+            closed_connections=cfg.connections if cfg.closed_loop else 0,
+        )
+        engine = Engine(transport, builder, spec, clock=clock, on_result=on_result, stop=stop)
+        engine.progress = progress
+        if wl.subscriptions:
+            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, cfg.seed)
+            await watch.start()
+            if watch.error:
+                notes.append(watch.error)
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        await engine.run()
+    finally:
+        for t in background:
+            t.cancel()
+        if watch is not None:
+            await watch.stop()
+        await transport.aclose()
+        await control.aclose()
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    result = RunResult(
+        id=new_run_id(),
+        started_at=started,
+        target=endpoint,
+        workload=wl.to_json(),
+        mode="closed" if cfg.closed_loop else "open",
+        arrival="closed" if cfg.closed_loop else cfg.arrival,
+        rate=cfg.rate,
+        duration_s=cfg.duration,
+        warmup_s=cfg.warmup,
+        connections=cfg.connections,
+        elapsed_s=max(0.0, engine.t_stopped - engine.t_measure),
+        methods={s.method: s for s in engine.stats if s.sent or s.ok or s.errors},
+        notifications=watch.notes if watch is not None else {},
+        schedule=engine.schedule,
+        series=engine.series,
+        env=_env.capture(version if isinstance(version, dict) else None, loop_name),
+        tags=dict(cfg.tags),
+        notes=[*notes, f"accounts: {source} ({len(accounts)})"],
+    )
+    if engine.abort_reason:
+        result.partial, result.partial_reason = True, engine.abort_reason
+    elif engine.stop.is_set():
+        result.partial, result.partial_reason = True, "interrupted (Ctrl-C)"
+    result.slo = evaluate(result, cfg.slos)
+    return result
+
+
+@dataclass
+class FindMax:
+    """The outcome of a rate ramp: every step and the highest rate that met the objectives."""
+
+    steps: list[RunResult]
+    best_rate: float
+    slos: list[str]
+    reasons: list[str]
+
+    @property
+    def best(self) -> RunResult | None:
+        """The run at the best rate, if any step passed."""
+        passed = [s for s, r in zip(self.steps, self.reasons, strict=True) if not r]
+        return max(passed, key=lambda s: s.rate) if passed else None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "find_max": True,
+            "slo": self.slos,
+            "best_rate": self.best_rate,
+            "steps": [
+                {
+                    "rate": s.rate,
+                    "id": s.id,
+                    "passed": not r,
+                    "reason": r,
+                    "throughput": s.throughput,
+                    "latency": s.overall().summary(),
+                    "late_fraction": s.schedule.late_fraction,
+                }
+                for s, r in zip(self.steps, self.reasons, strict=True)
+            ],
+        }
+
+    def __rich__(self) -> RenderableType:
+        """A table of the steps and the verdict."""
+        t = Table(title=f"rate ramp against {', '.join(self.slos) or 'schedule and errors'}")
+        for col in ("rate", "throughput", "p50 ms", "p95 ms", "p99 ms", "late", "result"):
+            t.add_column(col, justify="right" if col != "result" else "left")
+        for s, r in zip(self.steps, self.reasons, strict=True):
+            h = s.overall()
+            t.add_row(
+                f"{s.rate:g}",
+                f"{s.throughput:.0f}",
+                f"{h.quantile(0.5) * 1e3:.2f}",
+                f"{h.quantile(0.95) * 1e3:.2f}",
+                f"{h.quantile(0.99) * 1e3:.2f}",
+                f"{s.schedule.late_fraction:.2%}",
+                r if r else "ok",
+            )
+        verdict = (
+            Text(f"highest rate meeting the objectives: {self.best_rate:g} req/s", style="bold")
+            if self.best_rate > 0
+            else Text("no rate tried met the objectives", style="bold red")
+        )
+        return Group(t, verdict)
+
+
+def step_failure(run: RunResult) -> str:
+    """Return why a ramp step fails (empty when it passes)."""
+    if run.partial:
+        return f"partial: {run.partial_reason}"
+    failed = [v.spec for v in run.slo if not v.passed]
+    if failed:
+        return "SLO " + ", ".join(failed)
+    s = run.schedule
+    if s.late_fraction >= 0.01 or s.dropped:
+        return f"load generator fell behind ({s.late_fraction:.1%} late, {s.dropped} dropped)"
+    total = run.ok + sum(run.errors.values())
+    if total and sum(run.errors.values()) / total >= 0.01:
+        return f"errors {sum(run.errors.values()) / total:.1%}"
+    return ""
+
+
+async def find_max(
+    cfg: BenchConfig,
+    *,
+    max_rate: float = 1e6,
+    max_steps: int = 12,
+    precision: float = 0.05,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[Engine], None] | None = None,
+) -> FindMax:
+    """Double the rate until a step fails, then bisect to ``precision``; each step is a run."""
+    steps: list[RunResult] = []
+    reasons: list[str] = []
+    lo, hi = 0.0, 0.0
+    rate = cfg.rate
+    while len(steps) < max_steps and not (stop is not None and stop.is_set()):
+        step_cfg = BenchConfig(**{**cfg.__dict__, "rate": rate})
+        run = await run_bench(step_cfg, stop=stop, progress=progress)
+        reason = step_failure(run)
+        steps.append(run)
+        reasons.append(reason)
+        if run.partial and run.partial_reason.startswith("interrupted"):
+            break
+        if not reason:
+            lo = rate
+        else:
+            hi = rate
+        if hi == 0.0:
+            if rate >= max_rate:
+                break
+            rate = min(rate * 2, max_rate)
+        elif lo == 0.0 and hi <= cfg.rate / 8:
+            break
+        elif lo == 0.0:
+            rate = hi / 2
+        else:
+            if (hi - lo) / hi <= precision:
+                break
+            rate = round((lo + hi) / 2, 1)
+    return FindMax(steps, lo, [s.spec for s in cfg.slos], reasons)

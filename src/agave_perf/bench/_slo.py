@@ -1,0 +1,59 @@
+"""Latency objectives for ``bench --slo``: ``p95<50ms``, ``getAccountInfo:p99<=100ms``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agave_perf.bench._result import RunResult, SloVerdict
+from agave_perf.errors import UsageError
+
+_SPEC = re.compile(
+    r"^\s*(?:(?P<method>[A-Za-z]+):)?p(?P<p>\d+(?:\.\d+)?)\s*(?P<op><=|<)\s*"
+    r"(?P<v>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A latency objective on one method or on all of them together."""
+
+    spec: str
+    quantile: float
+    limit_s: float
+    method: str = ""
+    inclusive: bool = False
+
+    def evaluate(self, run: RunResult) -> SloVerdict:
+        """Measure the run's corrected latency against this objective."""
+        if self.method:
+            stats = run.methods.get(self.method)
+            hist = stats.corrected if stats is not None else None
+        else:
+            hist = run.overall()
+        measured = hist.quantile(self.quantile) if hist is not None and hist.count else float("inf")
+        ok = measured <= self.limit_s if self.inclusive else measured < self.limit_s
+        return SloVerdict(self.spec, self.method, self.quantile, self.limit_s, measured, ok)
+
+
+def parse_slo(text: str) -> Slo:
+    """Parse ``[method:]pNN(<|<=)VALUE(us|ms|s)``; a mistake is a UsageError."""
+    m = _SPEC.match(text)
+    if not m:
+        raise UsageError(f"invalid SLO '{text}' (use e.g. p95<50ms or getAccountInfo:p99<=100ms)")
+    p = float(m.group("p"))
+    if not 0 < p < 100:
+        raise UsageError(f"invalid SLO '{text}': the percentile must be between 0 and 100")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group("unit")]
+    return Slo(
+        text.strip(),
+        p / 100.0,
+        float(m.group("v")) * scale,
+        m.group("method") or "",
+        m.group("op") == "<=",
+    )
+
+
+def evaluate(run: RunResult, slos: list[Slo]) -> list[SloVerdict]:
+    """Evaluate every objective against a run."""
+    return [s.evaluate(run) for s in slos]

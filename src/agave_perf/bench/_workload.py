@@ -1,0 +1,305 @@
+"""Workloads: a weighted mix of JSON-RPC calls and PubSub subscriptions, loaded from TOML.
+
+A workload file looks like this::
+
+    name = "trading"
+    description = "what it models"
+
+    [accounts]                  # optional: where "$account" values come from
+    file = "accounts.txt"       # one base58 pubkey per line (or a JSON list)
+    list = ["..."]              # or inline
+
+    [[call]]
+    method = "getAccountInfo"
+    weight = 30                 # relative share of the request rate
+    params = ["$account", { encoding = "base64", commitment = "processed" }]
+
+    [[subscribe]]
+    method = "signatureSubscribe"   # landing delay of a sample of our own sends
+    sample = 0.2
+
+Parameter placeholders: ``$account``, ``$accounts:N``, ``$signature``,
+``$signatures:N`` (signatures of earlier sends), ``$transaction`` (a signed
+transfer, base64; real and funded with ``--keypair``, else only simulated).
+Built-in workloads live in ``agave_perf/data/workloads/``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agave_perf.errors import UsageError
+
+# Agave's JSON-RPC HTTP methods (rpc/src/rpc.rs, full API); a typo is an error, not a 0-weight call.
+HTTP_METHODS = frozenset(
+    [
+        "getAccountInfo",
+        "getBalance",
+        "getBlock",
+        "getBlockCommitment",
+        "getBlockHeight",
+        "getBlockProduction",
+        "getBlockTime",
+        "getBlocks",
+        "getBlocksWithLimit",
+        "getClusterNodes",
+        "getEpochInfo",
+        "getEpochSchedule",
+        "getFeeForMessage",
+        "getFirstAvailableBlock",
+        "getGenesisHash",
+        "getHealth",
+        "getHighestSnapshotSlot",
+        "getIdentity",
+        "getInflationGovernor",
+        "getInflationRate",
+        "getInflationReward",
+        "getLargestAccounts",
+        "getLatestBlockhash",
+        "getLeaderSchedule",
+        "getMaxRetransmitSlot",
+        "getMaxShredInsertSlot",
+        "getMinimumBalanceForRentExemption",
+        "getMultipleAccounts",
+        "getProgramAccounts",
+        "getRecentPerformanceSamples",
+        "getRecentPrioritizationFees",
+        "getSignatureStatuses",
+        "getSignaturesForAddress",
+        "getSlot",
+        "getSlotLeader",
+        "getSlotLeaders",
+        "getStakeMinimumDelegation",
+        "getSupply",
+        "getTokenAccountBalance",
+        "getTokenAccountsByDelegate",
+        "getTokenAccountsByOwner",
+        "getTokenLargestAccounts",
+        "getTokenSupply",
+        "getTransaction",
+        "getTransactionCount",
+        "getVersion",
+        "getVoteAccounts",
+        "isBlockhashValid",
+        "minimumLedgerSlot",
+        "requestAirdrop",
+        "sendTransaction",
+        "simulateTransaction",
+    ]
+)
+
+# Subscriptions whose notifications we can time: intervals (slot/root) or landing delay.
+SUBSCRIPTIONS = frozenset({"slotSubscribe", "rootSubscribe", "signatureSubscribe"})
+
+_PLACEHOLDER = re.compile(r"^\$(account|accounts|signature|signatures|transaction)(?::(\d+))?$")
+BUILTIN_WORKLOADS = ("trading", "reads", "send", "slot")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One JSON-RPC method of the mix, its weight and its parameter template."""
+
+    method: str
+    weight: float
+    params: tuple[Any, ...] = ()
+
+    def placeholders(self) -> set[str]:
+        """Return the placeholder kinds used anywhere in the parameters."""
+        found: set[str] = set()
+
+        def walk(v: Any) -> None:
+            if isinstance(v, str):
+                m = _PLACEHOLDER.match(v)
+                if m:
+                    found.add(m.group(1))
+            elif isinstance(v, list | tuple):
+                for x in v:
+                    walk(x)
+            elif isinstance(v, dict):
+                for x in v.values():
+                    walk(x)
+
+        walk(list(self.params))
+        return found
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """One PubSub subscription kept open during the run."""
+
+    method: str
+    sample: float = 1.0  # signatureSubscribe: fraction of successful sends followed
+    commitment: str = "processed"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A named mix of calls and subscriptions, with an optional account source."""
+
+    name: str
+    calls: tuple[Call, ...]
+    subscriptions: tuple[Subscribe, ...] = ()
+    description: str = ""
+    accounts_file: str = ""
+    accounts: tuple[str, ...] = ()
+    source: str = ""  # the file it came from, or "builtin"
+    text: str = field(default="", repr=False, compare=False)
+
+    @property
+    def total_weight(self) -> float:
+        """Sum of the call weights."""
+        return sum(c.weight for c in self.calls)
+
+    def shares(self) -> dict[str, float]:
+        """Return each method's share of the request rate (0..1)."""
+        total = self.total_weight
+        out: dict[str, float] = {}
+        for c in self.calls:
+            out[c.method] = out.get(c.method, 0.0) + c.weight / total
+        return out
+
+    def uses(self, kind: str) -> bool:
+        """Return whether any call uses the placeholder ``kind``."""
+        return any(kind in c.placeholders() for c in self.calls)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data describing the workload."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "description": self.description,
+            "calls": [{"method": c.method, "weight": c.weight} for c in self.calls],
+            "subscriptions": [
+                {"method": s.method, "sample": s.sample, "commitment": s.commitment}
+                for s in self.subscriptions
+            ],
+        }
+
+
+def _suggest(name: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_params(params: Any, where: str) -> None:
+    if isinstance(params, str):
+        if params.startswith("$") and not _PLACEHOLDER.match(params):
+            raise UsageError(
+                f"{where}: unknown placeholder '{params}' (use $account, $accounts:N, "
+                "$signature, $signatures:N, $transaction)"
+            )
+        m = _PLACEHOLDER.match(params)
+        if m and m.group(1) in ("accounts", "signatures"):
+            n = int(m.group(2) or 0)
+            limit = 100 if m.group(1) == "accounts" else 256
+            if not 1 <= n <= limit:
+                raise UsageError(f"{where}: '{params}' needs a count between 1 and {limit}")
+    elif isinstance(params, list):
+        for p in params:
+            _check_params(p, where)
+    elif isinstance(params, dict):
+        for p in params.values():
+            _check_params(p, where)
+
+
+def parse(text: str, source: str = "workload") -> Workload:
+    """Parse and validate a workload document; every mistake is a one-line UsageError."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"workload {source}: not valid TOML: {err}") from None
+    unknown = set(data) - {"name", "description", "accounts", "call", "subscribe"}
+    if unknown:
+        raise UsageError(f"workload {source}: unknown key(s) {', '.join(sorted(unknown))}")
+    calls: list[Call] = []
+    raw_calls = data.get("call", [])
+    if not isinstance(raw_calls, list) or not raw_calls:
+        raise UsageError(f"workload {source}: needs at least one [[call]] table")
+    for i, c in enumerate(raw_calls, start=1):
+        where = f"workload {source} call {i}"
+        if not isinstance(c, dict):
+            raise UsageError(f"{where}: must be a table")
+        extra = set(c) - {"method", "weight", "params"}
+        if extra:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        method = c.get("method")
+        if not isinstance(method, str) or not method:
+            raise UsageError(f"{where}: 'method' must be a method name")
+        if method not in HTTP_METHODS:
+            raise UsageError(
+                f"{where}: unknown JSON-RPC method '{method}'{_suggest(method, HTTP_METHODS)}"
+            )
+        weight = c.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise UsageError(f"{where} ({method}): weight must be a number, not {weight!r}")
+        if not math.isfinite(weight) or weight <= 0:
+            raise UsageError(f"{where} ({method}): weight must be a positive number, not {weight}")
+        params = c.get("params", [])
+        if not isinstance(params, list):
+            raise UsageError(f"{where} ({method}): 'params' must be an array")
+        _check_params(params, f"{where} ({method})")
+        calls.append(Call(method, float(weight), tuple(params)))
+        if method == "sendTransaction" and "transaction" not in calls[-1].placeholders():
+            raise UsageError(f'{where}: sendTransaction needs "$transaction" as its first param')
+    subs: list[Subscribe] = []
+    for i, s in enumerate(data.get("subscribe", []), start=1):
+        where = f"workload {source} subscribe {i}"
+        if not isinstance(s, dict):
+            raise UsageError(f"{where}: must be a table")
+        extra = set(s) - {"method", "sample", "commitment"}
+        if extra:
+            raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        method = s.get("method")
+        if method not in SUBSCRIPTIONS:
+            raise UsageError(
+                f"{where}: unsupported subscription '{method}' "
+                f"(use {', '.join(sorted(SUBSCRIPTIONS))}){_suggest(str(method), SUBSCRIPTIONS)}"
+            )
+        sample = s.get("sample", 1.0)
+        if isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 < sample <= 1:
+            raise UsageError(f"{where}: sample must be a fraction in (0, 1], not {sample!r}")
+        commitment = s.get("commitment", "processed")
+        if commitment not in ("processed", "confirmed", "finalized"):
+            raise UsageError(f"{where}: commitment must be processed, confirmed or finalized")
+        subs.append(Subscribe(str(method), float(sample), str(commitment)))
+    acc = data.get("accounts", {})
+    if not isinstance(acc, dict) or set(acc) - {"file", "list"}:
+        raise UsageError(f"workload {source}: [accounts] takes only 'file' and 'list'")
+    name = data.get("name", Path(source).stem)
+    return Workload(
+        name=str(name),
+        calls=tuple(calls),
+        subscriptions=tuple(subs),
+        description=str(data.get("description", "")),
+        accounts_file=str(acc.get("file", "")),
+        accounts=tuple(str(a) for a in acc.get("list", [])),
+        source=source,
+        text=text,
+    )
+
+
+def load(spec: str) -> Workload:
+    """Return a built-in workload by name, or one read from a TOML file."""
+    if spec in BUILTIN_WORKLOADS:
+        ref = resources.files("agave_perf").joinpath("data", "workloads", f"{spec}.toml")
+        return parse(ref.read_text(encoding="utf-8"), f"builtin:{spec}")
+    path = Path(spec)
+    if not path.is_file():
+        hint = "" if spec.endswith(".toml") else f" (built-in: {', '.join(BUILTIN_WORKLOADS)})"
+        raise UsageError(f"workload '{spec}' is neither a built-in nor a readable file{hint}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read workload {spec}: {err}") from None
+    wl = parse(text, str(path))
+    if wl.accounts_file and not Path(wl.accounts_file).is_absolute():
+        # a relative accounts file is relative to the workload file, not the shell
+        wl = Workload(**{**wl.__dict__, "accounts_file": str(path.parent / wl.accounts_file)})
+    return wl
