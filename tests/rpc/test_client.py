@@ -77,7 +77,7 @@ class TestCalls:
             with pytest.raises(RpcResponseError) as info:
                 await client.call("getSlot", {"minContextSlot": 10**12})
         assert info.value.code == -32016
-        assert info.value.data["contextSlot"] >= cluster.first_slot
+        assert info.value.data["contextSlot"] >= cluster.first_slot - 40  # finalized: warm history
 
 
 class TestFailures:
