@@ -60,6 +60,15 @@ def _span_delete(text: str, edit: Edit) -> tuple[int, int, str] | None:
     after = text[end:le]
     if not before.strip() and after.strip() in ("", "\\"):
         # the flag had its own line (continuation style): drop the line
+        if after.strip() == "" and ls > 0:
+            # it was the command's last line: the backslash ending the previous line
+            # must go too, or the command would swallow whatever follows
+            prev = text[:ls].rstrip("\n")
+            if prev.rstrip().endswith("\\"):
+                cut = len(prev.rstrip()) - 1
+                while cut > 0 and text[cut - 1] in " \t":
+                    cut -= 1
+                return cut, le - (1 if text[le - 1 : le] == "\n" else 0), ""
         return ls, le, ""
     # otherwise drop the words and the blanks that follow them
     j = end
