@@ -107,6 +107,16 @@ class TestWriteAndRollback:
         assert root.snapshot() == before
         assert journal.pending() == []
 
+    def test_symlinked_file_is_refused_untouched(self, root: FakeRoot) -> None:
+        """A file that is a symlink is never replaced by a regular file."""
+        os.symlink("app.conf", root.host("/etc/link.conf"))
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with pytest.raises(WriteFailed, match=r"symlink to app\.conf"):  # noqa: SIM117
+            with journal.transaction() as txn:
+                txn.write_file("/etc/link.conf", b"x", stage="t", label="link")
+        assert root.snapshot() == before
+
     def test_missing_knob_is_refused_before_any_intent(self, root: FakeRoot) -> None:
         """Writing a kernel value the kernel does not offer fails with a clear reason."""
         journal = Journal.for_root(root.path)

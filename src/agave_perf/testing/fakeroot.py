@@ -103,6 +103,7 @@ class FakeRoot:
         path: Path,
         *,
         cpus: int = 4,
+        numa_nodes: int = 2,
         governor: str | None = "powersave",
         disks: Iterable[Disk] | None = None,
         mounts: Iterable[str] | None = None,
@@ -129,6 +130,8 @@ class FakeRoot:
         root.write("/etc/systemd/system.conf", "[Manager]\n#DefaultLimitNOFILE=1024:524288\n")
         if unit:
             root.write(f"/etc/systemd/system/{unit}", VALIDATOR_UNIT)
+        for node in range(numa_nodes):
+            root.mkdir(f"/sys/devices/system/node/node{node}")
         cpu = "/sys/devices/system/cpu"
         root.write(f"{cpu}/online", f"0-{cpus - 1}\n" if cpus > 1 else "0\n")
         for n in range(cpus):

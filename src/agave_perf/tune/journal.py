@@ -631,6 +631,11 @@ class Transaction:
     ) -> None:
         """Replace a regular file atomically (creating it and its parents when absent)."""
         target = self.journal.target(host_path)
+        if target.is_symlink():
+            # Replacing a link with a file would change what else reads it; refuse instead.
+            raise WriteFailed(
+                host_path, f"it is a symlink to {os.readlink(target)}; edit the target yourself"
+            )
         self._ensure_parents(target, stage)
         try:
             old = FileState.read(target)

@@ -39,6 +39,15 @@ class TestSysctlStage:
         assert got["fs.nr_open"].status == "ok"  # the kernel default 1048576 suffices
         assert got["fs.file-max"].status == "ok"
 
+    def test_numa_balancing_only_matters_with_several_nodes(self, tmp_path: Path) -> None:
+        """On one NUMA node numa_balancing is ok whatever it is; on two it must be 0."""
+        single = FakeRoot.build(tmp_path / "a", numa_nodes=1)
+        assert findings(single, "sysctl")["kernel.numa_balancing"].status == "ok"
+        assert "/proc/sys/kernel/numa_balancing" not in changed_paths(single, "sysctl")
+        dual = FakeRoot.build(tmp_path / "b", numa_nodes=2)
+        assert findings(dual, "sysctl")["kernel.numa_balancing"].status == "warn"
+        assert "/proc/sys/kernel/numa_balancing" in changed_paths(dual, "sysctl")
+
     def test_missing_optional_key_is_ok(self, tmp_path: Path) -> None:
         """numa_balancing absent (no NUMA balancing in the kernel) is not a problem."""
         root = FakeRoot.build(tmp_path / "r")

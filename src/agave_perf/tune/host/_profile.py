@@ -52,6 +52,8 @@ class SysctlRule(_Model):
     # unpersisted value is not a problem.
     kernel_default: int | None = None
     persist: bool = True
+    # Only meaningful with more than one NUMA node (the kernel ignores it otherwise).
+    numa_only: bool = False
 
 
 class SwapRules(_Model):

@@ -127,6 +127,12 @@ def persisted(host: Host) -> dict[str, tuple[str, str]]:
     return result
 
 
+def numa_nodes(host: Host) -> int:
+    """Return the number of NUMA nodes (1 when the kernel does not say)."""
+    names = host.listdir("/sys/devices/system/node")
+    return max(1, sum(1 for n in names if re.fullmatch(r"node\d+", n)))
+
+
 def _boot_short(rule: SysctlRule, at_boot: tuple[str, str] | None) -> bool:
     """True when the next boot would leave the key short of the rule."""
     if at_boot is not None:
@@ -148,9 +154,15 @@ def sysctl_findings(
     """Judge each rule on the live value, then on what the next boot would set."""
     boot = persisted(host)
     findings = []
+    nodes = numa_nodes(host)
     for rule in rules:
         live = host.value(proc_path(rule.key))
         exp = _expected(rule)
+        if rule.numa_only and nodes < 2:
+            observed = "absent" if live is None else live
+            note = "one NUMA node: the setting has no effect here"
+            findings.append(Finding(stage, rule.key, observed, exp, "ok", note, rule.source))
+            continue
         if live is None:
             status: Status = "ok" if rule.optional else "warn"
             note = "not offered by this kernel" if rule.optional else "missing: cannot check"
@@ -186,9 +198,10 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
     boot = persisted(host)
     to_persist: dict[str, str] = {}
     knobs: list[Change] = []
+    nodes = numa_nodes(host)
     for rule in rules:
         live = host.value(proc_path(rule.key))
-        if live is None:
+        if live is None or (rule.numa_only and nodes < 2):
             continue
         at_boot = boot.get(rule.key)
         live_ok = meets(live, rule.value, rule.compare)
