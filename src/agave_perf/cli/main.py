@@ -22,10 +22,12 @@ from agave_perf.errors import (
 # `agave-perf --help` and quick commands like `host check` fast.
 COMMANDS: dict[str, str] = {
     "build": "agave_perf.cli.build:build",
+    "check": "agave_perf.cli.check:check",
     "flags": "agave_perf.cli.flags:flags",
     "host": "agave_perf.cli.host:host",
     "plan": "agave_perf.cli.plan:plan",
     "simnet": "agave_perf.cli.simnet:simnet",
+    "watch": "agave_perf.cli.watch:watch",
 }
 
 

@@ -645,3 +645,43 @@ def evaluate(
         faults=fault_counts(data.of(Fault)),
         settings=settings,
     )
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    """One SLO over a recent window: whether it holds, and the share of the window out of it."""
+
+    slo: str
+    ok: bool | None  # None: not measured in the window
+    burn: float  # fraction of samples (ticks, requests, memory samples) out of SLO
+
+
+def window_status(
+    lag: Sequence[LagSample],
+    requests: Sequence[RequestSample],
+    memory: Sequence[MemorySample],
+    settings: SloSettings,
+) -> list[SloStatus]:
+    """Evaluate each SLO over samples of a recent window (the caller picks the window)."""
+    out = []
+    if lag:
+        bad = sum(1 for s in lag if s.lag is None or s.lag > settings.max_slot_lag)
+        burn = bad / len(lag)
+        out.append(SloStatus("slot_lag", 1 - burn >= settings.lag_quantile, burn))
+    else:
+        out.append(SloStatus("slot_lag", None, 0.0))
+    if requests:
+        limit = settings.latency_p95_ms / 1000
+        bad = sum(1 for r in requests if r.error or r.seconds >= limit)
+        ok = all(m.p95 < settings.latency_p95_ms for m in latency_stats(requests))
+        out.append(SloStatus("latency", ok, bad / len(requests)))
+    else:
+        out.append(SloStatus("latency", None, 0.0))
+    if memory:
+        limit_b = settings.memory_limit_gib * GIB
+        vals = [memory_value(m, settings.memory_metric) for m in memory]
+        bad = sum(1 for v in vals if v >= limit_b)
+        out.append(SloStatus("memory", bad == 0, bad / len(vals)))
+    else:
+        out.append(SloStatus("memory", None, 0.0))
+    return out

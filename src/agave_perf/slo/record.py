@@ -41,6 +41,10 @@ class Recorder:
         os.write(self._fd, orjson.dumps(doc) + b"\n")
         self.lines += 1
 
+    def mark_start(self, t0: float, started_unix: float) -> None:
+        """Note when the measured window began (after the streams warmed up)."""
+        self._write({"k": "start", "t0": t0, "started_unix": started_unix})
+
     def __call__(self, sample: Sample) -> None:
         """Write one sample."""
         self._write(to_dict(sample))
@@ -86,6 +90,9 @@ def read_recording(path: str | Path) -> Recording:
             continue
         if doc.get("k") == "meta":
             meta, runs, docs = doc, runs + 1, []
+            continue
+        if doc.get("k") == "start" and meta is not None:
+            meta.update(t0=doc.get("t0", meta.get("t0")), started_unix=doc.get("started_unix"))
             continue
         docs.append(doc)
     if meta is None:

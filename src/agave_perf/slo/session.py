@@ -25,6 +25,7 @@ from agave_perf.redact import redact_url
 from agave_perf.slo.evaluate import evaluate
 from agave_perf.slo.latency import TradingMix
 from agave_perf.slo.memory import MemorySampler, find_process
+from agave_perf.slo.record import Recording
 from agave_perf.slo.samples import Sample, SampleSet
 from agave_perf.slo.slot import EndpointStream, LagTicker, NodeProbe, cancel_all, first_answer
 from agave_perf.slo.verdict import Verdict
@@ -114,6 +115,7 @@ class Monitor:
         self.started_unix = time.time()
         self.ended: float | None = None
         self.notes: list[str] = []
+        self.on_start: list[Callable[[float, float], None]] = []
         if not sources.references:
             self.notes.append(
                 "no --reference: the tip is the node's own getMaxShredInsertSlot, which cannot "
@@ -168,6 +170,8 @@ class Monitor:
             raise
         self.t0 = self.clock.now()
         self.started_unix = time.time()
+        for hook in self.on_start:
+            hook(self.t0, self.started_unix)
         tasks.append(asyncio.create_task(self.ticker.run(), name="slo-ticker"))
         if self.mix is not None:
             tasks.append(asyncio.create_task(self.mix.run(), name="slo-latency"))
@@ -257,3 +261,28 @@ def _short(err: RpcError) -> str:
     if err.endpoint and text.startswith(err.endpoint):
         text = text[len(err.endpoint) :].lstrip(" :")
     return text
+
+
+def replay_verdict(recording: Recording, settings: SloSettings, source: str = "") -> Verdict:
+    """Evaluate a recorded run with (possibly other) SLO settings, without a node."""
+    meta = recording.meta
+    t0 = float(meta.get("t0", 0.0))
+    data = recording.samples
+    last = max((d[-1].t for d in data.by_kind.values() if d), default=t0)
+    ev = evaluate(
+        data,
+        settings,
+        t0=t0,
+        memory=bool(meta.get("memory")),
+        sending=bool(meta.get("sending")),
+    )
+    return Verdict(
+        evaluation=ev,
+        node=str(meta.get("node", "")),
+        references=[str(r) for r in meta.get("references", [])],
+        duration=last - t0,
+        started_unix=float(meta.get("started_unix", 0.0)),
+        t0=t0,
+        notes=[*(str(n) for n in meta.get("notes", [])), *recording.notes],
+        replayed=source,
+    )

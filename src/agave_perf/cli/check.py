@@ -1,0 +1,237 @@
+"""``agave-perf check``: sample a node for a while, evaluate every SLO, print the verdict.
+
+Exit 0 when every measured criterion passes, 1 when one fails (the verdict is
+printed first, then one line naming the failures), 3 when the node or a reference
+does not answer or stays down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agave_perf.cli._common import Duration, run_async, runtime, standard_options
+from agave_perf.config import SloSettings
+from agave_perf.errors import SloFailed, UsageError
+from agave_perf.output import console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def source_options(func: F) -> F:
+    """The options ``check`` and ``watch`` share: what to watch and how to load it."""
+    options = [
+        click.option("--rpc", "rpc", metavar="URL", help="The node's JSON-RPC URL."),
+        click.option(
+            "--ws", metavar="URL", help="The node's PubSub URL (default: same host, port + 1)."
+        ),
+        click.option(
+            "--reference",
+            "references",
+            multiple=True,
+            metavar="URL",
+            help="A node at the network tip (repeat); none = the node's own view.",
+        ),
+        click.option("--pid", type=int, help="Validator PID: its process tree's memory."),
+        click.option(
+            "--process", metavar="NAME", help="Validator process name (e.g. agave-validator)."
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(0),
+            default=None,
+            help="Latency mix requests per second (default 5; 0 = off).",
+        ),
+        click.option(
+            "--keypair",
+            type=click.Path(dir_okay=False),
+            help="Fee payer (Solana CLI JSON): send real transactions; else simulate.",
+        ),
+        click.option(
+            "--account",
+            "accounts",
+            multiple=True,
+            metavar="PUBKEY",
+            help="Account to read in the mix (repeat; default: sysvars).",
+        ),
+        click.option(
+            "--validator-script",
+            type=click.Path(dir_okay=False),
+            help="Start script or unit: name the memory-heavy flags it turns on.",
+        ),
+        click.option("--max-slot-lag", type=click.IntRange(0), help="Lag SLO threshold (slots)."),
+        click.option(
+            "--lag-quantile",
+            type=click.FloatRange(0, 1, min_open=True),
+            help="Share of samples that must be within the threshold (0.999).",
+        ),
+        click.option("--latency-p95-ms", type=click.FloatRange(0, min_open=True)),
+        click.option("--memory-limit-gib", type=click.FloatRange(0, min_open=True)),
+        click.option("--memory-metric", type=click.Choice(["anon+swap", "anon", "rss", "pss"])),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
+def slo_settings(base: SloSettings, **overrides: Any) -> SloSettings:
+    """The configured SLO settings with command-line overrides applied."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return SloSettings.model_validate({**base.model_dump(), **changes})
+
+
+def build_sources(
+    rpc: str | None,
+    ws: str | None,
+    references: tuple[str, ...],
+    pid: int | None,
+    process: str | None,
+    keypair: str | None,
+    accounts: tuple[str, ...],
+) -> Any:
+    """Validate the source options into :class:`agave_perf.slo.Sources`."""
+    from agave_perf.slo import Sources
+    from agave_perf.slo.latency import load_keypair, parse_accounts
+
+    if not rpc:
+        raise UsageError("--rpc URL is required (or --replay FILE)")
+    for url in (rpc, *references):
+        if not url.startswith(("http://", "https://")):
+            from agave_perf.redact import redact_url
+
+            raise UsageError(f"{redact_url(url)}: not an http(s) URL")
+    if pid is not None and not Path(f"/proc/{pid}").exists():
+        raise UsageError(f"--pid {pid}: no such process")
+    if pid is not None and process:
+        raise UsageError("give --pid or --process, not both")
+    return Sources(
+        rpc=rpc,
+        references=list(references),
+        ws=ws,
+        pid=pid,
+        process=process,
+        keypair=load_keypair(keypair) if keypair else None,
+        accounts=parse_accounts(list(accounts)) or None,
+    )
+
+
+def flag_notes(script: str | None) -> list[str]:
+    """Notes naming the memory-heavy flags a validator start script turns on."""
+    if not script:
+        return []
+    from agave_perf.slo.flags import memory_flags
+
+    found, reader = memory_flags(script)
+    if not found:
+        return [f"validator script: no memory-heavy flags found (read with {reader})"]
+    return [f"validator script ({reader}): {f}" for f in found]
+
+
+async def _measure(monitor: Any, duration: float, show_progress: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await monitor.preflight()
+    if not show_progress:
+        await monitor.run(duration, stop)
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("measuring"),
+        BarColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("check", total=duration)
+        run = asyncio.create_task(monitor.run(duration, stop))
+        while not run.done():
+            await asyncio.wait({run}, timeout=0.5)
+            progress.update(task, completed=monitor.clock.now() - monitor.t0)
+        await run
+
+
+@click.command()
+@source_options
+@click.option("--duration", type=Duration(), default="60s", show_default=True)
+@click.option(
+    "--record", type=click.Path(dir_okay=False), help="Also write every sample to this JSONL file."
+)
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Re-evaluate a recording (from check/watch --record) without a node.",
+)
+@standard_options
+def check(
+    rpc: str | None,
+    ws: str | None,
+    references: tuple[str, ...],
+    pid: int | None,
+    process: str | None,
+    rate: float | None,
+    keypair: str | None,
+    accounts: tuple[str, ...],
+    validator_script: str | None,
+    max_slot_lag: int | None,
+    lag_quantile: float | None,
+    latency_p95_ms: float | None,
+    memory_limit_gib: float | None,
+    memory_metric: str | None,
+    duration: float,
+    record: str | None,
+    replay: str | None,
+) -> None:
+    """Measure the plan's success criteria against the network tip and print a verdict.
+
+    Exit 0 all pass, 1 an SLO failed, 3 an endpoint did not answer or stayed down.
+    """
+    rt = runtime()
+    settings = slo_settings(
+        rt.settings.slo,
+        max_slot_lag=max_slot_lag,
+        lag_quantile=lag_quantile,
+        latency_p95_ms=latency_p95_ms,
+        memory_limit_gib=memory_limit_gib,
+        memory_metric=memory_metric,
+        request_rate=rate,
+    )
+    notes = flag_notes(validator_script)
+    if replay:
+        from agave_perf.slo import read_recording
+        from agave_perf.slo.session import replay_verdict
+
+        verdict = replay_verdict(read_recording(replay), settings, source=Path(replay).name)
+        verdict.notes.extend(notes)
+    else:
+        from agave_perf.slo import Monitor, Recorder
+
+        sources = build_sources(rpc, ws, references, pid, process, keypair, accounts)
+        monitor = Monitor(sources, settings, timeout=min(rt.settings.rpc.timeout_s, 2.0))
+        recorder = Recorder(record, monitor.meta()) if record else None
+        if recorder is not None:
+            monitor.sinks.append(recorder)
+            monitor.on_start.append(recorder.mark_start)
+        show = not rt.as_json and sys.stderr.isatty()
+        try:
+            run_async(_measure(monitor, duration, show))
+        finally:
+            if recorder is not None:
+                recorder.close()
+        down = monitor.stayed_down()
+        if down is not None:
+            raise down
+        verdict = monitor.verdict(notes=notes)
+    rt.emit(verdict)
+    if verdict.failed:
+        raise SloFailed(f"SLO failed: {verdict.reason()}")

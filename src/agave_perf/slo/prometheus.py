@@ -1,0 +1,241 @@
+"""Prometheus exporter: samples update metrics as they arrive; aiohttp serves /metrics.
+
+Names follow Prometheus conventions (base units, ``_total`` counters, ``_seconds``
+and ``_bytes`` suffixes). Cardinality is bounded on purpose: labels are the method
+of the fixed latency mix, the memory kind, the SLO name, and the (redacted)
+endpoints given on the command line — nothing that grows with traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from agave_perf.errors import UsageError
+from agave_perf.slo.evaluate import slot_time_stats, window_status
+from agave_perf.slo.samples import (
+    Fault,
+    HealthSample,
+    LagSample,
+    LandingSample,
+    MemorySample,
+    RequestSample,
+    Sample,
+    ShredSample,
+    SlotSeen,
+    SlotTime,
+    TimeLag,
+)
+
+if TYPE_CHECKING:
+    from agave_perf.slo.session import Monitor
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5)
+TIME_LAG_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8)
+LANDING_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4, 3.2, 6.4, 12.8, 30)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` or ``PORT`` (host defaults to 127.0.0.1, never all interfaces)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--prometheus {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9184")
+    return host, int(port)
+
+
+class Exporter:
+    """Holds the metrics of one watched node; call it as a sink."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.lag = Gauge("agave_perf_slot_lag_slots", "Tip slot minus the node's slot", registry=r)
+        self.lag_s = Gauge(
+            "agave_perf_slot_lag_seconds", "Slot lag times the measured slot time", registry=r
+        )
+        self.slot = Gauge(
+            "agave_perf_slot", "Processed slot seen", ["role", "endpoint"], registry=r
+        )
+        self.time_lag = Histogram(
+            "agave_perf_slot_time_lag_seconds",
+            "How long after the first reference the node saw each slot",
+            buckets=TIME_LAG_BUCKETS,
+            registry=r,
+        )
+        self.slot_time = Gauge(
+            "agave_perf_slot_duration_seconds", "Slot duration reported by the node", registry=r
+        )
+        self.shred_gap = Gauge(
+            "agave_perf_node_shred_lag_slots",
+            "The node's own view: getMaxShredInsertSlot minus getSlot",
+            registry=r,
+        )
+        self.health = Gauge(
+            "agave_perf_node_health_ok", "1 when getHealth answers ok (not the SLO)", registry=r
+        )
+        self.requests = Histogram(
+            "agave_perf_rpc_request_duration_seconds",
+            "Latency mix request time from the scheduled instant (answered requests)",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_errors = Counter(
+            "agave_perf_rpc_request_errors",
+            "Latency mix requests that got no usable answer",
+            ["method", "kind"],
+            registry=r,
+        )
+        self.landing = Histogram(
+            "agave_perf_transaction_landing_seconds",
+            "sendTransaction to processed (signatureSubscribe)",
+            buckets=LANDING_BUCKETS,
+            registry=r,
+        )
+        self.memory = Gauge(
+            "agave_perf_memory_bytes", "Validator process tree memory", ["kind"], registry=r
+        )
+        self.faults = Counter(
+            "agave_perf_endpoint_faults",
+            "Failures talking to an endpoint",
+            ["endpoint", "kind"],
+            registry=r,
+        )
+        self.slo_ok = Gauge(
+            "agave_perf_slo_ok", "1 when the SLO holds over the recent window", ["slo"], registry=r
+        )
+        self.slo_burn = Gauge(
+            "agave_perf_slo_burn_ratio",
+            "Share of the recent window out of SLO",
+            ["slo"],
+            registry=r,
+        )
+        self._slot_ms = 0.0
+
+    def __call__(self, s: Sample) -> None:
+        """Update the metrics a sample touches."""
+        if isinstance(s, LagSample):
+            if s.lag is not None:
+                self.lag.set(s.lag)
+                if self._slot_ms:
+                    self.lag_s.set(s.lag * self._slot_ms / 1000)
+        elif isinstance(s, SlotSeen):
+            self.slot.labels(s.role, s.endpoint).set(s.slot)
+        elif isinstance(s, TimeLag):
+            self.time_lag.observe(max(0.0, s.ms / 1000))
+        elif isinstance(s, SlotTime):
+            self._slot_ms = s.ms
+            self.slot_time.set(s.ms / 1000)
+        elif isinstance(s, ShredSample):
+            self.shred_gap.set(max(0, s.max_shred - s.slot))
+        elif isinstance(s, HealthSample):
+            self.health.set(1 if s.ok else 0)
+        elif isinstance(s, RequestSample):
+            if s.error:
+                self.request_errors.labels(s.method, s.error).inc()
+            else:
+                self.requests.labels(s.method).observe(s.seconds)
+        elif isinstance(s, LandingSample):
+            if not s.error:
+                self.landing.observe(s.ms / 1000)
+        elif isinstance(s, MemorySample):
+            for kind, value in (
+                ("anon", s.rss_anon),
+                ("file", s.rss_file),
+                ("shmem", s.rss_shmem),
+                ("swap", s.swap),
+                ("pss", s.pss),
+            ):
+                if value is not None:
+                    self.memory.labels(kind).set(value)
+        elif isinstance(s, Fault):
+            self.faults.labels(s.endpoint, s.kind).inc()
+
+    def observed_slot_ms(self, ms: float) -> None:
+        """Use the live observed slot time when the node publishes no performance samples."""
+        if ms == ms and ms > 0:  # not NaN
+            self._slot_ms = ms
+            self.slot_time.set(ms / 1000)
+
+    def exposition(self) -> bytes:
+        """The text exposition of every metric."""
+        data: bytes = generate_latest(self.registry)
+        return data
+
+
+class MetricsServer:
+    """Serves ``/metrics`` and refreshes the window SLO gauges from a monitor."""
+
+    def __init__(
+        self, exporter: Exporter, monitor: Monitor, host: str, port: int, window_s: float = 600.0
+    ) -> None:
+        self.exporter = exporter
+        self.monitor = monitor
+        self.host = host
+        self.port = port
+        self.window_s = window_s
+        self._runner: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind and serve; a busy port is a usage error."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+        except OSError as err:
+            sock.close()
+            await self._runner.cleanup()
+            raise UsageError(
+                f"--prometheus {self.host}:{self.port}: {err.strerror or err}"
+            ) from None
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        self._task = asyncio.create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(5.0)
+
+    def refresh(self) -> None:
+        """Recompute the SLO gauges over the recent window."""
+        m = self.monitor
+        since = m.clock.now() - self.window_s
+        lag = [s for s in m.data.by_kind[LagSample.K] if s.t >= since]
+        reqs = [s for s in m.data.by_kind[RequestSample.K] if s.t >= since]
+        mem = [s for s in m.data.by_kind[MemorySample.K] if s.t >= since]
+        for st in window_status(lag, reqs, mem, m.settings):
+            if st.ok is not None:
+                self.exporter.slo_ok.labels(st.slo).set(1 if st.ok else 0)
+                self.exporter.slo_burn.labels(st.slo).set(st.burn)
+        seen = list(m.data.by_kind[SlotSeen.K])[-200:]
+        self.exporter.observed_slot_ms(slot_time_stats(seen, []).observed_ms)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self.exporter.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._runner is not None:
+            await self._runner.cleanup()
