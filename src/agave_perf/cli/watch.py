@@ -135,7 +135,16 @@ def watch(
         monitor.on_start.append(recorder.mark_start)
     show = dashboard if dashboard is not None else (not rt.as_json and sys.stdout.isatty())
     try:
-        run_async(_watch(monitor, duration=duration, listen=bind, dashboard=show, window_s=window))
+        run_async(
+            _watch(
+                monitor,
+                duration=duration,
+                listen=bind,
+                dashboard=show,
+                window_s=window,
+                to_stderr=rt.as_json,
+            )
+        )
     finally:
         if recorder is not None:
             recorder.close()

@@ -211,7 +211,7 @@ class MetricsServer:
     async def _refresh(self) -> None:
         while True:
             self.refresh()
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(2.0)
 
     def refresh(self) -> None:
         """Recompute the SLO gauges over the recent window."""
