@@ -10,6 +10,7 @@ import click
 
 from agave_perf.cli._common import runtime, standard_options
 from agave_perf.errors import EXIT_FAILED, TuningError, UsageError
+from agave_perf.output import console
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,7 +103,14 @@ def apply_cmd(root: Path, stages: tuple[str, ...], yes: bool, **kwargs: Any) -> 
     from agave_perf.tune import host as host_mod
 
     target = _make_host(root, **kwargs)
-    runtime().emit(host_mod.apply(target, host_mod.select(stages), yes=yes))
+    report = host_mod.apply(target, host_mod.select(stages), yes=yes)
+    rt = runtime()
+    if rt.as_json:
+        rt.emit(report)
+    else:
+        # Diffs and heredocs must reach the terminal unwrapped and uncropped, or the
+        # commands a user copies from the dry run would be broken.
+        console().print(report, soft_wrap=True)
 
 
 @host.command("rollback")

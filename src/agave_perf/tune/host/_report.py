@@ -21,6 +21,11 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _verbatim(text: str, style: str = "") -> Text:
+    """Text that is never wrapped: diffs and shell commands must survive copy and paste."""
+    return Text(text, style=style, no_wrap=True, overflow="ignore")
+
+
 def _counts(findings: list[Finding]) -> dict[str, int]:
     counts = {"ok": 0, "warn": 0, "fail": 0}
     for f in findings:
@@ -125,13 +130,13 @@ class ApplyReport:
         for change in self.changes:
             parts.append(Text(f"# [{change.stage}] {change.label}", style="bold"))
             if change.kind == "file":
-                parts.append(Text(change.diff().rstrip("\n") or "(no content change)"))
+                parts.append(_verbatim(change.diff().rstrip("\n") or "(no content change)"))
             else:
                 old = (change.old or b"").decode(errors="replace").strip()
                 new = change.new.decode(errors="replace").strip()
-                parts.append(Text(f"{change.path}: {old} -> {new}"))
-            parts.append(Text(change.shell(self.root), style="cyan"))
-            parts.extend(Text(f"  note: {n}", style="dim") for n in change.notes)
+                parts.append(_verbatim(f"{change.path}: {old} -> {new}"))
+            parts.append(_verbatim(change.shell(self.root), style="cyan"))
+            parts.extend(_verbatim(f"  note: {n}", style="dim") for n in change.notes)
         if self.applied:
             parts.append(
                 Text(

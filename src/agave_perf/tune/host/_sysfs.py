@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from agave_perf.tune.host._base import Change, Host
 
-TMPFILES_HEADER = (
-    "# Written by agave-perf host apply: systemd-tmpfiles writes these /sys values at boot.\n"
-)
+TMPFILES_HEADER = "# Written by agave-perf host apply; systemd-tmpfiles sets these at boot\n"
 
 
 def knob(host: Host, stage: str, path: str, value: str, restore: str, label: str) -> Change:
