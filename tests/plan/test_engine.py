@@ -283,6 +283,34 @@ class TestRollback:
         assert doc["outcome"] == "instruction"
         assert "agave-perf host rollback" in doc["message"]
 
+    def test_host_journal_undoes_changes_made_since_start(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """With a host root, rollback undoes exactly the host apply runs journaled after the
+        task started, through the host journal, and leaves earlier runs in place."""
+        from agave_perf.testing.fakeroot import FakeRoot
+        from agave_perf.tune.host import Host, apply, load_profile, select
+        from agave_perf.tune.journal import Journal
+
+        ws = make_workspace(tmp_path / "ws")
+        root = FakeRoot.build(tmp_path / "root")
+        host = Host.at(root.path, load_profile())
+        apply(host, select(["thp"]), yes=True)  # before the task: not the task's to undo
+        (earlier,) = Journal.for_root(root.path).pending()
+        before = root.snapshot()
+        init(ws, catalog_file, "--host-root", str(root.path))
+        assert cli("plan", "start", "host.x", "--agave", str(ws)).returncode == 0
+        apply(Host.at(root.path, load_profile()), select(["sysctl"]), yes=True)
+        assert root.sysctl("vm.max_map_count") != "65530"
+        r = cli("plan", "rollback", "host.x", "--agave", str(ws), "--json")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["outcome"] == "done"
+        assert len(doc["detail"]["transactions"]) == 1
+        assert root.sysctl("vm.max_map_count") == "65530"
+        assert root.snapshot() == before
+        assert [t.id for t in Journal.for_root(root.path).pending()] == [earlier.id]
+
 
 class TestCorruption:
     def _store_file(self) -> Path:

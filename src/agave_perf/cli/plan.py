@@ -52,9 +52,17 @@ def plan() -> None:
     default=None,
     help="The validator start script that flag tasks change (saved at task start for rollback).",
 )
+@click.option(
+    "--host-root",
+    type=_DIR,
+    default=None,
+    help="Root of the host that host tasks tune (default /; a fake tree for rehearsals).",
+)
 @click.option("--reset", is_flag=True, help="Start a new state; the old one and its evidence stay.")
 @standard_options
-def init_cmd(agave: Path, catalog: Path | None, flags_file: Path | None, reset: bool) -> None:
+def init_cmd(
+    agave: Path, catalog: Path | None, flags_file: Path | None, host_root: Path | None, reset: bool
+) -> None:
     """Create the plan state for a checkout in the results store."""
     from agave_perf.plan.engine import PlanEngine
     from agave_perf.plan.status import PlanStatus
@@ -63,7 +71,12 @@ def init_cmd(agave: Path, catalog: Path | None, flags_file: Path | None, reset: 
     rt = runtime()
     with open_store(rt.settings.store.url) as store:
         engine = PlanEngine.init(
-            store, agave, catalog_path=catalog, flags_file=flags_file, reset=reset
+            store,
+            agave,
+            catalog_path=catalog,
+            flags_file=flags_file,
+            host_root=host_root,
+            reset=reset,
         )
         rt.emit(PlanStatus(engine.state(), engine.archived_evidence()))
 

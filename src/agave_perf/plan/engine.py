@@ -30,7 +30,12 @@ from agave_perf.plan.gates import (
     gate_for,
     phase_benchmark,
 )
-from agave_perf.plan.rollback import RollbackContext, backup_flags_file, rollback_for
+from agave_perf.plan.rollback import (
+    RollbackContext,
+    backup_flags_file,
+    host_pending,
+    rollback_for,
+)
 from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
 from agave_perf.store import plan as db
@@ -155,6 +160,7 @@ class PlanEngine:
         *,
         catalog_path: Path | None = None,
         flags_file: Path | None = None,
+        host_root: Path | None = None,
         reset: bool = False,
     ) -> PlanEngine:
         """Create the plan state of a checkout (``reset`` archives the old one, evidence kept)."""
@@ -182,6 +188,7 @@ class PlanEngine:
                 "agave_path": str(repo),
                 "catalog_source": str(catalog_path) if catalog_path else "shipped",
                 "flags_file": flags,
+                "host_root": str(host_root.resolve()) if host_root else "/",
                 "replaces": [p.id for p in existing],
             },
         )
@@ -298,6 +305,9 @@ class PlanEngine:
                 "plan", str(self.plan.id), "backups", f"{len(state.events) + 1}-{task.id}"
             )
             data["flags_backup"] = backup_flags_file(Path(self.plan.flags_file), backup)
+        if task.rollback.kind == "host-journal":
+            # What is pending now was applied before this task; rollback leaves it alone.
+            data["host_journal_pending"] = host_pending(self._host_root(state))
         phase = state.phases[task.phase]
         if phase.baseline is None:
             data["phase_baseline"] = self._record_baseline(state, task.phase)
@@ -310,6 +320,10 @@ class PlanEngine:
         if task.kind == "code":
             msg += f"; feature {task.feature} on for later builds"
         return StepResult("start", task.id, msg, data)
+
+    @staticmethod
+    def _host_root(state: PlanState) -> str:
+        return str(state.events[0].data.get("host_root", "/"))
 
     def _switch_branch(self, task: Task) -> dict[str, Any]:
         rs = repo_state(self.repo)
@@ -442,6 +456,7 @@ class PlanEngine:
             feature=task.feature,
             flags_file=self.plan.flags_file,
             start_data=ts.start_data,
+            host_root=self._host_root(state),
         )
         result = rollback_for(task.rollback.kind)(ctx)
         data = {

@@ -2,17 +2,17 @@
 
 Built in: ``flags-file`` (restore the validator start script saved when the task
 started), ``cargo-feature`` (the feature is off for every later build and gate),
-``build-env`` (nothing on disk changed: rebuild without the setting).
-``host-journal`` is owned by the host tuning engineer: importing
-``agave_perf.tune.host.plan_rollback`` may register it; until then the result is
-an explicit instruction to run ``agave-perf host rollback`` — never a pretended
-success.
+``build-env`` (nothing on disk changed: rebuild without the setting) and
+``host-journal``: the host journal (:mod:`agave_perf.tune.journal`) of the plan's
+host root is rolled back for exactly the apply runs journaled since the task
+started (the ids pending then are recorded in the start event). When there are
+none, or the journal module is missing, the result is an explicit instruction to
+run ``agave-perf host rollback`` — never a pretended success.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +22,6 @@ from typing import Any, Literal
 from agave_perf.errors import TuningError
 
 Outcome = Literal["done", "instruction"]
-
-HOST_PLUGIN = "agave_perf.tune.host.plan_rollback"
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,7 @@ class RollbackContext:
     feature: str
     flags_file: str
     start_data: dict[str, Any]
+    host_root: str = "/"
 
 
 @dataclass(frozen=True)
@@ -122,23 +121,54 @@ def _build_env(ctx: RollbackContext) -> RollbackResult:
     )
 
 
-def _host_instruction(ctx: RollbackContext) -> RollbackResult:
+def _host_instruction(why: str) -> RollbackResult:
     return RollbackResult(
         "instruction",
-        "rollback kind host-journal: run `agave-perf host rollback` to undo the host changes",
+        f"rollback kind host-journal: {why}; run `agave-perf host rollback` to undo host changes",
+    )
+
+
+def host_pending(root: str) -> list[str] | None:
+    """Return the ids of the host journal's pending apply runs, or None without the module."""
+    try:
+        from agave_perf.tune.journal import Journal
+    except ImportError:
+        return None
+    return [t.id for t in Journal.for_root(Path(root)).pending()]
+
+
+def _host_journal(ctx: RollbackContext) -> RollbackResult:
+    try:
+        from agave_perf.tune.journal import Journal
+    except ImportError:
+        return _host_instruction("the host journal is not part of this version")
+    before = ctx.start_data.get("host_journal_pending")
+    if before is None:
+        return _host_instruction("the journal was not read when the task started")
+    journal = Journal.for_root(Path(ctx.host_root))
+    ours = [t.id for t in journal.pending() if t.id not in set(before)]
+    if not ours:
+        return _host_instruction(f"no host change was journaled since {ctx.task_id} started")
+    result = journal.rollback(ours)
+    if result.errors:
+        raise TuningError(
+            f"{ctx.task_id}: host rollback could not restore {result.errors[0]}; the journal "
+            "keeps it — fix the cause and run `agave-perf host rollback`"
+        )
+    return RollbackResult(
+        "done",
+        f"rolled back {len(result.transactions)} host apply run(s) made since {ctx.task_id} "
+        f"started ({len(result.restored)} paths restored under {ctx.host_root})",
+        {
+            "journal": str(result.journal),
+            "transactions": result.transactions,
+            "restored": [r.path for r in result.restored],
+        },
     )
 
 
 def rollback_for(kind: str) -> RollbackFn:
-    """Return the rollback for a kind, loading the host plugin when asked for host-journal."""
-    if kind == "host-journal" and kind not in _ROLLBACKS:
-        try:
-            importlib.import_module(HOST_PLUGIN)
-        except ImportError as err:
-            if not (err.name and HOST_PLUGIN.startswith(err.name)):
-                raise
-        if kind not in _ROLLBACKS:
-            return _host_instruction
+    """Return the rollback registered for a kind."""
     try:
         return _ROLLBACKS[kind]
     except KeyError:
@@ -148,3 +178,4 @@ def rollback_for(kind: str) -> RollbackFn:
 register_rollback("flags-file", _flags_file)
 register_rollback("cargo-feature", _cargo_feature)
 register_rollback("build-env", _build_env)
+register_rollback("host-journal", _host_journal)
