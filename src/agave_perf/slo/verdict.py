@@ -59,7 +59,7 @@ class Verdict:
         ev = self.evaluation
         source = f"replay of {self.replayed}" if self.replayed else f"{self.duration:.0f} s"
         refs = ", ".join(self.references) or "none (node's own view)"
-        head = Text(f"agave-perf check {self.node} — {source}; references: {refs}")
+        head = Text(f"agave-perf check {self.node} ({source})\nreferences: {refs}")
         table = Table(title="SLO verdict", title_justify="left", expand=False)
         for col in ("criterion", "measured", "target", "result"):
             table.add_column(col, overflow="fold")
