@@ -1,0 +1,111 @@
+"""simnet's slot clock over 60 s as a client sees it, and its ground truth against that view.
+
+Run: ``python -m benchmarks.simnet_slot_rate`` (``BENCH_SECONDS`` to change the 60 s).
+Starts ``agave-perf simnet --slot-ms 400 --truth FILE`` as a user would, subscribes to
+slots on every node over WebSocket, and reports the observed slot rate against
+1000/slot_ms, plus how far the truth file's instants are from what the client saw.
+Writes ``benchmarks/results/simnet_slot_rate.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+OUT = Path(__file__).parent / "results" / "simnet_slot_rate.json"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
+SLOT_MS = 400.0
+
+
+async def observe(nodes: list[dict[str, str]], seconds: float) -> dict[tuple[str, int], float]:
+    seen: dict[tuple[str, int], float] = {}
+
+    async def listen(name: str, url: str) -> None:
+        async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
+            await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"slotSubscribe"}')
+            async for msg in ws:
+                doc = json.loads(msg.data)
+                if "params" in doc:
+                    seen[(name, doc["params"]["result"]["slot"])] = time.time()
+
+    tasks = [asyncio.create_task(listen(n["name"], n["ws"])) for n in nodes]
+    await asyncio.sleep(seconds)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return seen
+
+
+def main() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as td:
+        truth_file = Path(td) / "truth.jsonl"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agave_perf",
+                "simnet",
+                "--port",
+                "0",
+                "--json",
+                "--slot-ms",
+                str(SLOT_MS),
+                "--truth",
+                str(truth_file),
+                "--duration",
+                f"{SECONDS + 5:g}s",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "AGAVE_PERF_HOME": td},
+        )
+        assert proc.stdout is not None
+        nodes = json.loads(proc.stdout.readline())["nodes"]
+        seen = asyncio.run(observe(nodes, SECONDS + 2))
+        proc.wait(timeout=30)
+        truth = {
+            (r["node"], r["slot"]): r["t"]
+            for r in map(json.loads, truth_file.read_text().splitlines())
+            if r["kind"] == "slot"
+        }
+    tip = sorted((s, t) for (n, s), t in seen.items() if n == "tip")
+    # rate over exactly the 60 s window after the first observed slot
+    first_slot, first_t = tip[0]
+    window = [(s, t) for s, t in tip if t - first_t <= SECONDS]
+    last_slot, last_t = window[-1]
+    rate = (last_slot - first_slot) / (last_t - first_t)
+    expected = 1000.0 / SLOT_MS
+    errors_ms = sorted(abs(seen[k] - truth[k]) * 1000 for k in seen if k in truth)
+    missing = [k for k in seen if k not in truth]
+    result = {
+        "seconds": SECONDS,
+        "slot_ms": SLOT_MS,
+        "expected_slots_per_s": expected,
+        "observed_slots_per_s": rate,
+        "rate_error_pct": abs(rate - expected) / expected * 100,
+        "slots_observed": len(seen),
+        "truth_vs_client_ms": {
+            "p50": errors_ms[len(errors_ms) // 2],
+            "p99": errors_ms[int(len(errors_ms) * 0.99)],
+            "max": errors_ms[-1],
+        },
+        "observed_slots_missing_from_truth": len(missing),
+        "target_rate_within_2pct": abs(rate - expected) / expected < 0.02,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
