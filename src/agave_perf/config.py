@@ -63,6 +63,16 @@ class StoreSettings(_Section):
     url: str = ""
 
 
+class HostSettings(_Section):
+    """Defaults for ``agave-perf host``: the node's profile, release, unit and data paths."""
+
+    profile: str = "rpc-trading"
+    agave_version: str | None = None
+    unit: str | None = None
+    ledger: str | None = None
+    accounts: str | None = None
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -70,6 +80,7 @@ class Settings(_Section):
     slo: SloSettings = SloSettings()
     simnet: SimnetSettings = SimnetSettings()
     store: StoreSettings = StoreSettings()
+    host: HostSettings = HostSettings()
 
 
 def _suggest(key: str, known: list[str]) -> str:

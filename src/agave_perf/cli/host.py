@@ -37,7 +37,7 @@ def _root_option(func: F) -> F:
 def _host_options(func: F) -> F:
     """Options shared by check and apply."""
     options = [
-        click.option("--profile", default="rpc-trading", show_default=True, help="Tuning profile."),
+        click.option("--profile", default=None, help="Tuning profile (default: rpc-trading)."),
         click.option(
             "--agave-version",
             default=None,
@@ -60,12 +60,15 @@ def _host_options(func: F) -> F:
 
 
 def _make_host(root: Path, **kwargs: Any) -> Any:
+    """Build the Host; options not given come from the [host] section of the config."""
     from agave_perf.tune import host as host_mod
 
     if not root.is_dir():
         raise UsageError(f"--root {root}: no such directory")
-    profile = host_mod.load_profile(kwargs.pop("profile"), kwargs.pop("agave_version"))
-    return host_mod.Host.at(root, profile, **kwargs)
+    defaults = runtime().settings.host
+    opts = {k: defaults.model_dump().get(k) if v is None else v for k, v in kwargs.items()}
+    profile = host_mod.load_profile(str(opts.pop("profile")), opts.pop("agave_version"))
+    return host_mod.Host.at(root, profile, **opts)
 
 
 @click.group("host")
@@ -120,7 +123,7 @@ def rollback_cmd(root: Path) -> None:
     """Restore every value and file agave-perf changed under this root, exactly."""
     from agave_perf.tune import host as host_mod
 
-    target = _make_host(root, profile="rpc-trading", agave_version=None)
+    target = _make_host(root, profile=None, agave_version=None)
     runtime().emit(host_mod.rollback(target))
 
 
@@ -131,5 +134,5 @@ def status_cmd(root: Path) -> None:
     """List what agave-perf changed under this root, when, and whether it completed."""
     from agave_perf.tune import host as host_mod
 
-    target = _make_host(root, profile="rpc-trading", agave_version=None)
+    target = _make_host(root, profile=None, agave_version=None)
     runtime().emit(host_mod.status(target))

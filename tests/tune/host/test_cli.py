@@ -148,6 +148,20 @@ class TestFakeRootCli:
             assert "corrupt at line 2" in r.stderr
         assert root.snapshot() == before
 
+    def test_config_section_supplies_defaults(self, tmp_path: Path) -> None:
+        """[host] in the config file names the unit and paths; flags still override it."""
+        root = FakeRoot.build(tmp_path / "root")
+        conf = tmp_path / "agave-perf.toml"
+        conf.write_text('[host]\nunit = "sol"\nledger = "/mnt/ledger"\nagave_version = "1.18"\n')
+        r = run("check", "--root", str(root.path), "--json", "--config", str(conf))
+        items = {f["item"] for f in json.loads(r.stdout)["findings"]}
+        assert "sol.service LimitNOFILE" in items
+        assert "ledger mount /mnt/ledger" in items
+        assert "sol.service LimitMEMLOCK" not in items  # 1.18 documented no memlock limit
+        r = run("check", "--root", str(root.path), "--json", "--config", str(conf), "--unit", "x")
+        items = {f["item"] for f in json.loads(r.stdout)["findings"]}
+        assert "x.service LimitNOFILE" in items
+
     def test_missing_root_is_a_usage_error(self, tmp_path: Path) -> None:
         """--root that does not exist exits 2 with a clear message."""
         r = run("check", "--root", str(tmp_path / "nope"))
