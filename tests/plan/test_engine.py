@@ -312,6 +312,29 @@ class TestRollback:
         assert [t.id for t in Journal.for_root(root.path).pending()] == [earlier.id]
 
 
+class TestFeatureFlags:
+    def test_build_run_follows_the_plan_features(self, tmp_path: Path, catalog_file: Path) -> None:
+        """build run enables the features the plan has on and drops one once rolled back;
+        each recorded build names its features."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "rpc.fast", "--agave", str(ws))
+        r = cli(
+            "build", "run", str(ws), "--no-test", "--lto", "off", "--target-cpu", "none", "--json"
+        )
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["features"] == ["perfdemo/perf-fast"]
+        assert doc["build"]["command"].endswith("--features perfdemo/perf-fast")
+        cli("plan", "rollback", "rpc.fast", "--agave", str(ws))
+        r = cli(
+            "build", "run", str(ws), "--no-test", "--lto", "off", "--target-cpu", "none", "--json"
+        )
+        doc = json.loads(r.stdout)
+        assert doc["features"] == []
+        assert "--features" not in doc["build"]["command"]
+
+
 class TestCorruption:
     def _store_file(self) -> Path:
         return state_path("results.sqlite")

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from agave_perf.cli._common import runtime, standard_options
 from agave_perf.errors import GateFailed
 
+if TYPE_CHECKING:
+    from agave_perf.store import Store
+
 _PATH = click.Path(exists=True, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _plan_features(store: Store, path: Path) -> list[str]:
+    """Return the cargo features the checkout's plan has on (none without a plan)."""
+    from agave_perf.plan.engine import PlanEngine
+    from agave_perf.store.plan import active_plans
+
+    repo = str(path.resolve())
+    if not any(p.agave_path == repo for p in active_plans(store)):
+        return []
+    return sorted(PlanEngine.open(store, path).state().features_on)
 
 
 @click.group("build")
@@ -50,7 +65,11 @@ def audit_cmd(path: Path, fleet: tuple[Path, ...], cpuinfo: Path) -> None:
     help="Override target-cpu (default: the fleet's level, e.g. x86-64-v3; 'none' to omit).",
 )
 @click.option("--fleet-cpuinfo", "fleet", type=_FILE, multiple=True, help="As for audit.")
-@click.option("--features", default="", help="Cargo features to enable (comma-separated).")
+@click.option(
+    "--features",
+    default=None,
+    help="Cargo features to enable, comma-separated (default: those the plan has on).",
+)
 @click.option("-p", "--package", "packages", multiple=True, help="Build only this package.")
 @click.option("--no-test", is_flag=True, help="Skip cargo test.")
 @standard_options
@@ -60,7 +79,7 @@ def run_cmd(
     codegen_units: str | None,
     target_cpu: str | None,
     fleet: tuple[Path, ...],
-    features: str,
+    features: str | None,
     packages: tuple[str, ...],
     no_test: bool,
 ) -> None:
@@ -90,11 +109,15 @@ def run_cmd(
             status.update(f"cargo: {verb} {crate}")
 
         with open_store(rt.settings.store.url) as store:
+            if features is None:
+                chosen = _plan_features(store, path)
+            else:
+                chosen = [f for f in features.split(",") if f]
             result = run_build(
                 path,
                 settings=settings,
                 store=store,
-                features=[f for f in features.split(",") if f],
+                features=chosen,
                 packages=list(packages),
                 run_tests=not no_test,
                 on_progress=progress,
