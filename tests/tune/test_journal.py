@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agave_perf.errors import TuningError
-from agave_perf.testing.fakeroot import FakeRoot
+from agave_perf.testing.fakeroot import FakeRoot, diff_snapshots
 from agave_perf.tune.journal import (
     FileState,
     Journal,
@@ -123,6 +126,45 @@ class TestWriteAndRollback:
         with pytest.raises(WriteFailed, match="does not offer"), journal.transaction() as txn:
             txn.write_knob("/proc/sys/no/such", b"1\n", restore=b"0\n", stage="t", label="k")
         assert journal.pending() == []
+
+
+write_ops = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["/etc/app.conf", "/etc/new.conf", "/etc/d/e/f.conf", "/proc/sys/vm/max_map_count"]
+        ),
+        st.binary(max_size=40),
+        st.sampled_from([None, 0o600, 0o644, 0o755]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+class TestAnySequence:
+    @settings(max_examples=40, deadline=None)
+    @given(write_ops, st.integers(1, 3))
+    def test_any_writes_in_any_runs_roll_back_exactly(
+        self, ops: list[tuple[str, bytes, int | None]], runs: int
+    ) -> None:
+        """Whatever files and values are written, over several runs, rollback restores all."""
+        with tempfile.TemporaryDirectory() as tmp:
+            root = FakeRoot(Path(tmp) / "root")
+            root.write("/etc/app.conf", "old\n", mode=0o640)
+            root.write("/proc/sys/vm/max_map_count", "65530\n")
+            before = root.snapshot()
+            journal = Journal.for_root(root.path)
+            size = -(-len(ops) // runs)
+            for start in range(0, len(ops), size):
+                with journal.transaction() as txn:
+                    for path, data, mode in ops[start : start + size]:
+                        if path.startswith("/proc/"):
+                            txn.write_knob(path, data, restore=b"65530\n", stage="t", label="k")
+                        else:
+                            txn.write_file(path, data, mode=mode, stage="t", label="f")
+            journal.rollback()
+            assert diff_snapshots(before, root.snapshot()) == []
+            assert journal.pending() == []
 
 
 class TestJournalFile:

@@ -146,6 +146,33 @@ class TestFailures:
             H.apply(make_host(root), H.STAGES, yes=True)
         assert root.snapshot() == before
 
+    def test_apply_after_an_interrupted_apply_asks_for_rollback(self, tmp_path: Path) -> None:
+        """An unfinished run in the journal blocks a new apply until it is rolled back."""
+        root = FakeRoot.build(tmp_path / "root")
+        journal = Journal.for_root(root.path)
+
+        def interrupted() -> None:
+            with journal.transaction() as txn:
+                txn.write_file("/etc/x.conf", b"x", stage="t", label="x")
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            interrupted()
+        assert not root.host("/etc/x.conf").exists()
+        assert journal.pending() == []  # an interrupted run (Ctrl-C) undoes itself
+        with journal.path.open("a") as fh:  # a run killed before its commit record
+            fh.write('{"type":"begin","txn":"dead","time":1,"meta":{}}\n')
+            fh.write(
+                '{"type":"intent","txn":"dead","seq":1,"kind":"file","path":"/etc/y.conf",'
+                '"old":{"state":"absent"},"new":"eA==","new_mode":420,"time":1}\n'
+            )
+        before = root.snapshot()
+        with pytest.raises(TuningError, match="interrupted"):
+            H.apply(make_host(root), H.STAGES, yes=True)
+        assert root.snapshot() == before
+        H.rollback(make_host(root))
+        assert H.apply(make_host(root), H.STAGES, yes=True).applied
+
     def test_unknown_stage_suggests(self) -> None:
         """A misspelled stage name is a usage error with a suggestion."""
         with pytest.raises(Exception, match="did you mean 'sysctl'"):

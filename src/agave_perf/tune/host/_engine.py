@@ -93,7 +93,8 @@ def _privileged() -> bool:
 def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     """Dry run by default; with ``yes`` make every planned change through the journal."""
     journal = Journal.for_root(host.root)
-    journal.transactions()  # a corrupt journal stops apply before anything is planned
+    # A corrupt journal stops apply before anything is planned.
+    interrupted = [t for t in journal.pending() if not t.committed]
     changes = plan(host, stages)
     touched = {c.stage for c in changes}
     needs_root = [
@@ -103,6 +104,11 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
         needs_root = []  # a tree under --root needs only write access to that tree
     if not yes or not changes:
         return ApplyReport(host.root, changes, applied=False, needs_root=needs_root)
+    if interrupted:
+        raise TuningError(
+            "a previous apply was interrupted and its changes are half made; run "
+            "`agave-perf host rollback` first — nothing was changed"
+        )
     if needs_root:
         raise TuningError(
             f"stages {', '.join(needs_root)} need root to apply; run as root (sudo) — "
