@@ -81,7 +81,9 @@ def audit(
     else:
         path = Path(file)
         try:
-            text = path.read_text(encoding="utf-8")
+            # newline="" keeps CRLF endings visible (and the --fix copy byte-faithful)
+            with path.open(encoding="utf-8", newline="") as fh:
+                text = fh.read()
         except UnicodeDecodeError:
             raise UsageError(f"{file}: not a text file") from None
         except OSError as err:

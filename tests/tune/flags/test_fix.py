@@ -109,3 +109,14 @@ class TestFix:
         assert "-agave-validator --no-votting" in report.diff
         assert "+agave-validator --no-voting" in report.diff
         assert list(tmp_path.iterdir()) == []
+
+    def test_crlf_file_keeps_its_line_endings(self, tmp_path: Path) -> None:
+        """The corrected copy of a CRLF script keeps CRLF endings byte for byte elsewhere."""
+        path = tmp_path / "win.sh"
+        path.write_bytes(b"exec agave-validator \\\r\n  --ledger /l \\\r\n  --no-votng\r\n")
+        with path.open(encoding="utf-8", newline="") as fh:
+            text = fh.read()
+        report = audit_text(text, source=str(path), version="2.1", profile="none")
+        fix(report, text, path)
+        fixed = path.with_name("win.sh.agave-perf").read_bytes()
+        assert fixed == b"exec agave-validator \\\r\n  --ledger /l \\\r\n  --no-voting\r\n"

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agave_perf.tune.flags import parse
 from agave_perf.tune.flags._parse import ParsedInput, Word
 
 from .conftest import fixture_text
+
+PIECES = [
+    *" \t\n\\'\"$#;&|()<>{}=-[]@*!abc/",
+    "agave-validator",
+    "--ledger",
+    "${",
+    "ExecStart=",
+    "[Service]\n",
+    "\r\n",
+    "$'",
+    "exec ",
+    "X=1 ",
+    "args=(",
+    '"${args[@]}"',
+]
 
 
 def argv_of(parsed: ParsedInput, n: int = 0) -> list[str]:
@@ -186,3 +203,33 @@ class TestSpans:
             for w in [inv.binary, *inv.argv]:
                 assert w.fixable
                 assert source_of(text, w) == w.text
+
+
+class TestOddInputs:
+    def test_crlf_line_endings(self) -> None:
+        """A script saved with Windows line endings is read as intended, with one note."""
+        text = "exec agave-validator \\\r\n  --ledger /l \\\r\n  --no-voting\r\n"
+        p = parse(text)
+        assert argv_of(p) == ["--ledger", "/l", "--no-voting"]
+        assert len(p.notes) == 1
+        assert "CRLF" in p.notes[0].message
+        w = p.invocations[0].argv[2]
+        assert source_of(text, w) == "--no-voting"
+
+    def test_braces_and_functions(self) -> None:
+        """Invocations inside { ...; } groups and function bodies are found."""
+        text = "start() {\n  { exec agave-validator --ledger /l; }\n}\nstart\n"
+        assert argv_of(parse(text)) == ["--ledger", "/l"]
+
+    def test_forwarded_arguments(self) -> None:
+        """exec agave-validator "$@" parses (the forwarded words are unknown, not flags)."""
+        p = parse('exec agave-validator --ledger /l "$@"\n')
+        assert argv_of(p)[:2] == ["--ledger", "/l"]
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+    def test_never_crashes(self, text: str) -> None:
+        """Any mix of shell syntax parses without an exception, with spans inside the text."""
+        for inv in parse(text).invocations:
+            for w in inv.argv:
+                assert 0 <= w.start <= w.end <= len(text) or w.start == -1

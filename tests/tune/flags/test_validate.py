@@ -176,3 +176,11 @@ class TestFixtures:
         """A word that belongs to no flag is an 'unexpected argument' error."""
         report = audit_text("agave-validator --no-voting stray\n", version="2.1", profile="none")
         assert codes(report)["unexpected-argument"] == {"stray"}
+
+    def test_path_version_older_than_every_list(self) -> None:
+        """A binary path naming 1.14 falls back to the oldest list and says so, not exit 2."""
+        text = "/opt/solana/releases/v1.14.20/bin/solana-validator --ledger /l\n"
+        report = audit_text(text, profile="none")
+        inv = report.invocations[0]
+        assert inv.release.line == "1.16"
+        assert "older than 1.16" in inv.version_reason

@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from agave_perf.errors import UsageError
 from agave_perf.tune.flags._catalog import Catalog, Release
 from agave_perf.tune.flags._fix import apply_edits
 from agave_perf.tune.flags._parse import Invocation, ParsedInput, parse
@@ -167,8 +168,14 @@ def choose_release(
     else:
         m = _PATH_VERSION.search(inv.binary.text)
         if m:
-            release, _ = catalog.resolve(f"{m.group(1)}.{m.group(2)}")
-            reason = f"version {m.group(1)}.{m.group(2)} in the binary's path"
+            found = f"{m.group(1)}.{m.group(2)}"
+            try:
+                release, _ = catalog.resolve(found)
+                reason = f"version {found} in the binary's path"
+            except UsageError:
+                # older than every shipped list: the oldest list is the closest we have
+                release = catalog.releases[0]
+                reason = f"version {found} in the binary's path is older than {release.line}"
         elif inv.binary_name == "solana-validator":
             release = [r for r in catalog.releases if r.binary == "solana-validator"][-1]
             reason = "newest solana-validator line; pass --agave-version to be exact"
@@ -247,8 +254,6 @@ def audit_text(
     jito: bool | None = None,
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
-    from agave_perf.errors import UsageError
-
     catalog = catalog or Catalog.load()
     parsed = parsed or parse(text)
     if not parsed.invocations:
@@ -278,7 +283,8 @@ def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
     report.diff = result.diff(text, name) if result.text != text else ""
     if path is not None and result.text != text:
         out = path.with_name(path.name + ".agave-perf")
-        out.write_text(result.text, encoding="utf-8")
+        with out.open("w", encoding="utf-8", newline="") as fh:
+            fh.write(result.text)
         with contextlib.suppress(OSError):  # keep the original's mode (e.g. executable)
             out.chmod(path.stat().st_mode & 0o777)
         report.fixed_path = str(out)

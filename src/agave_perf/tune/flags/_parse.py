@@ -45,6 +45,7 @@ WRAPPERS = frozenset(
         "prlimit",
         "then",
         "do",
+        "{",
         "else",
         "!",
         "eval",
@@ -177,6 +178,7 @@ class _Lexer:
         self.systemd = systemd
         self.notes: list[Note] = []
         self.commands: list[_RawCommand] = []
+        self.quiet_trailing_blank = False
 
     def line_of(self, pos: int) -> int:
         return self.line0 + self.s.count("\n", 0, pos) + 1
@@ -190,7 +192,7 @@ class _Lexer:
         while j < len(self.s) and self.s[j] in " \t":
             j += 1
         if j < len(self.s) and self.s[j] == "\n":
-            if j > i + 1 and not self.systemd:
+            if j > i + 1 and not self.systemd and not self.quiet_trailing_blank:
                 self.notes.append(
                     Note(
                         self.line_of(i),
@@ -281,7 +283,7 @@ class _Lexer:
             elif c == "$" and i + 1 < len(s) and s[i + 1] == "'":
                 end = s.find("'", i + 2)
                 end = len(s) if end < 0 else end
-                body = s[i + 2 : end].encode().decode("unicode_escape", errors="replace")
+                body = _ansi_c(s[i + 2 : end])
                 pieces.append(_Piece("lit", body, True))
                 i = end + 1
             elif c == "$":
@@ -457,15 +459,62 @@ class _Env:
         return out
 
 
+_ANSI_C = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "a": "\a",
+    "b": "\b",
+    "e": "\x1b",
+    "f": "\f",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
+}
+
+
+def _ansi_c(body: str) -> str:
+    """Decode bash's $'...' escapes (unknown ones stay as written, as bash keeps them)."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c != "\\" or i + 1 >= len(body):
+            out.append(c)
+            i += 1
+            continue
+        nxt = body[i + 1]
+        m = re.match(r"x([0-9a-fA-F]{1,2})|([0-7]{1,3})", body[i + 1 :])
+        if nxt in _ANSI_C:
+            out.append(_ANSI_C[nxt])
+            i += 2
+        elif m:
+            out.append(chr(int(m.group(1), 16) if m.group(1) else int(m.group(2), 8)))
+            i += 1 + m.end()
+        else:
+            out.append(c + nxt)
+            i += 2
+    return "".join(out)
+
+
 def _basename(text: str) -> str:
     return os.path.basename(text.strip())
 
 
 def parse_shell(
-    text: str, *, base: int = 0, systemd: bool = False, env: _Env | None = None, line0: int = 0
+    text: str,
+    *,
+    base: int = 0,
+    systemd: bool = False,
+    env: _Env | None = None,
+    line0: int = 0,
+    crlf: bool = False,
 ) -> ParsedInput:
     """Read shell text and return the validator invocations it runs."""
     lexer = _Lexer(text, base=base, systemd=systemd, line0=line0)
+    lexer.quiet_trailing_blank = crlf  # a CRLF file gets one note, not one per line
     commands = lexer.run()
     env = env or _Env()
     invocations: list[Invocation] = []
@@ -675,9 +724,21 @@ def is_systemd_unit(text: str) -> bool:
 
 def parse(text: str) -> ParsedInput:
     """Read a start script, systemd unit or plain command line."""
-    if is_systemd_unit(text):
-        return parse_systemd(text)
-    return parse_shell(text)
+    crlf = "\r\n" in text
+    if crlf:
+        # same length, so every span still points into the original text
+        text = text.replace("\r\n", " \n")
+    parsed = parse_systemd(text) if is_systemd_unit(text) else parse_shell(text, crlf=crlf)
+    if crlf and parsed.kind == "shell":
+        parsed.notes.insert(
+            0,
+            Note(
+                1,
+                "Windows (CRLF) line endings: bash keeps the \\r in words and breaks "
+                "continuations; read as intended (convert the file with dos2unix)",
+            ),
+        )
+    return parsed
 
 
 # ------------------------------------------------------------------------------ rendering

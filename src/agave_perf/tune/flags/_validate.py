@@ -145,13 +145,11 @@ def interpret(
     return items
 
 
-def _is_flag(text: str, release: Release, catalog: Catalog, jito: bool) -> bool:
+def _is_flag(text: str) -> bool:
     """True when a word reads as a flag rather than a value (``-5`` or ``-`` are values)."""
     if text == "-" or not text.startswith("-"):
         return False
-    if text.startswith("--"):
-        return True
-    return not text[1:2].isdigit()
+    return text.startswith("--") or not text[1:2].isdigit()
 
 
 def _wants_value(
@@ -168,10 +166,10 @@ def _wants_value(
         return False
     if spec is None:
         # unknown flag: guess from the shape of the next word, as an operator reads it
-        return not _is_flag(nxt, release, catalog, jito) and nxt not in SUBCOMMANDS | {"run"}
+        return not _is_flag(nxt) and nxt not in SUBCOMMANDS | {"run"}
     if not spec.takes_value:
         return False
-    if _is_flag(nxt, release, catalog, jito):
+    if _is_flag(nxt):
         return False
     return not (spec.value_optional and nxt in SUBCOMMANDS | {"run"})
 
