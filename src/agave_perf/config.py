@@ -73,6 +73,18 @@ class HostSettings(_Section):
     accounts: str | None = None
 
 
+class BenchSettings(_Section):
+    """Defaults for ``agave-perf bench`` and ``compare``."""
+
+    rate: float = Field(200.0, gt=0)
+    duration_s: float = Field(30.0, gt=0)
+    warmup_s: float = Field(0.0, ge=0)
+    connections: int = Field(16, ge=1, le=4096)
+    timeout_s: float = Field(10.0, gt=0)
+    compare_threshold: float = Field(0.05, gt=0, lt=10)
+    compare_alpha: float = Field(0.01, gt=0, lt=1)
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -80,6 +92,7 @@ class Settings(_Section):
     slo: SloSettings = SloSettings()
     simnet: SimnetSettings = SimnetSettings()
     store: StoreSettings = StoreSettings()
+    bench: BenchSettings = BenchSettings()
     host: HostSettings = HostSettings()
 
 

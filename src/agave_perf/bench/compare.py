@@ -1,0 +1,288 @@
+"""``compare``: did run B get faster or slower than run A, beyond noise and beyond a threshold?
+
+For each method (and all methods together) and each metric (p50, p95, p99,
+mean) it reports A and B from the full HDR histograms, the relative change
+(B − A) / A with a bootstrap confidence interval computed on the raw-sample
+reservoirs, and a two-sided Mann-Whitney U test on those samples. A change
+is called significant when the test rejects at ``alpha`` *and* the interval
+excludes zero; it is a verdict (faster/slower) only when it is also larger
+than the threshold, so noise and trivial shifts both read "no significant
+change" (the pyperf/asv habit). Any significant slowdown beyond the threshold
+in a gated metric makes ``agave-perf compare`` exit 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from scipy.stats import binom, mannwhitneyu
+
+from agave_perf.bench._hist import Histogram
+from agave_perf.bench._result import RunResult
+from agave_perf.errors import UsageError
+
+METRICS = ("p50", "p95", "p99", "mean")
+MIN_SAMPLES = 20
+FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no significant change", "insufficient data"
+
+
+def metric_quantile(metric: str) -> float | None:
+    """Return the quantile a metric names (None for the mean); unknown metric -> UsageError."""
+    if metric == "mean":
+        return None
+    if metric.startswith("p"):
+        try:
+            p = float(metric[1:].replace("_", "."))
+        except ValueError:
+            p = -1.0
+        if 0 < p < 100:
+            return p / 100.0
+    raise UsageError(f"unknown metric '{metric}' (use p50, p95, p99, p99.9 or mean)")
+
+
+def _value(h: Histogram, metric: str) -> float:
+    q = metric_quantile(metric)
+    return h.mean if q is None else h.quantile(q)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method × metric comparison."""
+
+    method: str
+    metric: str
+    a: float
+    b: float
+    change: float
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n_a: int
+    n_b: int
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (latencies in ms, changes as fractions)."""
+        return {
+            "method": self.method,
+            "metric": self.metric,
+            "a_ms": self.a * 1e3,
+            "b_ms": self.b * 1e3,
+            "change": self.change,
+            "ci": [self.ci_low, self.ci_high],
+            "p_value": self.p_value,
+            "samples": [self.n_a, self.n_b],
+            "verdict": self.verdict,
+        }
+
+
+@dataclass
+class Comparison:
+    """The comparison of run B against baseline run A."""
+
+    a: str
+    b: str
+    threshold: float
+    alpha: float
+    confidence: float
+    gate: tuple[str, ...]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[Row]:
+        """Gated rows that got significantly slower beyond the threshold."""
+        return [r for r in self.rows if r.verdict == SLOWER and r.metric in self.gate]
+
+    @property
+    def verdict(self) -> str:
+        """slower if any gated row regressed, faster if any improved, else no significant change."""
+        gated = [r for r in self.rows if r.metric in self.gate]
+        if any(r.verdict == SLOWER for r in gated):
+            return SLOWER
+        if any(r.verdict == FASTER for r in gated):
+            return FASTER
+        return SAME
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "confidence": self.confidence,
+            "gate": list(self.gate),
+            "verdict": self.verdict,
+            "regressions": [r.to_json() for r in self.regressions],
+            "rows": [r.to_json() for r in self.rows],
+            "notes": self.notes,
+        }
+
+    def __rich__(self) -> RenderableType:
+        """A table per method and metric, then the verdict."""
+        t = Table(
+            title=f"B={self.b} vs A={self.a} (threshold ±{self.threshold:.0%}, "
+            f"{self.confidence:.0%} bootstrap CI, Mann-Whitney α={self.alpha:g})"
+        )
+        for col in ("method", "metric", "A ms", "B ms", "change", "CI", "p", "verdict"):
+            t.add_column(col, justify="left" if col in ("method", "metric", "verdict") else "right")
+        for r in self.rows:
+            ci = (
+                f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}]"
+                if r.ci_low is not None and r.ci_high is not None
+                else "-"
+            )
+            style = {SLOWER: "red", FASTER: "green"}.get(r.verdict, "")
+            t.add_row(
+                r.method,
+                r.metric,
+                f"{r.a * 1e3:.3f}",
+                f"{r.b * 1e3:.3f}",
+                f"{r.change:+.1%}",
+                ci,
+                "-" if r.p_value is None else f"{r.p_value:.3g}",
+                Text(r.verdict, style=style),
+            )
+        v = self.verdict
+        line = Text(
+            f"verdict: {v}"
+            + (
+                f" ({len(self.regressions)} regression(s) beyond {self.threshold:.0%})"
+                if v == SLOWER
+                else ""
+            ),
+            style="bold " + {SLOWER: "red", FASTER: "green"}.get(v, ""),
+        )
+        return Group(t, line, *(Text(n, style="yellow") for n in self.notes))
+
+
+def _pooled(run: RunResult) -> np.ndarray[Any, Any]:
+    """All methods' samples, each method weighted by how many requests it really had."""
+    parts = [(m.samples.array(), m.samples.seen) for m in run.methods.values() if m.samples.values]
+    if not parts:
+        return np.empty(0)
+    ratio = min(len(a) / seen for a, seen in parts if seen)
+    rng = np.random.default_rng(0)
+    out = [
+        a if len(a) <= max(1, round(ratio * seen)) else rng.choice(a, round(ratio * seen), False)
+        for a, seen in parts
+    ]
+    return np.concatenate(out)
+
+
+def _boot_quantile(
+    sorted_x: np.ndarray[Any, Any], q: float, resamples: int, rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
+    """Draw the bootstrap distribution of the nearest-rank q-quantile without resampling.
+
+    In a resample of n values drawn with replacement from sorted x, the k-th
+    smallest (k = ceil(q·n)) is ≤ x[j] exactly when at least k draws land on
+    x[0..j], a Binomial(n, (j+1)/n) event; inverting that CDF gives exact
+    bootstrap draws in O(n + B log n) instead of O(B·n).
+    """
+    n = len(sorted_x)
+    k = max(1, min(n, int(np.ceil(q * n))))
+    cdf = binom.sf(k - 1, n, np.arange(1, n + 1) / n)
+    idx = np.searchsorted(cdf, rng.random(resamples), side="left")
+    return sorted_x[np.minimum(idx, n - 1)]
+
+
+def _bootstrap(
+    xa: np.ndarray[Any, Any],
+    xb: np.ndarray[Any, Any],
+    metrics: Sequence[str],
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float]]:
+    """Return the bootstrap CI of (stat(B)/stat(A) − 1) for each metric."""
+    sa_sorted, sb_sorted = np.sort(xa), np.sort(xb)
+    tail = (1.0 - confidence) / 2 * 100
+    out = {}
+    for m in metrics:
+        q = metric_quantile(m)
+        if q is None:
+            ra = np.array([rng.choice(xa, len(xa)).mean() for _ in range(resamples)])
+            rb = np.array([rng.choice(xb, len(xb)).mean() for _ in range(resamples)])
+        else:
+            ra = _boot_quantile(sa_sorted, q, resamples, rng)
+            rb = _boot_quantile(sb_sorted, q, resamples, rng)
+        r = rb / np.where(ra > 0, ra, np.nan) - 1.0
+        r = r[np.isfinite(r)]
+        lo, hi = np.percentile(r, [tail, 100 - tail]) if len(r) else (np.nan, np.nan)
+        out[m] = (float(lo), float(hi))
+    return out
+
+
+def compare(
+    a: RunResult,
+    b: RunResult,
+    *,
+    metrics: Sequence[str] = ("p50", "p95", "p99"),
+    gate: Sequence[str] | None = None,
+    threshold: float = 0.05,
+    alpha: float = 0.01,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+    methods: Sequence[str] | None = None,
+) -> Comparison:
+    """Compare run B against baseline A for each common method and for all methods together."""
+    for m in metrics:
+        metric_quantile(m)
+    if not 0 < threshold < 10:
+        raise UsageError("threshold must be a positive fraction, e.g. 0.05 for 5 %")
+    cmp = Comparison(a.id, b.id, threshold, alpha, confidence, tuple(gate or metrics))
+    common = sorted(set(a.methods) & set(b.methods))
+    only = sorted(set(a.methods) ^ set(b.methods))
+    if only:
+        cmp.notes.append(f"methods in only one run, not compared: {', '.join(only)}")
+    if methods:
+        common = [m for m in common if m in methods]
+    rng = np.random.default_rng(seed)
+    targets: list[tuple[str, Histogram, Histogram, Any, Any]] = [
+        (
+            name,
+            a.methods[name].corrected,
+            b.methods[name].corrected,
+            a.methods[name].samples.array(),
+            b.methods[name].samples.array(),
+        )
+        for name in common
+    ]
+    if len(common) > 1 or not common:
+        targets.append(("all", a.overall(), b.overall(), _pooled(a), _pooled(b)))
+    for name, ha, hb, xa, xb in targets:
+        enough = len(xa) >= MIN_SAMPLES and len(xb) >= MIN_SAMPLES
+        p_value = None
+        cis: dict[str, tuple[float, float]] = {}
+        if enough:
+            p_value = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+            cis = _bootstrap(xa, xb, metrics, resamples, confidence, rng)
+        for metric in metrics:
+            va, vb = _value(ha, metric), _value(hb, metric)
+            change = vb / va - 1.0 if va > 0 else 0.0
+            lo, hi = cis.get(metric, (None, None))
+            if not enough or p_value is None or lo is None or hi is None:
+                verdict = UNKNOWN
+            else:
+                significant = p_value < alpha and (lo > 0 or hi < 0)
+                if significant and change > threshold and lo > 0:
+                    verdict = SLOWER
+                elif significant and change < -threshold and hi < 0:
+                    verdict = FASTER
+                else:
+                    verdict = SAME
+            cmp.rows.append(
+                Row(name, metric, va, vb, change, lo, hi, p_value, len(xa), len(xb), verdict)
+            )
+    if a.partial or b.partial:
+        cmp.notes.append("one of the runs is partial; its numbers cover only what was measured")
+    return cmp
