@@ -107,6 +107,24 @@ class TestRealHost:
             assert "nothing was changed" in refused.stderr
             assert "Traceback" not in refused.stderr
 
+    def test_rollback_of_real_host_needs_root(self, shared: Path) -> None:
+        """Unprivileged rollback of the real host with changes pending is refused, exit 2."""
+        if os.geteuid() != 0:
+            pytest.skip("runs as root to prepare a journal, then drops to an unprivileged user")
+        journal = Journal.for_root(Path("/"))
+        journal.path.write_text(
+            '{"type":"header","version":1,"root":"/"}\n'
+            '{"type":"begin","txn":"t1","time":1,"meta":{}}\n'
+            '{"type":"intent","txn":"t1","seq":1,"kind":"file",'
+            '"path":"/etc/agave-perf-test-never-created.conf","old":{"state":"absent"},'
+            '"new":"eA==","new_mode":420,"time":1}\n'
+        )
+        give_to_nobody(shared)
+        r = run("rollback", user=True)
+        assert r.returncode == 2, r.stderr
+        assert "needs root" in r.stderr
+        assert len(journal.pending()) == 1
+
 
 class TestFakeRootCli:
     def test_cycle_through_the_cli(self, tmp_path: Path) -> None:

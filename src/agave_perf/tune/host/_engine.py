@@ -146,7 +146,13 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
 
 def rollback(host: Host) -> RollbackReport:
     """Undo every change agave-perf made to this root, newest first."""
-    result = Journal.for_root(host.root).rollback()
+    journal = Journal.for_root(host.root)
+    if host.is_real and not _privileged() and journal.pending():
+        raise TuningError(
+            "rollback of the real host needs root (it rewrites /proc/sys, /sys and /etc); "
+            "run it with sudo — nothing was changed"
+        )
+    result = journal.rollback()
     if result.errors:
         raise TuningError(
             f"rollback could not restore {len(result.errors)} path(s), first: "

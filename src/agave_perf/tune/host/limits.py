@@ -8,7 +8,12 @@ from typing import ClassVar
 
 from agave_perf.tune.host._base import Change, Finding, Host
 
-UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system")
+UNIT_DIRS = (
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+)
 SYSTEM_CONF = "/etc/systemd/system.conf"
 LIMITS_CONF = "/etc/security/limits.conf"
 LIMITS_DIR = "/etc/security/limits.d"

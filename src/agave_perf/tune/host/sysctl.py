@@ -236,7 +236,7 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
                 old=old_bytes,
                 label=f"persist {', '.join(to_persist)}",
                 mode=0o644,
-                notes=(f"applied at boot by systemd-sysctl; now: sysctl -p {file}",),
+                notes=("applied at every boot by systemd-sysctl; the live values are set now",),
             )
         )
     return changes + knobs
