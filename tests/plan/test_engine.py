@@ -282,6 +282,7 @@ class TestRollback:
         doc = json.loads(r.stdout)
         assert doc["outcome"] == "instruction"
         assert "agave-perf host rollback" in doc["message"]
+        assert task_of(status(ws), "host.x")["state"] == "rollback-manual"
 
     def test_host_journal_undoes_changes_made_since_start(
         self, tmp_path: Path, catalog_file: Path

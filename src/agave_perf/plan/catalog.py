@@ -14,6 +14,7 @@ model. Rules the model enforces, because the plan's process depends on them:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
 from importlib import resources
@@ -22,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agave_perf.errors import ConfigError
+from agave_perf.errors import ConfigError, UsageError
 
 Component = Literal[
     "host",
@@ -143,10 +144,6 @@ class Catalog(_Model):
         for task in self.tasks:
             if task.id == task_id:
                 return task
-        import difflib
-
-        from agave_perf.errors import UsageError
-
         close = difflib.get_close_matches(task_id, [t.id for t in self.tasks], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"no task '{task_id}' in the plan{hint}")
@@ -156,8 +153,6 @@ class Catalog(_Model):
         for phase in self.phases:
             if phase.number == number:
                 return phase
-        from agave_perf.errors import UsageError
-
         raise UsageError(f"no phase {number} in the plan")
 
     def tasks_of(self, number: int) -> list[Task]:

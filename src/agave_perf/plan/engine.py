@@ -25,10 +25,10 @@ from agave_perf.plan.catalog import Catalog, Task
 from agave_perf.plan.gates import (
     GateContext,
     GateResult,
-    _load_plugin,
     gain_pct,
     gate_for,
     phase_benchmark,
+    unavailable_reason,
 )
 from agave_perf.plan.rollback import (
     RollbackContext,
@@ -348,7 +348,7 @@ class PlanEngine:
     def _record_baseline(self, state: PlanState, phase: int) -> dict[str, Any]:
         bench = phase_benchmark()
         if bench is None:
-            return {"recorded": False, "why": _load_plugin("bench") or "no phase benchmark"}
+            return {"recorded": False, "why": unavailable_reason("bench") or "no phase benchmark"}
         ctx = self._context(state, f"phase-{phase}", phase, uuid.uuid4().hex)
         m = bench.measure(ctx)
         data = {
@@ -448,7 +448,7 @@ class PlanEngine:
         state = self.state()
         task = state.catalog.task(task_id)
         ts = state.tasks[task.id]
-        if ts.status not in ("in-progress", "done"):
+        if ts.status not in ("in-progress", "done", "rollback-manual"):
             raise UsageError(f"{task.id} is {ts.status}; nothing to roll back")
         ctx = RollbackContext(
             task_id=task.id,
@@ -477,7 +477,7 @@ class PlanEngine:
         run_id = uuid.uuid4().hex
         ctx = self._context(state, f"phase-{phase}", phase, run_id)
         if bench is None:
-            why = _load_plugin("bench") or "no phase benchmark registered"
+            why = unavailable_reason("bench") or "no phase benchmark registered"
             msg = f"the phase benchmark is not available in this version ({why}); nothing measured"
             self._phase_evidence(ctx, run_id, passed=False, tail=msg, detail={"unavailable": True})
             return PhaseGateResult(phase, None, None, None, expected, "not measured", False, msg)

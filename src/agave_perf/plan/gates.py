@@ -105,8 +105,8 @@ def register_phase_benchmark(factory: Callable[[], PhaseBenchmark] | None) -> No
         _BENCHMARK.append(factory)
 
 
-def _load_plugin(kind: str) -> str | None:
-    """Import the plugin module for a kind; return why it is unavailable, or None."""
+def unavailable_reason(kind: str) -> str | None:
+    """Import the plugin module of a gate kind; return why it is unavailable, or None."""
     module = PLUGIN_MODULES.get(kind)
     if module is None:
         return f"no gate of kind '{kind}' is known"
@@ -122,14 +122,14 @@ def _load_plugin(kind: str) -> str | None:
 def phase_benchmark() -> PhaseBenchmark | None:
     """Return the registered phase benchmark, loading the bench plugin if needed."""
     if not _BENCHMARK:
-        _load_plugin("bench")
+        unavailable_reason("bench")
     return _BENCHMARK[0]() if _BENCHMARK else None
 
 
 def gate_for(kind: str) -> Gate:
     """Return the gate for a kind; an unavailable kind yields a gate that always fails."""
     if kind not in _GATES:
-        why = _load_plugin(kind)
+        why = unavailable_reason(kind)
         if kind not in _GATES:
             return UnavailableGate(kind, why or f"{PLUGIN_MODULES.get(kind)} registered no gate")
     return _GATES[kind]()
@@ -207,7 +207,7 @@ class BenchGate:
         """Measure, compare with the baseline, and pass unless worse beyond the tolerance."""
         bench = phase_benchmark()
         if bench is None:
-            why = _load_plugin("bench") or "no phase benchmark registered"
+            why = unavailable_reason("bench") or "no phase benchmark registered"
             return UnavailableGate(self.name, why).run(context)
         if context.baseline is None:
             return GateResult(

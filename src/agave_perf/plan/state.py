@@ -15,7 +15,9 @@ from agave_perf.errors import StoreError
 from agave_perf.plan.catalog import Catalog, Phase, Task
 from agave_perf.store.plan import Event, Evidence, PlanRow
 
-Status = Literal["todo", "in-progress", "done", "rolled-back"]
+# rollback-manual: the rollback could only tell the operator what to run (host journal
+# without journaled changes); the task may be rolled back again or restarted.
+Status = Literal["todo", "in-progress", "done", "rolled-back", "rollback-manual"]
 EVENT_KINDS = frozenset({"init", "start", "done", "rollback", "phase-baseline", "phase-gate"})
 
 
@@ -140,9 +142,10 @@ def replay(
             ts.done_commit = str(event.data.get("commit", ""))
             ts.done_evidence = ids
         elif event.kind == "rollback":
-            if ts.status not in ("in-progress", "done"):
+            if ts.status not in ("in-progress", "done", "rollback-manual"):
                 raise _bad(event, f"task was {ts.status}; nothing to roll back")
-            ts.status = "rolled-back"
+            manual = event.data.get("outcome") == "instruction"
+            ts.status = "rollback-manual" if manual else "rolled-back"
             ts.rollbacks.append(event.data)
             if ts.task.kind == "code":
                 state.features_on.discard(ts.task.feature)

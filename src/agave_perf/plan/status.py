@@ -11,7 +11,13 @@ from rich.text import Text
 
 from agave_perf.plan.state import PlanState, TaskState
 
-_STYLE = {"todo": "", "in-progress": "yellow", "done": "green", "rolled-back": "magenta"}
+_STYLE = {
+    "todo": "",
+    "in-progress": "yellow",
+    "done": "green",
+    "rolled-back": "magenta",
+    "rollback-manual": "red",
+}
 
 
 def _task_json(state: PlanState, ts: TaskState) -> dict[str, Any]:

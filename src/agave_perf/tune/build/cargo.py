@@ -18,7 +18,8 @@ from typing import Any
 
 from agave_perf.errors import UsageError
 
-_PROGRESS = re.compile(r"^\s*(Compiling|Checking|Running|Fresh|Finished|Linking|Doc-tests)\s+(\S+)")
+# cargo's status lines; "Running `rustc ...`" (from -v) is not progress, "Running unittests" is.
+_PROGRESS = re.compile(r"^\s*(Compiling|Checking|Running|Fresh|Finished|Doc-tests)\s+([^`\s]\S*)")
 _TEST_FAIL = re.compile(r"^(test \S+ \.\.\. FAILED|thread '.*' panicked)")
 
 TAIL_LINES = 30
