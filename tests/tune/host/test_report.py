@@ -69,3 +69,13 @@ class TestApplyReport:
         assert "\n* - nofile 1000000\n* - memlock 2000000\nEOF\n" in r.stdout
         assert "dry run: 2 change(s); run with --yes to apply\n" in r.stdout
         assert "note: takes effect after: systemctl daemon-reload && systemctl" in r.stdout
+
+    def test_manual_items_are_listed(self, tmp_path: Path) -> None:
+        """What apply will not do (swap, mount options) is listed as left to the user."""
+        root = FakeRoot.build(tmp_path / "r")
+        report = H.apply(make_host(root), H.select(["swap", "block"]), yes=False)
+        items = {(f.stage, f.item) for f in report.manual}
+        assert ("swap", "swap areas") in items
+        assert ("block", "ledger mount /mnt/ledger") in items
+        text = render(report, width=200)
+        assert "left to you: [swap] swap areas: 1 active, 8.0 GiB" in text

@@ -96,6 +96,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     # A corrupt journal stops apply before anything is planned.
     interrupted = [t for t in journal.pending() if not t.committed]
     changes = plan(host, stages)
+    manual = [f for f in check(host, stages).findings if f.status != "ok" and not f.fixable]
     touched = {c.stage for c in changes}
     needs_root = [
         s.name for s in stages if s.needs_root and s.name in touched and not _privileged()
@@ -103,7 +104,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     if not host.is_real:
         needs_root = []  # a tree under --root needs only write access to that tree
     if not yes or not changes:
-        return ApplyReport(host.root, changes, applied=False, needs_root=needs_root)
+        return ApplyReport(host.root, changes, applied=False, needs_root=needs_root, manual=manual)
     if interrupted:
         raise TuningError(
             "a previous apply was interrupted and its changes are half made; run "
@@ -141,7 +142,14 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     host._cache.clear()
     after = check(host, [s for s in stages if s.name in touched])
     remaining = [f for f in after.findings if f.status != "ok" and f.fixable]
-    return ApplyReport(host.root, changes, applied=True, journal=journal.path, remaining=remaining)
+    return ApplyReport(
+        host.root,
+        changes,
+        applied=True,
+        journal=journal.path,
+        remaining=remaining,
+        manual=manual,
+    )
 
 
 def rollback(host: Host) -> RollbackReport:

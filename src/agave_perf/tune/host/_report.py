@@ -121,12 +121,13 @@ class ApplyReport:
     needs_root: list[str] = field(default_factory=list)
     journal: Path | None = None
     remaining: list[Finding] = field(default_factory=list)
+    manual: list[Finding] = field(default_factory=list)  # not ok, and not agave-perf's to fix
 
     def __rich__(self) -> RenderableType:
-        """Render each change as its shell command and diff."""
+        """Render each change as its shell command and diff, then what is left to the user."""
         parts: list[RenderableType] = []
         if not self.changes:
-            parts.append(Text("nothing to change: every fixable setting is already ok"))
+            parts.append(Text("nothing to change: every setting apply can fix is already ok"))
         for change in self.changes:
             parts.append(Text(f"# [{change.stage}] {change.label}", style="bold"))
             if change.kind == "file":
@@ -137,6 +138,13 @@ class ApplyReport:
                 parts.append(_verbatim(f"{change.path}: {old} -> {new}"))
             parts.append(_verbatim(change.shell(self.root), style="cyan"))
             parts.extend(_verbatim(f"  note: {n}", style="dim") for n in change.notes)
+        for f in self.manual:
+            parts.append(
+                _verbatim(f"left to you: [{f.stage}] {f.item}: {f.observed} (want {f.expected})")
+            )
+        for f in self.remaining:
+            line = f"still {f.status} after apply: [{f.stage}] {f.item}: {f.observed}"
+            parts.append(Text(line, style=_STYLE[f.status]))
         if self.applied:
             parts.append(
                 Text(
@@ -145,13 +153,6 @@ class ApplyReport:
                     style="bold green",
                 )
             )
-            for f in self.remaining:
-                parts.append(
-                    Text(
-                        f"still {f.status}: [{f.stage}] {f.item}: {f.observed}",
-                        style=_STYLE[f.status],
-                    )
-                )
         elif self.changes:
             extra = f"; needs root for: {', '.join(self.needs_root)}" if self.needs_root else ""
             parts.append(
@@ -172,6 +173,7 @@ class ApplyReport:
             "needs_root": self.needs_root,
             "journal": None if self.journal is None else str(self.journal),
             "remaining": [f.to_json() for f in self.remaining],
+            "manual": [f.to_json() for f in self.manual],
         }
 
 
