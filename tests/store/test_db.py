@@ -168,3 +168,17 @@ class TestPlanLog:
         con.close()
         with open_store() as store, pytest.raises(StoreError, match="changed outside"):
             plan_db.load_evidence(store, pid)
+
+    def test_stale_append_is_refused(self) -> None:
+        """An append based on an outdated log (another command wrote first) records nothing."""
+        with open_store() as store:
+            pid = plan_db.create_plan(
+                store, agave_path="/a", created_at="t", catalog_toml="x", flags_file=""
+            )
+            plan_db.append_event(store, pid, at="t", kind="init", data={}, expect_seq=0)
+            plan_db.append_event(store, pid, at="t", kind="start", task_id="a", data={})
+            with pytest.raises(StoreError, match="changed while this command ran"):
+                plan_db.append_event(
+                    store, pid, at="t", kind="start", task_id="b", data={}, expect_seq=1
+                )
+            assert [e.task_id for e in plan_db.load_events(store, pid)] == ["", "a"]

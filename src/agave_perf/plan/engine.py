@@ -13,6 +13,8 @@ rules of the seed plan are checked here:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +151,7 @@ class PlanEngine:
         self.plan = plan
         self.repo = Path(plan.agave_path)
         self._catalog: Catalog | None = None
+        self._last_seq: int | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -221,15 +224,18 @@ class PlanEngine:
     def catalog(self) -> Catalog:
         """The catalog this plan was created with (verified against its hash)."""
         if self._catalog is None:
-            self._guard(db.verify_catalog, self.plan)
+            with self._explained():
+                db.verify_catalog(self.plan)
             self._catalog = catalog_mod.parse(
                 self.plan.catalog_toml, f"plan #{self.plan.id} catalog"
             )
         return self._catalog
 
-    def _guard(self, fn: Any, *args: Any) -> Any:
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Turn a corruption StoreError into one line that also says the evidence is safe."""
         try:
-            return fn(*args)
+            yield
         except StoreError as err:
             kept = db.count_evidence(self.store, self.plan.id)
             raise StoreError(
@@ -241,19 +247,26 @@ class PlanEngine:
     def state(self) -> PlanState:
         """Replay and check the plan's state; a corrupt store is one clear StoreError."""
         catalog = self.catalog
-
-        def load() -> PlanState:
+        with self._explained():
             events = db.load_events(self.store, self.plan.id)
             evidence = db.load_evidence(self.store, self.plan.id)
-            return replay(self.plan, catalog, events, evidence)
-
-        result: PlanState = self._guard(load)
-        return result
+            state = replay(self.plan, catalog, events, evidence)
+        self._last_seq = len(events)
+        return state
 
     def _event(self, kind: str, task_id: str, data: dict[str, Any]) -> db.Event:
-        return db.append_event(
-            self.store, self.plan.id, at=now(), kind=kind, task_id=task_id, data=data
+        # Decisions were made on the state as replayed; refuse to append on a newer log.
+        event = db.append_event(
+            self.store,
+            self.plan.id,
+            at=now(),
+            kind=kind,
+            task_id=task_id,
+            data=data,
+            expect_seq=self._last_seq,
         )
+        self._last_seq = event.seq
+        return event
 
     def _context(self, state: PlanState, task_id: str, phase: int, run_id: str) -> GateContext:
         rs = repo_state(self.repo)

@@ -245,9 +245,20 @@ def verify_catalog(plan: PlanRow) -> None:
 
 
 def append_event(
-    store: Store, plan_id: int, *, at: str, kind: str, task_id: str = "", data: dict[str, Any]
+    store: Store,
+    plan_id: int,
+    *,
+    at: str,
+    kind: str,
+    task_id: str = "",
+    data: dict[str, Any],
+    expect_seq: int | None = None,
 ) -> Event:
-    """Append one event to a plan's log, chained to the previous event by its hash."""
+    """Append one event to a plan's log, chained to the previous event by its hash.
+
+    ``expect_seq`` is the last sequence number the caller based its decision on; if
+    another command appended in between, nothing is written and StoreError says so.
+    """
     store.ensure(SCHEMA)
     text = json.dumps(data, sort_keys=True, default=str)
     with store.begin() as conn:
@@ -258,6 +269,11 @@ def append_event(
             .limit(1)
         ).first()
         seq = 1 if last is None else last.seq + 1
+        if expect_seq is not None and seq != expect_seq + 1:
+            raise StoreError(
+                f"plan #{plan_id} changed while this command ran (another agave-perf?); "
+                "nothing was recorded — run it again"
+            )
         prev = GENESIS if last is None else last.hash
         digest = _digest({"prev": prev, **_event_payload(plan_id, seq, at, kind, task_id, text)})
         result = conn.execute(
