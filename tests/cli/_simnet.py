@@ -1,0 +1,67 @@
+"""A simnet in a subprocess, started the way a user would, for CLI tests of check and watch."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def agave_perf(
+    *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "agave_perf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "AGAVE_PERF_HOME": str(home), "NO_COLOR": "1", **(env or {})},
+    )
+
+
+@contextlib.contextmanager
+def simnet(scenario: str, home: Path, nodes: int = 2, slot_ms: int = 100) -> Iterator[Any]:
+    """Start ``agave-perf simnet`` on free ports; yield its JSON description (nodes tip first)."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agave_perf",
+            "simnet",
+            "--nodes",
+            str(nodes),
+            "--scenario",
+            scenario,
+            "--port",
+            "0",
+            "--slot-ms",
+            str(slot_ms),
+            "--duration",
+            "120s",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "AGAVE_PERF_HOME": str(home)},
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            yield json.loads(proc.stdout.readline())
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,167 @@
+"""The pure evaluators: properties that must hold for any samples, and worked examples."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agave_perf.config import SloSettings
+from agave_perf.slo.evaluate import (
+    GIB,
+    evaluate,
+    lag_stats,
+    latency_stats,
+    memory_stats,
+    normal_operation_start,
+    quantile,
+    window_status,
+)
+from agave_perf.slo.samples import (
+    HealthSample,
+    LagSample,
+    MemorySample,
+    RequestSample,
+    SampleSet,
+)
+
+lags = st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=1, max_size=300)
+
+
+def ticks(values: list[int | None], hz: float = 10.0) -> list[LagSample]:
+    return [LagSample(i / hz, None, None, v, "references") for i, v in enumerate(values)]
+
+
+class TestLagProperties:
+    @given(lags, st.integers(0, 20))
+    def test_fraction_counts_unknown_as_out(self, values: list[int | None], thr: int) -> None:
+        """The ok fraction equals known-and-within ticks over all ticks: unknown never passes."""
+        s = lag_stats(ticks(values), thr)
+        within = sum(1 for v in values if v is not None and v <= thr)
+        assert s.fraction_ok == within / len(values)
+
+    @given(lags, st.integers(0, 19))
+    def test_fraction_monotone_in_threshold(self, values: list[int | None], thr: int) -> None:
+        """Raising the threshold never lowers the ok fraction."""
+        assert lag_stats(ticks(values), thr).fraction_ok <= (
+            lag_stats(ticks(values), thr + 1).fraction_ok
+        )
+
+    @given(lags, st.integers(0, 20))
+    def test_time_over_and_excursion_bounded(self, values: list[int | None], thr: int) -> None:
+        """Time over threshold fits in the window and the longest excursion is not longer."""
+        s = lag_stats(ticks(values), thr)
+        window = len(values) / 10.0
+        assert 0 <= s.seconds_over <= window + 1e-9
+        if s.longest is not None:
+            assert s.longest.peak > thr
+            assert s.longest.seconds <= window + 1e-9
+        else:
+            assert s.seconds_over == 0
+
+    @given(lags)
+    def test_quantiles_ordered(self, values: list[int | None]) -> None:
+        """p50 ≤ p95 ≤ p99 ≤ max over the known ticks."""
+        s = lag_stats(ticks(values), 5)
+        if all(v is None for v in values):
+            assert math.isnan(s.max)
+        else:
+            assert s.p50 <= s.p95 <= s.p99 <= s.max
+
+
+class TestLagExamples:
+    def test_excursion_start_and_length(self) -> None:
+        """A 2 s run of lag 9 in the middle is the longest excursion, found where it is."""
+        values: list[int | None] = [1] * 30 + [9] * 20 + [1] * 30 + [7] * 5 + [0] * 5
+        s = lag_stats(ticks(values), 5)
+        assert s.longest is not None
+        assert s.longest.start == 3.0
+        assert math.isclose(s.longest.seconds, 2.0)
+        assert s.longest.peak == 9
+        assert s.excursions == 2
+        assert math.isclose(s.seconds_over, 2.5)
+
+    def test_quantile_nearest_rank(self) -> None:
+        """Nearest-rank quantiles pick an observed value."""
+        assert quantile([1, 2, 3, 4], 0.5) == 2
+        assert quantile([1, 2, 3, 4], 0.99) == 4
+        assert math.isnan(quantile([], 0.5))
+
+
+class TestLatency:
+    @given(
+        st.lists(st.floats(0.0001, 0.2), min_size=1, max_size=100),
+        st.integers(1, 20),
+    )
+    @settings(max_examples=50)
+    def test_errors_never_improve_p95(self, secs: list[float], errors: int) -> None:
+        """Adding failed requests can only raise a method's p95: failures never count as passes."""
+        ok = [RequestSample(i, "getSlot", s, s) for i, s in enumerate(secs)]
+        bad = [RequestSample(0, "getSlot", 0.0001, 0.0001, "http_429")] * errors
+        before = latency_stats(ok)[0].p95
+        after = latency_stats(ok + bad)[0]
+        assert after.p95 >= before
+        assert after.error_count == errors
+
+    def test_corrected_time_is_used(self) -> None:
+        """Percentiles use the time from the scheduled instant, not the raw send time."""
+        reqs = [RequestSample(i, "getAccountInfo", 0.080, 0.002) for i in range(20)]
+        m = latency_stats(reqs)[0]
+        assert m.p95 == 80.0
+        assert m.raw_p95 == 2.0
+        assert m.late == 20
+
+
+class TestMemory:
+    def test_normal_operation_waits_for_health_and_lag(self) -> None:
+        """Memory counts only from the first tick that is healthy and within the lag SLO."""
+        lag = ticks([20, 20, 3, 3], hz=1)
+        health = [HealthSample(0.5, False, 200), HealthSample(1.5, True)]
+        assert normal_operation_start(lag, health, 5) == 2.0
+        mem = [MemorySample(t, 1, int(v * GIB), 0, 0, 0) for t, v in ((0, 30), (2, 4), (3, 5))]
+        stats = memory_stats(mem, "anon+swap", 2.0)
+        assert stats.peak == 5 * GIB
+        assert stats.samples == 2
+
+    def test_growth_per_hour(self) -> None:
+        """A steady 1 GiB per hour rise is reported as 1 GiB/h."""
+        mem = [MemorySample(t, 1, int(GIB * t / 3600), 0, 0, 0) for t in range(0, 600, 10)]
+        stats = memory_stats(mem, "anon", None)
+        assert stats.growth_per_hour is not None
+        assert abs(stats.growth_per_hour - GIB) / GIB < 0.01
+
+    def test_file_backed_not_counted_by_default(self) -> None:
+        """The default metric ignores file-backed pages and counts swap."""
+        mem = [MemorySample(0, 1, 2 * GIB, 100 * GIB, 0, 1 * GIB)]
+        assert memory_stats(mem, "anon+swap", None).peak == 3 * GIB
+        assert memory_stats(mem, "rss", None).peak == 102 * GIB
+
+
+class TestVerdict:
+    def test_all_rows_and_failures(self) -> None:
+        """A run over the lag threshold fails the lag row; latency and memory rows pass."""
+        data = SampleSet()
+        data.extend(ticks([8] * 50))
+        data.extend(RequestSample(i, "getSlot", 0.002, 0.002) for i in range(20))
+        data.extend([HealthSample(0, True)])
+        data.extend(MemorySample(i, 1, GIB, 0, 0, 0) for i in range(5))
+        ev = evaluate(data, SloSettings(), t0=0.0, memory=True)
+        status = {c.name: c.status for c in ev.criteria}
+        assert status["within tip (slot lag)"] == "fail"
+        assert status["request latency"] == "pass"
+        assert status["memory"] == "pass"
+        assert [c.name for c in ev.failed] == ["within tip (slot lag)"]
+
+    def test_no_samples_is_a_failure(self) -> None:
+        """With no lag samples at all the lag criterion fails, it is never assumed."""
+        ev = evaluate(SampleSet(), SloSettings(), t0=0.0, memory=False)
+        assert ev.failed[0].measured == "no samples"
+
+    def test_window_status_burn(self) -> None:
+        """Burn is the share of ticks out of SLO; 1 % out fails a 99.9 % objective."""
+        lag = ticks([0] * 99 + [9])
+        status = {s.slo: s for s in window_status(lag, [], [], SloSettings())}
+        assert status["slot_lag"].ok is False
+        assert math.isclose(status["slot_lag"].burn, 0.01)
+        assert status["latency"].ok is None

@@ -1,0 +1,111 @@
+"""JSONL recording: append-only, readable after kill -9, replayable with other settings."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agave_perf.config import SloSettings
+from agave_perf.slo import read_recording
+from agave_perf.slo.record import Recorder
+from agave_perf.slo.samples import Fault, LagSample, SlotSeen
+from agave_perf.slo.session import replay_verdict
+from tests.slo.synthetic import EXCURSION, write_hour
+
+WRITER = """
+import sys, time
+from agave_perf.slo.record import Recorder
+from agave_perf.slo.samples import LagSample
+rec = Recorder(sys.argv[1], {"node": "n", "references": [], "t0": 0.0})
+i = 0
+while True:
+    rec(LagSample(float(i), 10 + i, 10, i % 3, "references"))
+    i += 1
+    if i == 200:
+        print("ready", flush=True)
+    if i > 200:
+        time.sleep(0.001)
+"""
+
+
+class TestRecorder:
+    def test_round_trip(self, tmp_path: Path) -> None:
+        """Samples read back equal the samples written, with the meta line."""
+        path = tmp_path / "r.jsonl"
+        rec = Recorder(path, {"node": "http://n", "references": [], "t0": 5.0})
+        written = [
+            LagSample(5.1, 100, 98, 2, "references", ("http://r",)),
+            SlotSeen(5.2, "http://n", "node", 99, "ws"),
+            Fault(5.3, "http://n", "http_429", "getSlot", "HTTP 429"),
+        ]
+        for s in written:
+            rec(s)
+        rec.close()
+        back = read_recording(path)
+        assert back.meta["node"] == "http://n"
+        assert back.samples.of(LagSample) == [written[0]]
+        assert back.samples.of(SlotSeen) == [written[1]]
+        assert back.samples.of(Fault) == [written[2]]
+
+    def test_survives_kill_9(self, tmp_path: Path) -> None:
+        """A writer killed with SIGKILL leaves every line it wrote before the kill readable."""
+        path = tmp_path / "killed.jsonl"
+        with subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(0.05)  # let it write more lines, so the kill lands mid-stream
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        rec = read_recording(path)
+        lags = rec.samples.of(LagSample)
+        assert len(lags) >= 200
+        assert [s.t for s in lags] == [float(i) for i in range(len(lags))]
+
+    def test_torn_last_line_skipped(self, tmp_path: Path) -> None:
+        """A half-written last line is skipped and noted, the rest still evaluates."""
+        path = tmp_path / "torn.jsonl"
+        rec = Recorder(path, {"node": "n", "references": [], "t0": 0.0})
+        rec(LagSample(0.1, 10, 9, 1, "references"))
+        rec.close()
+        with path.open("ab") as f:
+            f.write(b'{"k":"lag","t":0.2,"tip":1')
+        back = read_recording(path)
+        assert len(back.samples.of(LagSample)) == 1
+        assert back.skipped == 1
+        assert any("skipped" in n for n in back.notes)
+
+    def test_appending_runs_evaluates_the_last(self, tmp_path: Path) -> None:
+        """Two runs appended to one file: replay evaluates the last and says so."""
+        path = tmp_path / "two.jsonl"
+        for lag in (9, 1):
+            rec = Recorder(path, {"node": "n", "references": [], "t0": 0.0})
+            for i in range(20):
+                rec(LagSample(i / 10, 10, 10 - lag, lag, "references"))
+            rec.close()
+        back = read_recording(path)
+        assert back.runs == 2
+        assert {s.lag for s in back.samples.of(LagSample)} == {1}
+
+
+class TestReplay:
+    def test_hour_replays_fast_with_other_settings(self, tmp_path: Path) -> None:
+        """A synthetic hour replays in < 3 s; a looser threshold turns its fail into a pass."""
+        path = tmp_path / "hour.jsonl"
+        write_hour(path)
+        start = time.perf_counter()
+        strict = replay_verdict(read_recording(path), SloSettings(), source=path.name)
+        elapsed = time.perf_counter() - start
+        assert elapsed < 3.0
+        assert strict.failed
+        longest = strict.to_json()["slot_lag"]["longest_excursion"]
+        assert longest["start_s"] == EXCURSION[0]
+        assert abs(longest["seconds"] - (EXCURSION[1] - EXCURSION[0])) < 0.2
+        loose = replay_verdict(read_recording(path), SloSettings(max_slot_lag=9))
+        assert not loose.failed
+        memory = loose.to_json()["memory"]
+        assert memory["growth_bytes_per_hour"] > 0
