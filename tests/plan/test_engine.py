@@ -362,6 +362,26 @@ class TestCorruption:
         init(ws, catalog_file, "--reset")
         assert status(ws)["archived_plans"][0]["evidence"] == 1
 
+    @pytest.mark.parametrize(
+        ("column", "value", "message"),
+        [
+            ("catalog_toml", "name = 'edited'", "stored catalog was edited outside agave-perf"),
+            ("flags_file", "/tmp/other.sh", "the flags file differs from what init recorded"),
+        ],
+    )
+    def test_edited_plan_row_is_detected(
+        self, tmp_path: Path, catalog_file: Path, column: str, value: str, message: str
+    ) -> None:
+        """Editing the plan row itself (catalog or flags file) is caught on the next read."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        con = sqlite3.connect(self._store_file())
+        with con:
+            con.execute(f"UPDATE plans SET {column} = ?", (value,))
+        con.close()
+        line = one_line_error(cli("plan", "start", "host.x", "--agave", str(ws)), 2)
+        assert message in line
+
     def test_forged_done_is_inconsistent(self, tmp_path: Path, catalog_file: Path) -> None:
         """A done event whose evidence failed is refused on replay, even with a valid chain."""
         ws = make_workspace(tmp_path / "ws")
