@@ -530,6 +530,57 @@ def upstream_parent(mirror: Path, tag: str) -> str:
     raise ValueError(f"no 'Jito Patch' commit under {tag}")
 
 
+def const_int(mirror: Path, ref: str, name: str, paths: list[str]) -> int | None:
+    """Value of ``pub const NAME: uNN = 1_000;`` under paths at ref (first definition)."""
+    r = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(mirror),
+            "grep",
+            "-h",
+            "-E",
+            rf"pub const {name}: u[0-9]+ =",
+            ref,
+            "--",
+            *paths,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    m = re.search(rf"pub const {name}: u\d+ = ([\d_]+)", r.stdout)
+    return int(m.group(1).replace("_", "")) if m else None
+
+
+def limits(mirror: Path, ref: str) -> dict[str, Any]:
+    """Start-up checks the validator applies to flag values, with their constants at ref."""
+    health = None
+    text = "\n".join(
+        try_show(mirror, ref, p) or ""
+        for p in ("validator/src/cli.rs", "validator/src/commands/run/args/json_rpc_config.rs")
+    )
+    m = re.search(r'health_check_slot_distance:\s*"(\d+)"', text)
+    if m:
+        health = int(m.group(1))
+    elif "DELINQUENT_VALIDATOR_SLOT_DISTANCE" in text:
+        health = const_int(mirror, ref, "DELINQUENT_VALIDATOR_SLOT_DISTANCE", ["*.rs"])
+    return {
+        # cli.rs port_range_validator: end - start must be >= this
+        "min_port_range_width": const_int(
+            mirror, ref, "MINIMUM_VALIDATOR_PORT_RANGE_WIDTH", ["net-utils/src"]
+        ),
+        # execute.rs / main.rs: --limit-ledger-size below this is refused at start
+        "min_max_ledger_shreds": const_int(
+            mirror, ref, "DEFAULT_MIN_MAX_LEDGER_SHREDS", ["ledger/src", "core/src"]
+        ),
+        # what a bare --limit-ledger-size keeps
+        "default_max_ledger_shreds": const_int(
+            mirror, ref, "DEFAULT_MAX_LEDGER_SHREDS", ["ledger/src", "core/src"]
+        ),
+        "default_health_check_slot_distance": health,
+    }
+
+
 def workspace_version(mirror: Path, ref: str) -> str:
     """The [workspace.package] version of Cargo.toml at ref."""
     text = try_show(mirror, ref, "Cargo.toml") or ""
@@ -579,6 +630,7 @@ def main(argv: list[str]) -> int:
                 "version": workspace_version(mirror, jito_commit),
                 "files": jito_files,
             },
+            "limits": limits(mirror, base),
             "flags": up_flags,
             "jito_flags": jito_only,
         }

@@ -120,3 +120,16 @@ class TestFix:
         fix(report, text, path)
         fixed = path.with_name("win.sh.agave-perf").read_bytes()
         assert fixed == b"exec agave-validator \\\r\n  --ledger /l \\\r\n  --no-voting\r\n"
+
+    def test_values_are_corrected_in_place(self, tmp_path: Path) -> None:
+        """Too-small port ranges, ledger limits and near-miss index names get the right value."""
+        path = tmp_path / "v.sh"
+        path.write_text(
+            "agave-validator --dynamic-port-range=8000-8010 --limit-ledger-size 5000 "
+            "--account-index program-ids\n"
+        )
+        _, fixed = run_fix(path, version="3.0")
+        assert fixed == (
+            "agave-validator --dynamic-port-range=8000-8025 --limit-ledger-size 50000000 "
+            "--account-index program-id\n"
+        )

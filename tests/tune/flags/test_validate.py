@@ -184,3 +184,20 @@ class TestFixtures:
         inv = report.invocations[0]
         assert inv.release.line == "1.16"
         assert "older than 1.16" in inv.version_reason
+
+    def test_port_range_width_per_release(self) -> None:
+        """8000-8020 is fine for 1.16 (13 ports needed) but refused by 3.0 (25 needed)."""
+        text = "agave-validator --ledger /l --dynamic-port-range 8000-8020\n"
+        assert audit_text(text, version="1.16", profile="none").errors == 0
+        report = audit_text(text, version="3.0", profile="none")
+        f = next(f for f in report.findings if f.code == "port-range-too-small")
+        assert "needs at least 25" in f.message
+        assert f.suggestion == "use --dynamic-port-range 8000-8025"
+
+    def test_ledger_limit_minimum(self) -> None:
+        """--limit-ledger-size below 50,000,000 shreds is refused; a bare flag is fine."""
+        low = audit_text("agave-validator --limit-ledger-size 1000000\n", version="2.1")
+        f = next(f for f in low.findings if f.code == "ledger-limit-too-small")
+        assert "minimum 50000000" in f.message
+        bare = audit_text("agave-validator --limit-ledger-size --no-voting\n", version="2.1")
+        assert bare.errors == 0

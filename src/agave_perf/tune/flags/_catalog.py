@@ -84,6 +84,7 @@ class Release:
     flags: tuple[FlagSpec, ...]
     jito_flags: tuple[FlagSpec, ...]
     note: str = ""
+    limits: dict[str, int | None] = field(default_factory=dict, compare=False)
     _index: dict[str, FlagSpec] = field(default_factory=dict, compare=False, repr=False)
 
     def lookup(self, name: str, *, jito: bool) -> FlagSpec | None:
@@ -234,6 +235,7 @@ def _load_default() -> Catalog:
                 flags=tuple(FlagSpec.from_json(f) for f in doc["flags"]),
                 jito_flags=tuple(FlagSpec.from_json(f, jito_only=True) for f in doc["jito_flags"]),
                 note=doc.get("note", ""),
+                limits=doc.get("limits", {}),
             )
         )
     if not releases:  # pragma: no cover - packaging error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from agave_perf.tune.flags._parse import quote
 from agave_perf.tune.flags._validate import Edit
 
 
@@ -47,6 +48,22 @@ def _span_rename(text: str, edit: Edit) -> tuple[int, int, str] | None:
     return w.start + at, w.start + at + len(name), edit.new_name
 
 
+def _span_value(text: str, edit: Edit) -> tuple[int, int, str] | None:
+    """The span of the flag's value (its own word, or the part after ``=``)."""
+    use = edit.use
+    old = use.value_text
+    if use.value is None or old is None or edit.new_name is None or not use.value.fixable:
+        return None
+    w = use.value
+    src = text[w.start : w.end]
+    if use.form == "space" and src == old:
+        return w.start, w.end, quote(edit.new_name)
+    if use.form == "equals" and src == f"{use.name}={old}":
+        at = w.start + len(use.name) + 1
+        return at, w.end, quote(edit.new_name)
+    return None  # quoted or escaped in the source: leave it to the operator
+
+
 def _span_delete(text: str, edit: Edit) -> tuple[int, int, str] | None:
     """The span covering the flag and its separate value, widened to whole lines if alone."""
     use = edit.use
@@ -85,11 +102,19 @@ def apply_edits(text: str, edits: list[Edit]) -> FixResult:
         if not e.use.flag_word.fixable:
             skipped.append(f"{e.use.name}: comes from {e.use.flag_word.origin}; change it there")
             continue
-        span = _span_rename(text, e) if e.kind == "rename" else _span_delete(text, e)
+        if e.kind == "rename":
+            span = _span_rename(text, e)
+        elif e.kind == "value":
+            span = _span_value(text, e)
+        else:
+            span = _span_delete(text, e)
         if span is None:
             skipped.append(f"{e.use.name}: could not locate it precisely; change it by hand")
             continue
-        what = f"{e.use.name} -> {e.new_name}" if e.kind == "rename" else f"removed {e.use.name}"
+        what = {
+            "rename": f"{e.use.name} -> {e.new_name}",
+            "value": f"{e.use.name} {e.use.value_text} -> {e.new_name}",
+        }.get(e.kind, f"removed {e.use.name}")
         spans.append((*span, what))
     spans.sort(key=lambda s: s[0], reverse=True)
     out = text

@@ -290,7 +290,7 @@ def recommend(
     dist = value("health-check-slot-distance")
     if known("health-check-slot-distance") and (dist is None or (dist.isdigit() and int(dist) > 5)):
         # DefaultArgs: "150" up to 1.18, DELINQUENT_VALIDATOR_SLOT_DISTANCE (128) from 2.0
-        default = "150" if release.ordinal < (2, 0) else "128"
+        default = release.limits.get("default_health_check_slot_distance") or 128
         current = dist or f"{default} (the default)"
         out.append(
             Finding(

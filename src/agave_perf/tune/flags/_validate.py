@@ -10,6 +10,7 @@ Jito-Solana only.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,9 @@ class Positional:
 class Edit:
     """A precise change to the source text, for ``--fix``."""
 
-    kind: str  # rename | delete
+    kind: str  # rename | delete | value
     use: FlagUse
-    new_name: str | None = None
+    new_name: str | None = None  # the new flag name, or the new value for "value"
 
 
 @dataclass
@@ -272,7 +273,12 @@ def validate(
                     line,
                 )
             )
-        elif value is not None and spec.possible_values and value not in spec.possible_values:
+        elif (
+            value is not None
+            and spec.possible_values
+            and value not in spec.possible_values
+            and not _unresolved(it)
+        ):
             close = difflib.get_close_matches(value, list(spec.possible_values), n=1)
             out.append(
                 Finding(
@@ -282,8 +288,13 @@ def validate(
                     f"'{value}' is not one of {', '.join(spec.possible_values)}",
                     f"did you mean '{close[0]}'?" if close else "use one of the listed values",
                     line,
+                    edit=Edit("value", it, close[0]) if close else None,
                 )
             )
+        elif value is not None and not _unresolved(it):
+            bad = _check_value(it, spec, value, release)
+            if bad is not None:
+                out.append(bad)
     for key, uses in seen.items():
         spec = uses[0].spec
         assert spec is not None
@@ -335,6 +346,59 @@ def validate(
                     )
                 )
     return out
+
+
+def _unresolved(it: FlagUse) -> bool:
+    """True when the value is an unset variable, so its real value is unknown here."""
+    return it.value is not None and it.value.origin.startswith("$") and "${" in it.value.text
+
+
+def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> Finding | None:
+    """The value checks the validator itself makes at start-up (constants from the sources)."""
+    line = it.flag_word.line
+    if spec.key == "dynamic-port-range":
+        m = re.fullmatch(r"(\d+)-(\d+)", value)
+        width = release.limits.get("min_port_range_width")
+        if not m:
+            return Finding(
+                ERROR,
+                it.name,
+                "invalid-value",
+                f"'{value}' is not a port range",
+                "use MIN-MAX",
+                line,
+            )
+        start, end = int(m.group(1)), int(m.group(2))
+        if width and end - start < width:
+            fixed = f"{start}-{start + width}"
+            return Finding(
+                ERROR,
+                it.name,
+                "port-range-too-small",
+                f"{value} spans {end - start} ports; {release.line} needs at least {width} "
+                "and refuses to start",
+                f"use --dynamic-port-range {fixed}",
+                line,
+                edit=Edit("value", it, fixed),
+            )
+    if spec.key == "limit-ledger-size":
+        minimum = release.limits.get("min_max_ledger_shreds")
+        if not value.isdigit():
+            return Finding(
+                ERROR, it.name, "invalid-value", f"'{value}' is not a shred count", "", line
+            )
+        if minimum and int(value) < minimum:
+            return Finding(
+                ERROR,
+                it.name,
+                "ledger-limit-too-small",
+                f"{value} shreds is below the minimum {minimum}; the validator refuses to start",
+                f"use --limit-ledger-size {minimum} or more (bare: "
+                f"{release.limits.get('default_max_ledger_shreds') or 'the default'})",
+                line,
+                edit=Edit("value", it, str(minimum)),
+            )
+    return None
 
 
 def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: Catalog) -> Finding:
