@@ -80,6 +80,17 @@ class TestWriteAndRollback:
         assert len(result.transactions) == 2
         assert root.snapshot() == before
 
+    def test_edits_after_apply_are_reported(self, root: FakeRoot) -> None:
+        """A file edited after apply is still restored, and the rollback says so."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+            txn.write_file("/etc/other.conf", b"o\n", stage="t", label="other")
+        root.write("/etc/app.conf", "hand edit\n", mode=0o640)
+        result = journal.rollback()
+        assert result.drifted == ["/etc/app.conf"]
+        assert root.read("/etc/app.conf") == "old\n"
+
     def test_rollback_is_idempotent(self, root: FakeRoot) -> None:
         """A second rollback finds nothing to do and changes nothing."""
         journal = Journal.for_root(root.path)

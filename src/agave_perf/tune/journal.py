@@ -184,6 +184,8 @@ class RollbackResult:
     transactions: list[str] = field(default_factory=list)
     restored: list[Restored] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Files someone edited after agave-perf wrote them; their edits were undone too.
+    drifted: list[str] = field(default_factory=list)
 
 
 def journal_key(root: Path) -> str:
@@ -445,11 +447,19 @@ class Journal:
         txns = [t for t in self.transactions() if t.pending]
         if txn_ids is not None:
             txns = [t for t in txns if t.id in txn_ids]
+        seen: set[str] = set()
         for txn in reversed(txns):
             failed_before = len(result.errors)
             for entry in reversed(txn.entries):
                 if entry.restored:
                     continue
+                if entry.kind == "file" and entry.done and entry.path not in seen:
+                    # The newest completed write of a path should still be there.
+                    with contextlib.suppress(OSError):
+                        now = FileState.read(self.target(entry.path))
+                        if not now.exists or now.data != entry.new:
+                            result.drifted.append(entry.path)
+                seen.add(entry.path)
                 try:
                     action = self._restore(entry)
                 except OSError as err:

@@ -195,6 +195,10 @@ class RollbackReport:
             table.add_row(item.stage, item.path, item.action)
         lines: list[RenderableType] = [table]
         lines.extend(Text(f"could not restore {e}", style="bold red") for e in r.errors)
+        lines.extend(
+            Text(f"note: {p} was edited after apply; those edits were undone too", style="yellow")
+            for p in r.drifted
+        )
         lines.append(Text(f"rolled back {len(r.transactions)} apply run(s); journal {r.journal}"))
         return Group(*lines)
 
@@ -206,6 +210,7 @@ class RollbackReport:
             "transactions": r.transactions,
             "restored": [vars(x) for x in r.restored],
             "errors": r.errors,
+            "drifted": r.drifted,
         }
 
 

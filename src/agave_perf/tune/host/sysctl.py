@@ -193,6 +193,11 @@ def sysctl_findings(
     return findings
 
 
+def _persist_label(keys: list[str]) -> str:
+    shown = ", ".join(keys[:2])
+    return f"persist {shown}" + (f" and {len(keys) - 2} more" if len(keys) > 2 else "")
+
+
 def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) -> list[Change]:
     """Persist every rule the next boot would miss in ``file``, and fix live values."""
     boot = persisted(host)
@@ -234,7 +239,7 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
                 kind="file",
                 new=new_text.encode(),
                 old=old_bytes,
-                label=f"persist {', '.join(to_persist)}",
+                label=_persist_label(list(to_persist)),
                 mode=0o644,
                 notes=("applied at every boot by systemd-sysctl; the live values are set now",),
             )
