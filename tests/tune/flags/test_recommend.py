@@ -130,3 +130,9 @@ class TestRpcTrading:
         """The plain command-line fixture restricts its indexes, so no index advice."""
         report = audit_text(fixture_text("13_plain_command_line.txt"), root=good_root)
         assert "account-index-cost" not in advice(report)
+
+    def test_invalid_index_gets_no_memory_advice(self, good_root: Path) -> None:
+        """A misspelled index is a validation error, not also a memory-cost note."""
+        report = audit_text(GOOD + " --account-index program-ids\n", version="2.1", root=good_root)
+        assert "account-index-cost" not in advice(report)
+        assert "invalid-value" in advice(report)

@@ -165,7 +165,8 @@ def recommend(
             )
         )
     # account indexes
-    indexes = [u.value_text for u in by.get("account-index", []) if u.value_text]
+    # invalid index names are validation errors already; advise on the real ones only
+    indexes = [u.value_text for u in by.get("account-index", []) if u.value_text in INDEX_METHODS]
     if indexes and not has("account-index-include-key"):
         for idx in indexes:
             out.append(
@@ -174,7 +175,7 @@ def recommend(
                     f"--account-index {idx}",
                     "account-index-cost",
                     f"the {idx} index keeps an in-memory entry for every matching account; "
-                    f"it serves only {INDEX_METHODS.get(idx, 'its query methods')}",
+                    f"it serves only {INDEX_METHODS[idx]}",
                     "keep it only if the bots call those methods; otherwise remove it, or "
                     "restrict it with --account-index-include-key <PROGRAM_OR_MINT>",
                     first_line("account-index"),
