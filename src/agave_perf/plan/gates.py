@@ -98,6 +98,11 @@ def register_gate(kind: str, factory: Callable[[], Gate]) -> None:
     _GATES[kind] = factory
 
 
+def unregister_gate(kind: str) -> None:
+    """Remove the gate implementation of a kind (plugins and tests that add their own)."""
+    _GATES.pop(kind, None)
+
+
 def register_phase_benchmark(factory: Callable[[], PhaseBenchmark] | None) -> None:
     """Register the phase benchmark provider (None removes it)."""
     _BENCHMARK.clear()
@@ -115,7 +120,7 @@ def unavailable_reason(kind: str) -> str | None:
     except ImportError as err:
         if err.name and module.startswith(err.name):
             return f"{module} is not part of this version of agave-perf"
-        raise
+        return f"{module} could not be loaded: {err}"
     return None
 
 

@@ -1,0 +1,74 @@
+"""Pluggable gates: a registered check gate is used, an unavailable one never passes."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agave_perf.plan import GateContext, GateResult, register_gate
+from agave_perf.plan.gates import gate_for, unregister_gate
+from tests.plan.test_engine import cli, init, one_line_error, status, task_of
+from tests.tune.build.workspaces import git, make_workspace
+
+
+class ScriptCheck:
+    """A check gate that runs a script in the checkout: passes when it exits 0."""
+
+    name = "check"
+
+    def run(self, context: GateContext) -> GateResult:
+        start = time.monotonic()
+        proc = subprocess.run(
+            ["sh", "check.sh"], cwd=context.repo, capture_output=True, text=True, check=False
+        )
+        return GateResult(
+            gate=self.name,
+            command="sh check.sh",
+            exit_code=proc.returncode,
+            duration_s=time.monotonic() - start,
+            commit=context.commit,
+            output_tail=proc.stdout[-500:],
+            passed=proc.returncode == 0,
+        )
+
+
+@pytest.fixture
+def script_check() -> Iterator[None]:
+    register_gate("check", ScriptCheck)
+    yield
+    unregister_gate("check")
+
+
+class TestPluggable:
+    def test_unavailable_kind_fails(self, tmp_path: Path) -> None:
+        """Without a plugin, check and unknown kinds fail with 'not available', never pass."""
+        ctx = GateContext(tmp_path, "c" * 40, "main", False, "t", 1, (), tmp_path)
+        for kind in ("check", "no-such-kind"):
+            result = gate_for(kind).run(ctx)
+            assert result.passed is False
+            assert "not available in this version" in result.output_tail
+
+    @pytest.mark.usefixtures("script_check")
+    def test_registered_check_gates_done(self, tmp_path: Path, catalog_file: Path) -> None:
+        """A registered check gate decides: its failure refuses done, its pass allows it."""
+        ws = make_workspace(tmp_path / "ws")
+        (ws / "check.sh").write_text("echo lag 9 slots; exit 1\n")
+        git(ws, "add", "check.sh")
+        git(ws, "commit", "-q", "-m", "check")
+        init(ws, catalog_file)
+        cli("plan", "start", "host.x", "--agave", str(ws))
+        one_line_error(cli("plan", "gate", "host.x", "--agave", str(ws)), 1)
+        line = one_line_error(cli("plan", "done", "host.x", "--agave", str(ws)), 1)
+        assert "gate check of host.x failed (exit 1)" in line
+        assert "lag 9 slots" in line
+        (ws / "check.sh").write_text("echo lag 2 slots\n")
+        git(ws, "commit", "-q", "-am", "tuned")
+        assert cli("plan", "gate", "host.x", "--agave", str(ws)).returncode == 0
+        assert cli("plan", "done", "host.x", "--agave", str(ws)).returncode == 0
+        t = task_of(status(ws), "host.x")
+        assert t["state"] == "done"
+        assert [e["command"] for e in t["evidence"]] == ["sh check.sh", "sh check.sh"]
