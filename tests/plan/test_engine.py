@@ -57,6 +57,20 @@ class TestDone:
         assert "adds" in ev[1]["output_tail"]
         assert t["done_evidence"] == [ev[2]["id"], ev[3]["id"]]
 
+    def test_gates_with_other_features_do_not_count(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """Gates that ran before a feature was switched off are not evidence for done."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "rpc.fast", "--agave", str(ws))
+        cli("plan", "start", "rpc.other", "--agave", str(ws))
+        assert cli("plan", "gate", "rpc.other", "--agave", str(ws)).returncode == 0
+        cli("plan", "rollback", "rpc.fast", "--agave", str(ws))
+        line = one_line_error(cli("plan", "done", "rpc.other", "--agave", str(ws)), 1)
+        assert "ran with features perfdemo/perf-fast, perfdemo/perf-other" in line
+        assert "now has perfdemo/perf-other" in line
+
     def test_dirty_tree_is_refused(self, tmp_path: Path, catalog_file: Path) -> None:
         """Passing gates do not count once the working tree has uncommitted changes."""
         ws = make_workspace(tmp_path / "ws")

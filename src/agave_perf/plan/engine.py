@@ -439,6 +439,13 @@ class PlanEngine:
                 f"{' (dirty)' if any(e.dirty for e in run) else ''}, HEAD is {rs.commit[:12]}; "
                 f"run `agave-perf plan gate {task.id}`"
             )
+        if set(run[0].features) != state.features_on:
+            ran = ", ".join(run[0].features) or "none"
+            now_on = ", ".join(sorted(state.features_on)) or "none"
+            raise PlanRuleViolation(
+                f"refused: the latest gates of {task.id} ran with features {ran}, the plan now "
+                f"has {now_on}; run `agave-perf plan gate {task.id}`"
+            )
         failed = [e for e in run if not e.passed]
         if failed:
             first = failed[0]
