@@ -598,7 +598,8 @@ def evaluate(
             f"p50 {_fmt_ms(tl.p50)}, p99 {_fmt_ms(tl.p99)}",
             "shown",
             "info",
-            f"{tl.slots} slots; ms after the first reference saw each slot"
+            f"{tl.slots} slots ({tl.exact} timed by notifications on both sides, the rest "
+            "at polling resolution); ms after the first reference saw each slot"
             if tl.slots
             else "needs a reference",
         ),

@@ -190,7 +190,9 @@ class MetricsServer:
         """Bind and serve; a busy port is a usage error."""
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -205,7 +207,7 @@ class MetricsServer:
                 f"--prometheus {self.host}:{self.port}: {err.strerror or err}"
             ) from None
         self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(self._runner, sock).start()
         self._task = asyncio.create_task(self._refresh())
 
     async def _refresh(self) -> None:

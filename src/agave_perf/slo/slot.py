@@ -128,7 +128,9 @@ class EndpointStream:
 
     def fault(self, kind: str, method: str = "", detail: str = "") -> None:
         """Count a failure of this endpoint."""
-        self.last_error = f"{kind} {detail}".strip()
+        if detail.startswith(self.endpoint):  # errors name their endpoint; it is shown already
+            detail = detail[len(self.endpoint) :].lstrip(" :")
+        self.last_error = f"{kind}: {detail}" if detail else kind
         self.emit(Fault(self.clock.now(), self.endpoint, kind, method, detail[:200]))
 
     # -- running ------------------------------------------------------------------------

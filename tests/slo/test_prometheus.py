@@ -1,0 +1,154 @@
+"""The exporter: conventional names, promtool accepts the exposition, a real Prometheus scrapes it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from agave_perf.config import SloSettings
+from agave_perf.errors import UsageError
+from agave_perf.simnet import SimCluster
+from agave_perf.slo import Monitor, Sources
+from agave_perf.slo.prometheus import Exporter, MetricsServer, parse_listen
+from agave_perf.slo.samples import (
+    Fault,
+    HealthSample,
+    LagSample,
+    MemorySample,
+    RequestSample,
+    SlotSeen,
+    TimeLag,
+)
+
+
+def exposition_with_samples() -> bytes:
+    ex = Exporter()
+    for s in (
+        LagSample(1.0, 110, 103, 7, "references"),
+        SlotSeen(1.0, "http://127.0.0.1:8899", "reference", 110, "ws"),
+        TimeLag(1.0, 110, 420.0, True),
+        HealthSample(1.0, True),
+        RequestSample(1.0, "getAccountInfo", 0.004, 0.003),
+        RequestSample(1.0, "getAccountInfo", 2.0, 2.0, "timeout"),
+        MemorySample(1.0, 2, 1 << 30, 2 << 30, 0, 0, 3 << 30),
+        Fault(1.0, "http://127.0.0.1:8899", "http_429", "getSlot"),
+    ):
+        ex(s)
+    return ex.exposition()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TestExposition:
+    def test_conventional_names(self) -> None:
+        """The metrics the issue names exist, with base units and _total counters."""
+        text = exposition_with_samples().decode()
+        assert "agave_perf_slot_lag_slots 7.0" in text
+        assert (
+            'agave_perf_rpc_request_duration_seconds_bucket{le="0.005",method="getAccountInfo"}'
+            in text
+        )
+        assert 'agave_perf_memory_bytes{kind="anon"} 1.073741824e+09' in text
+        assert (
+            'agave_perf_rpc_request_errors_total{kind="timeout",method="getAccountInfo"} 1.0'
+            in text
+        )
+        assert 'agave_perf_endpoint_faults_total{endpoint="http://127.0.0.1:8899"' in text
+
+    def test_promtool_accepts(self) -> None:
+        """promtool check metrics finds nothing wrong with the exposition."""
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            pytest.skip("needs Debian package prometheus (promtool)")
+        r = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=exposition_with_samples(),
+            capture_output=True,
+            timeout=30,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not r.stdout.strip(), r.stdout  # lint findings are printed; there must be none
+
+    def test_listen_defaults_to_loopback(self) -> None:
+        """A bare port binds 127.0.0.1; garbage is a usage error."""
+        assert parse_listen("9184") == ("127.0.0.1", 9184)
+        assert parse_listen("0.0.0.0:9184") == ("0.0.0.0", 9184)
+        with pytest.raises(UsageError):
+            parse_listen("localhost:http")
+
+
+class TestRealPrometheus:
+    async def test_prometheus_scrapes_watch(self, tmp_path: Path) -> None:
+        """A real Prometheus scrapes the exporter of a running monitor and stores the lag."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.skip("needs Debian package prometheus")
+        async with SimCluster(nodes=2, slot_ms=100) as cluster:
+            tip, follower = cluster.info()
+            monitor = Monitor(
+                Sources(rpc=follower.http, references=[tip.http]), SloSettings(request_rate=5)
+            )
+            exporter = Exporter()
+            monitor.sinks.append(exporter)
+            server = MetricsServer(exporter, monitor, "127.0.0.1", 0)
+            await server.start()
+            run = asyncio.create_task(monitor.run(None))
+            port = free_port()
+            config = tmp_path / "prometheus.yml"
+            config.write_text(
+                "global:\n  scrape_interval: 1s\n"
+                "scrape_configs:\n  - job_name: agave-perf\n    static_configs:\n"
+                f"      - targets: ['127.0.0.1:{server.port}']\n"
+            )
+            proc = await asyncio.create_subprocess_exec(
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                value = await _query_until(
+                    f"http://127.0.0.1:{port}/api/v1/query",
+                    'agave_perf_slot_lag_slots{job="agave-perf"}',
+                )
+                up = await _query_until(
+                    f"http://127.0.0.1:{port}/api/v1/query", 'up{job="agave-perf"}'
+                )
+            finally:
+                proc.terminate()
+                await proc.wait()
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                await server.stop()
+        assert up == 1.0
+        assert 0.0 <= value <= 3.0  # steady: followers 0-2 slots behind
+
+
+async def _query_until(url: str, query: str, timeout: float = 30.0) -> float:
+    """Ask Prometheus for an instant vector until it has a sample; return its value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url, params={"query": query}) as resp:
+                    doc = await resp.json()
+                result = doc.get("data", {}).get("result", [])
+                if result:
+                    return float(result[0]["value"][1])
+            except aiohttp.ClientError:
+                pass  # Prometheus is still starting
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"Prometheus never returned {query}")
+            await asyncio.sleep(0.25)
