@@ -1,4 +1,4 @@
-"""The exporter: conventional names, promtool accepts the exposition, a real Prometheus scrapes it."""
+"""The exporter: conventional names, promtool accepts it, a real Prometheus scrapes it."""
 
 from __future__ import annotations
 
