@@ -634,10 +634,16 @@ def main(argv: list[str]) -> int:
             "flags": up_flags,
             "jito_flags": jito_only,
         }
+        doc["note"] = (
+            f"Read at the upstream commit under Jito's patch stack of {tag} (the release "
+            "the Jito build is based on), not at an upstream tag: the solana-labs/solana and "
+            "anza-xyz/agave repositories were too large to fetch whole here."
+        )
         if line == "master":
             doc["note"] = (
-                "Agave master as merged into jito-solana master; the anza-xyz/agave "
-                "snapshot itself was too large to fetch, so later master commits are not read."
+                "Agave master as Jito-Solana's master was last rebased onto it (the parent of "
+                "its 'Jito Patch' commit). anza-xyz/agave was too large to fetch whole here, "
+                "so master commits after that one (e.g. the 4.4.0-alpha line) are not read."
             )
         out = OUT_DIR / f"{line}.json"
         out.write_text(dump(doc))
