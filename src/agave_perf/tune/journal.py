@@ -262,7 +262,14 @@ class Journal:
     @classmethod
     def for_root(cls, root: Path, name: str = "host") -> Journal:
         """Return the journal kept under $AGAVE_PERF_HOME for ``root``."""
-        return cls(paths.state_path("journals", f"{name}-{journal_key(root)}.jsonl"), root)
+        try:
+            path = paths.state_path("journals", f"{name}-{journal_key(root)}.jsonl")
+        except OSError as err:
+            raise TuningError(
+                f"cannot use the state directory for journals ({err.filename}: "
+                f"{err.strerror}); set AGAVE_PERF_HOME to a writable directory"
+            ) from None
+        return cls(path, root)
 
     # -- reading -----------------------------------------------------------------
 
@@ -355,8 +362,11 @@ class Journal:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self.path.with_name(self.path.name + ".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise TuningError(f"cannot create journal lock {lock}: {err.strerror}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -369,6 +379,12 @@ class Journal:
             os.close(fd)
 
     def _append(self, record: dict[str, Any]) -> None:
+        try:
+            self._append_unchecked(record)
+        except OSError as err:
+            raise TuningError(f"cannot write journal {self.path}: {err.strerror}") from None
+
+    def _append_unchecked(self, record: dict[str, Any]) -> None:
         try:
             created = self.path.stat().st_size == 0
         except FileNotFoundError:
@@ -418,7 +434,13 @@ class Journal:
                 yield txn
             except BaseException as err:
                 if txn.count:
-                    result = self._rollback_locked([txn.id])
+                    try:
+                        result = self._rollback_locked([txn.id])
+                    except TuningError as undo:
+                        raise TuningError(
+                            f"{err}; undoing the earlier changes also failed ({undo}) — "
+                            "fix that and run `agave-perf host rollback`"
+                        ) from None
                     if isinstance(err, TuningError) and not result.errors:
                         raise TuningError(
                             f"{err}; every change this run made before it was rolled back"

@@ -180,6 +180,19 @@ class TestFakeRootCli:
         items = {f["item"] for f in json.loads(r.stdout)["findings"]}
         assert "x.service LimitNOFILE" in items
 
+    def test_unusable_state_directory_is_one_line(self, tmp_path: Path) -> None:
+        """When AGAVE_PERF_HOME cannot hold a journal, apply stops before any write, exit 2."""
+        root = FakeRoot.build(tmp_path / "root")
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        before = root.snapshot()
+        env = {"AGAVE_PERF_HOME": str(blocker / "home")}
+        r = run("apply", "--root", str(root.path), "--yes", env=env)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1
+        assert "AGAVE_PERF_HOME" in r.stderr
+        assert root.snapshot() == before
+
     def test_missing_root_is_a_usage_error(self, tmp_path: Path) -> None:
         """--root that does not exist exits 2 with a clear message."""
         r = run("check", "--root", str(tmp_path / "nope"))
