@@ -181,6 +181,7 @@ class _Lexer:
         self.quiet_trailing_blank = False
 
     def line_of(self, pos: int) -> int:
+        """1-based line number (in the whole file) of an offset in this text."""
         return self.line0 + self.s.count("\n", 0, pos) + 1
 
     # -- continuation handling --------------------------------------------------------
@@ -321,6 +322,7 @@ class _Lexer:
 
     # -- commands ---------------------------------------------------------------------
     def run(self) -> list[_RawCommand]:
+        """Split the whole text into simple commands."""
         s = self.s
         cur = _RawCommand([])
         i = 0
