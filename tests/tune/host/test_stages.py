@@ -95,14 +95,14 @@ class TestLimitsStage:
         ("value", "bytes_", "expected"),
         [
             ("1000000", False, 1000000),
-            ("64K:1M", True, 65536),
+            ("64K:1M", True, 2**20),
             ("2G", True, 2**31),
             ("infinity", True, 2**63),
             ("lots", False, None),
         ],
     )
     def test_systemd_limit_values(self, value: str, bytes_: bool, expected: int | None) -> None:
-        """systemd Limit* values parse with soft:hard, suffixes and infinity."""
+        """systemd Limit* values give their hard limit, with suffixes and infinity."""
         assert parse_systemd_limit(value, bytes_=bytes_) == expected
 
     def test_pam_limits_only_wildcard_domain(self) -> None:

@@ -22,14 +22,17 @@ _SUFFIX = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
 def parse_systemd_limit(value: str, *, bytes_: bool) -> int | None:
-    """Return the soft limit of a ``Limit*=`` value (``1000000``, ``64K:1M``, ``infinity``)."""
-    soft = value.strip().split(":")[0].strip()
-    if soft.lower() == "infinity":
+    """Return the hard limit of a ``Limit*=`` value (``1000000``, ``64K:1M``, ``infinity``).
+
+    The hard limit is what counts: the validator raises its own soft limit up to it.
+    """
+    hard = value.strip().split(":")[-1].strip()
+    if hard.lower() == "infinity":
         return UNLIMITED
-    match = re.fullmatch(r"(\d+)\s*([KMGT]?)", soft, re.IGNORECASE) if bytes_ else None
+    match = re.fullmatch(r"(\d+)\s*([KMGT]?)", hard, re.IGNORECASE) if bytes_ else None
     if match:
         return int(match[1]) * _SUFFIX[match[2].upper()]
-    return int(soft) if soft.isdigit() else None
+    return int(hard) if hard.isdigit() else None
 
 
 def unit_settings(text: str, section: str) -> dict[str, str]:
