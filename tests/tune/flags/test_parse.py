@@ -221,6 +221,29 @@ class TestOddInputs:
         text = "start() {\n  { exec agave-validator --ledger /l; }\n}\nstart\n"
         assert argv_of(parse(text)) == ["--ledger", "/l"]
 
+    def test_heredocs_and_command_substitution(self) -> None:
+        """Here-document bodies are data, and $(..), $((..)) and `..` stay single words."""
+        text = (
+            "cat > /tmp/x <<-'END'\n\tagave-validator --bogus\nEND\n"
+            'exec agave-validator --identity "$(pwd)/id.json" '
+            '--expected-shred-version $(get "a b") --log `date +%F`.log '
+            "--rpc-port $((8000 + 899)) --no-voting\n"
+        )
+        p = parse(text)
+        assert len(p.invocations) == 1
+        assert argv_of(p) == [
+            "--identity",
+            "$(pwd)/id.json",
+            "--expected-shred-version",
+            '$(get "a b")',
+            "--log",
+            "`date +%F`.log",
+            "--rpc-port",
+            "$((8000 + 899))",
+            "--no-voting",
+        ]
+        assert p.invocations[0].argv[1].origin == "$(command)"
+
     def test_forwarded_arguments(self) -> None:
         """exec agave-validator "$@" parses (the forwarded words are unknown, not flags)."""
         p = parse('exec agave-validator --ledger /l "$@"\n')

@@ -136,7 +136,7 @@ class ParsedInput:
 
 @dataclass
 class _Piece:
-    kind: str  # lit | var
+    kind: str  # lit | var | cmd (a command substitution, kept as text)
     text: str  # literal text, or variable name
     quoted: bool
     default: str | None = None  # ${X:-default}
@@ -287,16 +287,44 @@ class _Lexer:
                 body = _ansi_c(s[i + 2 : end])
                 pieces.append(_Piece("lit", body, True))
                 i = end + 1
+            elif c == "`" or (c == "$" and s.startswith("$(", i)):
+                piece, i = self._read_subst(i, quoted=False)
+                pieces.append(piece)
             elif c == "$":
                 piece, i = self._read_var(i, quoted=False)
                 pieces.append(piece)
             else:
                 j = i
-                while j < len(s) and s[j] not in " \t\n;&|<>()\\'\"$":
+                while j < len(s) and s[j] not in " \t\n;&|<>()\\'\"$`":
                     j += 1
                 pieces.append(_Piece("lit", s[i:j], False))
                 i = j
         return _RawWord(pieces, start, i, self.line_of(start)), i
+
+    def _read_subst(self, i: int, quoted: bool) -> tuple[_Piece, int]:
+        """``$(...)``, ``$((...))`` or a backtick command: kept as text, never run."""
+        s = self.s
+        if s[i] == "`":
+            j = i + 1
+            while j < len(s) and s[j] != "`":
+                j += 2 if s[j] == "\\" else 1
+            return _Piece("cmd", s[i : j + 1], quoted), min(j + 1, len(s))
+        depth = 0
+        j = i + 1
+        while j < len(s):
+            c = s[j]
+            if c in "'\"":
+                end = s.find(c, j + 1)
+                j = len(s) if end < 0 else end + 1
+                continue
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    return _Piece("cmd", s[i : j + 1], quoted), j + 1
+            j += 1
+        return _Piece("cmd", s[i:], quoted), len(s)
 
     def _read_dquote(self, i: int, pieces: list[_Piece]) -> int:
         s = self.s
@@ -307,6 +335,12 @@ class _Lexer:
                 if s[i + 1] != "\n":
                     buf.append(s[i + 1])
                 i += 2
+            elif c == "`" or s.startswith("$(", i):
+                if buf:
+                    pieces.append(_Piece("lit", "".join(buf), True))
+                    buf = []
+                piece, i = self._read_subst(i, quoted=True)
+                pieces.append(piece)
             elif c == "$" and i + 1 < len(s) and (s[i + 1] == "{" or _VAR_NAME.match(s, i + 1)):
                 if buf:
                     pieces.append(_Piece("lit", "".join(buf), True))
@@ -325,6 +359,7 @@ class _Lexer:
         """Split the whole text into simple commands."""
         s = self.s
         cur = _RawCommand([])
+        heredocs: list[tuple[str, bool]] = []  # (delimiter, strip leading tabs)
         i = 0
         while i < len(s):
             c = s[i]
@@ -342,7 +377,16 @@ class _Lexer:
             if c in "\n;&|()":
                 self._end(cur)
                 cur = _RawCommand([])
+                if c == "\n" and heredocs:
+                    i = self._skip_heredocs(i + 1, heredocs)
+                    heredocs = []
+                    continue
                 i += 2 if s.startswith(("&&", "||", ";;"), i) else 1
+                continue
+            hd = re.match(r"<<(-?)[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2", s[i:])
+            if hd:
+                heredocs.append((hd.group(3), hd.group(1) == "-"))
+                i += hd.end()
                 continue
             # redirections: [n]>file, [n]>>file, <file, 2>&1, &>file
             m = re.match(r"(\d*)(>>|>&|<&|&>|>|<)(\d+|-)?", s[i:])
@@ -372,6 +416,19 @@ class _Lexer:
             cur.words.append(word)
         self._end(cur)
         return self.commands
+
+    def _skip_heredocs(self, i: int, heredocs: list[tuple[str, bool]]) -> int:
+        """Skip here-document bodies (their lines are data, not commands)."""
+        s = self.s
+        for delim, strip_tabs in heredocs:
+            while i < len(s):
+                eol = s.find("\n", i)
+                eol = len(s) if eol < 0 else eol
+                line = s[i:eol].lstrip("\t") if strip_tabs else s[i:eol]
+                i = eol + 1
+                if line.rstrip(" ") == delim:
+                    break
+        return min(i, len(s))
 
     def _read_array(self, i: int) -> tuple[int, list[_RawWord]]:
         s = self.s
@@ -428,6 +485,12 @@ class _Env:
             if p.kind == "lit":
                 buf += p.text
                 have = True
+                continue
+            if p.kind == "cmd":
+                # a command substitution is not run: its text stands in for its output
+                buf += p.text
+                have = True
+                origin = "$(command)"
                 continue
             origin = f"${p.text}"
             if p.text in self.arrays and (p.array_all or not p.quoted):

@@ -203,7 +203,7 @@ def validate(
         if isinstance(it, Positional):
             if it.word.text == "run" or it.word.text in SUBCOMMANDS:
                 continue
-            if it.word.origin.startswith("$") and "${" in it.word.text:
+            if it.word.origin.startswith("$") and ("${" in it.word.text or "$(" in it.word.text):
                 continue  # an unset variable: reported once as a parse note
             out.append(
                 Finding(
@@ -350,7 +350,8 @@ def validate(
 
 def _unresolved(it: FlagUse) -> bool:
     """True when the value is an unset variable, so its real value is unknown here."""
-    return it.value is not None and it.value.origin.startswith("$") and "${" in it.value.text
+    v = it.value
+    return v is not None and v.origin.startswith("$") and ("${" in v.text or "$(" in v.text)
 
 
 def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> Finding | None:
