@@ -162,7 +162,8 @@ class LimitsStage:
                     soft[lim.item] = lim.value
                 if lim.kind in ("hard", "-"):
                     hard[lim.item] = lim.value
-        return {item: min(soft.get(item, 0), hard.get(item, 0)) for item in soft.keys() | hard}
+        # The hard limit bounds what the validator can raise its soft limit to.
+        return {item: hard.get(item, soft.get(item, 0)) for item in soft.keys() | hard}
 
     def check(self, host: Host) -> list[Finding]:
         """Judge the unit's Limit* settings and the PAM limits for sessions."""
