@@ -47,9 +47,17 @@ TASKS: list[dict[str, Any]] = [
      "gates": ["check"], "rollback": "flags-file"},
     {"id": "build.x", "phase": 1, "component": "build", "kind": "config",
      "gates": ["build", "test"], "rollback": "build-env"},
+    {"id": "build.cgu", "phase": 1, "component": "build", "kind": "config",
+     "gates": ["build"], "rollback": "build-env",
+     "build_env": {"CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "1",
+                   "RUSTFLAGS": "-C target-cpu={target_cpu}"}},
     {"id": "bench.x", "phase": 1, "component": "build", "kind": "config",
      "gates": ["bench"], "rollback": "build-env"},
 ]  # fmt: skip
+
+
+def _inline(table: dict[str, str]) -> str:
+    return "{ " + ", ".join(f'{k} = "{v}"' for k, v in table.items()) + " }"
 
 
 def catalog_text() -> str:
@@ -63,6 +71,7 @@ def catalog_text() -> str:
             f"gates = {json.dumps(t['gates'])}\n"
             f'rollback = {{ kind = "{t["rollback"]}" }}\n'
             + (f'feature = "{t["feature"]}"\n' if "feature" in t else "")
+            + (f"build_env = {_inline(t['build_env'])}\n" if "build_env" in t else "")
         )
     return "\n".join(out)
 

@@ -73,6 +73,8 @@ class TestShipped:
         ids = {t.id for t in cat.tasks}
         assert {"host.udp-buffers", "build.lto-fat", "build.target-cpu", "flags.rpc-threads"} <= ids
         assert all(t.kind != "code" for t in cat.tasks_of(0))
+        assert cat.task("build.lto-fat").build_env == {"CARGO_PROFILE_RELEASE_LTO": "fat"}
+        assert cat.task("build.target-cpu").build_env == {"RUSTFLAGS": "-C target-cpu={target_cpu}"}
 
     def test_later_phases_point_into_agave(self) -> None:
         """Every phase 2-3 task is gated code with a feature and paths into the Agave tree."""
@@ -108,6 +110,14 @@ class TestRules:
             (task() + task(), "task id 'rpc.x' is used twice"),
             (task(kind="runtime", extra=""), "a runtime task rolls back via host-journal"),
             (task(extra='feature = "a/b"\nbogus = 1'), "task 'rpc.x'.bogus: Extra inputs"),
+            (
+                task(extra='feature = "a/b"\nbuild_env = { RUSTFLAGS = "-g" }'),
+                "only build-env tasks have a build_env",
+            ),
+            (
+                task(kind="config", rollback="build-env", extra='build_env = { PATH = "/x" }'),
+                "build_env may set CARGO_PROFILE_RELEASE_* and RUSTFLAGS, not PATH",
+            ),
         ],
     )
     def test_rule_violations_name_the_task(self, body: str, message: str) -> None:

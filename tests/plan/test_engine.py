@@ -51,7 +51,7 @@ class TestDone:
             ("test", fixed),
         ]
         assert [e["exit_code"] for e in ev] == [0, 101, 0, 0]
-        assert ev[0]["command"] == "cargo build --release --features perfdemo/perf-fast"
+        assert ev[0]["command"] == "cargo build --release -v --features perfdemo/perf-fast"
         assert ev[1]["command"] == "cargo test --features perfdemo/perf-fast"
         assert all(e["duration_s"] > 0 for e in ev)
         assert "adds" in ev[1]["output_tail"]
@@ -178,7 +178,7 @@ class TestRollback:
         assert status(ws)["features_on"] == []
         r = cli("plan", "gate", "build.x", "--agave", str(ws), "--json")
         commands = [e["command"] for e in json.loads(r.stdout)["evidence"]]
-        assert commands == ["cargo build --release", "cargo test"]
+        assert commands == ["cargo build --release -v", "cargo test"]
 
     def test_host_journal_is_an_instruction(self, tmp_path: Path, catalog_file: Path) -> None:
         """Without the host module's rollback hook, host tasks get an explicit instruction,
@@ -242,6 +242,35 @@ class TestFeatureFlags:
         doc = json.loads(r.stdout)
         assert doc["features"] == []
         assert "--features" not in doc["build"]["command"]
+
+    def test_build_env_tasks_reach_rustc_until_rolled_back(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """A build-env task's settings are in every later gate build (rustc command lines
+        prove it), until it is rolled back; gates that ran with it are then no evidence."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file, "--target-cpu", "x86-64-v2")
+        cli("plan", "start", "build.x", "--agave", str(ws))
+        cli("plan", "start", "build.cgu", "--agave", str(ws))
+        doc = status(ws)
+        assert doc["build_env_on"] == {
+            "CARGO_PROFILE_RELEASE_CODEGEN_UNITS": "1",
+            "RUSTFLAGS": "-C target-cpu=x86-64-v2",
+        }
+        r = cli("plan", "gate", "build.x", "--agave", str(ws), "--json")
+        assert r.returncode == 0, r.stdout
+        build = json.loads(r.stdout)["evidence"][0]
+        seen = build["detail"]["flag_evidence"]
+        assert seen["-C codegen-units=1"] >= 1
+        assert seen["-C target-cpu=x86-64-v2"] == seen["rustc invocations"] >= 1
+        cli("plan", "rollback", "build.cgu", "--agave", str(ws))
+        line = one_line_error(cli("plan", "done", "build.x", "--agave", str(ws)), 1)
+        assert "ran with build settings" in line
+        r = cli("plan", "gate", "build.x", "--agave", str(ws), "--json")
+        build = json.loads(r.stdout)["evidence"][0]
+        assert build["detail"]["build_env"] == {}
+        assert set(build["detail"]["flag_evidence"]) == {"rustc invocations"}
+        assert cli("plan", "done", "build.x", "--agave", str(ws)).returncode == 0
 
 
 class TestCorruption:

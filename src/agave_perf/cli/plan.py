@@ -58,10 +58,20 @@ def plan() -> None:
     default=None,
     help="Root of the host that host tasks tune (default /; a fake tree for rehearsals).",
 )
+@click.option(
+    "--target-cpu",
+    default=None,
+    help="CPU the build tasks target, e.g. x86-64-v3 (default: this host's x86-64 level).",
+)
 @click.option("--reset", is_flag=True, help="Start a new state; the old one and its evidence stay.")
 @standard_options
 def init_cmd(
-    agave: Path, catalog: Path | None, flags_file: Path | None, host_root: Path | None, reset: bool
+    agave: Path,
+    catalog: Path | None,
+    flags_file: Path | None,
+    host_root: Path | None,
+    target_cpu: str | None,
+    reset: bool,
 ) -> None:
     """Create the plan state for a checkout in the results store."""
     from agave_perf.plan.engine import PlanEngine
@@ -76,9 +86,11 @@ def init_cmd(
             catalog_path=catalog,
             flags_file=flags_file,
             host_root=host_root,
+            target_cpu=target_cpu,
             reset=reset,
         )
-        rt.emit(PlanStatus(engine.state(), engine.archived_evidence()))
+        state = engine.state()
+        rt.emit(PlanStatus(state, engine.archived_evidence(), engine.build_env(state)))
 
 
 @plan.command("status")
@@ -89,7 +101,8 @@ def status_cmd(agave: Path | None) -> None:
     from agave_perf.plan.status import PlanStatus
 
     with _engine(agave) as engine:
-        runtime().emit(PlanStatus(engine.state(), engine.archived_evidence()))
+        state = engine.state()
+        runtime().emit(PlanStatus(state, engine.archived_evidence(), engine.build_env(state)))
 
 
 @plan.command("start")

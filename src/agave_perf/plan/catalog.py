@@ -8,7 +8,8 @@ model. Rules the model enforces, because the plan's process depends on them:
   building without it, and its gates include ``build`` and ``test``;
 - a ``runtime`` task rolls back through the host journal;
 - a ``config`` task rolls back through the validator flags file or the build
-  environment;
+  environment, and only a build-environment task may carry a ``build_env`` (the
+  ``CARGO_PROFILE_RELEASE_*`` / ``RUSTFLAGS`` settings its gates build with);
 - task ids are unique and every task's phase exists.
 """
 
@@ -43,6 +44,8 @@ Kind = Literal["runtime", "config", "code"]
 Risk = Literal["minimal", "low", "medium", "high"]
 GateKind = Literal["build", "test", "check", "bench"]
 RollbackKind = Literal["host-journal", "flags-file", "cargo-feature", "build-env"]
+
+BUILD_ENV_KEYS = frozenset({"RUSTFLAGS"})
 
 _ROLLBACK_FOR_KIND: dict[str, set[str]] = {
     "runtime": {"host-journal"},
@@ -97,6 +100,9 @@ class Task(_Model):
     gates: tuple[GateKind, ...] = Field(min_length=1)
     rollback: Rollback
     feature: str = ""
+    # Cargo settings a build-env task adds to every later gate build while it is on;
+    # "{target_cpu}" stands for the plan's target CPU (plan init --target-cpu).
+    build_env: dict[str, str] = Field(default_factory=dict)
     agave_paths: tuple[str, ...] = ()
     source: str = ""
 
@@ -114,6 +120,18 @@ class Task(_Model):
             raise ValueError("only code tasks have a cargo feature")
         if len(set(self.gates)) != len(self.gates):
             raise ValueError("gates must not repeat")
+        if self.build_env:
+            if self.rollback.kind != "build-env":
+                raise ValueError("only build-env tasks have a build_env")
+            bad = [
+                k
+                for k in self.build_env
+                if k not in BUILD_ENV_KEYS and not k.startswith("CARGO_PROFILE_RELEASE_")
+            ]
+            if bad:
+                raise ValueError(
+                    f"build_env may set CARGO_PROFILE_RELEASE_* and RUSTFLAGS, not {bad[0]}"
+                )
         return self
 
 

@@ -12,6 +12,7 @@ rules of the seed plan are checked here:
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
 from agave_perf.store import plan as db
 from agave_perf.tune.build._git import git, repo_state
+from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
 
 
 class PlanRuleViolation(GateFailed):
@@ -164,6 +166,7 @@ class PlanEngine:
         catalog_path: Path | None = None,
         flags_file: Path | None = None,
         host_root: Path | None = None,
+        target_cpu: str | None = None,
         reset: bool = False,
     ) -> PlanEngine:
         """Create the plan state of a checkout (``reset`` archives the old one, evidence kept)."""
@@ -192,6 +195,7 @@ class PlanEngine:
                 "catalog_source": str(catalog_path) if catalog_path else "shipped",
                 "flags_file": flags,
                 "host_root": str(host_root.resolve()) if host_root else "/",
+                "target_cpu": host_target_cpu() if target_cpu is None else target_cpu,
                 "replaces": [p.id for p in existing],
             },
         )
@@ -281,6 +285,7 @@ class PlanEngine:
             features=tuple(sorted(state.features_on)),
             log_dir=state_path("plan", str(self.plan.id), "gates", run_id, "x").parent,
             baseline=baseline if baseline and "score" in baseline else None,
+            build_env=self.build_env(state),
         )
 
     # -------------------------------------------------------------------- steps
@@ -337,6 +342,13 @@ class PlanEngine:
     @staticmethod
     def _host_root(state: PlanState) -> str:
         return str(state.events[0].data.get("host_root", "/"))
+
+    def build_env(self, state: PlanState) -> dict[str, str]:
+        """Return the cargo environment the plan's build-env tasks that are on ask for."""
+        env = state.build_env(str(state.events[0].data.get("target_cpu", "")))
+        if "RUSTFLAGS" in env:
+            env["RUSTFLAGS"] = rustflags_with(self.repo, shlex.split(env["RUSTFLAGS"]))
+        return env
 
     def _switch_branch(self, task: Task) -> dict[str, Any]:
         rs = repo_state(self.repo)
@@ -408,7 +420,7 @@ class PlanEngine:
                 "output_tail": r.output_tail,
                 "passed": r.passed,
                 "features": list(ctx.features),
-                "detail": r.detail,
+                "detail": {**r.detail, "build_env": ctx.build_env},
             }
             for r in results
         ]
@@ -445,6 +457,13 @@ class PlanEngine:
             raise PlanRuleViolation(
                 f"refused: the latest gates of {task.id} ran with features {ran}, the plan now "
                 f"has {now_on}; run `agave-perf plan gate {task.id}`"
+            )
+        ran_env = run[0].detail.get("build_env", {})
+        if ran_env != self.build_env(state):
+            raise PlanRuleViolation(
+                f"refused: the latest gates of {task.id} ran with build settings {ran_env}, "
+                f"the plan now asks for {self.build_env(state)}; run `agave-perf plan gate "
+                f"{task.id}`"
             )
         failed = [e for e in run if not e.passed]
         if failed:

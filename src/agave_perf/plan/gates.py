@@ -2,8 +2,9 @@
 
 A gate is anything with a ``name`` and ``run(context) -> GateResult``. Built in:
 
-- ``build``: ``cargo build --release`` (with the plan's features that are on);
-- ``test``: ``cargo test`` (same features);
+- ``build``: ``cargo build --release -v`` with the plan's features and build settings
+  that are on (``-v`` so the log proves the settings reached rustc);
+- ``test``: ``cargo test`` (same features and settings);
 - ``bench``: the phase benchmark compared with the baseline recorded at the
   phase's start; needs a :class:`PhaseBenchmark` provider.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agave_perf.tune.build.cargo import run_cargo
+from agave_perf.tune.build.runner import flag_evidence
 
 # Where each pluggable gate kind is looked for, by the team that owns it.
 PLUGIN_MODULES: dict[str, str] = {
@@ -45,6 +47,7 @@ class GateContext:
     features: tuple[str, ...]
     log_dir: Path
     baseline: dict[str, Any] | None = None
+    build_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,8 +181,12 @@ class CargoGate:
         if context.features:
             args += ["--features", ",".join(context.features)]
         log = context.log_dir / f"{self.name}.log"
-        result = run_cargo(args, cwd=context.repo, log_path=log)
+        result = run_cargo(args, cwd=context.repo, log_path=log, env=context.build_env)
         shown = result.first_errors if not result.passed and result.first_errors else result.tail
+        detail: dict[str, Any] = {"log": str(log)}
+        if "-v" in args:
+            # The rustc command lines show that the plan's build settings were really used.
+            detail["flag_evidence"] = flag_evidence(result.rustc_lines, context.build_env)
         return GateResult(
             gate=self.name,
             command=result.command,
@@ -188,7 +195,7 @@ class CargoGate:
             commit=context.commit,
             output_tail=_tail(shown),
             passed=result.passed,
-            detail={"log": str(log)},
+            detail=detail,
         )
 
 
@@ -242,6 +249,6 @@ class BenchGate:
         )
 
 
-register_gate("build", lambda: CargoGate("build", ("build", "--release")))
+register_gate("build", lambda: CargoGate("build", ("build", "--release", "-v")))
 register_gate("test", lambda: CargoGate("test", ("test",)))
 register_gate("bench", BenchGate)

@@ -62,6 +62,24 @@ class PlanState:
         """Return the tasks started and neither done nor rolled back."""
         return [t for t in self.tasks.values() if t.status == "in-progress"]
 
+    def build_env(self, target_cpu: str) -> dict[str, str]:
+        """Return the cargo settings of the build-env tasks that are on (started, not undone).
+
+        RUSTFLAGS of several tasks are joined; a task needing ``{target_cpu}`` is left out
+        when the plan has no target CPU.
+        """
+        env: dict[str, str] = {}
+        for task in self.catalog.tasks:
+            if not task.build_env or self.tasks[task.id].status not in ("in-progress", "done"):
+                continue
+            for key, value in task.build_env.items():
+                if "{target_cpu}" in value:
+                    if not target_cpu:
+                        continue
+                    value = value.replace("{target_cpu}", target_cpu)
+                env[key] = f"{env[key]} {value}" if key == "RUSTFLAGS" and key in env else value
+        return env
+
     def evidence_of(self, task_id: str) -> list[Evidence]:
         """Return every gate result recorded for a task, oldest first."""
         return [e for e in self.evidence if e.task_id == task_id]

@@ -62,6 +62,7 @@ class PlanStatus:
 
     state: PlanState
     archived: list[dict[str, Any]] = field(default_factory=list)
+    build_env: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the status as plain JSON data."""
@@ -97,6 +98,8 @@ class PlanStatus:
                 {"task": t.task.id, "component": t.task.component} for t in s.in_flight()
             ],
             "features_on": sorted(s.features_on),
+            "build_env_on": self.build_env,
+            "target_cpu": s.events[0].data.get("target_cpu", ""),
             "phases": phases,
             "archived_plans": self.archived,
         }
@@ -110,6 +113,9 @@ class PlanStatus:
         parts.append(Text(f"in flight: {flight or 'nothing'}"))
         if s.features_on:
             parts.append(Text(f"cargo features on: {', '.join(sorted(s.features_on))}"))
+        if self.build_env:
+            env = " ".join(f"{k}={v!r}" for k, v in sorted(self.build_env.items()))
+            parts.append(Text(f"build settings on: {env}"))
         for number, ph in sorted(s.phases.items()):
             lo, hi = ph.phase.expected_gain_pct
             gain = f"{ph.gates[-1]['gain_pct']:+.1f}%" if ph.gates else "not measured"

@@ -471,6 +471,37 @@ def _guess_triple() -> str:
     return f"{machine}-unknown-linux-gnu"
 
 
+def rustflags_with(root: Path, extra: list[str], env: Mapping[str, str] | None = None) -> str:
+    """Return RUSTFLAGS that keep what cargo would use for the checkout and add ``extra``.
+
+    Setting RUSTFLAGS makes cargo ignore the config's rustflags (Agave's ``+popcnt``),
+    so they are carried over; a ``-C target-cpu`` in ``extra`` replaces any earlier one.
+    """
+    env = dict(os.environ if env is None else env)
+    triple = toolchain_host() or _guess_triple()
+    flags, _ = effective_rustflags(_cargo_config(root.resolve()), env, triple)
+    if target_cpu(extra):
+        flags = without_target_cpu(flags)
+    return " ".join([*flags, *extra])
+
+
+def toolchain_host() -> str:
+    """Return the host triple of the installed rustc ('' without rustc)."""
+    for line in (_run(["rustc", "-vV"]) or "").splitlines():
+        if line.startswith("host: "):
+            return line.removeprefix("host: ").strip()
+    return ""
+
+
+def host_target_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """Return ``x86-64-vN`` for this host's CPU level, or '' when it is not x86-64."""
+    try:
+        level = cpu_mod.read_cpuinfo(cpuinfo).level
+    except UsageError:
+        return ""
+    return f"x86-64-v{level}" if level else ""
+
+
 def _cpu_finding(
     observed: str | None,
     source: str,
