@@ -201,3 +201,16 @@ class TestFixtures:
         assert "minimum 50000000" in f.message
         bare = audit_text("agave-validator --limit-ledger-size --no-voting\n", version="2.1")
         assert bare.errors == 0
+
+    def test_flags_jito_itself_dropped(self) -> None:
+        """A Jito flag Jito later removed says when, and names Jito's replacement."""
+        text = "agave-validator --block-engine-address http://be --preallocated-bundle-cost 1\n"
+        report = audit_text(text, version="4.2-jito", profile="none")
+        got = {f.flag: (f.message, f.suggestion) for f in report.findings}
+        assert got["--block-engine-address"] == (
+            "removed from Jito-Solana in 1.17 (last in 1.16)",
+            "use --block-engine-url",
+        )
+        assert (
+            got["--preallocated-bundle-cost"][0] == "removed from Jito-Solana in 3.1 (last in 3.0)"
+        )

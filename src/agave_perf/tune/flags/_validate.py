@@ -494,6 +494,24 @@ def _classify_missing(
             )
         ]
     if hist.jito:
+        older = [p for p in hist.jito if lines.index(p) < lines.index(here)]
+        if jito and older:
+            # a Jito flag that Jito itself dropped: say when, and what replaced it
+            last = catalog.get(older[-1]).lookup(bare, jito=True)
+            repl = last.replaced_by if last is not None else None
+            tgt = release.lookup(repl, jito=True) if repl else None
+            return [
+                Finding(
+                    ERROR,
+                    it.name,
+                    "removed",
+                    f"removed from Jito-Solana in {_first_after(lines, tuple(older))} "
+                    f"(last in {older[-1]})",
+                    f"use --{repl}" if tgt is not None else "remove it",
+                    line,
+                    edit=Edit("rename", it, f"--{repl}") if tgt is not None else Edit("delete", it),
+                )
+            ]
         return [
             Finding(
                 ERROR,
