@@ -114,6 +114,11 @@ def apply_cmd(root: Path, stages: tuple[str, ...], yes: bool, **kwargs: Any) -> 
         # Diffs and heredocs must reach the terminal unwrapped and uncropped, or the
         # commands a user copies from the dry run would be broken.
         console().print(report, soft_wrap=True)
+    if report.remaining:
+        # Written but not in effect (a kernel that ignores or clamps the value).
+        raise HostCheckFailed(
+            f"host apply: {len(report.remaining)} setting(s) still not ok after writing them"
+        )
 
 
 @host.command("rollback")

@@ -151,6 +151,20 @@ class TestFakeRootCli:
         assert root.snapshot() == before
         assert "nothing to roll back" in run("rollback", "--root", str(root.path)).stdout
 
+    def test_value_the_kernel_ignores_exits_1(self, tmp_path: Path) -> None:
+        """A write that succeeds but does not take effect is reported and exits 1."""
+        root = FakeRoot.build(tmp_path / "root")
+        knob = root.host("/proc/sys/vm/max_map_count")
+        knob.unlink()
+        knob.symlink_to("/dev/null")  # accepts every write, always reads back empty
+        before = root.snapshot()
+        r = run("apply", "--root", str(root.path), "--stage", "sysctl", "--yes")
+        assert r.returncode == 1, r.stderr
+        assert "still fail after apply: [sysctl] vm.max_map_count" in r.stdout
+        assert "1 setting(s) still not ok after writing them" in r.stderr
+        assert run("rollback", "--root", str(root.path)).returncode == 0
+        assert root.snapshot() == before
+
     def test_corrupt_journal_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
         """A damaged journal: one error line, exit 2, no traceback, tree untouched."""
         root = FakeRoot.build(tmp_path / "root")
