@@ -218,6 +218,8 @@ class TestJournalFile:
             b'{"type":"intent","txn":"nope"}\n',
             b'{"type":"mystery","txn":"x"}\n',
             b'["a list"]\n',
+            b'{"type":"intent","txn":"TXN","seq":9,"kind":"file","path":"/etc/../../x",'
+            b'"old":{"state":"absent"},"new":"","time":1}\n',
         ],
     )
     def test_corrupt_journal_stops_everything(self, root: FakeRoot, damage: bytes) -> None:
@@ -226,6 +228,7 @@ class TestJournalFile:
         with journal.transaction() as txn:
             txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
         raw = journal.path.read_bytes().splitlines(keepends=True)
+        damage = damage.replace(b"TXN", json.loads(raw[1])["txn"].encode())
         journal.path.write_bytes(b"".join(raw[:2]) + damage + b"".join(raw[2:]))
         state = root.snapshot()
         with pytest.raises(JournalCorrupt, match="corrupt at line 3"):

@@ -299,7 +299,7 @@ class Journal:
             except (ValueError, KeyError, TypeError) as err:
                 raise JournalCorrupt(
                     f"journal {self.path} is corrupt at line {number} ({err}); nothing was "
-                    "changed — move it away to start over, or repair it"
+                    "changed — repair that line (deleting the journal forgets what to undo)"
                 ) from None
         if not body and lines[-1]:
             return []
@@ -321,12 +321,15 @@ class Journal:
             if rec["kind"] not in ("file", "knob", "dir"):
                 raise ValueError(f"unknown intent kind {rec['kind']!r}")
             restore = rec.get("restore")
+            path = str(rec["path"])
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"path {path!r} is not absolute inside the root")
             txn.entries.append(
                 Entry(
                     txn=txn.id,
                     seq=int(rec["seq"]),
                     kind=rec["kind"],
-                    path=str(rec["path"]),
+                    path=path,
                     old=FileState.from_json(rec["old"]),
                     new=base64.b64decode(rec["new"], validate=True),
                     new_mode=rec.get("new_mode"),
