@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 from agave_perf.tune.flags import parse
 from agave_perf.tune.flags._parse import ParsedInput, Word
 
-from .conftest import fixture_text
+from .conftest import FIXTURES, fixture_text
 
 PIECES = [
     *" \t\n\\'\"$#;&|()<>{}=-[]@*!abc/",
@@ -203,6 +205,18 @@ class TestSpans:
             for w in [inv.binary, *inv.argv]:
                 assert w.fixable
                 assert source_of(text, w) == w.text
+
+
+class TestAllFixtures:
+    @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.iterdir()))
+    def test_fixable_words_unquote_to_their_text(self, name: str) -> None:
+        """In every fixture, a fixable word's source span shell-unquotes to exactly its text."""
+        text = fixture_text(name)
+        words = [w for inv in parse(text).invocations for w in [inv.binary, *inv.argv]]
+        assert words or name.startswith("19_")  # only the unit that runs a script has none
+        for w in words:
+            if w.fixable:
+                assert shlex.split(source_of(text, w)) == [w.text]
 
 
 class TestOddInputs:

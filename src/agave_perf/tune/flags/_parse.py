@@ -271,14 +271,14 @@ class _Lexer:
                     break
                 continue
             if c == "\\":
-                if i + 1 < len(s):
-                    pieces.append(_Piece("lit", s[i + 1], True))
-                i += 2
+                # a backslash at the very end of the input stays a backslash
+                pieces.append(_Piece("lit", s[i + 1] if i + 1 < len(s) else "\\", True))
+                i = min(i + 2, len(s))
             elif c == "'":
                 end = s.find("'", i + 1)
                 end = len(s) if end < 0 else end
                 pieces.append(_Piece("lit", s[i + 1 : end], True))
-                i = end + 1
+                i = min(end + 1, len(s))
             elif c == '"':
                 i = self._read_dquote(i + 1, pieces)
             elif c == "$" and i + 1 < len(s) and s[i + 1] == "'":
@@ -286,7 +286,7 @@ class _Lexer:
                 end = len(s) if end < 0 else end
                 body = _ansi_c(s[i + 2 : end])
                 pieces.append(_Piece("lit", body, True))
-                i = end + 1
+                i = min(end + 1, len(s))
             elif c == "`" or (c == "$" and s.startswith("$(", i)):
                 piece, i = self._read_subst(i, quoted=False)
                 pieces.append(piece)
@@ -352,7 +352,7 @@ class _Lexer:
                 i += 1
         if buf or not pieces:
             pieces.append(_Piece("lit", "".join(buf), True))
-        return i + 1
+        return min(i + 1, len(s))
 
     # -- commands ---------------------------------------------------------------------
     def run(self) -> list[_RawCommand]:
