@@ -129,6 +129,10 @@ class Host:
         """Map a host path into the root."""
         return self.root / host_path.lstrip("/")
 
+    def forget(self) -> None:
+        """Drop cached reads, e.g. to check again after apply wrote new values."""
+        self._cache.clear()
+
     def read(self, host_path: str) -> str | None:
         """Return a file's text, or None when it is missing or unreadable."""
         if host_path in self._cache:

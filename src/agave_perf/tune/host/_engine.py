@@ -139,7 +139,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
                     stage=change.stage,
                     label=change.label,
                 )
-    host._cache.clear()
+    host.forget()
     after = check(host, [s for s in stages if s.name in touched])
     remaining = [f for f in after.findings if f.status != "ok" and f.fixable]
     return ApplyReport(
