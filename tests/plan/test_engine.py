@@ -96,6 +96,22 @@ class TestDone:
         assert (test["passed"], test["output_tail"]) == (False, "not run: the build gate failed")
 
 
+class TestRendering:
+    def test_status_table(self, tmp_path: Path, catalog_file: Path) -> None:
+        """The human status names the plan, what is in flight, and each task's state and gates."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "host.x", "--agave", str(ws))
+        cli("plan", "gate", "host.x", "--agave", str(ws))
+        out = cli("plan", "status", "--agave", str(ws)).stdout
+        assert f"for {ws}" in out
+        assert "in flight: host.x (host)" in out
+        assert "phase 1: one (days 1-2, expected +10..20%" in out
+        (row,) = [line for line in out.splitlines() if "host.x" in line and "runtime" in line]
+        assert "in-progress" in row
+        assert "check FAIL" in row
+
+
 class TestBranchesAndComponents:
     def test_branch_per_phase(self, tmp_path: Path, catalog_file: Path) -> None:
         """Code tasks create perf/phase-N from HEAD, or switch back to it when it exists."""

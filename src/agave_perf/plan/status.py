@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -53,6 +54,7 @@ def _last_gates(state: PlanState, task_id: str) -> Text:
         out.append(f"{e.gate} ", style="")
         out.append("ok " if e.passed else "FAIL ", style="green" if e.passed else "red")
     out.append(f"@{run[0].commit[:8]}" + ("+dirty" if run[0].dirty else ""))
+    out.append(f" ({len(state.evidence_of(task_id))})")
     return out
 
 
@@ -125,9 +127,13 @@ class PlanStatus:
                 f"{ph.phase.days[1]}, expected +{lo:g}..{hi:g}%, gain so far {gain}, "
                 f"baseline {base})",
                 title_justify="left",
+                box=box.SIMPLE_HEAD,
             )
-            for col in ("task", "component", "kind", "state", "last gates", "evidence"):
-                table.add_column(col, overflow="fold")
+            table.add_column("task", no_wrap=True)
+            table.add_column("component", overflow="fold", min_width=9)
+            table.add_column("kind", no_wrap=True)
+            table.add_column("state", overflow="fold", min_width=11)
+            table.add_column("last gates (runs)", overflow="fold", min_width=12)
             for t in s.catalog.tasks_of(number):
                 ts = s.tasks[t.id]
                 label = ts.status + (
@@ -139,7 +145,6 @@ class PlanStatus:
                     t.kind,
                     Text(label, style=_STYLE[ts.status]),
                     _last_gates(s, t.id),
-                    str(len(s.evidence_of(t.id))),
                 )
             parts.append(table)
         for a in self.archived:
