@@ -91,6 +91,24 @@ class TestLimitsStage:
         out = set_limits(text, {"nofile": 1000000, "memlock": 2000000})
         assert out == "# mine\n@admin - nofile 50\n* - nofile 1000000\n* - memlock 2000000\n"
 
+    @given(
+        st.lists(
+            st.sampled_from(["* - nofile 5", "* soft memlock 7", "@g - nofile 1", "# c"]),
+            max_size=6,
+        ),
+        st.dictionaries(st.sampled_from(["nofile", "memlock"]), st.integers(1, 10**9)),
+    )
+    def test_set_limits_gives_wildcard_the_wanted_values(
+        self, lines: list[str], wanted: dict[str, int]
+    ) -> None:
+        """After set_limits every '*' line of a wanted item carries its value; others stay."""
+        text = "".join(line + "\n" for line in lines)
+        out = set_limits(text, wanted)
+        got = {(x.item, x.value) for x in parse_limits(out) if x.item in wanted}
+        assert got == set(wanted.items())
+        assert out.count("@g - nofile 1") == text.count("@g - nofile 1")
+        assert set_limits(out, wanted) == out
+
     @pytest.mark.parametrize(
         ("value", "bytes_", "expected"),
         [

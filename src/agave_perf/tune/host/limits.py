@@ -84,25 +84,21 @@ def parse_limits(text: str) -> list[PamLimit]:
 def set_limits(text: str, wanted: dict[str, int]) -> str:
     """Rewrite or append ``* - item value`` lines so each wanted item is set."""
     lines = text.splitlines(keepends=True)
-    pending = dict(wanted)
+    found: set[str] = set()
     for index, raw in enumerate(lines):
         parts = raw.split("#", 1)[0].split()
-        if len(parts) == 4 and parts[0] == "*" and parts[2] in pending:
+        if len(parts) == 4 and parts[0] == "*" and parts[2] in wanted:
+            # Every matching line is rewritten: a later one would override an earlier one.
             newline = "\n" if raw.endswith("\n") else ""
-            lines[index] = f"* - {parts[2]} {pending[parts[2]]}{newline}"
-            # Later lines for the same item would override, so keep rewriting them all.
-    for item in list(pending):
-        if any(
-            len(p) == 4 and p[0] == "*" and p[2] == item
-            for p in (ln.split("#", 1)[0].split() for ln in lines)
-        ):
-            pending.pop(item)
-    if pending:
+            lines[index] = f"* - {parts[2]} {wanted[parts[2]]}{newline}"
+            found.add(parts[2])
+    missing = [item for item in wanted if item not in found]
+    if missing:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
         if not lines:
             lines.append("# Written by agave-perf host apply (memlock in kB)\n")
-        lines.extend(f"* - {item} {value}\n" for item, value in pending.items())
+        lines.extend(f"* - {item} {wanted[item]}\n" for item in missing)
     return "".join(lines)
 
 
