@@ -236,7 +236,7 @@ class StatusReport:
                 style = "yellow" if e.state in ("incomplete", "failed") else ""
                 table.add_row(_when(e.time), e.stage, e.path, e.label, Text(e.state, style=style))
         note = (
-            "incomplete = interrupted apply; `agave-perf host rollback` finishes it"
+            "incomplete = an apply was interrupted there; undo it with `agave-perf host rollback`"
             if any(e.state == "incomplete" for t in self.txns for e in t.entries)
             else "undo with `agave-perf host rollback`"
         )
