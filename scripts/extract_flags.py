@@ -359,6 +359,11 @@ def build_flag(raw: RawArg, resolver: Resolver) -> dict[str, Any] | None:
             if meth == "default_value":
                 lits = string_literals(argtext)
                 rec["default"] = lits[0] if lits else argtext
+        elif meth in ("number_of_values", "max_values") and argtext.strip().isdigit():
+            rec[meth] = int(argtext.strip())
+            rec["takes_value"] = True
+        elif meth == "require_delimiter":
+            rec["require_delimiter"] = _bool_arg(argtext)
         elif meth == "min_values":
             rec["takes_value"] = True
             if argtext.strip() == "0":

@@ -19,7 +19,8 @@ from agave_perf.tune.flags._parse import SUBCOMMANDS
 
 CATALOG = Catalog.load()
 
-Case = tuple[str, list[tuple[str, str | None, str]]]
+Item = tuple[str, tuple[str, ...], str]  # flag, values, form
+Case = tuple[str, list[Item]]
 
 # values operators write: paths with spaces, URLs, lists, quotes, $, backslashes, newlines
 VALUE = st.text(
@@ -36,24 +37,28 @@ def command_lines(draw: st.DrawFn) -> Case:
     """A release line and a list of (flag, value, form) valid for it."""
     line = draw(st.sampled_from(CATALOG.lines))
     specs = [s for s in CATALOG.get(line).flags if s.long]
-    items: list[tuple[str, str | None, str]] = []
+    items: list[Item] = []
     for spec in draw(st.lists(st.sampled_from(specs), max_size=12)):
         if spec.takes_value:
             form = draw(st.sampled_from(["space", "equals"]))
-            items.append((f"--{spec.long}", draw(VALUE), form))
+            # clap 2 lets a repeatable option take several values: --account-index a b
+            extra = draw(st.lists(VALUE, max_size=2)) if spec.greedy else []
+            items.append((f"--{spec.long}", (draw(VALUE), *extra), form))
         else:
-            items.append((f"--{spec.long}", None, "bare"))
+            items.append((f"--{spec.long}", (), "bare"))
     return line, items
 
 
-def to_uses(rel: Release, wanted: list[tuple[str, str | None, str]]) -> list[FlagUse | Positional]:
+def to_uses(rel: Release, wanted: list[Item]) -> list[FlagUse | Positional]:
     """Build interpreted flag objects (as the parser would) from the generated case."""
     uses: list[FlagUse | Positional] = []
-    for name, value, form in wanted:
-        word = Word(f"{name}={value}" if form == "equals" else name, -1, -1, 0)
+    for name, values, form in wanted:
+        first = values[0] if values else None
+        word = Word(f"{name}={first}" if form == "equals" else name, -1, -1, 0)
         use = FlagUse(name, word, spec=rel.lookup(name[2:], jito=False), form=form)
-        if value is not None:
-            use.value = word if form == "equals" else Word(value, -1, -1, 0)
+        if first is not None:
+            use.value = word if form == "equals" else Word(first, -1, -1, 0)
+        use.extra = [Word(v, -1, -1, 0) for v in values[1:]]
         uses.append(use)
     return uses
 
@@ -65,12 +70,12 @@ def read_back(rel: Release, text: str) -> list[FlagUse | Positional]:
     return interpret(parsed.invocations[0].argv, rel, CATALOG, jito=False)
 
 
-def triples(items: list[FlagUse | Positional]) -> list[tuple[str, str | None, str]]:
-    """(flag, value, form) of interpreted items; a positional fails the round trip."""
+def triples(items: list[FlagUse | Positional]) -> list[Item]:
+    """(flag, values, form) of interpreted items; a positional fails the round trip."""
     out = []
     for it in items:
         assert isinstance(it, FlagUse), it
-        out.append((it.name, it.value_text, it.form))
+        out.append((it.name, tuple(it.values), it.form))
     return out
 
 

@@ -214,3 +214,12 @@ class TestFixtures:
         assert (
             got["--preallocated-bundle-cost"][0] == "removed from Jito-Solana in 3.1 (last in 3.0)"
         )
+
+    def test_repeatable_options_take_several_values(self) -> None:
+        """clap 2 reads --account-index a b and --entrypoint x y as several values, not strays."""
+        text = "agave-validator --account-index program-id spl-token-mint --entrypoint a:1 b:2\n"
+        report = audit_text(text, version="2.1", profile="none")
+        assert report.errors == 0
+        bad = audit_text(text.replace("spl-token-mint", "spl-token-mnt"), version="2.1")
+        f = next(f for f in bad.findings if f.code == "invalid-value")
+        assert "'spl-token-mnt'" in f.message

@@ -39,6 +39,20 @@ class FlagSpec:
     value_name: str | None = None
     help: str = ""
     jito_only: bool = False
+    number_of_values: int | None = None
+    max_values: int | None = None
+    require_delimiter: bool = False
+
+    @property
+    def greedy(self) -> bool:
+        """clap 2: a repeatable option without a value count also takes ``--x a b c``."""
+        return (
+            self.takes_value
+            and self.multiple
+            and self.number_of_values is None
+            and (self.max_values is None or self.max_values > 1)
+            and not self.require_delimiter
+        )
 
     @property
     def key(self) -> str:
@@ -69,6 +83,9 @@ class FlagSpec:
             value_name=d.get("value_name"),
             help=d.get("help") or "",
             jito_only=jito_only,
+            number_of_values=d.get("number_of_values"),
+            max_values=d.get("max_values"),
+            require_delimiter=bool(d.get("require_delimiter")),
         )
 
 

@@ -72,6 +72,10 @@ def _span_delete(text: str, edit: Edit) -> tuple[int, int, str] | None:
         if not use.value.fixable:
             return None
         end = max(end, use.value.end)
+    for extra in use.extra:
+        if not extra.fixable:
+            return None
+        end = max(end, extra.end)
     ls, le = _line_bounds(text, start, end)
     before = text[ls:start]
     after = text[end:le]

@@ -166,7 +166,7 @@ def recommend(
         )
     # account indexes
     # invalid index names are validation errors already; advise on the real ones only
-    indexes = [u.value_text for u in by.get("account-index", []) if u.value_text in INDEX_METHODS]
+    indexes = [v for u in by.get("account-index", []) for v in u.values if v in INDEX_METHODS]
     if indexes and not has("account-index-include-key"):
         for idx in indexes:
             out.append(
@@ -259,7 +259,8 @@ def recommend(
         )
     # accounts and ledger on separate devices
     ledger = value("ledger")
-    accounts = [u.value_text for u in by.get("accounts", []) if u.value_text]
+    # --accounts takes comma-separated paths, possibly several values (clap 2)
+    accounts = [p for u in by.get("accounts", []) for v in u.values for p in v.split(",") if p]
     if ledger and not accounts:
         out.append(
             Finding(

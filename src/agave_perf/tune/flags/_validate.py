@@ -33,6 +33,13 @@ class FlagUse:
     value: Word | None = None
     form: str = "bare"  # bare | space | equals | attached
     spec: FlagSpec | None = None
+    extra: list[Word] = field(default_factory=list)  # clap 2: --account-index a b
+
+    @property
+    def values(self) -> list[str]:
+        """Every value given to this occurrence (the first plus any extra ones)."""
+        first = self.value_text
+        return ([first] if first is not None else []) + [w.text for w in self.extra]
 
     @property
     def value_text(self) -> str | None:
@@ -129,6 +136,10 @@ def interpret(
             elif _wants_value(spec, argv, i, catalog, release, jito):
                 use.value, use.form = argv[i + 1], "space"
                 i += 1
+            if spec is not None and spec.greedy and use.value is not None:
+                while i + 1 < len(argv) and _is_extra_value(argv[i + 1].text):
+                    use.extra.append(argv[i + 1])
+                    i += 1
             items.append(use)
         elif t.startswith("-") and len(t) >= 2 and t != "-":
             short = t[1]
@@ -144,6 +155,11 @@ def interpret(
             items.append(Positional(w))
         i += 1
     return items
+
+
+def _is_extra_value(text: str) -> bool:
+    """Would clap 2 take this word as one more value of a repeatable option?"""
+    return not _is_flag(text) and text not in SUBCOMMANDS and text != "run"
 
 
 def _is_flag(text: str) -> bool:
@@ -276,9 +292,10 @@ def validate(
         elif (
             value is not None
             and spec.possible_values
-            and value not in spec.possible_values
+            and any(v not in spec.possible_values for v in it.values)
             and not _unresolved(it)
         ):
+            value = next(v for v in it.values if v not in spec.possible_values)
             close = difflib.get_close_matches(value, list(spec.possible_values), n=1)
             out.append(
                 Finding(
@@ -288,7 +305,7 @@ def validate(
                     f"'{value}' is not one of {', '.join(spec.possible_values)}",
                     f"did you mean '{close[0]}'?" if close else "use one of the listed values",
                     line,
-                    edit=Edit("value", it, close[0]) if close else None,
+                    edit=Edit("value", it, close[0]) if close and value == it.value_text else None,
                 )
             )
         elif value is not None and not _unresolved(it):
@@ -551,4 +568,6 @@ def render(binary: str, items: list[FlagUse | Positional], *, multiline: bool = 
             words.append(f"{quote(it.name)} {quote(it.value_text)}")
         else:
             words.append(quote(it.name))
+        if isinstance(it, FlagUse):
+            words.extend(quote(w.text) for w in it.extra)
     return (" \\\n    " if multiline else " ").join(words) + "\n"
