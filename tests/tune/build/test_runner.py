@@ -23,6 +23,28 @@ def agave_perf(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# A build script that presses Ctrl-C on agave-perf (its grandparent: agave-perf -> cargo ->
+# build script), then keeps cargo busy until cargo is gone.
+INTERRUPTING_BUILD_RS = """\
+use std::os::unix::process::parent_id;
+use std::process::Command;
+use std::{fs, thread, time::Duration};
+
+fn main() {
+    let cargo = parent_id();
+    let stat = fs::read_to_string(format!("/proc/{cargo}/stat")).unwrap();
+    let caller = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    Command::new("kill").args(["-INT", &caller]).status().unwrap();
+    for _ in 0..600 {
+        if parent_id() != cargo {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+"""
+
+
 class TestBuildRun:
     def test_settings_reach_rustc_and_are_recorded(self, tmp_path: Path) -> None:
         """The recommended LTO, codegen-units and target-cpu appear in rustc's command line,
@@ -89,3 +111,19 @@ class TestBuildRun:
         assert "target-cpu" not in doc["settings"]["RUSTFLAGS"]
         assert "adds" in r.stderr
         assert os.path.isfile(doc["test"]["log"])
+
+    def test_ctrl_c_keeps_the_run(self, tmp_path: Path) -> None:
+        """Ctrl-C during the build stops cargo, exits 130 and still records the run and its log."""
+        ws = make_workspace(tmp_path / "ws")
+        (ws / "build.rs").write_text(INTERRUPTING_BUILD_RS)
+        git(ws, "add", "build.rs")
+        git(ws, "commit", "-q", "-m", "interrupting build script")
+        r = agave_perf("build", "run", str(ws), "--no-test", "--lto", "off")
+        assert r.returncode == 130, r.stderr
+        assert r.stderr.strip() == "agave-perf: error: interrupted"
+        with open_store() as store:
+            (rec,) = list_builds(store)
+        assert (rec.build_exit, rec.passed, rec.test_exit) == (130, False, None)
+        log = (Path(rec.log_dir) / "build.log").read_text()
+        assert "build-script-build" in log
+        assert "# interrupted" in log

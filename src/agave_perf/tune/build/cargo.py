@@ -23,6 +23,7 @@ _PROGRESS = re.compile(r"^\s*(Compiling|Checking|Running|Fresh|Finished|Doc-test
 _TEST_FAIL = re.compile(r"^(test \S+ \.\.\. FAILED|thread '.*' panicked)")
 
 TAIL_LINES = 30
+INTERRUPTED = 130  # the shell's exit status for SIGINT
 ERROR_LINES = 12
 
 
@@ -48,6 +49,14 @@ class CargoResult:
     def command(self) -> str:
         """Return the command line as one string."""
         return " ".join(self.argv)
+
+
+class CargoInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped cargo; carries what was seen until then."""
+
+    def __init__(self, result: CargoResult) -> None:
+        super().__init__("cargo interrupted")
+        self.result = result
 
 
 def _first_errors(lines: list[str]) -> list[str]:
@@ -116,40 +125,53 @@ def run_cargo(
         )
     except FileNotFoundError:
         raise UsageError("cargo is not installed or not on PATH") from None
+    interrupted = False
     # The with-block closes the pipe and reaps cargo, also when we are interrupted.
     with proc, log_path.open("w", encoding="utf-8") as log:
         assert proc.stdout is not None
         log.write(f"$ {' '.join(argv)}\n")
-        for raw in proc.stdout:
-            line = raw.rstrip("\n")
-            if json_messages and line.startswith("{"):
-                msg = _json(line)
-                if msg is not None:
-                    if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
-                        executables[str(msg["target"]["name"])] = str(msg["executable"])
-                    continue
-            log.write(line + "\n")
-            lines.append(line)
-            tail.append(line)
-            if "Running `" in line and "rustc" in line:
-                rustc_lines.append(line)
-            if on_progress is not None:
-                m = _PROGRESS.match(line)
-                if m:
-                    on_progress(m.group(1), m.group(2))
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                if json_messages and line.startswith("{"):
+                    msg = _json(line)
+                    if msg is not None:
+                        if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
+                            executables[str(msg["target"]["name"])] = str(msg["executable"])
+                        continue
+                log.write(line + "\n")
+                lines.append(line)
+                tail.append(line)
+                if "Running `" in line and "rustc" in line:
+                    rustc_lines.append(line)
+                if on_progress is not None:
+                    m = _PROGRESS.match(line)
+                    if m:
+                        on_progress(m.group(1), m.group(2))
+        except KeyboardInterrupt:
+            # Ctrl-C: stop cargo now rather than wait for it, keep the log and what we saw.
+            interrupted = True
+            proc.terminate()
         code = proc.wait()
         duration = time.monotonic() - start
-        log.write(f"# exit {code} after {duration:.1f} s\n")
-    return CargoResult(
+        log.write(f"# {'interrupted' if interrupted else 'exit'} {code} after {duration:.1f} s\n")
+    result = CargoResult(
         argv=argv,
-        exit_code=code,
+        exit_code=INTERRUPTED if interrupted else code,
         duration_s=duration,
         log_path=log_path,
         tail=list(tail),
-        first_errors=_first_errors(lines) if code != 0 else [],
+        first_errors=["interrupted (Ctrl-C)"]
+        if interrupted
+        else _first_errors(lines)
+        if code
+        else [],
         executables=executables,
         rustc_lines=rustc_lines,
     )
+    if interrupted:
+        raise CargoInterrupted(result)
+    return result
 
 
 def _json(line: str) -> dict[str, Any] | None:

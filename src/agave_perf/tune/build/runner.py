@@ -25,7 +25,7 @@ from agave_perf.store import Store
 from agave_perf.store.builds import record_build
 from agave_perf.tune.build._git import repo_state
 from agave_perf.tune.build.audit import toolchain
-from agave_perf.tune.build.cargo import CargoResult, run_cargo
+from agave_perf.tune.build.cargo import CargoInterrupted, CargoResult, run_cargo
 
 ProgressFn = Callable[[str, str], None]
 
@@ -178,7 +178,11 @@ def run_build(
     run_tests: bool = True,
     on_progress: ProgressFn | None = None,
 ) -> BuildRun:
-    """Run ``cargo build --release -v`` then ``cargo test`` with the settings; record the run."""
+    """Run ``cargo build --release -v`` then ``cargo test`` with the settings; record the run.
+
+    On Ctrl-C cargo is stopped, the run is recorded with exit code 130 for the step
+    that was interrupted, and the interrupt propagates.
+    """
     root = path.resolve()
     features = sorted(features or [])
     pkg_args = [a for p in packages or [] for a in ("-p", p)]
@@ -191,30 +195,37 @@ def run_build(
     log_dir.mkdir(parents=True, exist_ok=True)
     # CARGO_ENCODED_RUSTFLAGS would override our RUSTFLAGS; the audit folded it in already.
     env: dict[str, str | None] = {**settings, "CARGO_ENCODED_RUSTFLAGS": None}
-    build = run_cargo(
-        [
-            "build",
-            "--release",
-            "-v",
-            "--message-format=json-render-diagnostics",
-            *pkg_args,
-            *_feature_args(features),
-        ],
-        cwd=root,
-        env=env,
-        log_path=log_dir / "build.log",
-        on_progress=on_progress,
-        json_messages=True,
-    )
-    test: CargoResult | None = None
-    if build.passed and run_tests:
-        test = run_cargo(
-            ["test", *pkg_args, *_feature_args(features)],
+    interrupted: CargoInterrupted | None = None
+    try:
+        build = run_cargo(
+            [
+                "build",
+                "--release",
+                "-v",
+                "--message-format=json-render-diagnostics",
+                *pkg_args,
+                *_feature_args(features),
+            ],
             cwd=root,
             env=env,
-            log_path=log_dir / "test.log",
+            log_path=log_dir / "build.log",
             on_progress=on_progress,
+            json_messages=True,
         )
+    except CargoInterrupted as stop:
+        build, interrupted = stop.result, stop
+    test: CargoResult | None = None
+    if interrupted is None and build.passed and run_tests:
+        try:
+            test = run_cargo(
+                ["test", *pkg_args, *_feature_args(features)],
+                cwd=root,
+                env=env,
+                log_path=log_dir / "test.log",
+                on_progress=on_progress,
+            )
+        except CargoInterrupted as stop:
+            test, interrupted = stop.result, stop
     binaries = {}
     for name, exe in sorted(build.executables.items()):
         p = Path(exe)
@@ -254,4 +265,6 @@ def run_build(
         log_dir=run.log_dir,
         passed=run.passed,
     )
+    if interrupted is not None:
+        raise interrupted  # recorded above: Ctrl-C keeps what was measured
     return run
