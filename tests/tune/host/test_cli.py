@@ -89,6 +89,18 @@ class TestRealHost:
         assert all(f["status"] in ("ok", "warn", "fail") for f in report["findings"])
         assert not Journal.for_root(Path("/")).path.exists()
 
+    def test_ring_sizes_come_from_ethtool_or_say_it_is_missing(self) -> None:
+        """With ethtool the rings are read from the NIC; without it the report says so."""
+        r = run("check", "--stage", "nic", "--json")
+        rings = [f for f in json.loads(r.stdout)["findings"] if f["item"].endswith("rx ring")]
+        if not rings:
+            pytest.skip("this machine has no physical NIC")
+        for finding in rings:
+            if shutil.which("ethtool"):
+                assert finding["observed"] != "unknown"
+            else:
+                assert "apt-get install ethtool" in finding["why"]
+
     def test_check_works_without_root_and_apply_names_stages(self, shared: Path) -> None:
         """Unprivileged: check works; apply --yes refuses, naming the stages that need root."""
         os.chmod(shared / "home", 0o777)
