@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from agave_perf.plan.engine import PlanEngine
 from agave_perf.store import open_store
 from agave_perf.store import plan as db
 from tests.plan.helpers import cli, init, one_line_error, status, task_of
+from tests.tune.build.test_runner import INTERRUPTING_BUILD_RS
 from tests.tune.build.workspaces import MAIN_RS, commit_source, git, make_workspace
 
 
@@ -70,6 +73,20 @@ class TestDone:
         line = one_line_error(cli("plan", "done", "rpc.other", "--agave", str(ws)), 1)
         assert "ran with features perfdemo/perf-fast, perfdemo/perf-other" in line
         assert "now has perfdemo/perf-other" in line
+
+    def test_ctrl_c_keeps_gate_evidence(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Ctrl-C during a gate exits 130 and records the interrupted gate as failed evidence."""
+        ws = make_workspace(tmp_path / "ws")
+        (ws / "build.rs").write_text(INTERRUPTING_BUILD_RS)
+        git(ws, "add", "build.rs")
+        git(ws, "commit", "-q", "-m", "interrupting build script")
+        init(ws, catalog_file)
+        argv = [sys.executable, "-m", "agave_perf", "plan", "gate", "build.x", "--agave", str(ws)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        assert r.returncode == 130, r.stderr
+        (build,) = task_of(status(ws), "build.x")["evidence"]
+        assert (build["gate"], build["exit_code"], build["passed"]) == ("build", 130, False)
+        assert build["output_tail"].endswith("interrupted (Ctrl-C)")
 
     def test_dirty_tree_is_refused(self, tmp_path: Path, catalog_file: Path) -> None:
         """Passing gates do not count once the working tree has uncommitted changes."""

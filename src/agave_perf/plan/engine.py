@@ -44,6 +44,7 @@ from agave_perf.store import Store
 from agave_perf.store import plan as db
 from agave_perf.tune.build._git import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
+from agave_perf.tune.build.cargo import CargoInterrupted
 
 
 class PlanRuleViolation(GateFailed):
@@ -143,6 +144,17 @@ class PhaseGateResult:
         exp = f"expected +{self.expected_pct[0]:g}..{self.expected_pct[1]:g}%"
         gain = "n/a" if self.gain_pct is None else f"{self.gain_pct:+.1f}%"
         return f"phase {self.phase} gate: gain {gain} ({exp}; {self.verdict}): {self.message}"
+
+
+def _interrupted(kind: str, ctx: GateContext, stop: KeyboardInterrupt) -> GateResult:
+    """Return the evidence of a gate stopped by Ctrl-C (never a pass)."""
+    if isinstance(stop, CargoInterrupted):
+        r = stop.result
+        tail = "\n".join([*r.tail[-20:], "interrupted (Ctrl-C)"])
+        return GateResult(
+            kind, r.command, r.exit_code, round(r.duration_s, 3), ctx.commit, tail, False
+        )
+    return GateResult(kind, "", None, 0.0, ctx.commit, "interrupted (Ctrl-C)", False)
 
 
 class PlanEngine:
@@ -395,6 +407,7 @@ class PlanEngine:
         run_id = uuid.uuid4().hex
         ctx = self._context(state, task.id, task.phase, run_id)
         results: list[GateResult] = []
+        stopped: KeyboardInterrupt | None = None
         for kind in task.gates:
             failed_build = any(r.gate == "build" and not r.passed for r in results)
             if kind == "test" and failed_build:
@@ -402,8 +415,15 @@ class PlanEngine:
                     "test", "", None, 0.0, ctx.commit, "not run: the build gate failed", False
                 )
             else:
-                res = gate_for(kind).run(ctx)
+                try:
+                    res = gate_for(kind).run(ctx)
+                except KeyboardInterrupt as stop:
+                    # Ctrl-C: record the gates that ran and this one as interrupted, then stop.
+                    res = _interrupted(kind, ctx, stop)
+                    stopped = stop
             results.append(res)
+            if stopped is not None:
+                break
         rows = [
             {
                 "plan_id": self.plan.id,
@@ -424,7 +444,10 @@ class PlanEngine:
             }
             for r in results
         ]
-        return GateRun(task.id, run_id, db.add_evidence(self.store, rows))
+        run = GateRun(task.id, run_id, db.add_evidence(self.store, rows))
+        if stopped is not None:
+            raise stopped
+        return run
 
     def done(self, task_id: str) -> StepResult:
         """Mark a task done, only if its latest gate run passed on the current clean commit."""
