@@ -17,8 +17,13 @@ from agave_perf.plan.engine import PlanEngine
 from agave_perf.store import open_store
 from agave_perf.store import plan as db
 from tests.plan.helpers import cli, init, one_line_error, status, task_of
-from tests.tune.build.test_runner import INTERRUPTING_BUILD_RS
-from tests.tune.build.workspaces import MAIN_RS, commit_source, git, make_workspace
+from tests.tune.build.workspaces import (
+    INTERRUPTING_BUILD_RS,
+    MAIN_RS,
+    commit_source,
+    git,
+    make_workspace,
+)
 
 
 class TestDone:

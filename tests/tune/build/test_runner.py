@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agave_perf.store import open_store
 from agave_perf.store.builds import list_builds
-from tests.tune.build.workspaces import git, make_workspace
+from tests.tune.build.workspaces import INTERRUPTING_BUILD_RS, git, make_workspace
 
 
 def agave_perf(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,28 +21,6 @@ def agave_perf(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
-
-
-# A build script that presses Ctrl-C on agave-perf (its grandparent: agave-perf -> cargo ->
-# build script), then keeps cargo busy until cargo is gone.
-INTERRUPTING_BUILD_RS = """\
-use std::os::unix::process::parent_id;
-use std::process::Command;
-use std::{fs, thread, time::Duration};
-
-fn main() {
-    let cargo = parent_id();
-    let stat = fs::read_to_string(format!("/proc/{cargo}/stat")).unwrap();
-    let caller = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().to_string();
-    Command::new("kill").args(["-INT", &caller]).status().unwrap();
-    for _ in 0..600 {
-        if parent_id() != cargo {
-            return;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-"""
 
 
 class TestBuildRun:

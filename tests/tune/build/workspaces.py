@@ -31,6 +31,27 @@ FAILING_TEST_RS = MAIN_RS.replace(
 )
 BROKEN_RS = MAIN_RS.replace("a + b", "a + undefined_name")
 
+# A build script that presses Ctrl-C on agave-perf (its grandparent: agave-perf -> cargo ->
+# build script), then keeps cargo busy until cargo is gone.
+INTERRUPTING_BUILD_RS = """\
+use std::os::unix::process::parent_id;
+use std::process::Command;
+use std::{fs, thread, time::Duration};
+
+fn main() {
+    let cargo = parent_id();
+    let stat = fs::read_to_string(format!("/proc/{cargo}/stat")).unwrap();
+    let caller = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().to_string();
+    Command::new("kill").args(["-INT", &caller]).status().unwrap();
+    for _ in 0..600 {
+        if parent_id() != cargo {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+"""
+
 CARGO_TOML = """\
 [package]
 name = "perfdemo"
