@@ -118,6 +118,22 @@ class TestDone:
         assert (test["passed"], test["output_tail"]) == (False, "not run: the build gate failed")
 
 
+class TestStoreSelection:
+    def test_store_option_and_config(self, tmp_path: Path, catalog_file: Path) -> None:
+        """--store (or store.url in the config) picks the results store the plan lives in."""
+        ws = make_workspace(tmp_path / "ws")
+        other = f"sqlite:///{tmp_path / 'team.sqlite'}"
+        init(ws, catalog_file, "--store", other)
+        assert (tmp_path / "team.sqlite").is_file()
+        line = one_line_error(cli("plan", "status"), 2)
+        assert "no plan yet" in line
+        assert cli("plan", "status", "--store", other).returncode == 0
+        config = tmp_path / "agave-perf.toml"
+        config.write_text(f'[store]\nurl = "{other}"\n')
+        r = cli("--config", str(config), "plan", "status", "--json")
+        assert json.loads(r.stdout)["plan"]["agave_path"] == str(ws)
+
+
 class TestRendering:
     def test_status_table(self, tmp_path: Path, catalog_file: Path) -> None:
         """The human status names the plan, what is in flight, and each task's state and gates."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from agave_perf.cli._common import runtime, standard_options
+from agave_perf.cli.plan import store_option, store_url
 from agave_perf.errors import GateFailed
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def audit_cmd(path: Path, fleet: tuple[Path, ...], cpuinfo: Path) -> None:
 )
 @click.option("-p", "--package", "packages", multiple=True, help="Build only this package.")
 @click.option("--no-test", is_flag=True, help="Skip cargo test.")
+@store_option
 @standard_options
 def run_cmd(
     path: Path,
@@ -108,7 +110,7 @@ def run_cmd(
         def progress(verb: str, crate: str) -> None:
             status.update(f"cargo: {verb} {crate}")
 
-        with open_store(rt.settings.store.url) as store:
+        with open_store(store_url()) as store:
             if features is None:
                 chosen = _plan_features(store, path)
             else:

@@ -19,7 +19,33 @@ _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+_STORE_KEY = "agave_perf.store_url"
+
+
+def _remember_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta[_STORE_KEY] = value
+
+
+def store_option(func: click.decorators.FC) -> click.decorators.FC:
+    """Add ``--store URL`` (default: the config's store.url, else SQLite under the home)."""
+    return click.option(
+        "--store",
+        default=None,
+        expose_value=False,
+        callback=_remember_store,
+        help="Results store URL, e.g. postgresql://... (default: SQLite under the home).",
+    )(func)
+
+
+def store_url() -> str:
+    """Return the store URL of this invocation: --store, else the configured one."""
+    ctx = click.get_current_context()
+    return str(ctx.meta.get(_STORE_KEY) or runtime().settings.store.url)
+
+
 def _agave_option(func: click.decorators.FC) -> click.decorators.FC:
+    func = store_option(func)
     return click.option(
         "--agave",
         type=_DIR,
@@ -33,7 +59,7 @@ def _engine(agave: Path | None) -> Iterator[PlanEngine]:
     from agave_perf.plan.engine import PlanEngine as Engine
     from agave_perf.store import open_store
 
-    with open_store(runtime().settings.store.url) as store:
+    with open_store(store_url()) as store:
         yield Engine.open(store, agave)
 
 
@@ -64,6 +90,7 @@ def plan() -> None:
     help="CPU the build tasks target, e.g. x86-64-v3 (default: this host's x86-64 level).",
 )
 @click.option("--reset", is_flag=True, help="Start a new state; the old one and its evidence stay.")
+@store_option
 @standard_options
 def init_cmd(
     agave: Path,
@@ -79,7 +106,7 @@ def init_cmd(
     from agave_perf.store import open_store
 
     rt = runtime()
-    with open_store(rt.settings.store.url) as store:
+    with open_store(store_url()) as store:
         engine = PlanEngine.init(
             store,
             agave,
