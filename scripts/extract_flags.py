@@ -407,6 +407,13 @@ def _thread_args(mirror: Path, ref: str, text: str) -> list[dict[str, Any]]:
         if rec:
             rec["hidden"] = rec["hidden"] or False
             out.append(rec)
+    out += thread_impls(used, text, ref)
+    return out
+
+
+def thread_impls(used: list[str], text: str, ref: str) -> list[dict[str, Any]]:
+    """Flag records for ``new_thread_arg::<T>`` uses, from the ``impl ThreadArg for T`` blocks."""
+    out = []
     for typ in used:
         m = re.search(rf"impl\s+ThreadArg\s+for\s+{typ}\s*\{{", text)
         if not m:
@@ -502,6 +509,8 @@ def extract(mirror: Path, ref: str) -> tuple[list[dict[str, Any]], list[str]]:
             rec = build_flag(ch, res)
             if rec:
                 flags.append(rec)
+        # thread-count flags built by new_thread_arg::<T>() in this file (e.g. rocksdb's)
+        flags += thread_impls(re.findall(r"new_thread_arg::<\s*(\w+)\s*>", body), body, ref)
 
     thread = try_show(mirror, ref, "validator/src/cli/thread_args.rs")
     if thread is not None:
