@@ -6,6 +6,7 @@ refs (with ``git show``) and writes one JSON file per release line into
 ``src/agave_perf/data/flags/``. Usage::
 
     python scripts/extract_flags.py /work/.mirror/jito-foundation+jito-solana/repo
+    python scripts/extract_flags.py <mirror> --verify   # cross-check the shipped files
 
 The mirror used is jito-foundation/jito-solana: every Jito tag ``vX.Y.Z-jito`` is
 the upstream release (solana-labs/solana for 1.x, anza-xyz/agave from 2.0) with
@@ -612,8 +613,32 @@ def dump(doc: dict[str, Any]) -> str:
     return text + "\n}\n"
 
 
+def verify(mirror: Path) -> int:
+    """Cross-check the shipped files: every literal long name, alias and ThreadArg LONG_NAME
+    in the run scope of each source commit must be in that file's lists."""
+    bad = 0
+    for path in sorted(OUT_DIR.glob("*.json")):
+        doc = json.loads(path.read_text())
+        for kind in ("source", "jito"):
+            flags = doc["flags"] + (doc["jito_flags"] if kind == "jito" else [])
+            ours = {f["long"] for f in flags} | {a for f in flags for a in f["aliases"]}
+            seen: set[str] = set()
+            for name in doc[kind]["files"]:
+                text = drop_tests(strip_comments(try_show(mirror, doc[kind]["commit"], name) or ""))
+                m = re.search(r"pub fn test_app", text)
+                text = remove_calls(text[: m.start()] if m else text, "subcommand")
+                seen |= set(re.findall(r'\.(?:long|alias)\("([^"]+)"\)', text))
+                seen |= set(re.findall(r"LONG_NAME: &'static str = \"([^\"]+)\"", text))
+            missing = sorted(seen - ours)
+            bad += len(missing)
+            print(f"{doc['release_line']} {kind}: {len(ours)} names, not in the list: {missing}")
+    return 1 if bad else 0
+
+
 def main(argv: list[str]) -> int:
-    """Extract every release line and write the data files."""
+    """Extract every release line and write the data files (``--verify``: cross-check)."""
+    if len(argv) > 2 and argv[2] == "--verify":
+        return verify(Path(argv[1]))
     mirror = Path(argv[1])
     only = set(argv[2:])
     OUT_DIR.mkdir(parents=True, exist_ok=True)
