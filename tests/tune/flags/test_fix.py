@@ -133,3 +133,20 @@ class TestFix:
             "agave-validator --dynamic-port-range=8000-8025 --limit-ledger-size 50000000 "
             "--account-index program-id\n"
         )
+
+    def test_no_rename_when_the_value_would_change_meaning(self, tmp_path: Path) -> None:
+        """--accounts-db-cache-limit-mb 5000 is not renamed to a flag that reads bytes."""
+        path = tmp_path / "v.sh"
+        path.write_text(
+            "agave-validator --accounts-db-cache-limit-mb 5000 --experimental-poh-pinned-cpu-core 3\n"
+        )
+        text = path.read_text()
+        report = audit_text(text, source=str(path), version="4.2", profile="none")
+        fix(report, text, path)
+        dep = {f.flag: f for f in report.findings if f.code == "deprecated"}
+        assert "MEGABYTES -> BYTES" in dep["--accounts-db-cache-limit-mb"].suggestion
+        assert dep["--accounts-db-cache-limit-mb"].edit is None
+        fixed = path.with_name("v.sh.agave-perf").read_text()
+        assert (
+            fixed == "agave-validator --accounts-db-cache-limit-mb 5000 --poh-pinned-cpu-core 3\n"
+        )

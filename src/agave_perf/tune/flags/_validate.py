@@ -434,12 +434,27 @@ def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: Catalog)
     else:
         sugg = "remove it; it is ignored or will be removed"
     edit: Edit | None = None
-    if repl and target is not None and target.takes_value == spec.takes_value:
-        # same shape (both bare or both with a value): a plain rename is exact
+    if repl and _same_shape(spec, target):
         edit = Edit("rename", it, f"--{repl}")
-    elif not repl:
-        edit = Edit("delete", it)
+    elif repl:
+        sugg += f" (its value means something else: {_shape(spec)} -> {_shape(target)})"
+    elif spec.usage_warning and _no_effect(spec.usage_warning):
+        edit = Edit("delete", it)  # ignored by the validator: dropping it changes nothing
     return Finding(WARNING, it.name, "deprecated", msg, sugg, it.flag_word.line, edit=edit)
+
+
+def _same_shape(old: FlagSpec | None, new: FlagSpec | None) -> bool:
+    """Can --old V become --new V unchanged? Both bare, or both taking the same kind of value
+    (--accounts-db-cache-limit-mb MEGABYTES -> --accounts-db-write-cache-limit BYTES cannot)."""
+    if old is None or new is None or old.takes_value != new.takes_value:
+        return False
+    return not old.takes_value or old.value_name == new.value_name
+
+
+def _shape(spec: FlagSpec | None) -> str:
+    if spec is None or not spec.takes_value:
+        return "no value"
+    return spec.value_name or "a value"
 
 
 def _no_effect(text: str) -> bool:
@@ -483,8 +498,13 @@ def _classify_missing(
             removed_in = _first_after(lines, tuple(older))
             repl = hist.replaced_by
             tgt = release.lookup(repl, jito=jito) if repl else None
+            old = catalog.get(older[-1]).lookup(bare, jito=False)
             sugg = f"use --{repl}" if tgt is not None else "remove it"
-            edit = Edit("rename", it, f"--{repl}") if tgt is not None else Edit("delete", it)
+            edit: Edit | None = Edit("delete", it)
+            if tgt is not None:
+                edit = Edit("rename", it, f"--{repl}") if _same_shape(old, tgt) else None
+                if edit is None:
+                    sugg += f" (its value means something else: {_shape(old)} -> {_shape(tgt)})"
             msg = f"removed in {removed_in} (last in {older[-1]})"
             if hist.deprecated:
                 msg += f"; deprecated since {hist.deprecated[0]}"
