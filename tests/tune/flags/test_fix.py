@@ -138,7 +138,8 @@ class TestFix:
         """--accounts-db-cache-limit-mb 5000 is not renamed to a flag that reads bytes."""
         path = tmp_path / "v.sh"
         path.write_text(
-            "agave-validator --accounts-db-cache-limit-mb 5000 --experimental-poh-pinned-cpu-core 3\n"
+            "agave-validator --accounts-db-cache-limit-mb 5000 "
+            "--experimental-poh-pinned-cpu-core 3\n"
         )
         text = path.read_text()
         report = audit_text(text, source=str(path), version="4.2", profile="none")
