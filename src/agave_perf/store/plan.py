@@ -2,8 +2,8 @@
 
 The state of a plan is never stored as mutable rows. It is the replay of
 ``plan_events``, each event chained to the previous one by a SHA-256 hash, and
-every gate run is a ``plan_evidence`` row with its own hash. On SQLite, triggers
-refuse UPDATE and DELETE on both tables, so evidence cannot be lost by accident;
+every gate run is a ``plan_evidence`` row with its own hash. Triggers (SQLite and
+PostgreSQL) refuse UPDATE and DELETE on both tables, so evidence cannot be lost by accident;
 an edit made around them (another tool, a hand-edited file) breaks a hash and is
 reported by :func:`load_events` / :func:`load_evidence` as a :class:`StoreError`
 naming the row, while the rows themselves stay where they are.
@@ -85,6 +85,11 @@ plan_evidence = Table(
     Column("hash", String(64), nullable=False),
 )
 
+# Evidence and events are append-only in the database itself, not only by convention.
+_PG_FUNCTION = DDL(  # type: ignore[no-untyped-call]
+    "CREATE OR REPLACE FUNCTION agave_perf_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
+)
 for _table in (plan_events, plan_evidence):
     for _op in ("UPDATE", "DELETE"):
         event.listen(
@@ -96,6 +101,15 @@ for _table in (plan_events, plan_evidence):
                 f"BEGIN SELECT RAISE(ABORT, '{_table.name} is append-only'); END"
             ).execute_if(dialect="sqlite"),
         )
+    event.listen(_table, "after_create", _PG_FUNCTION.execute_if(dialect="postgresql"))
+    event.listen(
+        _table,
+        "after_create",
+        DDL(  # type: ignore[no-untyped-call]
+            f"CREATE OR REPLACE TRIGGER {_table.name}_append_only BEFORE UPDATE OR DELETE "
+            f"ON {_table.name} FOR EACH ROW EXECUTE FUNCTION agave_perf_append_only()"
+        ).execute_if(dialect="postgresql"),
+    )
 
 SCHEMA = Schema("plan", 1, (plans, plan_events, plan_evidence))
 
