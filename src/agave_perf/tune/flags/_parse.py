@@ -170,10 +170,8 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
 class _Lexer:
     """Splits shell text into simple commands of raw words."""
 
-    def __init__(self, text: str, *, base: int = 0, systemd: bool = False, line0: int = 0) -> None:
+    def __init__(self, text: str, *, systemd: bool = False, line0: int = 0) -> None:
         self.s = text
-        self.i = 0
-        self.base = base
         self.line0 = line0
         self.systemd = systemd
         self.notes: list[Note] = []
@@ -201,10 +199,10 @@ class _Lexer:
                         "command here; read as a continuation, as intended (remove the spaces)",
                     )
                 )
-            return self._skip_comment_lines(j + 1, self.line_of(i))
+            return self._skip_comment_lines(j + 1)
         return None
 
-    def _skip_comment_lines(self, j: int, cont_line: int) -> int:
+    def _skip_comment_lines(self, j: int) -> int:
         """After a continuation: skip comment-only lines the operator put between flags."""
         while True:
             k = j
@@ -578,7 +576,7 @@ def parse_shell(
     crlf: bool = False,
 ) -> ParsedInput:
     """Read shell text and return the validator invocations it runs."""
-    lexer = _Lexer(text, base=base, systemd=systemd, line0=line0)
+    lexer = _Lexer(text, systemd=systemd, line0=line0)
     lexer.quiet_trailing_blank = crlf  # a CRLF file gets one note, not one per line
     commands = lexer.run()
     env = env or _Env()
@@ -734,9 +732,7 @@ def parse_systemd(text: str) -> ParsedInput:
         value_start = text.index("=", start) + 1
         body = text[value_start:logical_end]
         if key == "Environment":
-            lexer = _Lexer(
-                body, base=value_start, systemd=True, line0=text.count("\n", 0, value_start)
-            )
+            lexer = _Lexer(body, systemd=True, line0=text.count("\n", 0, value_start))
             for cmd in lexer.run():
                 for raw in cmd.words:
                     for w in env.expand(raw, value_start):
