@@ -513,6 +513,11 @@ def _lag_criterion(lag: LagStats, st: SlotTimeStats, s: SloSettings, t0: float) 
         )
     if lag.unknown:
         parts.append(f"{lag.unknown} samples with the node unknown, counted as out of SLO")
+    for ref, n in sorted(lag.flagged.items()):
+        parts.append(
+            f"reference {ref} was > {lag.threshold} slots behind the others on "
+            f"{100 * n / lag.samples:.0f} % of ticks: flagged and ignored there"
+        )
     if lag.tip_source == "shred":
         parts.append("no reference: tip = the node's own getMaxShredInsertSlot")
     ok = lag.fraction_ok >= s.lag_quantile

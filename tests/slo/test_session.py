@@ -1,0 +1,130 @@
+"""The monitor against an in-process simnet: references, slot time, latency, landing, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agave_perf.config import SloSettings
+from agave_perf.simnet import Distribution, SimCluster
+from agave_perf.slo import Monitor, Sources
+from agave_perf.slo.evaluate import latency_stats
+from agave_perf.slo.samples import Fault, LandingSample, RequestSample, Sample
+from agave_perf.slo.slot import EndpointStream
+from tests.cli._simnet import closed_port
+
+
+class TestReferences:
+    async def test_behind_reference_flagged_and_ignored(self) -> None:
+        """A reference 8 slots behind the others is flagged; the tip comes from the good one."""
+        async with SimCluster(nodes=3, scenario="lag:slots=8,node=2", slot_ms=100) as cluster:
+            tip, node, slow = cluster.info()
+            monitor = Monitor(
+                Sources(rpc=node.http, references=[tip.http, slow.http]),
+                SloSettings(request_rate=0),
+            )
+            await monitor.run(1.5)
+        verdict = monitor.verdict()
+        doc = verdict.to_json()
+        assert (
+            doc["slot_lag"]["flagged_references"].get(slow.http, 0)
+            >= 0.9 * (doc["slot_lag"]["samples"])
+        )
+        assert tip.http not in doc["slot_lag"]["flagged_references"]
+        assert doc["slot_lag"]["max"] <= 3  # measured against the tip, not the slow reference
+        assert f"reference {slow.http}" in verdict.evaluation.criteria[0].evidence
+
+
+class TestSlotTime:
+    async def test_perf_samples_and_observed_rate(self) -> None:
+        """Slot time comes from the observed rate and from getRecentPerformanceSamples."""
+        async with SimCluster(nodes=2, slot_ms=100, perf_sample_s=1.0) as cluster:
+            await asyncio.sleep(2.2)  # let the node close two performance samples
+            tip, node = cluster.info()
+            monitor = Monitor(
+                Sources(rpc=node.http, references=[tip.http]), SloSettings(request_rate=0)
+            )
+            await monitor.run(1.2)
+        st = monitor.verdict().to_json()["slot_time_ms"]
+        assert 90 <= st["observed"] <= 110
+        assert 80 <= st["perf_samples"] <= 125
+        assert st["source"] == "observed slot rate"
+
+
+class TestLatency:
+    async def test_measured_p95_matches_injected_distribution(self) -> None:
+        """With 20±2 ms injected on getAccountInfo, measured p95 is the distribution's p95."""
+        dist = Distribution("normal", 0.020, 0.002)
+        async with SimCluster(
+            nodes=2, scenario="latency:dist=normal,mean=20ms,sd=2ms,methods=getAccountInfo"
+        ) as cluster:
+            tip, node = cluster.info()
+            monitor = Monitor(
+                Sources(rpc=node.http, references=[tip.http]), SloSettings(request_rate=50)
+            )
+            await monitor.run(2.0)
+        stats = {m.method: m for m in latency_stats(monitor.data.of(RequestSample))}
+        acct = stats["getAccountInfo"]
+        assert acct.count >= 15
+        assert abs(acct.p95 - dist.quantile(0.95) * 1000) < 6.0
+        assert stats["getLatestBlockhash"].p95 < 10.0
+
+    async def test_landing_latency_with_keypair(self) -> None:
+        """With the funded payer, sent transactions land and their landing time is measured."""
+        async with SimCluster(nodes=2, slot_ms=100) as cluster:
+            tip, node = cluster.info()
+            monitor = Monitor(
+                Sources(rpc=node.http, references=[tip.http], keypair=cluster.payer),
+                SloSettings(request_rate=10),
+            )
+            await monitor.run(2.0)
+        landed = [s for s in monitor.data.of(LandingSample) if not s.error]
+        assert len(landed) >= 2
+        assert all(s.slots is not None and 0 <= s.slots <= 6 for s in landed)
+        assert all(0 < s.ms < 1000 for s in landed)
+        sends = [r for r in monitor.data.of(RequestSample) if r.method == "sendTransaction"]
+        assert sends
+        assert not any(r.error for r in sends)
+
+
+class TestPolling:
+    async def test_polls_when_websocket_fails_and_backs_off_on_429(self) -> None:
+        """Without WS the stream polls getSlot; 429s slow it down and the drop is reported."""
+        got: list[Sample] = []
+        only_429 = (
+            "flaky:rate_429=1,error_rate=0,rate_503=0,timeout_rate=0,malformed_rate=0,"
+            "ws_drop_per_min=0"
+        )
+        async with SimCluster(nodes=1, scenario=only_429) as cluster:
+            stream = EndpointStream(
+                cluster.info()[0].http, "node", got.append, ws_url=f"ws://127.0.0.1:{closed_port()}"
+            )
+            task = asyncio.create_task(stream.run())
+            await asyncio.sleep(1.5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        kinds = [f.kind for f in got if isinstance(f, Fault)]
+        assert "ws_unavailable" in kinds
+        assert "http_429" in kinds
+        resolution = [f.detail for f in got if isinstance(f, Fault) and f.kind == "resolution"]
+        assert resolution
+        assert "Hz" in resolution[-1]
+        assert stream.mode == "poll"
+        assert 1 / stream.interval < 4.0
+        assert stream.slot is None  # a 429 is never taken as a slot
+
+    async def test_polling_tracks_slots(self) -> None:
+        """With the WebSocket unreachable, polling still follows the slot at ≥ 4 Hz."""
+        got: list[Sample] = []
+        async with SimCluster(nodes=1, slot_ms=100) as cluster:
+            stream = EndpointStream(
+                cluster.info()[0].http, "node", got.append, ws_url=f"ws://127.0.0.1:{closed_port()}"
+            )
+            task = asyncio.create_task(stream.run())
+            await asyncio.sleep(1.5)
+            truth = cluster.tip.view.processed
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert stream.slot is not None
+        assert truth - stream.slot <= 3
+        polls = [s for s in got if getattr(s, "source", "") == "poll"]
+        assert len(polls) >= 6  # 1.5 s at 5 Hz, minus start-up
