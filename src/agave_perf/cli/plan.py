@@ -195,7 +195,14 @@ def rollback_cmd(task: str, agave: Path | None) -> None:
 @click.argument("path", type=_DIR, default=".")
 @standard_options
 def todos_cmd(path: Path) -> None:
-    """List every [PERF-TODO] under PATH with file:line, grouped by component."""
+    """List every [PERF-TODO] under PATH with file:line, grouped by component.
+
+    \b
+    Convention (any text file; target/ and .git/ are skipped):
+      // [PERF-TODO](rpc) cache encoded accounts per slot
+      # [PERF-TODO rpc: cache encoded accounts per slot]
+      // [PERF-TODO] grouped under the file's top-level directory (crate)
+    """
     from agave_perf.plan.todos import scan
 
     runtime().emit(scan(path))
