@@ -149,6 +149,22 @@ class TestRendering:
         assert "in-progress" in row
         assert "check FAIL" in row
 
+    def test_show_task(self, tmp_path: Path, catalog_file: Path) -> None:
+        """plan show prints what to change, the gates and rollback, and the evidence rows."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "gate", "host.x", "--agave", str(ws))
+        out = cli("plan", "show", "host.x", "--agave", str(ws)).stdout
+        assert "host / runtime (risk low)" in out
+        (rollback,) = [line for line in out.splitlines() if line.startswith("rollback")]
+        assert rollback.split() == ["rollback", "host-journal"]
+        (row,) = [line for line in out.splitlines() if " check " in line]
+        assert "FAIL" in row
+        doc = json.loads(cli("plan", "show", "rpc.fast", "--agave", str(ws), "--json").stdout)
+        assert (doc["feature"], doc["evidence"]) == ("perfdemo/perf-fast", [])
+        line = one_line_error(cli("plan", "show", "rpc.fsat", "--agave", str(ws)), 2)
+        assert "did you mean rpc.fast" in line
+
 
 class TestBranchesAndComponents:
     def test_branch_per_phase(self, tmp_path: Path, catalog_file: Path) -> None:

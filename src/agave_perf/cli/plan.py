@@ -132,6 +132,19 @@ def status_cmd(agave: Path | None) -> None:
         runtime().emit(PlanStatus(state, engine.archived_evidence(), engine.build_env(state)))
 
 
+@plan.command("show")
+@click.argument("task")
+@_agave_option
+@standard_options
+def show_cmd(task: str, agave: Path | None) -> None:
+    """Show TASK in full: the change, expected effect, gates, rollback, Agave paths, evidence."""
+    from agave_perf.plan.status import TaskView
+
+    with _engine(agave) as engine:
+        state = engine.state()
+        runtime().emit(TaskView(state, state.catalog.task(task).id))
+
+
 @plan.command("start")
 @click.argument("task")
 @click.option("--force", is_flag=True, help="Start although another component is in flight.")

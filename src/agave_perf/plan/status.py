@@ -31,7 +31,13 @@ def _task_json(state: PlanState, ts: TaskState) -> dict[str, Any]:
         "risk": t.risk,
         "gates": list(t.gates),
         "rollback": t.rollback.kind,
+        "rollback_how": t.rollback.how or None,
         "feature": t.feature or None,
+        "build_env": t.build_env,
+        "change": t.change,
+        "expected_effect": t.expected_effect,
+        "agave_paths": list(t.agave_paths),
+        "source": t.source or None,
         "state": ts.status,
         "started_at": ts.started_at or None,
         "forced": ts.forced,
@@ -56,6 +62,63 @@ def _last_gates(state: PlanState, task_id: str) -> Text:
     out.append(f"@{run[0].commit[:8]}" + ("+dirty" if run[0].dirty else ""))
     out.append(f" ({len(state.evidence_of(task_id))})")
     return out
+
+
+@dataclass
+class TaskView:
+    """One task in full: what to change, what it should bring, its gates and evidence."""
+
+    state: PlanState
+    task_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the task and its evidence as plain JSON data."""
+        return _task_json(self.state, self.state.tasks[self.task_id])
+
+    def __rich__(self) -> RenderableType:
+        d = self.to_json()
+        rows = Table.grid(padding=(0, 2))
+        rows.add_column(style="bold", no_wrap=True)
+        rows.add_column(overflow="fold")
+        fields = [
+            ("task", f"{d['id']}: {d['title']}"),
+            ("component / kind", f"{d['component']} / {d['kind']} (risk {d['risk']})"),
+            ("state", d["state"] + (" (forced)" if d["forced"] else "")),
+            ("change", d["change"]),
+            ("expected effect", d["expected_effect"]),
+            ("gates", ", ".join(d["gates"])),
+            ("rollback", d["rollback"] + (f": {d['rollback_how']}" if d["rollback_how"] else "")),
+        ]
+        if d["feature"]:
+            fields.append(("cargo feature", d["feature"]))
+        if d["build_env"]:
+            fields.append(
+                ("build settings", " ".join(f"{k}={v}" for k, v in d["build_env"].items()))
+            )
+        if d["agave_paths"]:
+            fields.append(("in the Agave tree", "\n".join(d["agave_paths"])))
+        if d["source"]:
+            fields.append(("source", d["source"]))
+        for name, value in fields:
+            rows.add_row(name, Text(str(value)))
+        parts: list[RenderableType] = [rows]
+        if d["evidence"]:
+            ev = Table(title="gate evidence", title_justify="left", box=box.SIMPLE_HEAD)
+            for col in ("#", "gate", "result", "exit", "seconds", "commit"):
+                ev.add_column(col, no_wrap=True)
+            for e in d["evidence"]:
+                ev.add_row(
+                    str(e["id"]),
+                    e["gate"],
+                    Text(
+                        "pass" if e["passed"] else "FAIL", style="green" if e["passed"] else "red"
+                    ),
+                    "-" if e["exit_code"] is None else str(e["exit_code"]),
+                    f"{e['duration_s']:.1f}",
+                    e["commit"][:12] + (" (dirty)" if e["dirty"] else ""),
+                )
+            parts.append(ev)
+        return Group(*parts)
 
 
 @dataclass
