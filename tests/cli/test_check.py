@@ -78,8 +78,13 @@ class TestVerdicts:
         assert "getAccountInfo p95" in r.stdout + r.stderr
 
     def test_memory_limit_below_use_fails(self, steady: Any, tmp_path: Path) -> None:
-        """A real child holding 64 MiB fails a 32 MiB limit; the verdict shows what it measured."""
+        """A real child holding 64 MiB fails a 32 MiB limit; the verdict shows what it measured.
+
+        The start script's memory-heavy flags are named next to it.
+        """
         node, tip = urls(steady)
+        script = tmp_path / "validator.sh"
+        script.write_text("exec agave-validator --account-index spl-token-owner --full-rpc-api\n")
         with subprocess.Popen(
             [sys.executable, "-c", HOG, "64"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         ) as hog:
@@ -88,6 +93,7 @@ class TestVerdicts:
             r = agave_perf(
                 "check", "--rpc", node, "--reference", tip, "--duration", "2s",
                 "--pid", str(hog.pid), "--memory-limit-gib", "0.03125", "--json",
+                "--validator-script", str(script),
                 home=tmp_path,
             )  # fmt: skip
             hog.kill()
@@ -98,6 +104,7 @@ class TestVerdicts:
         assert memory["at_peak"]["rss_anon"] >= 64 * MIB
         assert "memory" in r.stderr
         assert [c["criterion"] for c in doc["criteria"] if c["status"] == "fail"] == ["memory"]
+        assert any("--account-index spl-token-owner" in n for n in doc["notes"])
 
     def test_replay_with_other_settings(self, steady: Any, tmp_path: Path) -> None:
         """A recorded passing run fails on replay with a zero-slot threshold, without a node."""
