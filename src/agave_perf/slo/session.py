@@ -243,6 +243,16 @@ class Monitor:
             sending=self.sources.keypair is not None,
         )
         end = self.ended if self.ended is not None else self.clock.now()
+        extra = list(notes or [])
+        sources: dict[str, set[str]] = {}
+        for seen in self.data.by_kind["slot"]:
+            sources.setdefault(seen.role, set()).add(seen.source)
+        if len(set().union(*sources.values()) if sources else set()) > 1:
+            extra.append(
+                "some slots came from getSlot polling and some from slotSubscribe, which Agave "
+                "sends when a slot's bank is created (before it is processed): expect up to "
+                "about one slot of bias while the sources differed"
+            )
         return Verdict(
             evaluation=ev,
             node=self.node.endpoint,
@@ -251,7 +261,7 @@ class Monitor:
             started_unix=self.started_unix,
             t0=self.t0,
             endpoints=self.endpoints(),
-            notes=[*self.notes, *(notes or [])],
+            notes=[*self.notes, *extra],
         )
 
 

@@ -6,6 +6,12 @@ Each :class:`EndpointStream` follows one endpoint's processed slot with
 off on HTTP 429 and says so (a ``resolution`` fault with the rate it fell to)
 instead of silently sampling less. :class:`LagTicker` reads every stream's state at
 ``sample_hz`` and turns it into :class:`LagSample` and per-slot :class:`TimeLag`.
+
+Agave sends ``slotNotification`` when replay creates the bank for a slot
+(``replay_stage`` ``new_bank_from_parent_with_notify``), a little before that bank is
+frozen and ``getSlot(processed)`` returns it. Node and references are normally
+followed the same way, so the offset cancels; when they are not (one side fell
+back to polling), the verdict says so.
 """
 
 from __future__ import annotations
