@@ -45,6 +45,14 @@ def flags() -> None:
     help="Read host facts (/proc/sys, /sys, /proc/mounts) below this directory.",
 )
 @click.option(
+    "--rpc-method",
+    "methods",
+    multiple=True,
+    metavar="METHOD",
+    help="An RPC method the bots call (repeat); decides which --account-index entries are "
+    "needed (default: the rpc-trading mix, which needs none).",
+)
+@click.option(
     "--jito/--no-jito",
     default=None,
     help="The binary is (not) a Jito-Solana build (default: from its path and flags).",
@@ -61,6 +69,7 @@ def audit(
     agave_version: str | None,
     profile: str,
     root: Path,
+    methods: tuple[str, ...],
     jito: bool | None,
     do_fix: bool,
 ) -> None:
@@ -89,7 +98,13 @@ def audit(
         except OSError as err:
             raise UsageError(f"cannot read {file}: {err.strerror or err}") from None
     report = audit_text(
-        text, source=file, version=agave_version, profile=profile, root=root, jito=jito
+        text,
+        source=file,
+        version=agave_version,
+        profile=profile,
+        root=root,
+        jito=jito,
+        methods=methods,
     )
     if do_fix:
         fix(report, text, path)

@@ -81,3 +81,20 @@ class TestFixCommand:
         assert "--skip-startup-ledger-verification" in fixed.read_text()
         assert "+  --skip-startup-ledger-verification \\" in r.stdout
         assert f"corrected copy written to {fixed}" in r.stdout.replace("\n", "")
+
+
+class TestWorkload:
+    def test_rpc_method_option(self, good_root: Path) -> None:
+        """--rpc-method getProgramAccounts makes a missing program-id index advice."""
+        r = run(
+            "-",
+            "--json",
+            "--root",
+            str(good_root),
+            "--rpc-method",
+            "getProgramAccounts",
+            stdin="agave-validator --ledger /mnt/ledger --accounts /mnt/accounts\n",
+        )
+        assert r.returncode == 0, r.stderr
+        codes = {f["code"] for f in json.loads(r.stdout)["invocations"][0]["findings"]}
+        assert "account-index-missing" in codes

@@ -64,21 +64,32 @@ class TestRpcTrading:
         assert f.severity == "warning"
         assert "cpu" in f.effect
 
-    def test_account_indexes_cost_memory(self, good_root: Path) -> None:
-        """Each unrestricted --account-index gets advice naming its methods and memory cost."""
+    def test_indexes_the_trading_mix_does_not_use(self, good_root: Path) -> None:
+        """The default trading mix uses no secondary index: each one is advice to remove."""
         text = GOOD + " --account-index program-id --account-index spl-token-owner\n"
         report = audit_text(text, version="2.1", root=good_root)
-        idx = [f for f in report.findings if f.code == "account-index-cost"]
+        idx = [f for f in report.findings if f.code == "account-index-unneeded"]
         assert [f.flag for f in idx] == [
             "--account-index program-id",
             "--account-index spl-token-owner",
         ]
         assert "getProgramAccounts" in idx[0].message
         assert "16 GB" in idx[0].effect["memory"]
-        restricted = audit_text(
-            text.strip() + " --account-index-include-key Prog1111\n", version="2.1", root=good_root
-        )
-        assert not [f for f in restricted.findings if f.code == "account-index-cost"]
+
+    def test_indexes_follow_the_declared_methods(self, good_root: Path) -> None:
+        """--rpc-method decides: a used index is kept (restrict it), a missing one is advised."""
+        text = GOOD + " --account-index program-id --account-index spl-token-owner\n"
+        methods = ("getProgramAccounts", "getTokenLargestAccounts")
+        report = audit_text(text, version="2.1", root=good_root, methods=methods)
+        got = {(f.code, f.flag) for f in report.findings if "account-index" in f.code}
+        assert got == {
+            ("account-index-cost", "--account-index program-id"),
+            ("account-index-unneeded", "--account-index spl-token-owner"),
+            ("account-index-missing", "--account-index spl-token-mint"),
+        }
+        restricted = text.strip() + " --account-index-include-key Prog1111\n"
+        again = audit_text(restricted, version="2.1", root=good_root, methods=methods)
+        assert "account-index-cost" not in advice(again)
 
     def test_rpc_threads_over_cores(self, tmp_path: Path) -> None:
         """More RPC threads than CPUs is a warning; the CPU count comes from the root."""
@@ -127,12 +138,13 @@ class TestRpcTrading:
         assert report.findings == []
 
     def test_fixture_with_indexes(self, good_root: Path) -> None:
-        """The plain command-line fixture restricts its indexes, so no index advice."""
+        """The plain command-line fixture's indexes are restricted but unneeded for trading."""
         report = audit_text(fixture_text("13_plain_command_line.txt"), root=good_root)
         assert "account-index-cost" not in advice(report)
+        assert advice(report)["account-index-unneeded"] == "advice"
 
     def test_invalid_index_gets_no_memory_advice(self, good_root: Path) -> None:
         """A misspelled index is a validation error, not also a memory-cost note."""
         report = audit_text(GOOD + " --account-index program-ids\n", version="2.1", root=good_root)
-        assert "account-index-cost" not in advice(report)
+        assert "account-index-unneeded" not in advice(report)
         assert "invalid-value" in advice(report)

@@ -202,6 +202,7 @@ def audit_invocation(
     profile: str,
     host: HostFacts,
     jito: bool | None = None,
+    methods: tuple[str, ...] = (),
 ) -> InvocationReport:
     """Validate and advise on one invocation."""
     # a first pass with the newest list tells whether Jito-only flags are used
@@ -230,7 +231,7 @@ def audit_invocation(
             ),
         )
     uses = [it for it in items if isinstance(it, FlagUse) and it.spec is not None]
-    findings += recommend(uses, release, host, profile)
+    findings += recommend(uses, release, host, profile, methods)
     return InvocationReport(
         binary=inv.binary.text,
         line=inv.line,
@@ -252,6 +253,7 @@ def audit_text(
     catalog: Catalog | None = None,
     parsed: ParsedInput | None = None,
     jito: bool | None = None,
+    methods: tuple[str, ...] = (),
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
     catalog = catalog or Catalog.load()
@@ -265,7 +267,9 @@ def audit_text(
         )
     host = HostFacts.read(root)
     reports = [
-        audit_invocation(inv, catalog, version=version, profile=profile, host=host, jito=jito)
+        audit_invocation(
+            inv, catalog, version=version, profile=profile, host=host, jito=jito, methods=methods
+        )
         for inv in parsed.invocations
     ]
     notes = [Finding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]

@@ -27,12 +27,29 @@ NETWORK_LIMITS = {
     "vm.max_map_count": 1000000,
 }
 
-# Which RPC methods each secondary index serves (Anza docs, validator-start guide).
+# Which RPC methods each secondary index serves (rpc/src/rpc.rs: get_filtered_program_accounts
+# checks AccountIndex::ProgramId, ..._by_owner SplTokenOwner, ..._by_mint SplTokenMint).
 INDEX_METHODS = {
-    "program-id": "getProgramAccounts",
+    "program-id": "getProgramAccounts (and getTokenAccountsByDelegate without a mint)",
     "spl-token-owner": "getTokenAccountsByOwner (and getProgramAccounts with an owner filter)",
-    "spl-token-mint": "getTokenLargestAccounts (and getProgramAccounts with a mint filter)",
+    "spl-token-mint": "getTokenLargestAccounts, getTokenAccountsByDelegate with a mint "
+    "(and getProgramAccounts with a mint filter)",
 }
+METHOD_INDEXES = {
+    "getProgramAccounts": ("program-id",),
+    "getTokenAccountsByOwner": ("spl-token-owner",),
+    "getTokenLargestAccounts": ("spl-token-mint",),
+    "getTokenAccountsByDelegate": ("spl-token-mint", "program-id"),
+}
+# The rpc-trading workload of DESIGN.md (what `agave-perf bench` drives): no secondary index.
+TRADING_METHODS = (
+    "sendTransaction",
+    "simulateTransaction",
+    "getLatestBlockhash",
+    "getAccountInfo",
+    "getMultipleAccounts",
+    "getSignatureStatuses",
+)
 
 
 @dataclass
@@ -90,9 +107,13 @@ def _count_cpus(spec: str) -> int:
 
 
 def recommend(
-    uses: list[FlagUse], release: Release, host: HostFacts, profile: str
+    uses: list[FlagUse],
+    release: Release,
+    host: HostFacts,
+    profile: str,
+    methods: tuple[str, ...] = (),
 ) -> list[Finding]:
-    """Advice for a profile; empty for ``none``."""
+    """Advice for a profile and the RPC methods the bots call; empty for profile ``none``."""
     if profile == "none":
         return []
     if profile != "rpc-trading":
@@ -164,25 +185,55 @@ def recommend(
                 {"disk": "bounded", "latency": "steadier (less compaction I/O late in life)"},
             )
         )
-    # account indexes
-    # invalid index names are validation errors already; advise on the real ones only
+    # account indexes: keep only what the workload's methods use
+    # (invalid index names are validation errors already; advise on the real ones only)
+    workload = tuple(methods) if methods else TRADING_METHODS
+    needed = {idx for m in workload for idx in METHOD_INDEXES.get(m, ())[:1]}
     indexes = [v for u in by.get("account-index", []) for v in u.values if v in INDEX_METHODS]
-    if indexes and not has("account-index-include-key"):
-        for idx in indexes:
+    memory = {
+        "memory": "many GiB on mainnet per index (estimate); counts against the 16 GB "
+        "anonymous-memory criterion",
+    }
+    for idx in dict.fromkeys(indexes):
+        if idx not in needed:
             out.append(
                 Finding(
                     ADVICE,
                     f"--account-index {idx}",
+                    "account-index-unneeded",
+                    f"the {idx} index keeps an in-memory entry for every matching account and "
+                    f"serves only {INDEX_METHODS[idx]}, which the workload does not call",
+                    "remove it (or name the methods the bots call with --rpc-method)",
+                    first_line("account-index"),
+                    memory,
+                )
+            )
+        elif not has("account-index-include-key"):
+            out.append(
+                Finding(
+                    INFO,
+                    f"--account-index {idx}",
                     "account-index-cost",
-                    f"the {idx} index keeps an in-memory entry for every matching account; "
-                    f"it serves only {INDEX_METHODS[idx]}",
-                    "keep it only if the bots call those methods; otherwise remove it, or "
+                    f"the {idx} index is needed for {INDEX_METHODS[idx]}; it covers every "
+                    "matching account",
                     "restrict it with --account-index-include-key <PROGRAM_OR_MINT>",
                     first_line("account-index"),
-                    {
-                        "memory": "many GiB on mainnet per index (estimate); counts against "
-                        "the 16 GB anonymous-memory criterion",
-                    },
+                    memory,
+                )
+            )
+    for idx in sorted(needed - set(indexes)):
+        if known("account-index"):
+            users = [m for m in workload if idx in METHOD_INDEXES.get(m, ())[:1]]
+            out.append(
+                Finding(
+                    ADVICE,
+                    f"--account-index {idx}",
+                    "account-index-missing",
+                    f"the workload calls {', '.join(users)}; without the {idx} index each call "
+                    "scans all accounts",
+                    f"add --account-index {idx} (restricted with --account-index-include-key)",
+                    0,
+                    {"latency": "index lookups instead of full scans", **memory},
                 )
             )
     # RPC threads vs cores
