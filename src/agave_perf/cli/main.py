@@ -21,11 +21,14 @@ from agave_perf.errors import (
 # name -> "module:attribute"; modules load only when their command runs, which keeps
 # `agave-perf --help` and quick commands like `host check` fast.
 COMMANDS: dict[str, str] = {
+    "bench": "agave_perf.cli.bench:bench",
     "build": "agave_perf.cli.build:build",
     "check": "agave_perf.cli.check:check",
+    "compare": "agave_perf.cli.compare:compare",
     "flags": "agave_perf.cli.flags:flags",
     "host": "agave_perf.cli.host:host",
     "plan": "agave_perf.cli.plan:plan",
+    "report": "agave_perf.cli.report:report",
     "simnet": "agave_perf.cli.simnet:simnet",
     "watch": "agave_perf.cli.watch:watch",
 }

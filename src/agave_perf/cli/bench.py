@@ -1,0 +1,232 @@
+"""``agave-perf bench``: drive a workload open-loop against a node, store and show the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from agave_perf.cli._common import Duration, run_async, runtime, standard_options
+from agave_perf.errors import EXIT_INTERRUPTED, RpcTransportError, SloFailed, UsageError
+
+if TYPE_CHECKING:
+    from agave_perf.bench import BenchConfig, Engine, FindMax, RunResult
+
+
+@dataclass
+class BenchOutput:
+    """A finished run (or ramp) and where it was stored."""
+
+    result: RunResult | FindMax
+    stored: list[str]
+    store_url: str
+
+    def __rich__(self) -> RenderableType:
+        """The result, then where it went."""
+        where = (
+            Text(f"stored as {', '.join(self.stored)} in {self.store_url}", style="dim")
+            if self.stored
+            else Text("not stored", style="dim")
+        )
+        return Group(self.result, where)
+
+    def to_json(self) -> Any:
+        """The result's JSON plus the stored ids."""
+        doc = self.result.to_json()
+        doc["stored"] = {"ids": self.stored, "store": self.store_url}
+        return doc
+
+
+class _Progress:
+    """A low-rate progress line on stderr; it reads counters, never touches the send path."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from agave_perf.output import console
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+            refresh_per_second=2,
+            transient=True,
+        )
+        self.task = self.progress.add_task("bench", total=1.0, stats="")
+
+    def __call__(self, engine: Engine) -> None:
+        s = engine.snapshot()
+        self.progress.update(
+            self.task,
+            total=s["total"],
+            completed=min(
+                s["total"], s["elapsed"] + (engine.spec.warmup if not s["warming"] else 0)
+            ),
+            description="warm-up" if s["warming"] else f"{engine.spec.rate:g} req/s",
+            stats=(
+                f"ok {s['ok']} err {s['errors']} late {s['late']} dropped {s['dropped']} "
+                f"in flight {s['inflight']} p99 {s['p99_ms']:.1f} ms"
+            ),
+        )
+
+
+async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> RunResult | FindMax:
+    from agave_perf.bench import find_max, run_bench
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    bar = _Progress() if show else None
+    try:
+        if bar is not None:
+            bar.progress.start()
+        if find:
+            return await find_max(cfg, max_rate=max_rate, stop=stop, progress=bar)
+        return await run_bench(cfg, stop=stop, progress=bar)
+    finally:
+        if bar is not None:
+            bar.progress.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, ValueError):
+                loop.remove_signal_handler(sig)
+
+
+@click.command()
+@click.option("--rpc", required=True, help="JSON-RPC URL of the node (PubSub: same host, port+1).")
+@click.option("--ws", default=None, help="PubSub URL when it is not the RPC port + 1.")
+@click.option(
+    "--workload",
+    default="trading",
+    show_default=True,
+    help="Built-in (trading, reads, send, slot) or a TOML workload file.",
+)
+@click.option("--rate", type=click.FloatRange(min=0.001), default=None, help="Requests per second.")
+@click.option("--duration", type=Duration(), default=None, help="Measured time, e.g. 30s.")
+@click.option("--warmup", type=Duration(), default=None, help="Unmeasured load before, e.g. 5s.")
+@click.option("--connections", type=click.IntRange(1, 4096), default=None, help="HTTP connections.")
+@click.option(
+    "--arrival",
+    type=click.Choice(["constant", "poisson"]),
+    default="constant",
+    show_default=True,
+    help="Spacing of the intended send times.",
+)
+@click.option("--closed-loop", is_flag=True, help="Closed loop (for contrast; hides stalls).")
+@click.option("--timeout", type=Duration(), default=None, help="Per-request timeout.")
+@click.option("--tag", "tags", multiple=True, help="k=v stored with the run (repeatable).")
+@click.option("--slo", "slos", multiple=True, help="Objective like p95<50ms (repeatable).")
+@click.option("--find-max", is_flag=True, help="Ramp the rate to the highest meeting --slo.")
+@click.option("--max-rate", type=click.FloatRange(min=1), default=100_000, show_default=True)
+@click.option("--keypair", type=click.Path(dir_okay=False), help="Funded payer (Solana CLI JSON).")
+@click.option("--accounts", type=click.Path(dir_okay=False), help="Pubkeys for $account, a file.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the request mix.")
+@click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
+@click.option("--no-store", is_flag=True, help="Do not store the result.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Also write the full run here."
+)
+@standard_options
+def bench(
+    rpc: str,
+    ws: str | None,
+    workload: str,
+    rate: float | None,
+    duration: float | None,
+    warmup: float | None,
+    connections: int | None,
+    arrival: str,
+    closed_loop: bool,
+    timeout: float | None,
+    tags: tuple[str, ...],
+    slos: tuple[str, ...],
+    find_max: bool,
+    max_rate: float,
+    keypair: str | None,
+    accounts: str | None,
+    seed: int,
+    store_url: str | None,
+    no_store: bool,
+    output: str | None,
+) -> None:
+    """Drive a workload open-loop (latency from the intended send time) and store the result.
+
+    Exit 1 when an --slo is missed, 3 when the node is unreachable or fails mid-run
+    (what was measured is kept, marked partial); Ctrl-C also keeps what was measured.
+    """
+    from agave_perf.bench import BenchConfig, FindMax, load_workload, parse_slo
+    from agave_perf.bench._env import parse_tags
+    from agave_perf.output import dumps
+    from agave_perf.store import open_store
+    from agave_perf.store.bench import save_run
+
+    rt = runtime()
+    cfg_b = rt.settings.bench
+    objectives = [parse_slo(s) for s in slos]
+    if find_max and not objectives:
+        raise UsageError("--find-max needs at least one --slo, e.g. --slo 'p95<50ms'")
+    cfg = BenchConfig(
+        rpc=rpc,
+        workload=load_workload(workload),
+        rate=rate or cfg_b.rate,
+        duration=duration or cfg_b.duration_s,
+        warmup=cfg_b.warmup_s if warmup is None else warmup,
+        connections=connections or cfg_b.connections,
+        arrival=arrival,
+        timeout=timeout or cfg_b.timeout_s,
+        keypair=keypair,
+        accounts_file=accounts,
+        ws=ws,
+        tags=parse_tags(tags),
+        slos=objectives,
+        closed_loop=closed_loop,
+        seed=seed,
+    )
+    show = not rt.as_json and sys.stderr.isatty()
+    result = run_async(_run(cfg, find_max, max_rate, show))
+    runs = result.steps if isinstance(result, FindMax) else [result]
+    stored: list[str] = []
+    url = store_url or rt.settings.store.url
+    display = ""
+    if not no_store and runs:
+        with open_store(url) as store:
+            display = store.display_url
+            for r in runs:
+                if r.ok or r.errors:
+                    stored.append(save_run(store, r))
+    if output:
+        doc = (
+            {"find_max": result.to_json(), "runs": [r.to_json(full=True) for r in runs]}
+            if isinstance(result, FindMax)
+            else result.to_json(full=True)
+        )
+        Path(output).write_text(dumps(doc) + "\n", encoding="utf-8")
+    rt.emit(BenchOutput(result, stored, display))
+    last = runs[-1] if runs else None
+    where = f"; partial results kept as run {stored[-1]}" if stored else ""
+    if last is not None and last.partial:
+        if last.partial_reason.startswith("interrupted"):
+            click.echo(f"agave-perf: interrupted{where}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED)
+        if not isinstance(result, FindMax):
+            raise RpcTransportError(f"{last.partial_reason}{where}", endpoint=last.target)
+    if isinstance(result, FindMax):
+        if result.best_rate <= 0:
+            raise SloFailed(f"no rate met {', '.join(s.spec for s in objectives)}")
+        return
+    failed = [v for v in result.slo if not v.passed]
+    if failed:
+        raise SloFailed(
+            "; ".join(f"SLO {v.spec} missed: measured {v.measured_s * 1e3:.2f} ms" for v in failed)
+        )

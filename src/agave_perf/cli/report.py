@@ -1,0 +1,92 @@
+"""``agave-perf report RUN... -o report.html``: one self-contained HTML file; ``--list`` runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.table import Table
+
+from agave_perf.cli._common import runtime, standard_options
+from agave_perf.errors import UsageError
+
+if TYPE_CHECKING:
+    from agave_perf.store.bench import RunRow
+
+
+@dataclass
+class RunList:
+    """Stored runs, newest first."""
+
+    rows: list[RunRow]
+
+    def to_json(self) -> Any:
+        """Plain data."""
+        return [r.to_json() for r in self.rows]
+
+    def __rich__(self) -> Table:
+        """A table of the runs."""
+        t = Table(title="stored benchmark runs")
+        for col in (
+            "id",
+            "started",
+            "workload",
+            "rate",
+            "req/s",
+            "p50",
+            "p95",
+            "p99",
+            "errors",
+            "",
+        ):
+            t.add_column(col)
+        for r in self.rows:
+            t.add_row(
+                r.id,
+                r.started_at,
+                r.workload,
+                f"{r.rate:g}",
+                f"{r.throughput:.0f}",
+                f"{r.p50_ms:.2f}",
+                f"{r.p95_ms:.2f}",
+                f"{r.p99_ms:.2f}",
+                str(r.errors),
+                "partial" if r.partial else "",
+            )
+        return t
+
+
+@click.command()
+@click.argument("runs", nargs=-1)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default="report.html", show_default=True
+)
+@click.option("--list", "list_runs", is_flag=True, help="List stored runs instead.")
+@click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
+@standard_options
+def report(runs: tuple[str, ...], output: str, list_runs: bool, store_url: str | None) -> None:
+    """Write one self-contained HTML report of runs (ids, k=v tags, latest~N, or files).
+
+    The first run is the baseline the others are compared with.
+    """
+    from agave_perf.bench.report import write_report
+    from agave_perf.cli.compare import load_ref, read_run_file
+    from agave_perf.store import open_store
+    from agave_perf.store.bench import list_runs as stored_runs
+
+    rt = runtime()
+    url = store_url or rt.settings.store.url
+    if list_runs:
+        with open_store(url) as store:
+            rt.emit(RunList(stored_runs(store, limit=50)))
+        return
+    if not runs:
+        raise UsageError("name at least one run (id, tag k=v, latest, or a file); see --list")
+    if all(Path(r).is_file() for r in runs):
+        loaded = [read_run_file(Path(r)) for r in runs]
+    else:
+        with open_store(url) as store:
+            loaded = [load_ref(r, store) for r in runs]
+    rt.emit(write_report(loaded, Path(output)))
