@@ -301,6 +301,9 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
             self._close_buckets(None)
+            # seconds after the window hold only stragglers' completions, not a rate
+            span = int(self.t_stopped - self.t_measure + 0.5)
+            self.series = [s for s in self.series if s["t"] < span or s["scheduled"]]
 
     async def _open(self) -> None:
         spec, clock, sched, stop = self.spec, self.clock, self.schedule, self.stop

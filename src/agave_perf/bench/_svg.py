@@ -9,7 +9,22 @@ from html import escape
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 W, H = 640, 300
-ML, MR, MT, MB = 64, 16, 16, 44
+ML, MR, MB = 64, 16, 44
+LEGEND_ROW = 16
+
+
+def _legend_rows(labels: Sequence[str]) -> list[list[tuple[int, float]]]:
+    """Lay legend entries out left to right above the plot; return rows of (index, x)."""
+    rows: list[list[tuple[int, float]]] = [[]]
+    x = float(ML)
+    for i, label in enumerate(labels):
+        width = 34 + 6.2 * len(label) + 14
+        if rows[-1] and x + width > W - MR:
+            rows.append([])
+            x = float(ML)
+        rows[-1].append((i, x))
+        x += width
+    return rows
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ def line_chart(
     title: str = "",
 ) -> str:
     """Return an SVG line chart; ``x_ticks`` gives custom (position, label) ticks."""
+    top = _top([ln.label for ln in lines])
     pts = [p for ln in lines for p in ln.points if math.isfinite(p[1])]
     if not pts:
         return f'<svg class="chart" viewBox="0 0 {W} 60"><text x="10" y="30">no data</text></svg>'
@@ -69,10 +85,10 @@ def line_chart(
     yt = _nice_ticks(y_min if y_min is not None else min(ys), max(ys) * 1.05 or 1.0)
     y0, y1 = yt[0], yt[-1]
     sx: Callable[[float], float] = lambda x: ML + (x - x0) / (x1 - x0) * (W - ML - MR)  # noqa: E731
-    sy: Callable[[float], float] = lambda y: H - MB - (y - y0) / (y1 - y0) * (H - MT - MB)  # noqa: E731
+    sy: Callable[[float], float] = lambda y: H - MB - (y - y0) / (y1 - y0) * (H - top - MB)  # noqa: E731
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">']
     out.append(
-        f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{H - MT - MB}" class="plot"/>'
+        f'<rect x="{ML}" y="{top}" width="{W - ML - MR}" height="{H - top - MB}" class="plot"/>'
     )
     for t in yt:
         y = sy(t)
@@ -83,7 +99,7 @@ def line_chart(
     ticks = x_ticks or [(t, _fmt(t)) for t in _nice_ticks(x0, x1) if x0 <= t <= x1]
     for t, label in ticks:
         x = sx(t)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{MT}" y2="{H - MB}" class="grid"/>')
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{H - MB}" class="grid"/>')
         out.append(
             f'<text x="{x:.1f}" y="{H - MB + 16}" class="tick" text-anchor="middle">'
             f"{escape(label)}</text>"
@@ -93,8 +109,8 @@ def line_chart(
         f"{escape(x_label)}</text>"
     )
     out.append(
-        f'<text x="14" y="{(MT + H - MB) / 2}" class="axis" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(MT + H - MB) / 2})">{escape(y_label)}</text>'
+        f'<text x="14" y="{(top + H - MB) / 2}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + H - MB) / 2})">{escape(y_label)}</text>'
     )
     for ln in lines:
         good = [(x, y) for x, y in ln.points if math.isfinite(y)]
@@ -118,32 +134,40 @@ def line_chart(
 
 def _legend(items: Sequence[tuple[str, str, bool]]) -> str:
     out = []
-    for i, (label, color, dashed) in enumerate(items):
-        y = MT + 14 + i * 16
-        dash = ' stroke-dasharray="5,4"' if dashed else ""
-        out.append(
-            f'<line x1="{ML + 10}" x2="{ML + 34}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
-            f'stroke-width="2"{dash}/><text x="{ML + 40}" y="{y}" class="legend">'
-            f"{escape(label)}</text>"
-        )
+    for r, row in enumerate(_legend_rows([label for label, _, _ in items])):
+        y = 12 + r * LEGEND_ROW
+        for i, x in row:
+            label, color, dashed = items[i]
+            dash = ' stroke-dasharray="5,4"' if dashed else ""
+            out.append(
+                f'<line x1="{x:.1f}" x2="{x + 26:.1f}" y1="{y - 4}" y2="{y - 4}" stroke="{color}" '
+                f'stroke-width="2"{dash}/><text x="{x + 32:.1f}" y="{y}" class="legend">'
+                f"{escape(label)}</text>"
+            )
     return "".join(out)
+
+
+def _top(labels: Sequence[str]) -> int:
+    """The top margin: room for the legend rows."""
+    return 10 + LEGEND_ROW * len(_legend_rows(labels))
 
 
 def bar_chart(
     categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, y_label: str
 ) -> str:
     """Return a grouped bar chart: one group per category, one bar per series."""
+    top = _top([label for label, _ in series])
     vals = [v for _, vs in series for v in vs if math.isfinite(v)]
     if not vals or not categories:
         return f'<svg class="chart" viewBox="0 0 {W} 60"><text x="10" y="30">no data</text></svg>'
     yt = _nice_ticks(0.0, max(vals) * 1.1 or 1.0)
     y1 = yt[-1]
-    sy: Callable[[float], float] = lambda y: H - MB - y / y1 * (H - MT - MB)  # noqa: E731
+    sy: Callable[[float], float] = lambda y: H - MB - y / y1 * (H - top - MB)  # noqa: E731
     group_w = (W - ML - MR) / len(categories)
     bar_w = group_w * 0.8 / max(1, len(series))
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img">']
     out.append(
-        f'<rect x="{ML}" y="{MT}" width="{W - ML - MR}" height="{H - MT - MB}" class="plot"/>'
+        f'<rect x="{ML}" y="{top}" width="{W - ML - MR}" height="{H - top - MB}" class="plot"/>'
     )
     for t in yt:
         y = sy(t)
@@ -166,17 +190,23 @@ def bar_chart(
             )
         out.append(
             f'<text x="{ML + (ci + 0.5) * group_w:.1f}" y="{H - MB + 16}" class="tick" '
-            f'text-anchor="middle">{escape(cat[:22])}</text>'
+            f'text-anchor="middle">{escape(_fit(cat, group_w))}</text>'
         )
     out.append(
-        f'<text x="14" y="{(MT + H - MB) / 2}" class="axis" text-anchor="middle" '
-        f'transform="rotate(-90 14 {(MT + H - MB) / 2})">{escape(y_label)}</text>'
+        f'<text x="14" y="{(top + H - MB) / 2}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + H - MB) / 2})">{escape(y_label)}</text>'
     )
     out.append(
         _legend([(label, PALETTE[i % len(PALETTE)], False) for i, (label, _) in enumerate(series)])
     )
     out.append("</svg>")
     return "".join(out)
+
+
+def _fit(label: str, width: float) -> str:
+    """Shorten a label to the width it has (about 6 px per character)."""
+    room = max(3, int(width / 6.2))
+    return label if len(label) <= room else label[: room - 1] + "…"
 
 
 def nines(p: float) -> float:
