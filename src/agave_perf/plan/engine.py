@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
 from agave_perf.errors import GateFailed, StoreError, UsageError
 from agave_perf.paths import state_path
 from agave_perf.plan import catalog as catalog_mod
@@ -74,8 +78,8 @@ class StepResult:
         """Return the result as plain JSON data."""
         return {"action": self.action, "task": self.task_id, "message": self.message, **self.data}
 
-    def __rich__(self) -> str:
-        return f"{self.action} {self.task_id}: {self.message}"
+    def __rich__(self) -> RenderableType:
+        return Text(f"{self.action} {self.task_id}: {self.message}")
 
 
 @dataclass
@@ -100,15 +104,11 @@ class GateRun:
             "evidence": [e.to_json() for e in self.evidence],
         }
 
-    def __rich__(self) -> Any:
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
+    def __rich__(self) -> RenderableType:
         table = Table(title=f"gates of {self.task_id}")
         for col in ("gate", "result", "exit", "seconds", "commit", "command"):
             table.add_column(col, overflow="fold")
-        parts: list[Any] = [table]
+        parts: list[RenderableType] = [table]
         for e in self.evidence:
             table.add_row(
                 e.gate,
@@ -140,10 +140,10 @@ class PhaseGateResult:
         """Return the result as plain JSON data."""
         return asdict(self)
 
-    def __rich__(self) -> str:
+    def __rich__(self) -> RenderableType:
         exp = f"expected +{self.expected_pct[0]:g}..{self.expected_pct[1]:g}%"
         gain = "n/a" if self.gain_pct is None else f"{self.gain_pct:+.1f}%"
-        return f"phase {self.phase} gate: gain {gain} ({exp}; {self.verdict}): {self.message}"
+        return Text(f"phase {self.phase} gate: gain {gain} ({exp}; {self.verdict}): {self.message}")
 
 
 def _interrupted(kind: str, ctx: GateContext, stop: KeyboardInterrupt) -> GateResult:
