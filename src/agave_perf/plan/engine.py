@@ -105,7 +105,7 @@ class GateRun:
         }
 
     def __rich__(self) -> RenderableType:
-        table = Table(title=f"gates of {self.task_id}")
+        table = Table(title=Text(f"gates of {self.task_id}"))
         for col in ("gate", "result", "exit", "seconds", "commit", "command"):
             table.add_column(col, overflow="fold")
         parts: list[RenderableType] = [table]

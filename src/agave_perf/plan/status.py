@@ -186,9 +186,11 @@ class PlanStatus:
             gain = f"{ph.gates[-1]['gain_pct']:+.1f}%" if ph.gates else "not measured"
             base = "recorded" if ph.baseline else "none"
             table = Table(
-                title=f"phase {number}: {ph.phase.name} (days {ph.phase.days[0]}-"
-                f"{ph.phase.days[1]}, expected +{lo:g}..{hi:g}%, gain so far {gain}, "
-                f"baseline {base})",
+                title=Text(
+                    f"phase {number}: {ph.phase.name} (days {ph.phase.days[0]}-"
+                    f"{ph.phase.days[1]}, expected +{lo:g}..{hi:g}%, gain so far {gain}, "
+                    f"baseline {base})"
+                ),
                 title_justify="left",
                 box=box.SIMPLE_HEAD,
             )

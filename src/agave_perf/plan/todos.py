@@ -79,7 +79,7 @@ class TodoReport:
         }
 
     def __rich__(self) -> RenderableType:
-        table = Table(title=f"[PERF-TODO] in {self.root}", title_justify="left")
+        table = Table(title=Text(f"[PERF-TODO] in {self.root}"), title_justify="left")
         for col in ("component", "where", "text"):
             table.add_column(col, overflow="fold")
         for component, todos in self.by_component.items():

@@ -106,7 +106,7 @@ class BuildAudit:
         }
 
     def __rich__(self) -> RenderableType:
-        table = Table(title=f"build profile of {self.path}", expand=False)
+        table = Table(title=Text(f"build profile of {self.path}"), expand=False)
         for col in ("setting", "status", "observed", "recommended", "why / expected effect"):
             table.add_column(col, overflow="fold")
         style = {"ok": "green", "advice": "yellow", "warn": "red", "info": "cyan"}
