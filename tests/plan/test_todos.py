@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from agave_perf.plan.todos import parse_line, scan
+from tests.plan.helpers import cli
 
 
 class TestConvention:
@@ -56,12 +55,11 @@ class TestScan:
         """plan todos prints JSON grouped by component, or a table with file:line."""
         (tmp_path / "core").mkdir()
         (tmp_path / "core" / "lib.rs").write_text("\n\n// [PERF-TODO](replay) overlap\n")
-        cmd = [sys.executable, "-m", "agave_perf", "plan", "todos", str(tmp_path)]
-        r = subprocess.run([*cmd, "--json"], capture_output=True, text=True, check=False)
+        r = cli("plan", "todos", str(tmp_path), "--json")
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         assert doc["count"] == 1
         assert doc["by_component"]["replay"][0]["line"] == 3
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        r = cli("plan", "todos", str(tmp_path))
         assert "core/lib.rs:3" in r.stdout
         assert "overlap" in r.stdout
