@@ -94,6 +94,18 @@ class TestProfiles:
         assert report.finding("lto").observed == "fat (environment)"
         assert report.finding("codegen-units").status == "ok"
 
+    @pytest.mark.parametrize(
+        ("value", "kind"), [("true", "fat"), ("false", "thin-local"), ("off", "off")]
+    )
+    def test_lto_values_from_environment(
+        self, agave: Path, v4_host: Path, value: str, kind: str
+    ) -> None:
+        """LTO given as text in the environment is read with cargo's meaning."""
+        env = {"CARGO_PROFILE_RELEASE_LTO": value}
+        assert audit(agave, env=env, cpuinfo=v4_host).finding("lto").observed == (
+            f"{kind} (environment)"
+        )
+
     def test_panic_abort_and_no_jemalloc_are_warnings(self, agave: Path, v4_host: Path) -> None:
         """panic=abort changes behaviour and a missing jemalloc costs memory: both warn."""
         (agave / "Cargo.toml").write_text(WORKSPACE.replace('lto = "thin"', 'panic = "abort"'))

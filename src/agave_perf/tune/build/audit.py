@@ -179,9 +179,10 @@ def _show(value: Any) -> str:
 def _lto_kind(value: Any) -> str:
     # Cargo: false = thin-local (within a crate), "thin" = thin across crates,
     # true/"fat" = fat, "off" = none.
-    if value is True or value == "fat":
+    # From the environment the booleans arrive as text.
+    if value is True or value in ("fat", "true"):
         return "fat"
-    if value is False:
+    if value is False or value == "false":
         return "thin-local"
     return str(value)
 
