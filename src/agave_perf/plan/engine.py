@@ -194,14 +194,12 @@ class PlanEngine:
             )
         flags = str(flags_file.resolve()) if flags_file else ""
         plan_id = db.create_plan(
-            store, agave_path=str(repo), created_at=now(), catalog_toml=text, flags_file=flags
-        )
-        db.append_event(
             store,
-            plan_id,
-            at=now(),
-            kind="init",
-            data={
+            agave_path=str(repo),
+            created_at=now(),
+            catalog_toml=text,
+            flags_file=flags,
+            init={
                 "catalog_sha256": catalog_mod.digest(text),
                 "agave_path": str(repo),
                 "catalog_source": str(catalog_path) if catalog_path else "shipped",

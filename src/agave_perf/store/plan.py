@@ -20,6 +20,7 @@ from sqlalchemy import (
     DDL,
     Boolean,
     Column,
+    Connection,
     Float,
     ForeignKey,
     Integer,
@@ -201,9 +202,19 @@ def _plan_row(r: Any) -> PlanRow:
 
 
 def create_plan(
-    store: Store, *, agave_path: str, created_at: str, catalog_toml: str, flags_file: str
+    store: Store,
+    *,
+    agave_path: str,
+    created_at: str,
+    catalog_toml: str,
+    flags_file: str,
+    init: dict[str, Any] | None = None,
 ) -> int:
-    """Insert a new plan for a checkout, archiving any previous plan of the same checkout."""
+    """Insert a new plan for a checkout, archiving any previous plan of the same checkout.
+
+    With ``init``, the plan's first event (kind ``init``) is written in the same
+    transaction, so a plan never exists without it.
+    """
     store.ensure(SCHEMA)
     sha = hashlib.sha256(catalog_toml.encode()).hexdigest()
     with store.begin() as conn:
@@ -224,7 +235,10 @@ def create_plan(
         )
         key = result.inserted_primary_key
         assert key is not None
-        return int(key[0])
+        plan_id = int(key[0])
+        if init is not None:
+            _insert_event(conn, plan_id, 1, GENESIS, created_at, "init", "", init)
+        return plan_id
 
 
 def active_plans(store: Store) -> list[PlanRow]:
@@ -274,7 +288,6 @@ def append_event(
     another command appended in between, nothing is written and StoreError says so.
     """
     store.ensure(SCHEMA)
-    text = json.dumps(data, sort_keys=True, default=str)
     with store.begin() as conn:
         last = conn.execute(
             select(plan_events.c.seq, plan_events.c.hash)
@@ -289,21 +302,35 @@ def append_event(
                 "nothing was recorded — run it again"
             )
         prev = GENESIS if last is None else last.hash
-        digest = _digest({"prev": prev, **_event_payload(plan_id, seq, at, kind, task_id, text)})
-        result = conn.execute(
-            plan_events.insert().values(
-                plan_id=plan_id,
-                seq=seq,
-                at=at,
-                kind=kind,
-                task_id=task_id,
-                data=text,
-                prev_hash=prev,
-                hash=digest,
-            )
+        return _insert_event(conn, plan_id, seq, prev, at, kind, task_id, data)
+
+
+def _insert_event(
+    conn: Connection,
+    plan_id: int,
+    seq: int,
+    prev: str,
+    at: str,
+    kind: str,
+    task_id: str,
+    data: dict[str, Any],
+) -> Event:
+    text = json.dumps(data, sort_keys=True, default=str)
+    digest = _digest({"prev": prev, **_event_payload(plan_id, seq, at, kind, task_id, text)})
+    result = conn.execute(
+        plan_events.insert().values(
+            plan_id=plan_id,
+            seq=seq,
+            at=at,
+            kind=kind,
+            task_id=task_id,
+            data=text,
+            prev_hash=prev,
+            hash=digest,
         )
-        key = result.inserted_primary_key
-        assert key is not None
+    )
+    key = result.inserted_primary_key
+    assert key is not None
     return Event(int(key[0]), seq, at, kind, task_id, data, digest)
 
 
