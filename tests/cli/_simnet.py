@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
+def spawn(*args: str, home: Path) -> subprocess.Popen[str]:
+    """Start the CLI in the background (collect it with ``communicate``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agave_perf", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AGAVE_PERF_HOME": str(home), "NO_COLOR": "1"},
+    )
+
+
 def agave_perf(
     *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -1,17 +1,23 @@
-"""``agave-perf check`` end to end: a simnet subprocess, the CLI as a user runs it, exit codes."""
+"""``agave-perf check`` end to end: simnet subprocesses, the CLI as a user runs it, exit codes.
+
+The checks against live nodes all run at once in one module fixture (each waits
+out its own duration), and each test then judges one of them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli._simnet import agave_perf, closed_port, simnet
+from tests.cli._simnet import agave_perf, closed_port, simnet, spawn
 
 MIB = 1024**2
 HOG = """
@@ -22,13 +28,31 @@ for i in range(0, len(block), 4096):
 print("ready", flush=True)
 sys.stdin.read()
 """
+FLAKY = (
+    "flaky:error_rate=0.1,rate_429=0.2,rate_503=0.1,timeout_rate=0.05,"
+    "malformed_rate=0.1,ws_drop_per_min=60"
+)
+SECRET_URL = "http://user:hunter2@127.0.0.1:{port}/?api-key=SECRETKEY123"
 
 
-@pytest.fixture(scope="module")
-def steady(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One steady simnet shared by the tests that need a healthy node."""
-    with simnet("steady", tmp_path_factory.mktemp("sim")) as net:
-        yield net
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Runs:
+    results: dict[str, Result]
+    steady: Any
+    home: Path
+    record: Path
+    down_port: int
+    ref_port: int
 
 
 def urls(net: Any) -> tuple[str, str]:
@@ -36,27 +60,79 @@ def urls(net: Any) -> tuple[str, str]:
     return net["nodes"][1]["http"], net["nodes"][0]["http"]
 
 
-class TestVerdicts:
-    def test_steady_passes(self, steady: Any, tmp_path: Path) -> None:
-        """A steady follower passes every SLO: exit 0 and a JSON verdict that says ok."""
-        node, tip = urls(steady)
-        r = agave_perf(
-            "check", "--rpc", node, "--reference", tip, "--duration", "2s", "--json", home=tmp_path
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """Every check against a live or dead endpoint, run concurrently."""
+    home = tmp_path_factory.mktemp("check")
+    script = home / "validator.sh"
+    script.write_text("exec agave-validator --account-index spl-token-owner --full-rpc-api\n")
+    record = home / "run.jsonl"
+    down_port, ref_port = closed_port(), closed_port()
+    with contextlib.ExitStack() as stack:
+        nets = {
+            name: stack.enter_context(simnet(spec, home))
+            for name, spec in (
+                ("steady", "steady"),
+                ("lag", "lag:slots=8"),
+                ("latency", "latency:dist=const,mean=80ms,methods=getAccountInfo"),
+                ("flaky", FLAKY),
+            )
+        }
+        hog = stack.enter_context(
+            subprocess.Popen(
+                [sys.executable, "-c", HOG, "64"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
         )
+        assert hog.stdout is not None
+        assert hog.stdout.readline().strip() == b"ready"
+        node, tip = urls(nets["steady"])
+        base = ("check", "--duration", "2s")
+        commands = {
+            "steady": (*base, "--rpc", node, "--reference", tip, "--json"),
+            "lag": (*base, "--rpc", urls(nets["lag"])[0], "--reference", urls(nets["lag"])[1]),
+            "latency": (
+                *base, "--rpc", urls(nets["latency"])[0], "--reference", urls(nets["latency"])[1],
+                "--rate", "10",
+            ),
+            "memory": (
+                *base, "--rpc", node, "--reference", tip, "--pid", str(hog.pid),
+                "--memory-limit-gib", "0.03125", "--validator-script", str(script), "--json",
+            ),
+            "record": (*base, "--rpc", node, "--reference", tip, "--rate", "0",
+                       "--record", str(record)),
+            "no_reference": (*base, "--rpc", node, "--json"),
+            "flaky": (
+                "check", "--duration", "3s", "--rpc", urls(nets["flaky"])[0],
+                "--reference", urls(nets["flaky"])[1], "--rate", "10", "--json",
+            ),
+            "node_down": (*base, "--rpc", SECRET_URL.format(port=down_port)),
+            "reference_down": (
+                *base, "--rpc", node, "--reference", f"http://127.0.0.1:{ref_port}",
+            ),
+        }  # fmt: skip
+        procs = {name: spawn(*args, home=home) for name, args in commands.items()}
+        results = {}
+        for name, proc in procs.items():
+            out, err = proc.communicate(timeout=60)
+            results[name] = Result(proc.returncode, out, err)
+        hog.kill()
+        yield Runs(results, nets["steady"], home, record, down_port, ref_port)
+
+
+class TestVerdicts:
+    def test_steady_passes(self, runs: Runs) -> None:
+        """A steady follower passes every SLO: exit 0 and a JSON verdict that says ok."""
+        r = runs.results["steady"]
         assert r.returncode == 0, r.stderr
-        doc = json.loads(r.stdout)
+        doc = r.json()
         assert doc["ok"] is True
         assert {c["status"] for c in doc["criteria"][:2]} == {"pass"}
         assert doc["slot_lag"]["hz"] >= 4
         assert doc["health"]["counts_for_slo"] is False
 
-    def test_lag_fails_with_reason(self, tmp_path: Path) -> None:
+    def test_lag_fails_with_reason(self, runs: Runs) -> None:
         """A follower 8 slots behind fails with exit 1 and one line naming the lag SLO."""
-        with simnet("lag:slots=8", tmp_path) as net:
-            node, tip = urls(net)
-            r = agave_perf(
-                "check", "--rpc", node, "--reference", tip, "--duration", "2s", home=tmp_path
-            )
+        r = runs.results["lag"]
         assert r.returncode == 1, r.stderr
         assert "SLO verdict" in r.stdout
         lines = r.stderr.strip().splitlines()
@@ -64,41 +140,22 @@ class TestVerdicts:
         assert "SLO failed: within tip (slot lag)" in lines[0]
         assert "max 8" in lines[0]
 
-    def test_latency_fails_with_reason(self, tmp_path: Path) -> None:
+    def test_latency_fails_with_reason(self, runs: Runs) -> None:
         """A node answering getAccountInfo in 80 ms fails the p95 < 50 ms SLO for that method."""
-        spec = "latency:dist=const,mean=80ms,methods=getAccountInfo"
-        with simnet(spec, tmp_path) as net:
-            node, tip = urls(net)
-            r = agave_perf(
-                "check", "--rpc", node, "--reference", tip, "--duration", "3s", "--rate", "10",
-                home=tmp_path,
-            )  # fmt: skip
+        r = runs.results["latency"]
         assert r.returncode == 1, r.stderr
         assert "request latency" in r.stderr
+        assert "within tip" not in r.stderr
         assert "getAccountInfo p95" in r.stdout + r.stderr
 
-    def test_memory_limit_below_use_fails(self, steady: Any, tmp_path: Path) -> None:
+    def test_memory_limit_below_use_fails(self, runs: Runs) -> None:
         """A real child holding 64 MiB fails a 32 MiB limit; the verdict shows what it measured.
 
         The start script's memory-heavy flags are named next to it.
         """
-        node, tip = urls(steady)
-        script = tmp_path / "validator.sh"
-        script.write_text("exec agave-validator --account-index spl-token-owner --full-rpc-api\n")
-        with subprocess.Popen(
-            [sys.executable, "-c", HOG, "64"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        ) as hog:
-            assert hog.stdout is not None
-            assert hog.stdout.readline().strip() == b"ready"
-            r = agave_perf(
-                "check", "--rpc", node, "--reference", tip, "--duration", "2s",
-                "--pid", str(hog.pid), "--memory-limit-gib", "0.03125", "--json",
-                "--validator-script", str(script),
-                home=tmp_path,
-            )  # fmt: skip
-            hog.kill()
+        r = runs.results["memory"]
         assert r.returncode == 1, r.stderr
-        doc = json.loads(r.stdout)
+        doc = r.json()
         memory = doc["memory"]
         assert memory["peak_bytes"] >= 64 * MIB
         assert memory["at_peak"]["rss_anon"] >= 64 * MIB
@@ -106,38 +163,32 @@ class TestVerdicts:
         assert [c["criterion"] for c in doc["criteria"] if c["status"] == "fail"] == ["memory"]
         assert any("--account-index spl-token-owner" in n for n in doc["notes"])
 
-    def test_replay_with_other_settings(self, steady: Any, tmp_path: Path) -> None:
+    def test_replay_with_other_settings(self, runs: Runs) -> None:
         """A recorded passing run fails on replay with a zero-slot threshold, without a node."""
-        node, tip = urls(steady)
-        rec = tmp_path / "run.jsonl"
-        r = agave_perf(
-            "check", "--rpc", node, "--reference", tip, "--duration", "2s", "--record", str(rec),
-            "--rate", "0", home=tmp_path,
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        again = agave_perf("check", "--replay", str(rec), "--json", home=tmp_path)
+        assert runs.results["record"].returncode == 0, runs.results["record"].stderr
+        rec = str(runs.record)
+        again = agave_perf("check", "--replay", rec, "--json", home=runs.home)
         assert again.returncode == 0
-        strict = agave_perf("check", "--replay", str(rec), "--max-slot-lag", "0", home=tmp_path)
+        strict = agave_perf("check", "--replay", rec, "--max-slot-lag", "0", home=runs.home)
         assert strict.returncode == 1
         assert "≤ 0 slots" in strict.stderr
 
+    def test_no_reference_uses_node_view(self, runs: Runs) -> None:
+        """Without a reference the tip is the node's getMaxShredInsertSlot, and it says so."""
+        r = runs.results["no_reference"]
+        assert r.returncode == 0, r.stderr
+        doc = r.json()
+        assert doc["slot_lag"]["tip_source"] == "shred"
+        assert any("getMaxShredInsertSlot" in n for n in doc["notes"])
+
 
 class TestFaults:
-    def test_flaky_counted_never_passes(self, tmp_path: Path) -> None:
+    def test_flaky_counted_never_passes(self, runs: Runs) -> None:
         """429/503/timeouts/errors/malformed replies and WS drops are counted; the run survives."""
-        spec = (
-            "flaky:error_rate=0.1,rate_429=0.2,rate_503=0.1,timeout_rate=0.05,"
-            "malformed_rate=0.1,ws_drop_per_min=60"
-        )
-        with simnet(spec, tmp_path) as net:
-            node, tip = urls(net)
-            r = agave_perf(
-                "check", "--rpc", node, "--reference", tip, "--duration", "3s", "--rate", "10",
-                "--json", home=tmp_path,
-            )  # fmt: skip
+        r = runs.results["flaky"]
         assert r.returncode in (0, 1), r.stderr
         assert "Traceback" not in r.stderr
-        doc = json.loads(r.stdout)
+        doc = r.json()
         kinds = {k for per in doc["faults"].values() for k in per}
         kinds |= {k for m in doc["latency_ms"].values() for k in m["errors"]}
         assert {"http_429", "http_503", "rpc_error", "malformed"} <= kinds
@@ -147,36 +198,29 @@ class TestFaults:
         latency = next(c for c in doc["criteria"] if c["criterion"] == "request latency")
         assert latency["status"] == "fail"  # > 5 % failed requests can never meet a p95
 
-    def test_node_down_exits_3_redacted(self, tmp_path: Path) -> None:
+    def test_node_down_exits_3_redacted(self, runs: Runs) -> None:
         """A node that never answers exits 3 with one line naming it, its secrets masked."""
-        port = closed_port()
-        url = f"http://user:hunter2@127.0.0.1:{port}/?api-key=SECRETKEY123"
-        r = agave_perf("check", "--rpc", url, "--duration", "2s", home=tmp_path)
+        r = runs.results["node_down"]
         assert r.returncode == 3
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1
-        assert f"127.0.0.1:{port}" in lines[0]
+        assert f"127.0.0.1:{runs.down_port}" in lines[0]
         assert "hunter2" not in r.stderr
         assert "SECRETKEY123" not in r.stderr
         assert "Traceback" not in r.stderr
 
-    def test_reference_down_exits_3(self, steady: Any, tmp_path: Path) -> None:
+    def test_reference_down_exits_3(self, runs: Runs) -> None:
         """A reference that stays down exits 3 naming that reference, not the node."""
-        node, _ = urls(steady)
-        port = closed_port()
-        r = agave_perf(
-            "check", "--rpc", node, "--reference", f"http://127.0.0.1:{port}", "--duration", "2s",
-            home=tmp_path,
-        )  # fmt: skip
+        r = runs.results["reference_down"]
         assert r.returncode == 3
-        assert f"127.0.0.1:{port}" in r.stderr
-        assert node not in r.stderr
+        assert f"127.0.0.1:{runs.ref_port}" in r.stderr
+        assert urls(runs.steady)[0] not in r.stderr
 
-    def test_no_reference_uses_node_view(self, steady: Any, tmp_path: Path) -> None:
-        """Without a reference the tip is the node's getMaxShredInsertSlot, and it says so."""
-        node, _ = urls(steady)
-        r = agave_perf("check", "--rpc", node, "--duration", "2s", "--json", home=tmp_path)
-        assert r.returncode == 0, r.stderr
-        doc = json.loads(r.stdout)
-        assert doc["slot_lag"]["tip_source"] == "shred"
-        assert any("getMaxShredInsertSlot" in n for n in doc["notes"])
+    def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
+        """No --rpc, or a URL that is not http(s), is a one-line usage error with exit 2."""
+        r = agave_perf("check", "--duration", "1s", home=tmp_path)
+        assert r.returncode == 2
+        assert "--rpc" in r.stderr
+        r = agave_perf("check", "--rpc", "ftp://x", home=tmp_path)
+        assert r.returncode == 2
+        assert "Traceback" not in r.stderr
