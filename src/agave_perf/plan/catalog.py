@@ -97,6 +97,7 @@ class Task(_Model):
     risk: Risk
     expected_effect: str
     change: str
+    apply: str = ""  # the agave-perf command (or step) that makes the change, if any
     gates: tuple[GateKind, ...] = Field(min_length=1)
     rollback: Rollback
     feature: str = ""
