@@ -76,6 +76,18 @@ class TestShipped:
         assert cat.task("build.lto-fat").build_env == {"CARGO_PROFILE_RELEASE_LTO": "fat"}
         assert cat.task("build.target-cpu").build_env == {"RUSTFLAGS": "-C target-cpu={target_cpu}"}
 
+    def test_host_tasks_name_real_host_stages(self) -> None:
+        """Every 'host apply --stage X' in the catalog names a stage agave-perf host has."""
+        import re
+
+        from agave_perf.tune.host import stage_names
+
+        cat, _ = catalog.load()
+        named = {stage for t in cat.tasks for stage in re.findall(r"--stage (\w+)", t.apply)}
+        assert named
+        assert named <= set(stage_names())
+        assert all(t.apply for t in cat.tasks if t.phase <= 1 and t.kind != "code")
+
     def test_later_phases_point_into_agave(self) -> None:
         """Every phase 2-3 task is gated code with a feature and paths into the Agave tree."""
         cat, _ = catalog.load()
