@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from agave_perf.errors import ConfigError, UsageError
 from agave_perf.plan import catalog
+from agave_perf.tune.host import stage_names
 
 TASK = """
 [[tasks]]
@@ -78,10 +80,6 @@ class TestShipped:
 
     def test_host_tasks_name_real_host_stages(self) -> None:
         """Every 'host apply --stage X' in the catalog names a stage agave-perf host has."""
-        import re
-
-        from agave_perf.tune.host import stage_names
-
         cat, _ = catalog.load()
         named = {stage for t in cat.tasks for stage in re.findall(r"--stage (\w+)", t.apply)}
         assert named
