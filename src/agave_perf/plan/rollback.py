@@ -54,11 +54,6 @@ def register_rollback(kind: str, fn: RollbackFn) -> None:
     _ROLLBACKS[kind] = fn
 
 
-def sha256_file(path: Path) -> str:
-    """Return the SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def backup_flags_file(flags_file: Path, backup: Path) -> dict[str, Any]:
     """Save the flags file before a task changes it; return what the start event records."""
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,6 @@ class BuildRun:
     log_dir: str
     id: int | None = None
     started_at: str = ""
-    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
