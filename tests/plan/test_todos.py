@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from agave_perf.plan.todos import parse_line, scan
 from tests.plan.helpers import cli
 
@@ -27,6 +30,28 @@ class TestConvention:
         """Two markers on one line are two todos."""
         todos = parse_line("[PERF-TODO](a) one [PERF-TODO](b) two", "f.rs", 1)
         assert [(t.component, t.text) for t in todos] == [("a", "one"), ("b", "two")]
+
+
+COMPONENT = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
+TEXT = st.from_regex(r"[A-Za-z0-9 ,.:;'=()-]{0,40}", fullmatch=True).map(str.strip)
+
+
+class TestConventionProperties:
+    @given(component=COMPONENT, text=TEXT, lead=st.sampled_from(["// ", "# ", "<!-- ", "-- "]))
+    def test_both_component_forms_round_trip(self, component: str, text: str, lead: str) -> None:
+        """Any component and text come back unchanged from either explicit form."""
+        for line in (
+            f"{lead}[PERF-TODO]({component}) {text}",
+            f"{lead}[PERF-TODO {component}: {text}]",
+        ):
+            (todo,) = parse_line(line, "crate/src/x.rs", 7)
+            assert (todo.component, todo.text, todo.line) == (component, text, 7)
+
+    @given(text=TEXT, crate=COMPONENT)
+    def test_plain_form_uses_the_crate(self, text: str, crate: str) -> None:
+        """Without a component, the top-level directory of the file is the component."""
+        (todo,) = parse_line(f"// [PERF-TODO] {text}", f"{crate}/src/lib.rs", 1)
+        assert (todo.component, todo.text) == (crate, text)
 
 
 class TestScan:

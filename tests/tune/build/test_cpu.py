@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agave_perf.errors import UsageError
 from agave_perf.tune.build import cpu
@@ -18,6 +20,27 @@ V4 = V3 + " avx512f avx512bw avx512cd avx512dq avx512vl"
 def cpuinfo(flags: str, processors: int = 2) -> str:
     block = "processor\t: {n}\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n"
     return "".join(block.format(n=n, flags=flags) for n in range(processors))
+
+
+ALL_FLAGS = sorted(set().union(*cpu.LEVEL_FLAGS.values()) | {"sse3", "aes", "sha_ni"})
+
+
+class TestLevelProperties:
+    @given(st.sets(st.sampled_from(ALL_FLAGS)), st.sets(st.sampled_from(ALL_FLAGS)))
+    def test_more_flags_never_lower_the_level(self, a: set[str], b: set[str]) -> None:
+        """More flags never lower the level; a fleet (intersection) is at most its lowest host."""
+        fa, fb = frozenset(a), frozenset(b)
+        assert cpu.level_of(fa | fb) >= max(cpu.level_of(fa), cpu.level_of(fb))
+        assert cpu.level_of(fa & fb) <= min(cpu.level_of(fa), cpu.level_of(fb))
+
+    @given(st.sets(st.sampled_from(ALL_FLAGS)))
+    def test_missing_is_empty_exactly_up_to_the_level(self, flags: set[str]) -> None:
+        """Nothing is missing for the level the flags reach, something is for the next one."""
+        f = frozenset(flags)
+        level = cpu.level_of(f)
+        assert cpu.missing_for(f, level) == []
+        if level < 4:
+            assert cpu.missing_for(f, level + 1)
 
 
 class TestLevels:
