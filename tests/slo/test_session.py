@@ -128,3 +128,25 @@ class TestPolling:
         assert truth - stream.slot <= 3
         polls = [s for s in got if getattr(s, "source", "") == "poll"]
         assert len(polls) >= 6  # 1.5 s at 5 Hz, minus start-up
+
+
+class TestRedaction:
+    async def test_fault_details_never_leak_secrets(self) -> None:
+        """A WebSocket handshake error quoting the raw URL is recorded with the key masked."""
+        got: list[Sample] = []
+        async with SimCluster(nodes=1, slot_ms=100) as cluster:
+            http = cluster.info()[0].http
+            secret = "?api-key=SECRETKEY123abc"
+            # the HTTP port refuses a WebSocket upgrade: aiohttp's error quotes the URL
+            stream = EndpointStream(
+                f"{http}/{secret}", "node", got.append, ws_url=f"ws{http[4:]}/{secret}"
+            )
+            task = asyncio.create_task(stream.run())
+            await asyncio.sleep(0.6)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        faults = [f for f in got if isinstance(f, Fault)]
+        assert any(f.kind == "ws_unavailable" for f in faults)
+        assert stream.slot is not None  # polling over HTTP still works with the key
+        text = repr(got) + stream.last_error
+        assert "SECRETKEY123abc" not in text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -494,7 +495,13 @@ def _gib(b: float) -> str:
     return f"{b / GIB:.2f} GiB"
 
 
-def _lag_criterion(lag: LagStats, st: SlotTimeStats, s: SloSettings, t0: float) -> Criterion:
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
+
+
+def _lag_criterion(
+    lag: LagStats, st: SlotTimeStats, s: SloSettings, t0: float, unix0: float | None
+) -> Criterion:
     target = f"≤ {s.max_slot_lag} slots in ≥ {s.lag_quantile * 100:g} % of samples"
     name = "within tip (slot lag)"
     if lag.samples == 0 or lag.unknown == lag.samples:
@@ -508,8 +515,10 @@ def _lag_criterion(lag: LagStats, st: SlotTimeStats, s: SloSettings, t0: float) 
     ]
     if lag.longest is not None:
         ex = lag.longest
+        when = f" ({_utc(unix0 + ex.start - t0)})" if unix0 else ""
         parts.append(
-            f"longest excursion {ex.seconds:.1f} s from +{ex.start - t0:.1f} s (peak {ex.peak})"
+            f"longest excursion {ex.seconds:.1f} s from +{ex.start - t0:.1f} s{when} "
+            f"(peak {ex.peak})"
         )
     if lag.unknown:
         parts.append(f"{lag.unknown} samples with the node unknown, counted as out of SLO")
@@ -578,9 +587,20 @@ def _memory_criterion(mem: MemoryStats | None, s: SloSettings) -> Criterion:
 
 
 def evaluate(
-    data: SampleSet, settings: SloSettings, *, t0: float, memory: bool, sending: bool = False
+    data: SampleSet,
+    settings: SloSettings,
+    *,
+    t0: float,
+    memory: bool,
+    sending: bool = False,
+    unix0: float | None = None,
+    connect_ms: Sequence[float] = (),
 ) -> Evaluation:
-    """Evaluate every SLO over a run's samples (``t0``: the run's start, monotonic)."""
+    """Evaluate every SLO over a run's samples.
+
+    ``t0`` is the run's start on the samples' monotonic clock and ``unix0`` the same
+    instant in wall-clock time; ``connect_ms`` are TCP connect times (network RTT).
+    """
     lag_samples = data.of(LagSample)
     health_samples = data.of(HealthSample)
     lag = lag_stats(lag_samples, settings.max_slot_lag)
@@ -595,7 +615,7 @@ def evaluate(
         since = normal_operation_start(lag_samples, health_samples, settings.max_slot_lag)
         mem = memory_stats(data.of(MemorySample), settings.memory_metric, since)
     criteria = [
-        _lag_criterion(lag, st, settings, t0),
+        _lag_criterion(lag, st, settings, t0, unix0),
         _latency_criterion(methods, settings),
         _memory_criterion(mem, settings),
         Criterion(
@@ -626,6 +646,18 @@ def evaluate(
             + (f"; perf samples {st.perf_ms:.0f} ms" if not math.isnan(st.perf_ms) else ""),
         ),
     ]
+    if connect_ms:
+        rtt = sorted(connect_ms)
+        criteria.append(
+            Criterion(
+                "network RTT (TCP connect)",
+                f"p50 {_fmt_ms(quantile(rtt, 0.5))}, max {_fmt_ms(rtt[-1])}",
+                "shown",
+                "info",
+                f"{len(rtt)} connections; request latency includes the network, so p95 < 50 ms "
+                "is only meaningful from the same host or region",
+            )
+        )
     if sending:
         criteria.append(
             Criterion(

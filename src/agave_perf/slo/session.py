@@ -235,12 +235,20 @@ class Monitor:
         self, settings: SloSettings | None = None, notes: list[str] | None = None
     ) -> Verdict:
         """Evaluate what was sampled so far."""
+        connects: list[float] = []
+        clients = [self.node.client, self.probe.client, *(r.client for r in self.references)]
+        if self.mix is not None:
+            clients.append(self.mix.client)
+        for client in clients:
+            connects.extend(1000 * s for s in getattr(client.transport, "connect_seconds", []))
         ev = evaluate(
             self.data,
             settings or self.settings,
             t0=self.t0,
             memory=self.memory is not None,
             sending=self.sources.keypair is not None,
+            unix0=self.started_unix,
+            connect_ms=connects,
         )
         end = self.ended if self.ended is not None else self.clock.now()
         extra = list(notes or [])
@@ -285,6 +293,7 @@ def replay_verdict(recording: Recording, settings: SloSettings, source: str = ""
         t0=t0,
         memory=bool(meta.get("memory")),
         sending=bool(meta.get("sending")),
+        unix0=float(meta.get("started_unix") or 0.0) or None,
     )
     return Verdict(
         evaluation=ev,

@@ -31,7 +31,7 @@ from agave_perf.errors import (
     RpcResponseError,
     RpcTimeout,
 )
-from agave_perf.redact import redact_url
+from agave_perf.redact import redact_text, redact_url
 from agave_perf.rpc import PubSubClient, RpcClient, ws_url_for
 from agave_perf.slo.samples import (
     Fault,
@@ -134,6 +134,8 @@ class EndpointStream:
 
     def fault(self, kind: str, method: str = "", detail: str = "") -> None:
         """Count a failure of this endpoint."""
+        # library errors may quote the raw URL (aiohttp puts url=... in handshake errors)
+        detail = redact_text(detail, [self.url, self.ws_url])
         if detail.startswith(self.endpoint):  # errors name their endpoint; it is shown already
             detail = detail[len(self.endpoint) :].lstrip(" :")
         self.last_error = f"{kind}: {detail}" if detail else kind
@@ -226,6 +228,7 @@ class NodeProbe:
         timeout: float = 2.0,
         clock: Clock | None = None,
     ) -> None:
+        self.url = url
         self.endpoint = redact_url(url)
         self.emit = emit
         self.client = RpcClient(url, timeout=timeout, retries=0)
@@ -235,7 +238,8 @@ class NodeProbe:
         self.max_shred_at: float | None = None
 
     def _fault(self, err: RpcError, method: str) -> None:
-        self.emit(Fault(self.clock.now(), self.endpoint, fault_kind(err), method, str(err)[:200]))
+        detail = redact_text(str(err), [self.url])[:200]
+        self.emit(Fault(self.clock.now(), self.endpoint, fault_kind(err), method, detail))
 
     async def run(self) -> None:
         """Run the three probes until cancelled."""
