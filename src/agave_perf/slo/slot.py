@@ -401,16 +401,17 @@ class LagTicker:
 
 
 async def first_answer(url: str, timeout: float) -> int:
-    """Ask ``url`` for its slot, retrying briefly; raise the last error when it stays down."""
-    async with RpcClient(url, timeout=timeout, retries=3, backoff=0.3) as client:
-        deadline = time.monotonic() + 3 * timeout
+    """Ask ``url`` for its slot until one answer comes; raise the last error after a while.
+
+    Any failure is retried until the deadline, so a flaky endpoint (429s, timeouts,
+    malformed replies) is measured rather than declared down after a few bad draws.
+    """
+    async with RpcClient(url, timeout=timeout, retries=0) as client:
+        deadline = time.monotonic() + 2 * timeout
         while True:
             try:
                 return parse_slot(await client.call("getSlot", PROCESSED))
-            except RpcResponseError:
-                if time.monotonic() > deadline:
-                    raise
-            except RpcProtocolError:
+            except RpcError:
                 if time.monotonic() > deadline:
                     raise
             await asyncio.sleep(0.2)
