@@ -172,6 +172,11 @@ class TestVerdicts:
         strict = agave_perf("check", "--replay", rec, "--max-slot-lag", "0", home=runs.home)
         assert strict.returncode == 1
         assert "≤ 0 slots" in strict.stderr
+        config = runs.home / "agave-perf.toml"
+        config.write_text("[slo]\nmax_slot_lag = 0\nlag_quantile = 0.5\n")
+        by_file = agave_perf("check", "--replay", rec, "--config", str(config), home=runs.home)
+        assert by_file.returncode == 1
+        assert "≥ 50 % of samples" in by_file.stderr
 
     def test_no_reference_uses_node_view(self, runs: Runs) -> None:
         """Without a reference the tip is the node's getMaxShredInsertSlot, and it says so."""

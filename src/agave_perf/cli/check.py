@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from agave_perf.cli._common import Duration, run_async, runtime, standard_option
 from agave_perf.config import SloSettings
 from agave_perf.errors import SloFailed, UsageError
 from agave_perf.output import console
+
+if TYPE_CHECKING:
+    from agave_perf.slo import Monitor, Sources
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,7 +98,7 @@ def build_sources(
     process: str | None,
     keypair: str | None,
     accounts: tuple[str, ...],
-) -> Any:
+) -> Sources:
     """Validate the source options into :class:`agave_perf.slo.Sources`."""
     from agave_perf.slo import Sources
     from agave_perf.slo.latency import load_keypair, parse_accounts
@@ -134,7 +137,7 @@ def flag_notes(script: str | None) -> list[str]:
     return [f"validator script ({reader}): {f}" for f in found]
 
 
-async def _measure(monitor: Any, duration: float, show_progress: bool) -> None:
+async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,9 +19,12 @@ from agave_perf.cli._common import Duration, run_async, runtime, standard_option
 from agave_perf.cli.check import build_sources, flag_notes, slo_settings, source_options
 from agave_perf.output import console
 
+if TYPE_CHECKING:
+    from agave_perf.slo import Monitor
+
 
 async def _watch(
-    monitor: Any,
+    monitor: Monitor,
     *,
     duration: float | None,
     listen: tuple[str, int] | None,
