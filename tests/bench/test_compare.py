@@ -51,7 +51,6 @@ def synthetic_run(rid: str, values: dict[str, np.ndarray]) -> RunResult:
         st = MethodStats(name, samples=Reservoir(seed=name))
         for v in xs.tolist():
             st.corrected.record(v)
-            st.raw.record(v)
             st.samples.add(v)
         st.sent = len(xs)
         run.methods[name] = st
@@ -67,7 +66,7 @@ def draw(pool: np.ndarray, rng: np.random.Generator, scale: float = 1.0) -> dict
 class TestStatistics:
     def test_recorded_pool_is_real(self, pool: np.ndarray) -> None:
         """The recording holds ~2000 latencies around the injected 20 ms median."""
-        assert len(pool) >= 1900
+        assert len(pool) >= 1900  # 500 req/s × 4 s
         assert 17e-3 < float(np.median(pool)) < 23e-3
 
     def test_aa_runs_read_no_significant_change(self, pool: np.ndarray) -> None:

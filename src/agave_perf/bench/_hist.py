@@ -51,6 +51,14 @@ class Histogram:
             return 0.0
         return float(self._h.get_value_at_percentile(q * 100.0)) / 1e6
 
+    def quantiles(self, qs: Iterable[float]) -> dict[float, float]:
+        """Return several quantiles (0..1) in seconds with one pass over the counts."""
+        qs = list(qs)
+        if self.count == 0:
+            return dict.fromkeys(qs, 0.0)
+        values = self._h.get_percentile_to_value_dict([q * 100.0 for q in qs])
+        return {q: float(values[q * 100.0]) / 1e6 for q in qs}
+
     def percentile(self, p: float) -> float:
         """Return the p-th percentile (0..100) in seconds."""
         return self.quantile(p / 100.0)
@@ -85,7 +93,8 @@ class Histogram:
         pts = list(points) or [
             0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0
         ]  # fmt: skip
-        return [(p, self.percentile(p)) for p in pts]
+        values = self.quantiles(p / 100.0 for p in pts)
+        return [(p, values[p / 100.0]) for p in pts]
 
     def encode(self) -> str:
         """Return the histogram in HdrHistogram's compressed base64 form."""
@@ -101,15 +110,16 @@ class Histogram:
 
     def summary(self) -> dict[str, float | int]:
         """Return count and the usual percentiles in milliseconds."""
+        q = self.quantiles((0.5, 0.9, 0.95, 0.99, 0.999))
         return {
             "count": self.count,
             "min_ms": self.min * 1e3,
             "mean_ms": self.mean * 1e3,
-            "p50_ms": self.quantile(0.50) * 1e3,
-            "p90_ms": self.quantile(0.90) * 1e3,
-            "p95_ms": self.quantile(0.95) * 1e3,
-            "p99_ms": self.quantile(0.99) * 1e3,
-            "p999_ms": self.quantile(0.999) * 1e3,
+            "p50_ms": q[0.5] * 1e3,
+            "p90_ms": q[0.9] * 1e3,
+            "p95_ms": q[0.95] * 1e3,
+            "p99_ms": q[0.99] * 1e3,
+            "p999_ms": q[0.999] * 1e3,
             "max_ms": self.max * 1e3,
         }
 

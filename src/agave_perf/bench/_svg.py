@@ -99,9 +99,11 @@ def line_chart(
     ticks = x_ticks or [(t, _fmt(t)) for t in _nice_ticks(x0, x1) if x0 <= t <= x1]
     for t, label in ticks:
         x = sx(t)
+        # the last label would run off the right edge if centred on its tick
+        anchor = "end" if x > W - MR - 20 else "middle"
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{H - MB}" class="grid"/>')
         out.append(
-            f'<text x="{x:.1f}" y="{H - MB + 16}" class="tick" text-anchor="middle">'
+            f'<text x="{x:.1f}" y="{H - MB + 16}" class="tick" text-anchor="{anchor}">'
             f"{escape(label)}</text>"
         )
     out.append(

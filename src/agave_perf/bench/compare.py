@@ -46,11 +46,6 @@ def metric_quantile(metric: str) -> float | None:
     raise UsageError(f"unknown metric '{metric}' (use p50, p95, p99, p99.9 or mean)")
 
 
-def _value(h: Histogram, metric: str) -> float:
-    q = metric_quantile(metric)
-    return h.mean if q is None else h.quantile(q)
-
-
 @dataclass(frozen=True)
 class Row:
     """One method × metric comparison."""
@@ -266,8 +261,11 @@ def compare(
         if enough:
             p_value = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
             cis = _bootstrap(xa, xb, metrics, resamples, confidence, rng)
+        wanted = [q for q in map(metric_quantile, metrics) if q is not None]
+        qa, qb = ha.quantiles(wanted), hb.quantiles(wanted)
         for metric in metrics:
-            va, vb = _value(ha, metric), _value(hb, metric)
+            q = metric_quantile(metric)
+            va, vb = (ha.mean, hb.mean) if q is None else (qa[q], qb[q])
             change = vb / va - 1.0 if va > 0 else 0.0
             lo, hi = cis.get(metric, (None, None))
             if not enough or p_value is None or lo is None or hi is None:

@@ -219,7 +219,8 @@ def bench(
     if last is not None and last.partial:
         if last.partial_reason.startswith("interrupted"):
             click.echo(f"agave-perf: interrupted{where}", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED)
+            # SystemExit, not click's Exit: the root runs click without standalone mode
+            raise SystemExit(EXIT_INTERRUPTED)
         if not isinstance(result, FindMax):
             raise RpcTransportError(f"{last.partial_reason}{where}", endpoint=last.target)
     if isinstance(result, FindMax):

@@ -1,0 +1,176 @@
+"""Whole runs against simnet: coordinated omission, accuracy, sends that land, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agave_perf.bench import BenchConfig, RunResult, load_workload, parse_slo, run_bench
+from agave_perf.errors import RpcTransportError
+from agave_perf.simnet import Distribution, SimCluster, load_scenario
+from tests.cli._simnet import closed_port, simnet
+
+
+def http(cluster: SimCluster) -> str:
+    return cluster.info()[0].http
+
+
+class TestCoordinatedOmission:
+    async def test_short_pauses_open_vs_closed(self) -> None:
+        """Pauses of 0.25 s every 1 s: open-loop p99 ≥ 225 ms (0.9 × pause), closed-loop < 50 ms.
+
+        Each 2-second window holds two pauses (1/4 of the time), so a quarter of the
+        open-loop requests wait 0..0.25 s and p99 lands near 0.24 s. The closed loop,
+        on one connection against the same server, sends one request per pause that waits.
+        """
+        async with SimCluster(nodes=1, scenario="pause:every=1s,for=0.25s", slot_ms=100) as c:
+            slot = load_workload("slot")
+            opened = await run_bench(BenchConfig(http(c), slot, rate=200, duration=2))
+            closed = await run_bench(
+                BenchConfig(http(c), slot, duration=2, connections=1, closed_loop=True)
+            )
+        o, k = opened.overall(), closed.overall()
+        assert o.quantile(0.99) >= 0.225, opened.to_json()["latency"]
+        assert o.max == pytest.approx(0.25, abs=0.04)
+        assert k.quantile(0.99) < 0.05, closed.to_json()["latency"]
+        assert k.max >= 0.15  # the closed loop did hit the pauses; it just hides them
+        assert opened.schedule.dropped == 0
+        assert not opened.partial
+
+    @pytest.mark.slow
+    def test_one_second_every_ten_seconds(self, tmp_path: Path) -> None:
+        """The issue's numbers: 1 s pauses every 10 s give open-loop p99 ≥ 900 ms; closed-loop not.
+
+        The measured window is [2 s, 10 s) of the node's life (a 2 s warm-up first), so it
+        holds one whole pause, 1/8 of the time. A closed-loop `agave-perf bench` runs at the
+        same time from another process against the same node.
+        """
+        with simnet("pause:every=10s,for=1s", tmp_path, nodes=1) as doc:
+            started = time.monotonic()
+            url = doc["nodes"][0]["http"]
+            closed = asyncio.run(
+                _with_closed_loop(
+                    url, tmp_path, warmup=max(0.0, 2.0 - (time.monotonic() - started))
+                )
+            )
+            opened, closed_doc = closed
+        assert opened.overall().quantile(0.99) >= 0.9, opened.to_json()["latency"]
+        assert closed_doc["latency"]["p99_ms"] < 50, closed_doc["latency"]
+        assert closed_doc["latency"]["max_ms"] >= 800
+
+
+async def _with_closed_loop(url: str, home: Path, warmup: float) -> tuple[RunResult, dict]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agave_perf", "bench", "--rpc", url, "--workload", "slot",
+        "--closed-loop", "--connections", "1", "--duration", "8.5s", "--warmup", f"{warmup:.3f}s",
+        "--no-store", "--json",
+        stdout=asyncio.subprocess.PIPE,
+        env={"AGAVE_PERF_HOME": str(home), "NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    cfg = BenchConfig(url, load_workload("slot"), rate=200, duration=8.0, warmup=warmup)
+    opened = await run_bench(cfg)
+    out, _ = await proc.communicate()
+    return opened, json.loads(out)
+
+
+class TestAccuracy:
+    async def test_injected_latency_is_recovered_within_1ms(self) -> None:
+        """simnet injects normal(20 ms, 2 ms) on getSlot; p50 and p99 come back within 1 ms.
+
+        On a shared, loaded machine the process can be preempted for milliseconds, which
+        lands in the p99 of any honest open-loop measurement; so a miss is retried (three
+        attempts at most). A bias of the tool itself would show in every attempt.
+        """
+        spec = "latency:dist=normal,mean=20ms,sd=2ms,methods=getSlot"
+        dist = load_scenario(spec).phases[-1].nodes["all"].latency
+        assert dist is not None
+        truth: Distribution = dist["getSlot"]
+        errors: list[tuple[float, float]] = []
+        async with SimCluster(nodes=1, scenario=spec, slot_ms=100) as c:
+            for _ in range(3):
+                cfg = BenchConfig(http(c), load_workload("slot"), rate=200, duration=6, warmup=0.5)
+                h = (await run_bench(cfg)).methods["getSlot"].corrected
+                err = (
+                    abs(h.quantile(0.5) - truth.quantile(0.5)),
+                    abs(h.quantile(0.99) - truth.quantile(0.99)),
+                )
+                errors.append(err)
+                if max(err) <= 0.001:
+                    break
+        assert max(errors[-1]) <= 0.001, f"p50/p99 errors (s) per attempt: {errors}"
+
+
+class TestRealTraffic:
+    async def test_sends_land_and_their_landing_is_timed(self, tmp_path: Path) -> None:
+        """With a funded keypair, sends are real: they land, and signatureSubscribe times them."""
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            kp = tmp_path / "payer.json"
+            kp.write_text(json.dumps(list(bytes(c.payer))))
+            cfg = BenchConfig(
+                http(c), load_workload("send"), rate=100, duration=2, keypair=str(kp),
+                slos=[parse_slo("p99<1s")],
+            )  # fmt: skip
+            run = await run_bench(cfg)
+            landed = c.tip.ledger.statuses
+            sent = run.methods["sendTransaction"]
+        assert sent.ok >= 130
+        assert not sent.errors
+        landing = run.notifications["signatureSubscribe"]
+        assert landing.count >= 100
+        assert 0.0 < landing.hist.quantile(0.5) < 0.3  # 100 ms slots
+        assert len(landed) >= 0.9 * sent.ok  # the last slot's sends may still be in flight
+        assert run.slo_passed is True
+        assert run.env["node"]["solana-core"]
+
+    async def test_without_keypair_sends_are_simulated_and_said_so(self) -> None:
+        """No keypair: the trading mix simulates instead of sending, and the run notes it."""
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            run = await run_bench(
+                BenchConfig(http(c), load_workload("trading"), rate=100, duration=1)
+            )
+        assert "sendTransaction" not in run.methods
+        assert run.methods["simulateTransaction"].ok > 0
+        assert any("simulated" in n for n in run.notes)
+        assert sum(run.errors.values()) == 0
+
+
+class TestFailures:
+    async def test_unreachable_node(self) -> None:
+        """A closed port fails before any load with a one-line transport error."""
+        cfg = BenchConfig(f"http://127.0.0.1:{closed_port()}", load_workload("slot"), duration=1)
+        with pytest.raises(RpcTransportError, match="cannot reach the node"):
+            await run_bench(cfg)
+
+    async def test_node_stopping_halfway_gives_a_partial_run(self) -> None:
+        """Stopping the cluster mid-run ends the run early, marked partial, results kept."""
+        c = SimCluster(nodes=1, slot_ms=100)
+        await c.start()
+        cfg = BenchConfig(http(c), load_workload("slot"), rate=200, duration=10, abort_after=1.0)
+        task = asyncio.create_task(run_bench(cfg))
+        await asyncio.sleep(1.0)
+        await c.stop()
+        run = await task
+        assert run.partial
+        assert "node stopped answering" in run.partial_reason
+        assert run.methods["getSlot"].ok >= 150
+        assert run.errors.get("transport", 0) >= 10
+        assert run.elapsed_s < 5
+
+    async def test_flaky_node_errors_are_counted_not_fatal(self) -> None:
+        """429/503/JSON-RPC errors and malformed replies are counted by class; the run completes."""
+        scenario = (
+            "flaky:error_rate=0.05,rate_429=0.05,rate_503=0.05,timeout_rate=0,malformed_rate=0.05"
+        )
+        async with SimCluster(nodes=1, scenario=scenario, slot_ms=100) as c:
+            run = await run_bench(BenchConfig(http(c), load_workload("slot"), rate=200, duration=2))
+        errors = run.errors
+        assert not run.partial
+        assert {"http_429", "http_5xx", "rpc_-32603", "malformed"} <= set(errors)
+        total = run.ok + sum(errors.values())
+        assert total == run.schedule.sent
+        assert 0.1 < sum(errors.values()) / total < 0.32

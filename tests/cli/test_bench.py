@@ -1,0 +1,204 @@
+"""``agave-perf bench``, ``compare`` and ``report`` as a user runs them, against simnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.cli._simnet import agave_perf, closed_port, simnet
+from tests.debian import need
+from tests.store.conftest import postgres_server, postgres_url  # noqa: F401  (fixtures)
+
+
+def run_json(*args: str, home: Path) -> tuple[int, dict, str]:
+    p = agave_perf(*args, "--json", home=home)
+    return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else {}), p.stderr
+
+
+def screenshot(html: Path, tmp_path: Path) -> None:
+    """Render the report in headless Chromium and check the picture is a real page."""
+    chromium = need("chromium")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'chromium'}", f"--screenshot={shot}",
+         "--window-size=1280,2000", html.as_uri()],
+        capture_output=True, timeout=90, check=True,
+    )  # fmt: skip
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1280, 2000)
+    # a blank 1280×2000 page compresses to a few kB; text and charts need far more
+    assert len(png) > 100_000
+    keep = os.environ.get("AGAVE_PERF_KEEP_SCREENSHOT")
+    if keep:  # to look at it: AGAVE_PERF_KEEP_SCREENSHOT=/tmp/report.png pytest -k workflow
+        Path(keep).write_bytes(png)
+
+
+class TestBadInput:
+    def test_unknown_method_in_workload_file(self, tmp_path: Path) -> None:
+        """A workload with an unknown method exits 2 with one line naming it."""
+        wl = tmp_path / "w.toml"
+        wl.write_text('[[call]]\nmethod = "getSlott"\n')
+        p = agave_perf("bench", "--rpc", "http://127.0.0.1:1", "--workload", str(wl), home=tmp_path)
+        assert p.returncode == 2
+        assert p.stderr.strip().count("\n") == 0
+        assert "unknown JSON-RPC method 'getSlott' (did you mean 'getSlot'?)" in p.stderr
+
+    def test_bad_weight(self, tmp_path: Path) -> None:
+        """A negative weight exits 2 with one line."""
+        wl = tmp_path / "w.toml"
+        wl.write_text('[[call]]\nmethod = "getSlot"\nweight = -1\n')
+        p = agave_perf("bench", "--rpc", "http://127.0.0.1:1", "--workload", str(wl), home=tmp_path)
+        assert p.returncode == 2
+        assert "weight must be a positive number" in p.stderr
+
+    def test_unreachable_node(self, tmp_path: Path) -> None:
+        """A node nobody answers on exits 3 with one line, and nothing is stored."""
+        url = f"http://127.0.0.1:{closed_port()}"
+        p = agave_perf(
+            "bench", "--rpc", url, "--workload", "slot", "--duration", "1s", home=tmp_path
+        )
+        assert p.returncode == 3
+        assert p.stderr.strip().count("\n") == 0
+        assert "cannot reach the node" in p.stderr
+        assert "Traceback" not in p.stderr
+        listed = agave_perf("report", "--list", "--json", home=tmp_path)
+        assert json.loads(listed.stdout) == []
+
+    def test_bad_slo(self, tmp_path: Path) -> None:
+        """A malformed --slo is a usage error."""
+        p = agave_perf("bench", "--rpc", "http://x:1", "--slo", "p95 under 50", home=tmp_path)
+        assert p.returncode == 2
+        assert "invalid SLO" in p.stderr
+
+
+class TestWorkflow:
+    def test_bench_compare_report(self, tmp_path: Path) -> None:
+        """Two tagged runs are stored, compared by tag and reported; Chromium renders the report."""
+        with simnet("latency:dist=normal,mean=5ms,sd=0.5ms", tmp_path, nodes=1) as doc:
+            url = doc["nodes"][0]["http"]
+            codes = []
+            for phase in ("0", "1"):
+                code, out, err = run_json(
+                    "bench", "--rpc", url, "--workload", "trading", "--rate", "150",
+                    "--duration", "2s", "--tag", f"phase={phase}", "--slo", "p95<1s",
+                    "-o", str(tmp_path / f"run{phase}.json"), home=tmp_path,
+                )  # fmt: skip
+                codes.append(code)
+                assert out["slo_passed"] is True, err
+                assert out["stored"]["ids"] == [out["id"]]
+                assert {"getAccountInfo", "simulateTransaction"} <= set(out["methods"])
+                assert out["env"]["node"]["solana-core"]
+                assert out["tags"] == {"phase": phase}
+        assert codes == [0, 0]
+        code, cmp, _ = run_json("compare", "phase=0", "phase=1", home=tmp_path)
+        assert code in (0, 1)
+        assert {r["method"] for r in cmp["rows"]} >= {"getAccountInfo", "all"}
+        assert cmp["verdict"] in ("faster", "slower", "no significant change")
+        # files work as well as stored runs
+        code, cmp_files, _ = run_json(
+            "compare", str(tmp_path / "run0.json"), str(tmp_path / "run1.json"), home=tmp_path
+        )
+        assert cmp_files["rows"] == cmp["rows"]
+        html = tmp_path / "r.html"
+        p = agave_perf("report", "phase=0", "phase=1", "-o", str(html), home=tmp_path)
+        assert p.returncode == 0, p.stderr
+        text = html.read_text()
+        assert "<svg" in text
+        assert "Comparison against" in text
+        assert "http://" not in text.replace("http://127.0.0.1", "")  # nothing fetched
+        assert "<script src" not in text
+        screenshot(html, tmp_path)
+
+    def test_regression_exits_1(self, tmp_path: Path) -> None:
+        """B measured on a node 10 % slower (20 → 22 ms) is a regression: compare exits 1."""
+        scenario = tmp_path / "two.toml"
+        scenario.write_text(
+            '[[phase]]\nat = 0\n[phase.nodes.0]\nlatency = "normal:20ms,2ms"\n'
+            '[phase.nodes.1]\nlatency = "normal:22ms,2ms"\n'
+        )
+        files = []
+        with simnet(str(scenario), tmp_path, nodes=2) as doc:
+            for node in doc["nodes"]:
+                out = tmp_path / f"{node['name']}.json"
+                p = agave_perf(
+                    "bench", "--rpc", node["http"], "--workload", "slot", "--rate", "300",
+                    "--duration", "3s", "--no-store", "-o", str(out), "--json", home=tmp_path,
+                )  # fmt: skip
+                assert p.returncode == 0, p.stderr
+                files.append(str(out))
+        p = agave_perf("compare", *files, "--metric", "p50", home=tmp_path)
+        assert p.returncode == 1, p.stdout
+        assert "slower" in p.stdout
+        assert "is slower than" in p.stderr
+        same = agave_perf("compare", files[0], files[0], home=tmp_path)
+        assert same.returncode == 0
+        assert "no significant change" in same.stdout
+
+    def test_postgresql_store(self, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+        """--store postgresql://… stores a run on a real PostgreSQL and reads it back."""
+        url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+        with simnet("steady", tmp_path, nodes=1) as doc:
+            code, out, err = run_json(
+                "bench", "--rpc", doc["nodes"][0]["http"], "--workload", "slot", "--rate", "100",
+                "--duration", "1s", "--store", url, "--tag", "where=pg", home=tmp_path,
+            )  # fmt: skip
+        assert code == 0, err
+        listed = agave_perf("report", "--list", "--json", "--store", url, home=tmp_path)
+        rows = json.loads(listed.stdout)
+        assert [r["id"] for r in rows] == [out["id"]]
+        html = tmp_path / "pg.html"
+        p = agave_perf("report", "where=pg", "-o", str(html), "--store", url, home=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert out["id"] in html.read_text()
+
+
+class TestInterrupts:
+    def test_ctrl_c_keeps_a_partial_run(self, tmp_path: Path) -> None:
+        """SIGINT mid-run exits 130, says where the partial result went, stores it as partial."""
+        with simnet("steady", tmp_path, nodes=1) as doc:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agave_perf", "bench", "--rpc", doc["nodes"][0]["http"],
+                 "--workload", "slot", "--rate", "100", "--duration", "30s", "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "AGAVE_PERF_HOME": str(tmp_path), "NO_COLOR": "1"},
+            )  # fmt: skip
+            time.sleep(3.0)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        doc_out = json.loads(out)
+        assert doc_out["partial"] is True
+        assert doc_out["partial_reason"].startswith("interrupted")
+        assert doc_out["ok"] > 0
+        assert f"partial results kept as run {doc_out['id']}" in err
+        listed = json.loads(agave_perf("report", "--list", "--json", home=tmp_path).stdout)
+        assert listed[0]["id"] == doc_out["id"]
+        assert listed[0]["partial"] is True
+
+    def test_node_dying_mid_run_exits_3_with_partial(self, tmp_path: Path) -> None:
+        """A node that goes away mid-run: exit 3, one line, and the partial run is stored."""
+        with simnet("steady", tmp_path, nodes=1) as doc:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agave_perf", "bench", "--rpc", doc["nodes"][0]["http"],
+                 "--workload", "slot", "--rate", "100", "--duration", "30s", "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "AGAVE_PERF_HOME": str(tmp_path), "NO_COLOR": "1"},
+            )  # fmt: skip
+            time.sleep(3.0)
+        # leaving the block stops the simnet process under the running bench
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 3, err
+        assert err.strip().count("\n") == 0
+        assert "node stopped answering" in err
+        assert "partial results kept as run" in err
+        assert json.loads(out)["partial"] is True
