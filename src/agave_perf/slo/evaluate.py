@@ -224,7 +224,10 @@ def slot_time_stats(seen: Iterable[SlotSeen], perf: Iterable[SlotTime]) -> SlotT
         pts = by_endpoint[e]
         first, last = pts[0], pts[-1]
         if last.slot > first.slot and last.t - first.t >= 1.0:
-            rates.append(1000.0 * (last.t - first.t) / (last.slot - first.slot))
+            # least squares over every notification: one late first or last one barely moves it
+            per_second = _slope([(p.t, float(p.slot)) for p in pts])
+            if per_second > 0:
+                rates.append(1000.0 / per_second)
     perf_ms = [p.ms for p in perf if p.ms > 0]
     return SlotTimeStats(
         observed_ms=statistics.median(rates) if rates else math.nan,
