@@ -47,11 +47,6 @@ def quantile(values: Sequence[float], q: float) -> float:
     return values[min(rank, len(values)) - 1]
 
 
-def _num(x: float) -> float | None:
-    """JSON-safe number: None for NaN, 'inf' stays a float for Python but becomes None in JSON."""
-    return None if math.isnan(x) else x
-
-
 # ------------------------------------------------------------------------------ slot lag
 
 
@@ -512,7 +507,8 @@ def _lag_criterion(
     ms = f" ≈ {lag.max * st.ms:.0f} ms" if not math.isnan(st.ms) and lag.max == lag.max else ""
     measured = f"{lag.fraction_ok * 100:.2f} % ok; max {lag.max:g}{ms}; p99 {lag.p99:g}"
     parts = [
-        f"{lag.samples} samples at {lag.hz:.1f} Hz over {lag.span:.1f} s",
+        f"{lag.samples} samples at {lag.hz:.1f} Hz over {lag.span:.1f} s, "
+        "processed commitment on every side",
         f"p50/p95/p99 {lag.p50:g}/{lag.p95:g}/{lag.p99:g} slots",
         f"{lag.seconds_over:.1f} s over threshold",
     ]
