@@ -150,3 +150,25 @@ class TestRedaction:
         assert stream.slot is not None  # polling over HTTP still works with the key
         text = repr(got) + stream.last_error
         assert "SECRETKEY123abc" not in text
+
+
+class TestStayedDown:
+    def test_endpoint_down_at_the_end_is_named(self) -> None:
+        """An endpoint silent for the last quarter of the run (≥ 5 s) is the one reported."""
+        monitor = Monitor(
+            Sources(rpc="http://127.0.0.1:1", references=["http://user:pw@127.0.0.1:2/"]),
+            SloSettings(request_rate=0),
+        )
+        monitor.t0, monitor.ended = 0.0, 60.0
+        monitor.node.last_ok = 59.5
+        monitor.references[0].last_ok = 10.0
+        monitor.references[0].last_error = "timeout"
+        err = monitor.stayed_down()
+        assert err is not None
+        assert err.exit_code == 3
+        assert str(err).startswith("http://***@127.0.0.1:2/")
+        assert "the last 50 s" in str(err)
+        monitor.references[0].last_ok = 50.0  # a 10 s gap in a 60 s run is not "stayed down"
+        assert monitor.stayed_down() is None
+        monitor.node.last_ok = None
+        assert "the whole run" in str(monitor.stayed_down())
