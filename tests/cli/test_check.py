@@ -101,6 +101,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             "record": (*base, "--rpc", node, "--reference", tip, "--rate", "0",
                        "--record", str(record)),
             "no_reference": (*base, "--rpc", node, "--json"),
+            "send": (
+                *base, "--rpc", node, "--reference", tip, "--rate", "10", "--json",
+                "--keypair", nets["steady"]["payer_keypair"],
+            ),
             "flaky": (
                 "check", "--duration", "3s", "--rpc", urls(nets["flaky"])[0],
                 "--reference", urls(nets["flaky"])[1], "--rate", "10", "--json",
@@ -185,6 +189,17 @@ class TestVerdicts:
         doc = r.json()
         assert doc["slot_lag"]["tip_source"] == "shred"
         assert any("getMaxShredInsertSlot" in n for n in doc["notes"])
+
+    def test_keypair_sends_and_measures_landing(self, runs: Runs) -> None:
+        """With the simnet's payer keypair file, real transactions are sent and land."""
+        r = runs.results["send"]
+        assert r.returncode == 0, r.stderr
+        doc = r.json()
+        assert doc["latency_ms"]["sendTransaction"]["count"] >= 3
+        assert "simulateTransaction" not in doc["latency_ms"]
+        assert doc["landing"]["landed"] >= 1
+        assert doc["landing"]["p50_slots"] is not None
+        assert any(c["criterion"] == "landing latency" for c in doc["criteria"])
 
 
 class TestFaults:
