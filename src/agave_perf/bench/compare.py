@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -30,6 +31,7 @@ from agave_perf.errors import UsageError
 METRICS = ("p50", "p95", "p99", "mean")
 MIN_SAMPLES = 20
 FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no significant change", "insufficient data"
+_SHORT = {SAME: "same", UNKNOWN: "n/a"}
 
 
 def metric_quantile(metric: str) -> float | None:
@@ -123,29 +125,40 @@ class Comparison:
     def __rich__(self) -> RenderableType:
         """A table per method and metric, then the verdict."""
         t = Table(
-            title=f"B={self.b} vs A={self.a} (threshold ±{self.threshold:.0%}, "
-            f"{self.confidence:.0%} bootstrap CI, Mann-Whitney α={self.alpha:g})"
+            title=f"B={self.b} vs A={self.a}\nthreshold ±{self.threshold:.0%}, "
+            f"{self.confidence:.0%} bootstrap CI, Mann-Whitney α={self.alpha:g}",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
         )
-        for col in ("method", "metric", "A ms", "B ms", "change", "CI", "p", "verdict"):
-            t.add_column(col, justify="left" if col in ("method", "metric", "verdict") else "right")
+        t.add_column("method", no_wrap=True)
+        t.add_column("metric", no_wrap=True)
+        for col in ("A ms", "B ms", "change", "CI %", "p"):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("verdict", no_wrap=True)
         for r in self.rows:
             ci = (
-                f"[{r.ci_low:+.1%}, {r.ci_high:+.1%}]"
+                f"{r.ci_low * 100:+.0f}..{r.ci_high * 100:+.0f}"
                 if r.ci_low is not None and r.ci_high is not None
                 else "-"
             )
             style = {SLOWER: "red", FASTER: "green"}.get(r.verdict, "")
+            # long method names are shortened so the table fits 80 columns
             t.add_row(
-                r.method,
+                r.method if len(r.method) <= 16 else r.method[:15] + "…",
                 r.metric,
-                f"{r.a * 1e3:.3f}",
-                f"{r.b * 1e3:.3f}",
+                f"{r.a * 1e3:.2f}",
+                f"{r.b * 1e3:.2f}",
                 f"{r.change:+.1%}",
                 ci,
-                "-" if r.p_value is None else f"{r.p_value:.3g}",
-                Text(r.verdict, style=style),
+                "-"
+                if r.p_value is None
+                else f"{r.p_value:.0e}"
+                if r.p_value < 1e-3
+                else f"{r.p_value:.3f}",
+                Text(_SHORT.get(r.verdict, r.verdict), style=style),
             )
         v = self.verdict
+        legend = Text("same: no significant change; n/a: too few samples", style="dim")
         line = Text(
             f"verdict: {v}"
             + (
@@ -155,7 +168,7 @@ class Comparison:
             ),
             style="bold " + {SLOWER: "red", FASTER: "green"}.get(v, ""),
         )
-        return Group(t, line, *(Text(n, style="yellow") for n in self.notes))
+        return Group(t, legend, line, *(Text(n, style="yellow") for n in self.notes))
 
 
 def _pooled(run: RunResult) -> np.ndarray[Any, Any]:
