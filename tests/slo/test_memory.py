@@ -140,8 +140,9 @@ class TestValidatorScript:
         """A start script's memory-heavy flags are found with their values and a reason."""
         script = tmp_path / "validator.sh"
         script.write_text(
-            "#!/bin/bash\nexec agave-validator \\\n  --ledger /mnt/ledger \\\n"
-            "  --account-index spl-token-owner \\\n  --account-index program-id \\\n"
+            "#!/bin/bash\nINDEXES=(--account-index spl-token-owner)\n"
+            "exec agave-validator \\\n  --ledger /mnt/ledger \\\n"
+            '  "${INDEXES[@]}" \\\n  --account-index program-id \\\n'
             "  --accounts-db-cache-limit-mb=8000 \\\n  --full-rpc-api\n"
         )
         found, reader = memory_flags(script)
@@ -150,4 +151,14 @@ class TestValidatorScript:
         assert ("--account-index", "program-id") in shown
         assert ("--accounts-db-cache-limit-mb", "8000") in shown
         assert all(f.flag != "--ledger" for f in found)
-        assert reader
+        assert reader == "the flags-audit parser"
+
+    def test_script_without_validator(self, tmp_path: Path) -> None:
+        """A script that never runs the validator finds nothing and says why; no file: an error."""
+        script = tmp_path / "other.sh"
+        script.write_text("#!/bin/sh\necho --account-index program-id\n")
+        found, reader = memory_flags(script)
+        assert found == []
+        assert "no agave-validator" in reader
+        with pytest.raises(UsageError):
+            memory_flags(tmp_path / "missing.sh")

@@ -1,15 +1,12 @@
 """Which memory-heavy validator flags a start script turns on, to explain a memory verdict.
 
-The command line is read with the flag-audit parser (``agave_perf.tune.flags``)
-when it is installed, which understands continuations, variables and systemd
-units; otherwise a small local scan (shlex over the lines after joining ``\\``
-continuations) is used, and the result says which one ran.
+The command line is read with the flag audit's parser (``agave_perf.tune.flags.parse``),
+which understands continuations, variables, arrays and systemd units, so the flags
+named here are the ones ``agave-perf flags audit`` sees.
 """
 
 from __future__ import annotations
 
-import importlib
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,43 +40,19 @@ class FlagFinding:
         return f"{shown}: {self.why}"
 
 
-def _args_with_parser(text: str) -> list[str] | None:
-    try:
-        mod = importlib.import_module("agave_perf.tune.flags._parse")
-    except ImportError:
-        return None
-    parsed = mod.parse(text)
-    if not parsed.invocations:
-        return []
-    return [w.text for inv in parsed.invocations for w in inv.argv]
-
-
-def _args_local(text: str) -> list[str]:
-    joined = text.replace("\\\n", " ")
-    words: list[str] = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            parts = shlex.split(line, comments=True)
-        except ValueError:
-            parts = line.split()
-        if any(p.endswith(("agave-validator", "solana-validator")) for p in parts):
-            words.extend(parts)
-    return words
-
-
 def memory_flags(path: str | Path) -> tuple[list[FlagFinding], str]:
     """Return the memory-heavy flags in a start script and which reader found them."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as err:
         raise UsageError(f"cannot read validator script {path}: {err.strerror or err}") from None
-    args = _args_with_parser(text)
-    reader = "agave_perf.tune.flags parser"
-    if args is None:
-        args, reader = _args_local(text), "local scan (flag parser not installed)"
+    from agave_perf.tune.flags import parse
+
+    parsed = parse(text)
+    args = [w.text for inv in parsed.invocations for w in inv.argv]
+    reader = "the flags-audit parser"
+    if not parsed.invocations:
+        reader += "; no agave-validator/solana-validator invocation found"
     found = []
     for i, word in enumerate(args):
         flag, eq, value = word.partition("=")
