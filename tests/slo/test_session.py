@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agave_perf.config import SloSettings
+from agave_perf.errors import UsageError
 from agave_perf.simnet import Distribution, SimCluster
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
@@ -32,6 +35,25 @@ class TestReferences:
         assert tip.http not in doc["slot_lag"]["flagged_references"]
         assert doc["slot_lag"]["max"] <= 3  # measured against the tip, not the slow reference
         assert f"reference {slow.http}" in verdict.evaluation.criteria[0].evidence
+
+    async def test_reference_on_another_cluster_refused(self) -> None:
+        """A reference with another genesis hash is a usage error naming it, before sampling."""
+        async with (
+            SimCluster(nodes=1, slot_ms=100) as ours,
+            SimCluster(nodes=1, scenario="steady:seed=2", slot_ms=100) as theirs,
+        ):
+            monitor = Monitor(
+                Sources(rpc=ours.info()[0].http, references=[theirs.info()[0].http]),
+                SloSettings(request_rate=0),
+            )
+            with pytest.raises(UsageError, match="another cluster") as err:
+                await monitor.preflight()
+            assert theirs.info()[0].http in str(err.value)
+            same = Monitor(
+                Sources(rpc=ours.info()[0].http, references=[ours.info()[0].http]),
+                SloSettings(request_rate=0),
+            )
+            await same.preflight()
 
 
 class TestSlotTime:

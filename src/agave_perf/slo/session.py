@@ -20,14 +20,21 @@ from solders.keypair import Keypair
 
 from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.config import SloSettings
-from agave_perf.errors import RpcError, RpcTransportError
+from agave_perf.errors import RpcError, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
 from agave_perf.slo.evaluate import evaluate
 from agave_perf.slo.latency import TradingMix
 from agave_perf.slo.memory import MemorySampler, find_process
 from agave_perf.slo.record import Recording
 from agave_perf.slo.samples import Sample, SampleSet
-from agave_perf.slo.slot import EndpointStream, LagTicker, NodeProbe, cancel_all, first_answer
+from agave_perf.slo.slot import (
+    EndpointStream,
+    LagTicker,
+    NodeProbe,
+    cancel_all,
+    first_answer,
+    genesis_hash,
+)
 from agave_perf.slo.verdict import Verdict
 
 Sink = Callable[[Sample], None]
@@ -154,6 +161,24 @@ class Monitor:
                 )
             if isinstance(res, BaseException):
                 raise res
+        if self.sources.references:
+            await self._same_cluster(urls)
+
+    async def _same_cluster(self, urls: list[str]) -> None:
+        """Refuse references on another cluster (their slots would make any lag meaningless)."""
+        hashes = await asyncio.gather(
+            *(genesis_hash(u, self.timeout) for u in urls), return_exceptions=True
+        )
+        node_hash = hashes[0]
+        if not isinstance(node_hash, str):
+            self.notes.append("the node did not answer getGenesisHash: cluster not cross-checked")
+            return
+        for url, h in zip(urls[1:], hashes[1:], strict=True):
+            if isinstance(h, str) and h != node_hash:
+                raise UsageError(
+                    f"reference {redact_url(url)} is on another cluster "
+                    f"(genesis {h[:8]}…, the node's is {node_hash[:8]}…)"
+                )
 
     async def run(self, duration: float | None, stop: asyncio.Event | None = None) -> None:
         """Sample until ``duration`` seconds pass or ``stop`` is set (Ctrl-C keeps the samples)."""

@@ -417,6 +417,15 @@ async def first_answer(url: str, timeout: float) -> int:
             await asyncio.sleep(0.2)
 
 
+async def genesis_hash(url: str, timeout: float) -> str:
+    """The endpoint's genesis hash (which cluster it serves)."""
+    async with RpcClient(url, timeout=timeout, retries=2) as client:
+        value = await client.call("getGenesisHash")
+    if not isinstance(value, str):
+        raise RpcProtocolError(f"getGenesisHash returned {value!r:.40}")
+    return value
+
+
 async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel tasks and wait for them, swallowing their cancellation."""
     for task in tasks:

@@ -132,6 +132,7 @@ class Verdict:
                 "p99": _j(lag.p99),
                 "max": _j(lag.max),
                 "max_ms": _j(lag.max * ev.slot_time.ms),
+                "p99_ms": _j(lag.p99 * ev.slot_time.ms),
                 "seconds_over": round(lag.seconds_over, 3),
                 "seconds_unknown": round(lag.seconds_unknown, 3),
                 "hz": round(lag.hz, 2),
