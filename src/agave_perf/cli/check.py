@@ -75,9 +75,21 @@ def source_options(func: F) -> F:
             type=click.FloatRange(0, 1, min_open=True),
             help="Share of samples that must be within the threshold (0.999).",
         ),
-        click.option("--latency-p95-ms", type=click.FloatRange(0, min_open=True)),
-        click.option("--memory-limit-gib", type=click.FloatRange(0, min_open=True)),
-        click.option("--memory-metric", type=click.Choice(["anon+swap", "anon", "rss", "pss"])),
+        click.option(
+            "--latency-p95-ms",
+            type=click.FloatRange(0, min_open=True),
+            help="Per-method p95 latency target (50).",
+        ),
+        click.option(
+            "--memory-limit-gib",
+            type=click.FloatRange(0, min_open=True),
+            help="Memory limit of the process tree (16).",
+        ),
+        click.option(
+            "--memory-metric",
+            type=click.Choice(["anon+swap", "anon", "rss", "pss"]),
+            help="What the memory limit counts (anon+swap: not reclaimable by the kernel).",
+        ),
     ]
     for opt in reversed(options):
         func = opt(func)
@@ -166,7 +178,9 @@ async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> No
 
 @click.command()
 @source_options
-@click.option("--duration", type=Duration(), default="60s", show_default=True)
+@click.option(
+    "--duration", type=Duration(), default="60s", show_default=True, help="How long to sample."
+)
 @click.option(
     "--record", type=click.Path(dir_okay=False), help="Also write every sample to this JSONL file."
 )
