@@ -131,8 +131,8 @@ class TestWorkflow:
             for node in doc["nodes"]:
                 out = tmp_path / f"{node['name']}.json"
                 p = agave_perf(
-                    "bench", "--rpc", node["http"], "--workload", "slot", "--rate", "300",
-                    "--duration", "3s", "--no-store", "-o", str(out), "--json", home=tmp_path,
+                    "bench", "--rpc", node["http"], "--workload", "slot", "--rate", "400",
+                    "--duration", "2s", "--no-store", "-o", str(out), "--json", home=tmp_path,
                 )  # fmt: skip
                 assert p.returncode == 0, p.stderr
                 files.append(str(out))
@@ -172,7 +172,7 @@ class TestInterrupts:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "AGAVE_PERF_HOME": str(tmp_path), "NO_COLOR": "1"},
             )  # fmt: skip
-            time.sleep(3.0)
+            time.sleep(2.0)
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=20)
         assert proc.returncode == 130, err
@@ -194,7 +194,7 @@ class TestInterrupts:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 env={**os.environ, "AGAVE_PERF_HOME": str(tmp_path), "NO_COLOR": "1"},
             )  # fmt: skip
-            time.sleep(3.0)
+            time.sleep(2.0)
         # leaving the block stops the simnet process under the running bench
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 3, err
