@@ -152,3 +152,19 @@ async def _query_until(url: str, query: str, timeout: float = 30.0) -> float:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"Prometheus never returned {query}")
             await asyncio.sleep(0.25)
+
+
+class TestSloGauges:
+    def test_window_gauges_follow_the_samples(self) -> None:
+        """slo_ok and burn gauges are recomputed from the monitor's recent window."""
+        monitor = Monitor(Sources(rpc="http://127.0.0.1:1"), SloSettings(request_rate=0))
+        exporter = Exporter()
+        server = MetricsServer(exporter, monitor, "127.0.0.1", 0, window_s=60)
+        now = monitor.clock.now()
+        for i in range(100):
+            monitor.emit(LagSample(now - 10 + i * 0.1, 110, 100, 10 if i < 50 else 1, "shred"))
+        server.refresh()
+        text = exporter.exposition().decode()
+        assert 'agave_perf_slo_ok{slo="slot_lag"} 0.0' in text
+        assert 'agave_perf_slo_burn_ratio{slo="slot_lag"} 0.5' in text
+        assert 'slo="memory"' not in text  # not measured: no gauge rather than a fake "ok"
