@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from agave_perf.bench import BenchConfig, RunResult, load_workload, parse_slo, run_bench
+from agave_perf.bench import (
+    BenchConfig,
+    RunResult,
+    find_max,
+    load_workload,
+    parse_slo,
+    run_bench,
+)
 from agave_perf.errors import RpcTransportError
+from agave_perf.rpc import Reply
 from agave_perf.simnet import Distribution, SimCluster, load_scenario
 from tests.cli._simnet import closed_port, simnet
 
@@ -126,6 +134,8 @@ class TestRealTraffic:
         assert len(landed) >= 0.9 * sent.ok  # the last slot's sends may still be in flight
         assert run.slo_passed is True
         assert run.env["node"]["solana-core"]
+        assert {"host", "cpu", "kernel", "agave_perf"} <= set(run.env)
+        assert any("discovered 16 simnet accounts" in n for n in run.notes)
 
     async def test_without_keypair_sends_are_simulated_and_said_so(self) -> None:
         """No keypair: the trading mix simulates instead of sending, and the run notes it."""
@@ -174,3 +184,41 @@ class TestFailures:
         total = run.ok + sum(errors.values())
         assert total == run.schedule.sent
         assert 0.1 < sum(errors.values()) / total < 0.32
+
+
+class SaturatingServer:
+    """A Transport with a capacity: fast below ``capacity`` req/s, slow above it (real time)."""
+
+    def __init__(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.recent: list[float] = []
+
+    async def send(self, body: bytes, *, timeout: float) -> Reply:
+        now = time.monotonic()
+        self.recent = [t for t in self.recent if t > now - 0.25]
+        self.recent.append(now)
+        latency = 0.001 if len(self.recent) / 0.25 <= self.capacity else 0.08
+        await asyncio.sleep(latency)
+        return Reply(200, b'{"jsonrpc":"2.0","result":1,"id":1}', latency)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TestFindMax:
+    async def test_ramp_finds_the_capacity(self) -> None:
+        """Doubling then bisecting finds the highest rate meeting p95<50ms within 10 %."""
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            cfg = BenchConfig(
+                http(c), load_workload("slot"), rate=100, duration=0.6,
+                slos=[parse_slo("p95<50ms")], transport=SaturatingServer(capacity=450),
+            )  # fmt: skip
+            ramp = await find_max(cfg, precision=0.1)
+        assert 380 <= ramp.best_rate <= 450, ramp.to_json()
+        rates = [s.rate for s in ramp.steps]
+        assert rates[:4] == [100, 200, 400, 800]
+        failed = [r for r in ramp.reasons if r]
+        assert failed
+        assert all("SLO p95<50ms" in r for r in failed)
+        assert ramp.best is not None
+        assert ramp.best.rate == ramp.best_rate

@@ -115,6 +115,10 @@ class TestWorkflow:
         text = html.read_text()
         assert "<svg" in text
         assert "Comparison against" in text
+        assert "SLO verdicts" in text
+        assert "p95&lt;1s" in text
+        assert "Latency percentile curves" in text
+        assert "throughput" in text
         assert "http://" not in text.replace("http://127.0.0.1", "")  # nothing fetched
         assert "<script src" not in text
         screenshot(html, tmp_path)
