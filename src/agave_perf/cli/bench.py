@@ -112,10 +112,22 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
     show_default=True,
     help="Built-in (trading, reads, send, slot) or a TOML workload file.",
 )
-@click.option("--rate", type=click.FloatRange(min=0.001), default=None, help="Requests per second.")
-@click.option("--duration", type=Duration(), default=None, help="Measured time, e.g. 30s.")
-@click.option("--warmup", type=Duration(), default=None, help="Unmeasured load before, e.g. 5s.")
-@click.option("--connections", type=click.IntRange(1, 4096), default=None, help="HTTP connections.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.001),
+    default=None,
+    help="Requests per second [200; config bench.rate].",
+)
+@click.option(
+    "--duration", type=Duration(), default=None, help="Measured time [30s; bench.duration_s]."
+)
+@click.option("--warmup", type=Duration(), default=None, help="Unmeasured load first [0s].")
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="HTTP keep-alive connections [16].",
+)
 @click.option(
     "--arrival",
     type=click.Choice(["constant", "poisson"]),
@@ -124,11 +136,17 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
     help="Spacing of the intended send times.",
 )
 @click.option("--closed-loop", is_flag=True, help="Closed loop (for contrast; hides stalls).")
-@click.option("--timeout", type=Duration(), default=None, help="Per-request timeout.")
+@click.option("--timeout", type=Duration(), default=None, help="Per-request timeout [10s].")
 @click.option("--tag", "tags", multiple=True, help="k=v stored with the run (repeatable).")
 @click.option("--slo", "slos", multiple=True, help="Objective like p95<50ms (repeatable).")
 @click.option("--find-max", is_flag=True, help="Ramp the rate to the highest meeting --slo.")
-@click.option("--max-rate", type=click.FloatRange(min=1), default=100_000, show_default=True)
+@click.option(
+    "--max-rate",
+    type=click.FloatRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Upper bound of the ramp.",
+)
 @click.option("--keypair", type=click.Path(dir_okay=False), help="Funded payer (Solana CLI JSON).")
 @click.option("--accounts", type=click.Path(dir_okay=False), help="Pubkeys for $account, a file.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the request mix.")
