@@ -136,6 +136,17 @@ class TestOpenLoop:
         assert times[-1] == pytest.approx(20.0, rel=0.05)
         assert min(gaps) < 0.0005 < 0.02 < max(gaps)
 
+    async def test_poisson_run_measures_exact_latency(self) -> None:
+        """A Poisson schedule sends about rate × duration requests, each measured exactly."""
+        clock = VirtualClock()
+        spec = LoadSpec(rate=200, duration=5, arrival="poisson", seed=9)
+        engine = Engine(VirtualServer(clock, latency=0.003), Source(), spec, clock=clock)
+        await drive(clock, engine)
+        st = engine.stats[0]
+        assert st.ok == engine.schedule.sent == engine.schedule.scheduled
+        assert 900 <= st.ok <= 1100
+        assert st.corrected.max == pytest.approx(0.003, abs=2e-5)
+
     async def test_inflight_limit_drops_are_counted(self) -> None:
         """Requests beyond the in-flight limit are counted as dropped, never silently skipped."""
         clock = VirtualClock()

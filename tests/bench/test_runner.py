@@ -16,6 +16,7 @@ from agave_perf.bench import (
     find_max,
     load_workload,
     parse_slo,
+    parse_workload,
     run_bench,
 )
 from agave_perf.errors import RpcTransportError
@@ -150,6 +151,21 @@ class TestRealTraffic:
 
 
 class TestFailures:
+    async def test_websocket_drops_are_counted(self) -> None:
+        """A node that drops PubSub sockets: the drop is counted, the HTTP load goes on."""
+        scenario = (
+            "flaky:error_rate=0,rate_429=0,rate_503=0,timeout_rate=0,malformed_rate=0,"
+            "ws_drop_per_min=600"
+        )
+        wl = parse_workload(
+            '[[call]]\nmethod = "getSlot"\n[[subscribe]]\nmethod = "slotSubscribe"\n', "ws.toml"
+        )
+        async with SimCluster(nodes=1, scenario=scenario, slot_ms=100) as c:
+            run = await run_bench(BenchConfig(http(c), wl, rate=100, duration=2.5))
+        assert run.notifications["slotSubscribe"].drops == 1
+        assert not run.partial
+        assert run.methods["getSlot"].ok == 250
+
     async def test_unreachable_node(self) -> None:
         """A closed port fails before any load with a one-line transport error."""
         cfg = BenchConfig(f"http://127.0.0.1:{closed_port()}", load_workload("slot"), duration=1)
