@@ -75,7 +75,7 @@ class _Progress:
             description="warm-up" if s["warming"] else f"{engine.spec.rate:g} req/s",
             stats=(
                 f"ok {s['ok']} err {s['errors']} late {s['late']} dropped {s['dropped']} "
-                f"in flight {s['inflight']} p99 {s['p99_ms']:.1f} ms"
+                f"in flight {s['inflight']} p99 (last s) {s['p99_ms']:.1f} ms"
             ),
         )
 
