@@ -74,6 +74,16 @@ class TestBadInput:
         listed = agave_perf("report", "--list", "--json", home=tmp_path)
         assert json.loads(listed.stdout) == []
 
+    def test_api_keys_are_redacted(self, tmp_path: Path) -> None:
+        """An API key in the URL never reaches the output, even in errors."""
+        url = f"http://127.0.0.1:{closed_port()}/?api-key=SECRET123"
+        p = agave_perf(
+            "bench", "--rpc", url, "--workload", "slot", "--duration", "1s", home=tmp_path
+        )
+        assert p.returncode == 3
+        assert "SECRET123" not in p.stderr + p.stdout
+        assert "127.0.0.1" in p.stderr
+
     def test_bad_slo(self, tmp_path: Path) -> None:
         """A malformed --slo is a usage error."""
         p = agave_perf("bench", "--rpc", "http://x:1", "--slo", "p95 under 50", home=tmp_path)
