@@ -85,6 +85,15 @@ class BenchSettings(_Section):
     compare_alpha: float = Field(0.01, gt=0, lt=1)
 
 
+class GateSettings(_Section):
+    """What the plan's pluggable gates measure (``agave-perf plan gate``)."""
+
+    check_rpc: str = ""  # the node a task changes; empty = the check gate cannot run
+    check_references: tuple[str, ...] = ()  # nodes at the network tip
+    check_process: str = ""  # validator process name, for the memory criterion
+    check_duration_s: float = Field(60.0, gt=0)
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -92,6 +101,7 @@ class Settings(_Section):
     slo: SloSettings = SloSettings()
     simnet: SimnetSettings = SimnetSettings()
     store: StoreSettings = StoreSettings()
+    gate: GateSettings = GateSettings()
     bench: BenchSettings = BenchSettings()
     host: HostSettings = HostSettings()
 

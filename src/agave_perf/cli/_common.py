@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -55,6 +56,8 @@ def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) 
         rt = runtime(ctx)
         rt.config_path = value
         rt._settings = None
+        # plugins (plan gates) and child processes load the same file
+        os.environ["AGAVE_PERF_CONFIG"] = value
 
 
 def standard_options(func: F) -> F:
