@@ -184,6 +184,26 @@ class TestFailures:
         await t.aclose()
         await stop(srv)
 
+    async def test_idle_close_of_a_reused_connection_is_retried_once(self) -> None:
+        """A reused connection the server drops as a request arrives costs a resend, not an error."""
+        total = [0]
+
+        def respond(n: int) -> bytes | None:
+            total[0] += 1
+            if total[0] == 2:  # the second request, on the reused connection: drop it
+                Server.connections[-1].transport.close()
+                return None
+            return content_length()
+
+        srv, url = await serve(respond)
+        t = FastHttpTransport(url, connections=1)
+        assert (await t.send(b"{}", timeout=2)).status == 200
+        assert (await t.send(b"{}", timeout=2)).status == 200
+        await t.aclose()
+        await stop(srv)
+        assert len(Server.connections) == 2
+        assert total[0] == 3
+
     def test_bad_url(self) -> None:
         """Only http(s) URLs are accepted."""
         from agave_perf.errors import UsageError

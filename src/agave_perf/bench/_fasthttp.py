@@ -31,14 +31,14 @@ MAX_HEADER = 64 * 1024
 class _Conn(asyncio.Protocol):
     """One keep-alive connection carrying at most one request at a time."""
 
-    __slots__ = ("buf", "closed", "owner", "sent_at", "transport", "waiter")
+    __slots__ = ("buf", "closed", "owner", "served", "transport", "waiter")
 
     def __init__(self, owner: FastHttpTransport) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] | None = None
-        self.sent_at = 0.0
+        self.served = 0
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -232,33 +232,51 @@ class FastHttpTransport:
             self._idle.append(conn)
 
     async def send(self, body: bytes, *, timeout: float) -> Reply:
-        """POST ``body`` on a free connection; raise RpcTimeout/RpcTransportError on failure."""
+        """POST ``body`` on a free connection; raise RpcTimeout/RpcTransportError on failure.
+
+        A reused keep-alive connection that the server had closed while idle fails
+        before any byte of the answer arrives; that request is sent once more on a
+        fresh connection (as browsers and HTTP libraries do), so a server's idle
+        timeout does not show up as request errors.
+        """
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
-        conn = await self._acquire(timeout)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        request = self._prefix + str(len(body)).encode() + b"\r\n\r\n" + body
+        for attempt in (1, 2):
+            conn = await self._acquire(max(0.0, deadline - time.monotonic()))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._release(conn)
+                raise RpcTimeout(f"no answer within {timeout:g}s", endpoint=self.endpoint)
+            waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] = loop.create_future()
+            conn.waiter = waiter
+            assert conn.transport is not None
+            reused = conn.served > 0
+            sent = time.perf_counter()
+            conn.transport.write(request)
+            timer = loop.call_later(remaining, _expire, waiter, timeout, self.endpoint)
+            try:
+                status, data, retry_after, keep = await waiter
+            except RpcTransportError as err:
+                stale = reused and conn.closed and not conn.buf and not isinstance(err, RpcTimeout)
+                conn.abort()
+                self._release(conn)
+                if stale and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                conn.abort()
+                self._release(conn)
+                raise
+            finally:
+                timer.cancel()
+            seconds = time.perf_counter() - sent
+            conn.served += 1
+            if not keep:
+                conn.abort()
             self._release(conn)
-            raise RpcTimeout(f"no answer within {timeout:g}s", endpoint=self.endpoint)
-        waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] = loop.create_future()
-        conn.waiter = waiter
-        assert conn.transport is not None
-        sent = time.perf_counter()
-        conn.transport.write(self._prefix + str(len(body)).encode() + b"\r\n\r\n" + body)
-        timer = loop.call_later(remaining, _expire, waiter, timeout, self.endpoint)
-        try:
-            status, data, retry_after, keep = await waiter
-        except BaseException:
-            conn.abort()
-            self._release(conn)
-            raise
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - sent
-        if not keep:
-            conn.abort()
-        self._release(conn)
-        return Reply(status, data, seconds, retry_after)
+            return Reply(status, data, seconds, retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     async def aclose(self) -> None:
         """Close every connection."""
