@@ -185,7 +185,7 @@ class TestFailures:
         await stop(srv)
 
     async def test_idle_close_of_a_reused_connection_is_retried_once(self) -> None:
-        """A reused connection the server drops as a request arrives costs a resend, not an error."""
+        """A reused connection dropped by the server as a request arrives costs a resend only."""
         total = [0]
 
         def respond(n: int) -> bytes | None:
