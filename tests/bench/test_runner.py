@@ -136,6 +136,8 @@ class TestRealTraffic:
         assert run.slo_passed is True
         assert run.env["node"]["solana-core"]
         assert {"host", "cpu", "kernel", "agave_perf"} <= set(run.env)
+        assert run.network["connections"] >= 1  # TCP connect time, reported apart
+        assert 0 < run.network["connect_p50_ms"] < 100
         assert any("discovered 16 simnet accounts" in n for n in run.notes)
 
     async def test_without_keypair_sends_are_simulated_and_said_so(self) -> None:

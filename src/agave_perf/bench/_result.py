@@ -213,6 +213,7 @@ class RunResult:
     tags: dict[str, str] = field(default_factory=dict)
     slo: list[SloVerdict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    network: dict[str, Any] = field(default_factory=dict)  # TCP connect times: the RTT floor
 
     # -- derived ------------------------------------------------------------------------
 
@@ -283,6 +284,7 @@ class RunResult:
             "slo": [v.to_json() for v in self.slo],
             "slo_passed": self.slo_passed,
             "notes": self.notes,
+            "network": self.network,
         }
 
     @classmethod
@@ -312,6 +314,7 @@ class RunResult:
             tags={str(k): str(v) for k, v in doc.get("tags", {}).items()},
             slo=[SloVerdict.from_json(v) for v in doc.get("slo", [])],
             notes=list(doc.get("notes", [])),
+            network=dict(doc.get("network", {})),
         )
 
     # -- rendering ----------------------------------------------------------------------
@@ -362,6 +365,15 @@ class RunResult:
                 f"dropped {s.dropped}; slip p99 {s.slip.quantile(0.99) * 1e3:.3f} ms"
             )
         )
+        if self.network.get("connections"):
+            net = self.network
+            parts.append(
+                Text(
+                    f"TCP connect (network round trip, apart from server time): "
+                    f"p50 {net['connect_p50_ms']:.2f} ms, max {net['connect_max_ms']:.2f} ms "
+                    f"over {net['connections']} connections"
+                )
+            )
         if self.errors:
             parts.append(Text("errors: " + ", ".join(f"{k} {v}" for k, v in self.errors.items())))
         for n in self.notifications.values():

@@ -242,6 +242,7 @@ async def run_bench(
             t.cancel()
         if watch is not None:
             await watch.stop()
+        connects = sorted(getattr(transport, "connect_seconds", []))
         await transport.aclose()
         await control.aclose()
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
@@ -264,6 +265,15 @@ async def run_bench(
         env=_env.capture(version if isinstance(version, dict) else None, loop_name),
         tags=dict(cfg.tags),
         notes=[*notes, f"accounts: {source} ({len(accounts)})"],
+        network=(
+            {
+                "connections": len(connects),
+                "connect_p50_ms": connects[len(connects) // 2] * 1e3,
+                "connect_max_ms": connects[-1] * 1e3,
+            }
+            if connects
+            else {}
+        ),
     )
     if engine.abort_reason:
         result.partial, result.partial_reason = True, engine.abort_reason
