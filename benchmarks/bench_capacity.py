@@ -228,8 +228,7 @@ def ramp(url: str) -> tuple[float, list[dict[str, Any]]]:
 def main() -> None:
     """Measure and write the JSON result."""
     if shutil.which("wrk") is None:
-        print("bench_capacity needs Debian package 'wrk'", file=sys.stderr)
-        raise SystemExit(2)
+        raise RuntimeError("bench_capacity needs Debian package 'wrk'")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
