@@ -205,7 +205,7 @@ class TestFailures:
         assert sched.slip.max >= 0.004
 
 
-class TestTimeouts:
+class TestStop:
     async def test_stop_event_ends_early_and_keeps_results(self) -> None:
         """Setting stop (Ctrl-C) ends the run; what was measured stays."""
         clock = VirtualClock()
