@@ -38,3 +38,26 @@ class TestConventions:
         r = run("--help")
         assert r.returncode == 0
         assert "Exit codes" in r.stdout
+
+
+class TestExitCodes:
+    def test_ctx_exit_code_is_kept(self) -> None:
+        """A command ending with ctx.exit(n) exits n (non-standalone click returns it)."""
+        import click
+
+        from agave_perf.cli import main as main_mod
+
+        @click.command()
+        def boom() -> None:
+            click.get_current_context().exit(5)
+
+        main_mod.COMMANDS["boom-test"] = f"{__name__}:_BOOM"
+        globals()["_BOOM"] = boom
+        try:
+            import pytest
+
+            with pytest.raises(SystemExit) as info:
+                main_mod.main(["boom-test"])
+            assert info.value.code == 5
+        finally:
+            del main_mod.COMMANDS["boom-test"]

@@ -8,7 +8,8 @@ from agave_perf.bench import MethodStats, Reservoir, RunResult, Schedule
 from agave_perf.bench.compare import compare
 from agave_perf.errors import UsageError
 from agave_perf.store import open_store
-from agave_perf.store.bench import list_runs, load_run, resolve, save_run, store_url
+from agave_perf.store._db import Store, normalize_url
+from agave_perf.store.bench import list_runs, load_run, resolve, save_run
 
 
 def make_run(
@@ -117,6 +118,9 @@ class TestLookup:
                 resolve(store, "latest~5")
 
     def test_postgres_urls_use_psycopg3(self) -> None:
-        """postgresql:// URLs are mapped to the psycopg 3 driver; others pass through."""
-        assert store_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-        assert store_url("sqlite:///x.db") == "sqlite:///x.db"
+        """postgresql:// URLs use the psycopg 3 driver in every store, not psycopg2."""
+        assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+        assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+        store = Store("postgresql://u@127.0.0.1:1/db")  # no connection is made here
+        assert store.engine.dialect.driver == "psycopg"
+        store.close()

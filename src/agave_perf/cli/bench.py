@@ -188,7 +188,6 @@ def bench(
     from agave_perf.output import dumps
     from agave_perf.store import open_store
     from agave_perf.store.bench import save_run
-    from agave_perf.store.bench import store_url as bench_store_url
 
     rt = runtime()
     cfg_b = rt.settings.bench
@@ -216,7 +215,7 @@ def bench(
     result = run_async(_run(cfg, find_max, max_rate, show))
     runs = result.steps if isinstance(result, FindMax) else [result]
     stored: list[str] = []
-    url = bench_store_url(store_url or rt.settings.store.url)
+    url = store_url or rt.settings.store.url
     display = ""
     if not no_store and runs:
         with open_store(url) as store:

@@ -81,13 +81,12 @@ def compare(
     from agave_perf.bench.compare import SLOWER
     from agave_perf.bench.compare import compare as do_compare
     from agave_perf.store import open_store
-    from agave_perf.store.bench import store_url as bench_store_url
 
     rt = runtime()
     cfg = rt.settings.bench
     need_store = not (Path(a).is_file() and Path(b).is_file())
     if need_store:
-        with open_store(bench_store_url(store_url or rt.settings.store.url)) as store:
+        with open_store(store_url or rt.settings.store.url) as store:
             run_a, run_b = load_ref(a, store), load_ref(b, store)
     else:
         run_a, run_b = load_ref(a, None), load_ref(b, None)

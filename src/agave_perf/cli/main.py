@@ -72,7 +72,10 @@ def _fail(message: str, code: int) -> int:
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI and map every error to one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="agave-perf", standalone_mode=False)
+        # non-standalone click returns the code of ctx.exit(n) instead of raising it
+        code = cli.main(args=argv, prog_name="agave-perf", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return sys.exit(code)
     except click.exceptions.Exit as done:
         return sys.exit(done.exit_code)
     except click.Abort:

@@ -75,10 +75,9 @@ def report(runs: tuple[str, ...], output: str, list_runs: bool, store_url: str |
     from agave_perf.cli.compare import load_ref, read_run_file
     from agave_perf.store import open_store
     from agave_perf.store.bench import list_runs as stored_runs
-    from agave_perf.store.bench import store_url as bench_store_url
 
     rt = runtime()
-    url = bench_store_url(store_url or rt.settings.store.url)
+    url = store_url or rt.settings.store.url
     if list_runs:
         with open_store(url) as store:
             rt.emit(RunList(stored_runs(store, limit=50)))

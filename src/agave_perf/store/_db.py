@@ -69,11 +69,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def normalize_url(url: str) -> str:
+    """Let users write ``postgresql://…``: use psycopg 3 (our dependency), not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 class Store:
     """A results store: one engine, transactions via :meth:`begin`, schemas via :meth:`ensure`."""
 
     def __init__(self, url: str = "") -> None:
-        self.url = url or default_url()
+        self.url = normalize_url(url or default_url())
         self.display_url = redact_url(self.url)
         self._ensured: set[str] = set()
         try:

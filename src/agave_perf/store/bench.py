@@ -80,14 +80,6 @@ bench_tags = Table(
 SCHEMA = Schema("bench", 1, (bench_runs, bench_methods, bench_tags))
 
 
-def store_url(url: str) -> str:
-    """Let users write ``postgresql://…``: pick psycopg 3 (our dependency), not psycopg2."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 @dataclass(frozen=True)
 class RunRow:
     """A stored run as listed: id, when, what, headline numbers."""
