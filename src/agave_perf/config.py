@@ -92,6 +92,12 @@ class GateSettings(_Section):
     check_references: tuple[str, ...] = ()  # nodes at the network tip
     check_process: str = ""  # validator process name, for the memory criterion
     check_duration_s: float = Field(60.0, gt=0)
+    bench_rpc: str = ""  # the node the phase benchmark loads; empty = the bench gate cannot run
+    bench_workload: str = "trading"  # built-in name or TOML file
+    bench_rate: float = Field(50.0, gt=0)
+    bench_duration_s: float = Field(60.0, gt=0)
+    bench_keypair: str = ""  # fee payer for real sends; empty = simulate only
+    bench_max_error_rate: float = Field(0.01, ge=0, le=1)
 
 
 class Settings(_Section):
