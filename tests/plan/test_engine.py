@@ -449,14 +449,19 @@ def score(tmp_path: Path) -> Iterator[Path]:
 
 
 class TestPhaseGate:
-    def test_without_bench_module_fails_clearly(self, tmp_path: Path, catalog_file: Path) -> None:
-        """With no benchmark in this version, the phase gate fails saying so, and records it."""
+    def test_unconfigured_benchmark_fails_clearly(self, tmp_path: Path, catalog_file: Path) -> None:
+        """With no node configured for the phase benchmark, recording a baseline fails saying
+        what to set, and the failure is recorded; the phase gate then has no baseline."""
         ws = make_workspace(tmp_path / "ws")
         init(ws, catalog_file)
-        line = one_line_error(cli("plan", "gate", "--phase", "1", "--agave", str(ws)), 1)
-        assert "not available in this version" in line
+        line = one_line_error(
+            cli("plan", "gate", "--phase", "1", "--baseline", "--agave", str(ws)), 1
+        )
+        assert "bench_rpc" in line
         (phase,) = [p for p in status(ws)["phases"] if p["number"] == 1]
         assert phase["phase_evidence"][0]["passed"] is False
+        line = one_line_error(cli("plan", "gate", "--phase", "1", "--agave", str(ws)), 1)
+        assert "no baseline for phase 1" in line
 
     def test_gain_against_the_baseline_from_phase_start(
         self, tmp_path: Path, catalog_file: Path, score: Path
