@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from agave_perf.paths import state_path
-from agave_perf.plan import BenchMeasurement, GateContext, register_phase_benchmark
+from agave_perf.plan import BenchMeasurement, GateContext
 from agave_perf.plan.engine import PlanEngine
+from agave_perf.plan.gates import overriding_phase_benchmark
 from agave_perf.store import open_store
 from agave_perf.store import plan as db
 from tests.plan.helpers import cli, init, one_line_error, status, task_of
@@ -443,9 +444,8 @@ def score(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "score"
     path.write_text("10")
     bench = ScoreFile(path)
-    register_phase_benchmark(lambda: bench)
-    yield path
-    register_phase_benchmark(None)
+    with overriding_phase_benchmark(lambda: bench):
+        yield path
 
 
 class TestPhaseGate:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agave_perf.plan import GateContext, GateResult, register_gate
-from agave_perf.plan.gates import gate_for, unregister_gate
+from agave_perf.plan import GateContext, GateResult
+from agave_perf.plan.gates import gate_for, overriding_gate
 from tests.plan.test_engine import cli, init, one_line_error, status, task_of
 from tests.tune.build.workspaces import git, make_workspace
 
@@ -38,9 +38,8 @@ class ScriptCheck:
 
 @pytest.fixture
 def script_check() -> Iterator[None]:
-    register_gate("check", ScriptCheck)
-    yield
-    unregister_gate("check")
+    with overriding_gate("check", ScriptCheck):
+        yield
 
 
 class TestPluggable:

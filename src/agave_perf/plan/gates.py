@@ -17,9 +17,10 @@ a missing gate is never a pass.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,6 +112,33 @@ def register_phase_benchmark(factory: Callable[[], PhaseBenchmark] | None) -> No
     _BENCHMARK.clear()
     if factory is not None:
         _BENCHMARK.append(factory)
+
+
+@contextlib.contextmanager
+def overriding_gate(kind: str, factory: Callable[[], Gate]) -> Iterator[None]:
+    """Use ``factory`` for a gate kind inside the block, then restore what was there (tests)."""
+    unavailable_reason(kind)  # load the real plugin first, so it is what gets restored
+    previous = _GATES.get(kind)
+    _GATES[kind] = factory
+    try:
+        yield
+    finally:
+        if previous is None:
+            _GATES.pop(kind, None)
+        else:
+            _GATES[kind] = previous
+
+
+@contextlib.contextmanager
+def overriding_phase_benchmark(factory: Callable[[], PhaseBenchmark]) -> Iterator[None]:
+    """Use ``factory`` as the phase benchmark inside the block, then restore the previous one."""
+    unavailable_reason("bench")
+    previous = list(_BENCHMARK)
+    register_phase_benchmark(factory)
+    try:
+        yield
+    finally:
+        _BENCHMARK[:] = previous
 
 
 def unavailable_reason(kind: str) -> str | None:
