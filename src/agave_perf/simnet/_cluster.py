@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import time
@@ -28,6 +29,7 @@ from agave_perf.simnet._timeline import FollowerModel, skipped
 
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
+STATUS_CACHE_SLOTS = 300  # slots a signature status is kept below the oldest root (Agave: 300)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class SimCluster:
                 self.ledger.seal_block()
                 self._process(self.tip, slot)
                 self.ledger.open_block(slot + 1, self._unix())
+                self._housekeeping()
                 for i, model in self._models.items():
                     self._queues[i].append((self._t0 + model.replay_time(produced_at), slot))
                     self._wakeups[i].set()
@@ -231,6 +234,14 @@ class SimCluster:
             for node in self.nodes:
                 node.sample_perf(now, self.perf_sample_s)
             k += 1
+
+    def _housekeeping(self) -> None:
+        """Bound memory like a node does, and keep the garbage collector off the hot path."""
+        oldest_root = min(n.view.finalized for n in self.nodes)
+        self.ledger.prune(oldest_root - STATUS_CACHE_SLOTS)
+        # Blocks, statuses and account versions live for hundreds of slots; without this
+        # every full collection re-scans them all and stalls requests for tens of ms.
+        gc.freeze()
 
     async def _drive_follower(self, index: int) -> None:
         node, queue, wake = self.nodes[index], self._queues[index], self._wakeups[index]

@@ -148,6 +148,34 @@ class Ledger:
         self.pending = None
         return block
 
+    def prune(self, before: int) -> int:
+        """Forget statuses, transactions and old account versions of blocks below ``before``.
+
+        Like Agave's status cache, a signature is only known for a few hundred slots;
+        account reads keep working because the newest version below ``before`` stays.
+        Returns how many blocks were pruned.
+        """
+        cut = bisect.bisect_left(self.block_slots, before)
+        if cut <= 1:
+            return 0
+        # keep the newest pruned block itself: it anchors block_at_or_before for old slots
+        gone = self.block_slots[: cut - 1]
+        touched: set[Pubkey] = set()
+        for slot in gone:
+            block = self.blocks.pop(slot)
+            self.blockhashes.pop(block.blockhash, None)
+            for tx in block.txs:
+                self.statuses.pop(tx.signature, None)
+            touched.update(pk for pk, _ in block.writes)
+        del self.block_slots[: cut - 1]
+        for pubkey in touched:
+            slots, accounts = self._versions[pubkey]
+            i = bisect.bisect_left(slots, before)
+            if i > 1:
+                del slots[: i - 1]
+                del accounts[: i - 1]
+        return len(gone)
+
     def block_at_or_before(self, slot: int) -> Block | None:
         """Return the newest produced block with slot ≤ ``slot``."""
         i = bisect.bisect_right(self.block_slots, slot)
