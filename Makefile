@@ -23,6 +23,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+	$(BIN)/mypy tests/typing/api.py
 
 pytest: install
 	$(BIN)/pytest -q
