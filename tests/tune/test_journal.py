@@ -138,6 +138,23 @@ class TestWriteAndRollback:
             txn.write_knob("/proc/sys/no/such", b"1\n", restore=b"0\n", stage="t", label="k")
         assert journal.pending() == []
 
+    @pytest.mark.parametrize("host_path", ["/etc/../../outside/x.conf", "/etc/escape/x.conf"])
+    def test_path_outside_the_root_is_refused_before_any_write(
+        self, root: FakeRoot, host_path: str
+    ) -> None:
+        """A path leaving the root ('..', a symlinked directory) is refused before any write."""
+        outside = root.path.parent / "outside"
+        outside.mkdir()
+        os.symlink(outside, root.host("/etc/escape"))
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with pytest.raises(WriteFailed, match="outside the root"):  # noqa: SIM117
+            with journal.transaction() as txn:
+                txn.write_file(host_path, b"x", stage="t", label="escape")
+        assert list(outside.iterdir()) == []
+        assert root.snapshot() == before
+        assert journal.pending() == []
+
 
 write_ops = st.lists(
     st.tuples(

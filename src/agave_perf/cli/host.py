@@ -67,6 +67,10 @@ def _make_host(root: Path, **kwargs: Any) -> Any:
         raise UsageError(f"--root {root}: no such directory")
     defaults = runtime().settings.host
     opts = {k: defaults.model_dump().get(k) if v is None else v for k, v in kwargs.items()}
+    unit = opts.get("unit")
+    if unit is not None and ("/" in unit or unit in ("", ".", "..")):
+        # A unit name is never a path; one would put the drop-in outside the root.
+        raise UsageError(f"--unit {unit!r}: give the unit's name (e.g. sol), not a path")
     profile = host_mod.load_profile(str(opts.pop("profile")), opts.pop("agave_version"))
     return host_mod.Host.at(root, profile, **opts)
 

@@ -643,6 +643,18 @@ class Transaction:
         self.journal._append({"type": "failed", "txn": self.id, "seq": seq, "error": reason})
         raise WriteFailed(host_path, reason)
 
+    def _inside_root(self, host_path: str) -> Path:
+        """Return the target of a host path, refusing one that would leave the root."""
+        target = self.journal.target(host_path)
+        root = os.path.realpath(self.journal.root)
+        # '..' or a symlinked directory would write outside --root, and a '..' path
+        # would also make the journal unreadable, so rollback could not undo it.
+        parent = os.path.realpath(target.parent)
+        escapes = ".." in host_path.split("/") or os.path.commonpath([root, parent]) != root
+        if not host_path.startswith("/") or escapes:
+            raise WriteFailed(host_path, f"it is outside the root {self.journal.root}")
+        return target
+
     def _ensure_parents(self, target: Path, stage: str) -> None:
         missing: list[Path] = []
         parent = target.parent
@@ -665,7 +677,7 @@ class Transaction:
         self, host_path: str, data: bytes, *, mode: int | None = None, stage: str, label: str
     ) -> None:
         """Replace a regular file atomically (creating it and its parents when absent)."""
-        target = self.journal.target(host_path)
+        target = self._inside_root(host_path)
         if target.is_symlink():
             # Replacing a link with a file would change what else reads it; refuse instead.
             raise WriteFailed(
@@ -691,7 +703,7 @@ class Transaction:
         self, host_path: str, data: bytes, *, restore: bytes, stage: str, label: str
     ) -> None:
         """Write a kernel value (``/proc/sys``, ``/sys``) in place; ``restore`` undoes it."""
-        target = self.journal.target(host_path)
+        target = self._inside_root(host_path)
         try:
             old = FileState.read(target)
         except OSError as err:

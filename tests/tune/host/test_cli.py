@@ -219,6 +219,18 @@ class TestFakeRootCli:
         assert "AGAVE_PERF_HOME" in r.stderr
         assert root.snapshot() == before
 
+    @pytest.mark.parametrize("command", [["check"], ["apply", "--yes"]])
+    def test_unit_that_is_a_path_is_a_usage_error(self, tmp_path: Path, command: list[str]) -> None:
+        """--unit naming a path (which would put the drop-in outside --root) exits 2, no writes."""
+        root = FakeRoot.build(tmp_path / "root")
+        before = root.snapshot()
+        r = run(*command, "--root", str(root.path), "--unit", "../../../../x/sol")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "--unit" in r.stderr
+        assert r.stderr.count("\n") == 1
+        assert root.snapshot() == before
+        assert not (tmp_path / "x").exists()
+
     def test_missing_root_is_a_usage_error(self, tmp_path: Path) -> None:
         """--root that does not exist exits 2 with a clear message."""
         r = run("check", "--root", str(tmp_path / "nope"))
