@@ -14,6 +14,7 @@ from agave_perf.rpc import PubSubClient, RpcClient, Timed, ws_url_for
 from agave_perf.simnet import Distribution, NodeInfo, SimCluster, load_scenario
 from agave_perf.slo import Monitor, Sources, Verdict
 from agave_perf.testing import FakeRoot, VirtualClock
+from agave_perf.testing import SimCluster as TestingCluster
 
 
 async def check_a_follower() -> Verdict:
@@ -53,6 +54,7 @@ def helpers(tmp: Path) -> float:
     clock = VirtualClock(start=10.0)
     root = FakeRoot.build(tmp / "root", cpus=8)
     assert root is not None
+    assert TestingCluster is SimCluster
     assert redact_url("https://h/?api-key=k") != ""
     dist: Distribution = Distribution.parse("normal:20ms,2ms")
     latency = load_scenario("latency:dist=normal,mean=20ms,sd=2ms").behaviour(1, 0.0).latency

@@ -7,6 +7,7 @@
 """
 
 from agave_perf.clock import VirtualClock
+from agave_perf.simnet import SimCluster
 from agave_perf.testing.fakeroot import FakeRoot
 
-__all__ = ["FakeRoot", "VirtualClock"]
+__all__ = ["FakeRoot", "SimCluster", "VirtualClock"]
