@@ -9,6 +9,7 @@ import click
 
 from agave_perf.cli._common import runtime, standard_options
 from agave_perf.errors import EXIT_FAILED, TuningError, UsageError
+from agave_perf.output import console
 
 
 class FlagsAuditFailed(TuningError):
@@ -108,6 +109,11 @@ def audit(
     )
     if do_fix:
         fix(report, text, path)
-    rt.emit(report)
+    if rt.as_json:
+        rt.emit(report)
+    else:
+        # The --fix diff must reach the terminal unwrapped and uncropped, or it is no
+        # longer a patch the user can apply.
+        console().print(report, soft_wrap=True)
     if report.errors:
         raise FlagsAuditFailed(f"{file}: the flag audit found {report.errors} error(s)")

@@ -82,6 +82,18 @@ class TestFixCommand:
         assert "+  --skip-startup-ledger-verification \\" in r.stdout
         assert f"corrected copy written to {fixed}" in r.stdout.replace("\n", "")
 
+    def test_printed_diff_keeps_long_lines_whole(self, tmp_path: Path) -> None:
+        """The diff printed by --fix has every long line intact, so it can be used as a patch."""
+        path = tmp_path / "validator.sh"
+        line = (
+            "exec agave-validator --ledger /mnt/ledger/" + "x" * 120 + " --rpc-bind-adress 0.0.0.0"
+        )
+        path.write_text("#!/bin/sh\n" + line + "\n")
+        r = run(str(path), "--fix", "--profile", "none")
+        assert r.returncode == 1, r.stderr
+        assert "-" + line + "\n" in r.stdout
+        assert "+" + line.replace("adress", "address") + "\n" in r.stdout
+
 
 class TestWorkload:
     def test_rpc_method_option(self, good_root: Path) -> None:
