@@ -355,3 +355,26 @@ class TestParserFuzz:
             for answer in doc if isinstance(doc, list) else [doc]:
                 assert answer["jsonrpc"] == "2.0"
                 assert ("result" in answer) != ("error" in answer)
+
+
+class TestSlotsUpdates:
+    async def test_stages_in_order(self, cluster: SimCluster) -> None:
+        """slotsUpdatesSubscribe reports each slot's stages as Agave names them, shreds first."""
+        async with aiohttp.ClientSession() as s, s.ws_connect(cluster.info()[1].ws) as ws:
+            await ws.send_str(
+                json.dumps({"jsonrpc": "2.0", "id": 1, "method": "slotsUpdatesSubscribe"})
+            )
+            assert isinstance(json.loads((await ws.receive()).data)["result"], int)
+            seen: dict[int, list[tuple[str, int]]] = {}
+            for _ in range(40):
+                note = json.loads((await asyncio.wait_for(ws.receive(), 5)).data)
+                assert note["method"] == "slotsUpdatesNotification"
+                update = note["params"]["result"]
+                seen.setdefault(update["slot"], []).append((update["type"], update["timestamp"]))
+        full = [stages for stages in seen.values() if len(stages) >= 4]
+        assert full
+        for stages in full:
+            kinds = [k for k, _ in stages]
+            assert kinds[:4] == ["firstShredReceived", "completed", "createdBank", "frozen"]
+            assert stages[0][1] <= stages[2][1]  # shreds arrive before the bank is created
+        assert any("optimisticConfirmation" in [k for k, _ in v] for v in seen.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -100,12 +101,50 @@ class Node:
                 )
             elif sub.kind == "root" and self.view.finalized != before.finalized:
                 sub.notify("rootNotification", self.view.finalized, sub.id)
+            elif sub.kind == "slotsUpdates":
+                for update in self._slot_updates(block, before):
+                    sub.notify("slotsUpdatesNotification", update, sub.id)
         if self._sig_subs or self._acct_subs:
             for commitment in COMMITMENTS:
                 old, new = before.at(commitment), self.view.at(commitment)
                 if new > old:
                     for b in self.ledger.blocks_between(old, new):
                         self._notify_block(b, commitment)
+
+    def _slot_updates(self, block: Block, before: NodeView) -> list[dict[str, Any]]:
+        """The stages Agave's slotsUpdatesSubscribe reports for a slot this node processed."""
+        now_ms = int(time.time() * 1000)
+        shreds_ms = int(block.produced_at * 1000)  # shreds reach every node as the tip makes them
+        txs = len(block.txs)
+        failed = sum(1 for tx in block.txs if tx.err is not None)
+        updates: list[dict[str, Any]] = [
+            {"slot": block.slot, "timestamp": shreds_ms, "type": "firstShredReceived"},
+            {"slot": block.slot, "timestamp": shreds_ms, "type": "completed"},
+            {
+                "parent": block.parent,
+                "slot": block.slot,
+                "timestamp": now_ms,
+                "type": "createdBank",
+            },
+            {
+                "slot": block.slot,
+                "timestamp": now_ms,
+                "type": "frozen",
+                "stats": {
+                    "numTransactionEntries": txs,
+                    "numSuccessfulTransactions": txs - failed,
+                    "numFailedTransactions": failed,
+                    "maxTransactionsPerEntry": min(txs, 64),
+                },
+            },
+        ]
+        if self.view.confirmed != before.confirmed:
+            updates.append(
+                {"slot": self.view.confirmed, "timestamp": now_ms, "type": "optimisticConfirmation"}
+            )
+        if self.view.finalized != before.finalized:
+            updates.append({"slot": self.view.finalized, "timestamp": now_ms, "type": "root"})
+        return updates
 
     def _notify_block(self, block: Block, commitment: str) -> None:
         for tx in block.txs:

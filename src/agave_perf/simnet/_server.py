@@ -290,6 +290,7 @@ class NodeServer:
             raise invalid_params("invalid type: map, expected a sequence")
         if method.endswith("Unsubscribe") and method[: -len("Unsubscribe")] in (
             "slot",
+            "slotsUpdates",
             "root",
             "signature",
             "account",
@@ -298,7 +299,7 @@ class NodeServer:
                 raise RpcFailure(-32602, "Invalid subscription id.")
             my_subs.discard(params[0])
             return node.unsubscribe(params[0]), None
-        if method in ("slotSubscribe", "rootSubscribe"):
+        if method in ("slotSubscribe", "rootSubscribe", "slotsUpdatesSubscribe"):
             if params:
                 raise invalid_params(f"invalid length {len(params)}, expected 0")
             sub = node.subscribe(method[: -len("Subscribe")], notify)
