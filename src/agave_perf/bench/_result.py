@@ -8,6 +8,7 @@ what ``compare`` and ``report`` read back with :meth:`RunResult.from_json`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +171,8 @@ class SloVerdict:
             "method": self.method or "all",
             "quantile": self.quantile,
             "limit_ms": self.limit_s * 1e3,
-            "measured_ms": self.measured_s * 1e3,
+            # nothing answered in time: null, since strict JSON has no Infinity
+            "measured_ms": self.measured_s * 1e3 if math.isfinite(self.measured_s) else None,
             "passed": self.passed,
         }
 
@@ -183,7 +185,7 @@ class SloVerdict:
             "" if method == "all" else method,
             float(doc["quantile"]),
             float(doc["limit_ms"]) / 1e3,
-            float(doc["measured_ms"]) / 1e3,
+            float("inf") if doc["measured_ms"] is None else float(doc["measured_ms"]) / 1e3,
             bool(doc["passed"]),
         )
 

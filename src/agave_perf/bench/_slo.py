@@ -29,9 +29,18 @@ class Slo:
         if self.method:
             stats = run.methods.get(self.method)
             hist = stats.corrected if stats is not None else None
+            failed = stats.error_count if stats is not None else 0
         else:
             hist = run.overall()
-        measured = hist.quantile(self.quantile) if hist is not None and hist.count else float("inf")
+            failed = sum(run.errors.values())
+        answered = hist.count if hist is not None else 0
+        # a failed request (timeout, 429, error reply) never met a latency objective: it
+        # counts as infinitely slow, so the quantile's rank is taken over every request
+        rank = self.quantile * (answered + failed)
+        if hist is None or answered == 0 or rank > answered:
+            measured = float("inf")
+        else:
+            measured = hist.quantile(rank / answered)
         ok = measured <= self.limit_s if self.inclusive else measured < self.limit_s
         return SloVerdict(self.spec, self.method, self.quantile, self.limit_s, measured, ok)
 
