@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -103,6 +104,18 @@ class TestDone:
         (ws / "src" / "main.rs").write_text(MAIN_RS + "\n// edit\n")
         line = one_line_error(cli("plan", "done", "build.x", "--agave", str(ws)), 1)
         assert "uncommitted changes" in line
+
+    def test_checkout_without_git_is_refused(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Without a commit the evidence cannot be tied to the code, so done is refused."""
+        ws = make_workspace(tmp_path / "ws")
+        shutil.rmtree(ws / ".git")
+        init(ws, catalog_file)
+        cli("plan", "start", "build.x", "--agave", str(ws))
+        assert cli("plan", "gate", "build.x", "--agave", str(ws)).returncode == 0
+        (ws / "src" / "main.rs").write_text(MAIN_RS + "\n// edit after the gates\n")
+        line = one_line_error(cli("plan", "done", "build.x", "--agave", str(ws)), 1)
+        assert "not a git checkout" in line
+        assert task_of(status(ws), "build.x")["state"] == "in-progress"
 
     def test_broken_build_fails_build_gate_and_skips_test(
         self, tmp_path: Path, catalog_file: Path

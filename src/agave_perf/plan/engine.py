@@ -459,6 +459,12 @@ class PlanEngine:
         if ts.status != "in-progress":
             raise PlanRuleViolation(f"refused: {task.id} is {ts.status}, not in progress")
         rs = repo_state(self.repo)
+        if not rs.commit:
+            # Without a commit neither "same code as the gates" nor "clean" can be checked.
+            raise PlanRuleViolation(
+                f"refused: {self.repo} is not a git checkout with commits, so the gate "
+                "evidence cannot be tied to the code; commit it to git, then gate again"
+            )
         if rs.dirty:
             raise PlanRuleViolation(
                 f"refused: {self.repo} has uncommitted changes; commit, then run "
