@@ -101,6 +101,32 @@ class TestBadInput:
                 "w.toml",
             )
 
+    @pytest.mark.parametrize(
+        ("extra", "why"),
+        [
+            ("subscribe = 5\n", "subscribe"),
+            ('[accounts]\nlist = "abc"\n', "list"),
+            ("[accounts]\nlist = [1, 2]\n", "not a base58 pubkey"),
+            ('[accounts]\nlist = ["nope"]\n', "'nope' is not a base58 pubkey"),
+            ("[accounts]\nfile = 3\n", "file"),
+        ],
+    )
+    def test_malformed_tables_are_usage_errors(self, extra: str, why: str) -> None:
+        """Wrongly typed [[subscribe]] and [accounts] entries are one-line usage errors."""
+        with pytest.raises(UsageError, match=why):
+            parse_workload(
+                toml('[[call]]\nmethod = "getBalance"\nparams = ["$account"]\n', extra), "w.toml"
+            )
+
+    def test_weights_that_overflow_together(self) -> None:
+        """Weights finite one by one but infinite in sum are refused (no call would be picked)."""
+        with pytest.raises(UsageError, match="weights"):
+            parse_workload(
+                toml('[[call]]\nmethod = "getSlot"\nweight = 1e308\n'
+                     '[[call]]\nmethod = "getBalance"\nweight = 1e308\n'),
+                "w.toml",
+            )  # fmt: skip
+
     def test_not_toml_and_missing_file(self, tmp_path: Path) -> None:
         """Broken TOML and a missing file are one-line errors."""
         with pytest.raises(UsageError, match="not valid TOML"):

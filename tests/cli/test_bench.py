@@ -90,6 +90,16 @@ class TestBadInput:
         assert p.returncode == 2
         assert "invalid SLO" in p.stderr
 
+    def test_slo_on_a_method_the_workload_never_calls(self, tmp_path: Path) -> None:
+        """An --slo naming a method outside the workload is a usage error, not a missed SLO."""
+        p = agave_perf(
+            "bench", "--rpc", "http://x:1", "--workload", "slot",
+            "--slo", "getAccountInfo:p95<50ms", home=tmp_path,
+        )  # fmt: skip
+        assert p.returncode == 2, p.stderr
+        assert "getAccountInfo" in p.stderr
+        assert "getSlot" in p.stderr
+
 
 class TestWorkflow:
     def test_bench_compare_report(self, tmp_path: Path) -> None:

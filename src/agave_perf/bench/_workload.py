@@ -35,6 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from solders.pubkey import Pubkey
+
 from agave_perf.errors import UsageError
 
 # Agave's JSON-RPC HTTP methods (rpc/src/rpc.rs, full API); a typo is an error, not a 0-weight call.
@@ -248,8 +250,13 @@ def parse(text: str, source: str = "workload") -> Workload:
         calls.append(Call(method, float(weight), tuple(params)))
         if method == "sendTransaction" and "transaction" not in calls[-1].placeholders():
             raise UsageError(f'{where}: sendTransaction needs "$transaction" as its first param')
+    if not math.isfinite(sum(c.weight for c in calls)):
+        raise UsageError(f"workload {source}: the weights add up to infinity; use smaller ones")
     subs: list[Subscribe] = []
-    for i, s in enumerate(data.get("subscribe", []), start=1):
+    raw_subs = data.get("subscribe", [])
+    if not isinstance(raw_subs, list):
+        raise UsageError(f"workload {source}: 'subscribe' must be [[subscribe]] tables")
+    for i, s in enumerate(raw_subs, start=1):
         where = f"workload {source} subscribe {i}"
         if not isinstance(s, dict):
             raise UsageError(f"{where}: must be a table")
@@ -272,6 +279,17 @@ def parse(text: str, source: str = "workload") -> Workload:
     acc = data.get("accounts", {})
     if not isinstance(acc, dict) or set(acc) - {"file", "list"}:
         raise UsageError(f"workload {source}: [accounts] takes only 'file' and 'list'")
+    if not isinstance(acc.get("file", ""), str):
+        raise UsageError(f"workload {source}: [accounts] file must be a path string")
+    if not isinstance(acc.get("list", []), list):
+        raise UsageError(f"workload {source}: [accounts] list must be an array of pubkeys")
+    for a in acc.get("list", []):
+        try:
+            Pubkey.from_string(a if isinstance(a, str) else "")
+        except ValueError:
+            raise UsageError(
+                f"workload {source}: [accounts] list: {a!r} is not a base58 pubkey"
+            ) from None
     name = data.get("name", Path(source).stem)
     return Workload(
         name=str(name),

@@ -194,9 +194,20 @@ def bench(
     objectives = [parse_slo(s) for s in slos]
     if find_max and not objectives:
         raise UsageError("--find-max needs at least one --slo, e.g. --slo 'p95<50ms'")
+    wl = load_workload(workload)
+    # without --keypair, sendTransaction calls are measured as simulateTransaction
+    called = {c.method for c in wl.calls}
+    if "sendTransaction" in called:
+        called.add("simulateTransaction")
+    for o in objectives:
+        if o.method and o.method not in called:
+            raise UsageError(
+                f"--slo {o.spec}: workload {wl.name} never calls {o.method} "
+                f"(it calls {', '.join(sorted(c.method for c in wl.calls))})"
+            )
     cfg = BenchConfig(
         rpc=rpc,
-        workload=load_workload(workload),
+        workload=wl,
         rate=rate or cfg_b.rate,
         duration=duration or cfg_b.duration_s,
         warmup=cfg_b.warmup_s if warmup is None else warmup,
@@ -247,5 +258,10 @@ def bench(
     failed = [v for v in result.slo if not v.passed]
     if failed:
         raise SloFailed(
-            "; ".join(f"SLO {v.spec} missed: measured {v.measured_s * 1e3:.2f} ms" for v in failed)
+            "; ".join(
+                f"SLO {v.spec} missed: measured {v.measured_s * 1e3:.2f} ms"
+                if v.measured_s != float("inf")
+                else f"SLO {v.spec} missed: too many requests failed or none was answered"
+                for v in failed
+            )
         )
