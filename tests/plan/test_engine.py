@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -241,6 +242,36 @@ class TestRollback:
         t = task_of(status(ws), "flags.x")
         assert t["state"] == "rolled-back"
         assert t["rollbacks"][0]["kind"] == "flags-file"
+
+    def test_flags_file_owner_restored(self, tmp_path: Path, catalog_file: Path) -> None:
+        """A start script owned by the validator's user keeps that owner after rollback."""
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give the script another owner")
+        ws = make_workspace(tmp_path / "ws")
+        script = tmp_path / "validator.sh"
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator --rpc-threads 8\n")
+        script.chmod(0o750)
+        os.chown(script, 1234, 2345)
+        init(ws, catalog_file, "--flags-file", str(script))
+        assert cli("plan", "start", "flags.x", "--agave", str(ws)).returncode == 0
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator --rpc-threads 32\n")
+        assert cli("plan", "rollback", "flags.x", "--agave", str(ws)).returncode == 0
+        st = script.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 2345, 0o750)
+
+    def test_unwritable_flags_file_is_one_line(self, tmp_path: Path, catalog_file: Path) -> None:
+        """When the start script cannot be written back, rollback is one error line, exit 2."""
+        ws = make_workspace(tmp_path / "ws")
+        scripts = tmp_path / "scripts"
+        scripts.mkdir()
+        script = scripts / "validator.sh"
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator\n")
+        init(ws, catalog_file, "--flags-file", str(script))
+        assert cli("plan", "start", "flags.x", "--agave", str(ws)).returncode == 0
+        shutil.rmtree(scripts)
+        line = one_line_error(cli("plan", "rollback", "flags.x", "--agave", str(ws)), 2)
+        assert str(script) in line
+        assert task_of(status(ws), "flags.x")["state"] == "in-progress"
 
     def test_flags_task_needs_a_flags_file(self, tmp_path: Path, catalog_file: Path) -> None:
         """Without --flags-file at init, a flags task cannot start (it could not be undone)."""

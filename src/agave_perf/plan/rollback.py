@@ -12,6 +12,7 @@ run ``agave-perf host rollback`` — never a pretended success.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -58,7 +59,7 @@ def backup_flags_file(flags_file: Path, backup: Path) -> dict[str, Any]:
     """Save the flags file before a task changes it; return what the start event records."""
     try:
         data = flags_file.read_bytes()
-        mode = flags_file.stat().st_mode & 0o7777
+        st = flags_file.stat()
     except OSError as err:
         raise TuningError(f"cannot back up {flags_file}: {err.strerror or err}") from None
     backup.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,9 @@ def backup_flags_file(flags_file: Path, backup: Path) -> dict[str, Any]:
         "flags_file": str(flags_file),
         "backup": str(backup),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "mode": mode,
+        "mode": st.st_mode & 0o7777,
+        "uid": st.st_uid,
+        "gid": st.st_gid,
     }
 
 
@@ -92,9 +95,25 @@ def _flags_file(ctx: RollbackContext) -> RollbackResult:
         return RollbackResult("done", f"{target} is already as it was at task start", saved)
     # Atomic replace, so the validator's start script is never half-written.
     tmp = target.with_name(f".{target.name}.agave-perf-tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, int(saved.get("mode", 0o755)))
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(data)
+        os.chmod(tmp, int(saved.get("mode", 0o755)))
+        # The validator's user must still be able to run its script (start records made
+        # before owners were saved keep the current owner).
+        owner = (saved.get("uid"), saved.get("gid"))
+        if owner[0] is None and target.exists():
+            owner = (target.stat().st_uid, target.stat().st_gid)
+        if owner[0] is not None and owner[1] is not None:
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, int(owner[0]), int(owner[1]))
+        os.replace(tmp, target)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise TuningError(
+            f"{ctx.task_id}: cannot restore {target} ({err.strerror or err}); the backup "
+            f"{backup} is kept"
+        ) from None
     return RollbackResult(
         "done", f"restored {target} as saved at task start (sha256 {saved['sha256'][:12]})", saved
     )
