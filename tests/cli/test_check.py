@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +237,24 @@ class TestFaults:
         assert r.returncode == 3
         assert f"127.0.0.1:{runs.ref_port}" in r.stderr
         assert urls(runs.steady)[0] not in r.stderr
+
+    def test_ctrl_c_is_not_a_pass(self, runs: Runs) -> None:
+        """SIGINT mid-check prints the verdict over what was kept, then exits 130, never 0."""
+        node, tip = urls(runs.steady)
+        proc = spawn(
+            "check", "--duration", "60s", "--rpc", node, "--reference", tip, "--json",
+            home=runs.home,
+        )  # fmt: skip
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130, err
+        doc = json.loads(out)
+        assert doc["duration_s"] < 10
+        assert doc["slot_lag"]["samples"] >= 5
+        assert any("interrupted after" in n for n in doc["notes"])
+        assert "interrupted" in err
+        assert "Traceback" not in err
 
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
         """No --rpc, or a URL that is not http(s), is a one-line usage error with exit 2."""

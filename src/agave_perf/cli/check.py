@@ -19,7 +19,7 @@ import click
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.config import SloSettings
-from agave_perf.errors import SloFailed, UsageError
+from agave_perf.errors import EXIT_INTERRUPTED, SloFailed, UsageError
 from agave_perf.output import console
 
 if TYPE_CHECKING:
@@ -149,7 +149,8 @@ def flag_notes(script: str | None) -> list[str]:
     return [f"validator script ({reader}): {f}" for f in found]
 
 
-async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> None:
+async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> bool:
+    """Sample for ``duration``; return whether Ctrl-C (or SIGTERM) cut the run short."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -158,7 +159,7 @@ async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> No
     await monitor.preflight()
     if not show_progress:
         await monitor.run(duration, stop)
-        return
+        return stop.is_set()
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
@@ -174,6 +175,7 @@ async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> No
             await asyncio.wait({run}, timeout=0.5)
             progress.update(task, completed=monitor.clock.now() - monitor.t0)
         await run
+    return stop.is_set()
 
 
 @click.command()
@@ -224,6 +226,7 @@ def check(
         request_rate=rate,
     )
     notes = flag_notes(validator_script)
+    interrupted = False
     if replay:
         from agave_perf.slo import read_recording
         from agave_perf.slo.session import replay_verdict
@@ -241,7 +244,7 @@ def check(
             monitor.on_start.append(recorder.mark_start)
         show = not rt.as_json and sys.stderr.isatty()
         try:
-            run_async(_measure(monitor, duration, show))
+            interrupted = run_async(_measure(monitor, duration, show))
         finally:
             if recorder is not None:
                 recorder.close()
@@ -249,6 +252,17 @@ def check(
         if down is not None:
             raise down
         verdict = monitor.verdict(notes=notes)
+        if interrupted:
+            verdict.notes.append(
+                f"interrupted after {verdict.duration:.1f} s of {duration:g} s: "
+                "the verdict covers only what was measured"
+            )
     rt.emit(verdict)
     if verdict.failed:
         raise SloFailed(f"SLO failed: {verdict.reason()}")
+    if interrupted:
+        # a cut-short window proves nothing either way: never exit 0 ("all pass") for it
+        click.echo(
+            f"agave-perf: interrupted after {verdict.duration:.1f} s of {duration:g} s", err=True
+        )
+        raise SystemExit(EXIT_INTERRUPTED)
