@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -102,6 +103,26 @@ class TestWriteAndRollback:
         assert again.restored == []
         assert again.transactions == []
         assert root.snapshot() == after_first
+        assert journal.pending() == []
+
+    def test_failed_restore_leaves_its_directories_for_the_next_rollback(
+        self, root: FakeRoot
+    ) -> None:
+        """A path that cannot be restored keeps its older writes and new parents pending."""
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        for content in (b"one\n", b"two\n"):
+            with journal.transaction() as txn:
+                txn.write_file("/etc/a/b/c.conf", content, stage="t", label="conf")
+        blocker = root.host("/etc/a/b/c.conf")
+        blocker.unlink()
+        blocker.mkdir()  # a non-empty directory: neither replaced nor deleted
+        (blocker / "x").write_text("")
+        assert journal.rollback().errors
+        shutil.rmtree(blocker)  # the operator removes the cause
+        again = journal.rollback()
+        assert again.errors == []
+        assert diff_snapshots(before, root.snapshot()) == []
         assert journal.pending() == []
 
     def test_failed_write_undoes_the_run(self, root: FakeRoot) -> None:

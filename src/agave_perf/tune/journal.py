@@ -473,10 +473,17 @@ class Journal:
         if txn_ids is not None:
             txns = [t for t in txns if t.id in txn_ids]
         seen: set[str] = set()
+        # Paths whose restore failed: their older writes and new parent directories must
+        # wait for the next rollback, or that one would restore them out of order.
+        blocked: list[str] = []
         for txn in reversed(txns):
             failed_before = len(result.errors)
+            waiting = False
             for entry in reversed(txn.entries):
                 if entry.restored:
+                    continue
+                if any(b == entry.path or b.startswith(entry.path + "/") for b in blocked):
+                    waiting = True
                     continue
                 if entry.kind == "file" and entry.done and entry.path not in seen:
                     # The newest completed write of a path should still be there.
@@ -492,12 +499,13 @@ class Journal:
                     # may leave nothing to undo; only then is the error harmless.
                     if not self._matches_old(entry):
                         result.errors.append(f"{entry.path}: {err.strerror or err}")
+                        blocked.append(entry.path)
                         continue
                     action = "unchanged"
                 self._crash("undo")
                 self._append({"type": "undone", "txn": txn.id, "seq": entry.seq})
                 result.restored.append(Restored(entry.path, entry.stage, entry.label, action))
-            if len(result.errors) == failed_before:
+            if len(result.errors) == failed_before and not waiting:
                 self._append({"type": "rolled-back", "txn": txn.id, "time": time.time()})
                 result.transactions.append(txn.id)
         return result
