@@ -65,6 +65,22 @@ class TestExposition:
         )
         assert 'agave_perf_endpoint_faults_total{endpoint="http://127.0.0.1:8899"' in text
 
+    def test_node_down_is_not_shown_as_fine(self) -> None:
+        """An unknown lag reads NaN and an unanswered getHealth reads 0, not the last good value."""
+        ex = Exporter()
+        ex(LagSample(1.0, 110, 110, 0, "references"))
+        ex(HealthSample(1.0, True))
+        ex(LagSample(2.0, 112, None, None, "references"))
+        ex(Fault(2.0, "http://127.0.0.1:8899", "transport", "getHealth", "refused"))
+        text = ex.exposition().decode()
+        assert "agave_perf_slot_lag_slots NaN" in text
+        assert "agave_perf_node_health_ok 0.0" in text
+        ex(LagSample(3.0, 113, 111, 2, "references"))
+        ex(HealthSample(3.0, True))
+        text = ex.exposition().decode()
+        assert "agave_perf_slot_lag_slots 2.0" in text
+        assert "agave_perf_node_health_ok 1.0" in text
+
     def test_promtool_accepts(self) -> None:
         """promtool check metrics finds nothing wrong with the exposition."""
         promtool = shutil.which("promtool")

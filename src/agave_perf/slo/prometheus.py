@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import socket
 from typing import TYPE_CHECKING
 
@@ -128,6 +129,10 @@ class Exporter:
                 self.lag.set(s.lag)
                 if self._slot_ms:
                     self.lag_s.set(s.lag * self._slot_ms / 1000)
+            else:
+                # the node's slot is unknown (down, or not answering): NaN, never the last value
+                self.lag.set(math.nan)
+                self.lag_s.set(math.nan)
         elif isinstance(s, SlotSeen):
             self.slot.labels(s.role, s.endpoint).set(s.slot)
         elif isinstance(s, TimeLag):
@@ -159,6 +164,8 @@ class Exporter:
                     self.memory.labels(kind).set(value)
         elif isinstance(s, Fault):
             self.faults.labels(s.endpoint, s.kind).inc()
+            if s.method == "getHealth":  # no answer is not "ok"
+                self.health.set(0)
 
     def observed_slot_ms(self, ms: float) -> None:
         """Use the live observed slot time when the node publishes no performance samples."""
