@@ -101,6 +101,22 @@ class TestFullCycle:
         H.rollback(make_host(root))
         assert root.snapshot() == before
 
+    @pytest.mark.parametrize(
+        ("path", "stage"),
+        [
+            ("/etc/sysctl.d/21-agave-validator.conf", "sysctl"),
+            ("/etc/security/limits.d/90-solana-nofiles.conf", "limits"),
+        ],
+    )
+    def test_bytes_that_are_not_utf8_survive_the_merge(
+        self, tmp_path: Path, path: str, stage: str
+    ) -> None:
+        """A Latin-1 comment in a merged file is kept byte for byte, not turned into U+FFFD."""
+        root = FakeRoot.build(tmp_path / "root")
+        root.write(path, b"# r\xe9glages de l'\xe9quipe\n")
+        H.apply(make_host(root), H.select([stage]), yes=True)
+        assert root.host(path).read_bytes().startswith(b"# r\xe9glages de l'\xe9quipe\n")
+
     def test_status_lists_changes_until_rollback(self, tmp_path: Path) -> None:
         """status shows each applied path with its stage; after rollback it is empty."""
         root = FakeRoot.build(tmp_path / "root")

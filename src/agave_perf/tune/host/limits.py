@@ -269,13 +269,14 @@ class LimitsStage:
         if any(effective.get(item, -1) < want for item, want in pam.items()):
             path = host.profile.release.limits_file
             old = host.read_bytes(path)
-            text = set_limits("" if old is None else old.decode(errors="replace"), pam)
+            # surrogateescape: bytes that are not UTF-8 are written back unchanged
+            text = set_limits("" if old is None else old.decode(errors="surrogateescape"), pam)
             changes.append(
                 Change(
                     self.name,
                     path,
                     "file",
-                    text.encode(),
+                    text.encode(errors="surrogateescape"),
                     old,
                     "session nofile/memlock limits",
                     mode=0o644,

@@ -230,14 +230,15 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
     changes: list[Change] = []
     if to_persist:
         old_bytes = host.read_bytes(file)
-        old_text = "" if old_bytes is None else old_bytes.decode(errors="replace")
+        # surrogateescape: bytes that are not UTF-8 (a Latin-1 comment) are written back as-is
+        old_text = "" if old_bytes is None else old_bytes.decode(errors="surrogateescape")
         new_text = set_values(old_text, to_persist, "# Written by agave-perf host apply")
         changes.append(
             Change(
                 stage=stage,
                 path=file,
                 kind="file",
-                new=new_text.encode(),
+                new=new_text.encode(errors="surrogateescape"),
                 old=old_bytes,
                 label=_persist_label(list(to_persist)),
                 mode=0o644,
