@@ -10,6 +10,8 @@ take an hour; the statistics under test only see the samples.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,32 @@ class TestStatistics:
         b = synthetic_run("b", draw(pool, rng, 1.1))
         back = RunResult.from_json(b.to_json(full=True))
         assert compare(a, back).verdict == compare(a, b).verdict == SLOWER
+
+
+class TestFailures:
+    def test_timeouts_in_b_are_a_regression(self) -> None:
+        """B answering as fast as A but timing out on 30 % of requests is slower at p95/p99."""
+        rng = np.random.default_rng(3)
+        xs = rng.lognormal(np.log(0.02), 0.3, 2000)
+        a = synthetic_run("a", {"getSlot": xs})
+        b = synthetic_run("b", {"getSlot": xs})
+        b.methods["getSlot"].errors["timeout"] = 900
+        cmp = compare(a, b)
+        rows = {r.metric: r for r in cmp.rows}
+        assert rows["p95"].verdict == SLOWER
+        assert rows["p99"].verdict == SLOWER
+        assert rows["p50"].verdict == SAME
+        assert cmp.verdict == SLOWER
+        assert json.dumps(cmp.to_json(), allow_nan=False)
+        assert any("fail" in n for n in cmp.notes)
+
+    def test_equal_failure_rates_change_nothing(self) -> None:
+        """0.5 % failures in both runs leave every quantile finite and the verdict unchanged."""
+        rng = np.random.default_rng(4)
+        a = synthetic_run("a", {"getSlot": rng.lognormal(np.log(0.02), 0.3, 2000)})
+        b = synthetic_run("b", {"getSlot": rng.lognormal(np.log(0.02), 0.3, 2000)})
+        a.methods["getSlot"].errors["timeout"] = 10
+        b.methods["getSlot"].errors["timeout"] = 10
+        cmp = compare(a, b)
+        assert all(np.isfinite(r.b) and np.isfinite(r.a) for r in cmp.rows)
+        assert cmp.verdict == SAME

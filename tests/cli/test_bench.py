@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cli._simnet import agave_perf, closed_port, simnet
 from tests.debian import need
 from tests.store.conftest import postgres_server, postgres_url  # noqa: F401  (fixtures)
@@ -167,6 +169,29 @@ class TestWorkflow:
         same = agave_perf("compare", files[0], files[0], home=tmp_path)
         assert same.returncode == 0
         assert "no significant change" in same.stdout
+
+    def test_failing_b_exits_1(self, tmp_path: Path) -> None:
+        """B as fast as A but with 30 % timeouts: compare exits 1 in one line, JSON is strict."""
+        from agave_perf.bench import MethodStats, RunResult
+
+        files = []
+        for name, timeouts in (("a", 0), ("b", 900)):
+            run = RunResult(name, "", "", {"name": "slot"}, "open", "constant", 200, 10, 0, 1)
+            st = MethodStats("getSlot", errors={"timeout": timeouts} if timeouts else {})
+            for i in range(2000):
+                st.corrected.record(0.02 + (i % 50) * 1e-4)
+                st.samples.add(0.02 + (i % 50) * 1e-4)
+            run.methods["getSlot"] = st
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps(run.to_json(full=True)))
+            files.append(str(path))
+        p = agave_perf("compare", *files, "--json", home=tmp_path)
+        assert p.returncode == 1, p.stderr
+        assert "Traceback" not in p.stderr
+        assert p.stderr.strip().count("\n") == 0
+        assert "b is slower than a" in p.stderr
+        doc = json.loads(p.stdout, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+        assert doc["verdict"] == "slower"
 
     def test_postgresql_store(self, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
         """--store postgresql://… stores a run on a real PostgreSQL and reads it back."""

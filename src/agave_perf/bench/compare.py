@@ -13,6 +13,7 @@ in a gated metric makes ``agave-perf compare`` exit 1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from scipy.stats import binom, mannwhitneyu
+from scipy.stats import binom, fisher_exact, mannwhitneyu
 
 from agave_perf.bench._hist import Histogram
 from agave_perf.bench._result import RunResult
@@ -69,9 +70,10 @@ class Row:
         return {
             "method": self.method,
             "metric": self.metric,
-            "a_ms": self.a * 1e3,
-            "b_ms": self.b * 1e3,
-            "change": self.change,
+            # infinite (too many failed requests) is null: strict JSON has no Infinity
+            "a_ms": _finite(self.a * 1e3),
+            "b_ms": _finite(self.b * 1e3),
+            "change": _finite(self.change),
             "ci": [self.ci_low, self.ci_high],
             "p_value": self.p_value,
             "samples": [self.n_a, self.n_b],
@@ -171,6 +173,10 @@ class Comparison:
         return Group(t, legend, line, *(Text(n, style="yellow") for n in self.notes))
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def _pooled(run: RunResult) -> np.ndarray[Any, Any]:
     """All methods' samples, each method weighted by how many requests it really had."""
     parts = [(m.samples.array(), m.samples.seen) for m in run.methods.values() if m.samples.values]
@@ -255,19 +261,32 @@ def compare(
     if methods:
         common = [m for m in common if m in methods]
     rng = np.random.default_rng(seed)
-    targets: list[tuple[str, Histogram, Histogram, Any, Any]] = [
+    targets: list[tuple[str, Histogram, Histogram, Any, Any, int, int]] = [
         (
             name,
             a.methods[name].corrected,
             b.methods[name].corrected,
             a.methods[name].samples.array(),
             b.methods[name].samples.array(),
+            a.methods[name].error_count,
+            b.methods[name].error_count,
         )
         for name in common
     ]
     if len(common) > 1 or not common:
-        targets.append(("all", a.overall(), b.overall(), _pooled(a), _pooled(b)))
-    for name, ha, hb, xa, xb in targets:
+        targets.append(
+            (
+                "all",
+                a.overall(),
+                b.overall(),
+                _pooled(a),
+                _pooled(b),
+                sum(a.errors.values()),
+                sum(b.errors.values()),
+            )
+        )
+    for name, ha, hb, xa, xb, fail_a, fail_b in targets:
+        failures_noted = False
         enough = len(xa) >= MIN_SAMPLES and len(xb) >= MIN_SAMPLES
         p_value = None
         cis: dict[str, tuple[float, float]] = {}
@@ -276,11 +295,34 @@ def compare(
             cis = _bootstrap(xa, xb, metrics, resamples, confidence, rng)
         wanted = [q for q in map(metric_quantile, metrics) if q is not None]
         qa, qb = ha.quantiles(wanted), hb.quantiles(wanted)
+        share_a = fail_a / (fail_a + ha.count) if fail_a else 0.0
+        share_b = fail_b / (fail_b + hb.count) if fail_b else 0.0
         for metric in metrics:
             q = metric_quantile(metric)
             va, vb = (ha.mean, hb.mean) if q is None else (qa[q], qb[q])
             change = vb / va - 1.0 if va > 0 else 0.0
             lo, hi = cis.get(metric, (None, None))
+            # a failed request counts as infinitely slow (as in check and bench --slo): when
+            # more than 1 − q of one run's requests failed, its q-quantile is infinite
+            inf_a = q is not None and share_a > 1 - q
+            inf_b = q is not None and share_b > 1 - q
+            if inf_a != inf_b:
+                va, vb = (math.inf, vb) if inf_a else (va, math.inf)
+                change = math.inf if inf_b else -1.0
+                table = [[fail_a, ha.count], [fail_b, hb.count]]
+                p_fail = float(fisher_exact(table).pvalue)
+                if not failures_noted:
+                    cmp.notes.append(
+                        "failed requests count as infinitely slow: "
+                        f"{name} failed {share_a:.1%} in A, {share_b:.1%} in B"
+                    )
+                    failures_noted = True
+                significant = p_fail < alpha
+                verdict = (SLOWER if inf_b else FASTER) if significant else SAME
+                cmp.rows.append(
+                    Row(name, metric, va, vb, change, None, None, p_fail, len(xa), len(xb), verdict)
+                )
+                continue
             if not enough or p_value is None or lo is None or hi is None:
                 verdict = UNKNOWN
             else:

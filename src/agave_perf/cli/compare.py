@@ -101,8 +101,12 @@ def compare(
     rt.emit(result)
     if result.verdict == SLOWER:
         worst = max(result.regressions, key=lambda r: r.change)
-        raise GateFailed(
-            f"{run_b.id} is slower than {run_a.id}: {worst.method} {worst.metric} "
+        why = (
             f"{worst.change:+.1%} (CI {worst.ci_low:+.1%}..{worst.ci_high:+.1%}, "
             f"threshold {result.threshold:.0%})"
+            if worst.ci_low is not None and worst.ci_high is not None
+            else f"infinite: too many requests failed (Fisher exact p={worst.p_value:.1g})"
+        )
+        raise GateFailed(
+            f"{run_b.id} is slower than {run_a.id}: {worst.method} {worst.metric} {why}"
         )
