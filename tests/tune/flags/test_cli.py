@@ -82,6 +82,31 @@ class TestFixCommand:
         assert "+  --skip-startup-ledger-verification \\" in r.stdout
         assert f"corrected copy written to {fixed}" in r.stdout.replace("\n", "")
 
+    def test_fix_replaces_a_symlink_instead_of_writing_through_it(self, tmp_path: Path) -> None:
+        """A symlink at FILE.agave-perf is replaced by the copy; its target is left untouched."""
+        path = tmp_path / "validator.sh"
+        path.write_text("agave-validator --rpc-bind-adress 0.0.0.0\n")
+        victim = tmp_path / "victim"
+        victim.write_text("keep\n")
+        (tmp_path / "validator.sh.agave-perf").symlink_to(victim)
+        r = run(str(path), "--fix", "--profile", "none")
+        assert r.returncode == 1, r.stderr
+        assert victim.read_text() == "keep\n"
+        fixed = tmp_path / "validator.sh.agave-perf"
+        assert not fixed.is_symlink()
+        assert "--rpc-bind-address" in fixed.read_text()
+
+    def test_unwritable_fix_copy_is_one_line(self, tmp_path: Path) -> None:
+        """When FILE.agave-perf cannot be written (a directory is there), exit 2 with one line."""
+        path = tmp_path / "validator.sh"
+        path.write_text("agave-validator --rpc-bind-adress 0.0.0.0\n")
+        (tmp_path / "validator.sh.agave-perf").mkdir()
+        r = run(str(path), "--fix", "--profile", "none")
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1
+        assert "validator.sh.agave-perf" in r.stderr
+        assert "internal error" not in r.stderr
+
     def test_printed_diff_keeps_long_lines_whole(self, tmp_path: Path) -> None:
         """The diff printed by --fix has every long line intact, so it can be used as a patch."""
         path = tmp_path / "validator.sh"

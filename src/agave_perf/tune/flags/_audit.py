@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,9 +288,18 @@ def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
     report.diff = result.diff(text, name) if result.text != text else ""
     if path is not None and result.text != text:
         out = path.with_name(path.name + ".agave-perf")
-        with out.open("w", encoding="utf-8", newline="") as fh:
-            fh.write(result.text)
-        with contextlib.suppress(OSError):  # keep the original's mode (e.g. executable)
-            out.chmod(path.stat().st_mode & 0o777)
+        # A temp file renamed over the copy: a symlink planted at FILE.agave-perf is
+        # replaced, never written through.
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("x", encoding="utf-8", newline="") as fh:
+                fh.write(result.text)
+            with contextlib.suppress(OSError):  # keep the original's mode (e.g. executable)
+                tmp.chmod(path.stat().st_mode & 0o777)
+            os.replace(tmp, out)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise UsageError(f"cannot write {out}: {err.strerror or err}") from None
         report.fixed_path = str(out)
     return report
