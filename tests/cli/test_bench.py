@@ -92,6 +92,14 @@ class TestBadInput:
         assert p.returncode == 2
         assert "invalid SLO" in p.stderr
 
+    def test_unparsable_url(self, tmp_path: Path) -> None:
+        """A port out of range is a one-line usage error (exit 2), never an internal error."""
+        for url in ("http://127.0.0.1:99999/?api-key=SECRET123", "http://[::1/?api-key=SECRET123"):
+            p = agave_perf("bench", "--rpc", url, "--duration", "1s", home=tmp_path)
+            assert p.returncode == 2, p.stderr
+            assert "internal error" not in p.stderr
+            assert "SECRET123" not in p.stderr
+
     def test_slo_on_a_method_the_workload_never_calls(self, tmp_path: Path) -> None:
         """An --slo naming a method outside the workload is a usage error, not a missed SLO."""
         p = agave_perf(

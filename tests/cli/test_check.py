@@ -256,6 +256,24 @@ class TestFaults:
         assert "interrupted" in err
         assert "Traceback" not in err
 
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ("--rpc", "http://127.0.0.1:99999/?api-key=SECRETKEY123"),
+            ("--rpc", "http://[::1/?api-key=SECRETKEY123"),
+            ("--rpc", "http://127.0.0.1:1", "--reference", "http://127.0.0.1:70000"),
+            ("--rpc", "http://127.0.0.1:1", "--ws", "ws://127.0.0.1:99999"),
+        ],
+    )
+    def test_unparsable_urls_exit_2(self, tmp_path: Path, args: tuple[str, ...]) -> None:
+        """A port out of range or a broken IPv6 host is a one-line usage error, key unshown."""
+        for command in ("check", "watch"):
+            r = agave_perf(command, *args, "--duration", "1s", home=tmp_path)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.strip().count("\n") == 0
+            assert "internal error" not in r.stderr
+            assert "SECRETKEY123" not in r.stderr
+
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
         """No --rpc, or a URL that is not http(s), is a one-line usage error with exit 2."""
         r = agave_perf("check", "--duration", "1s", home=tmp_path)

@@ -185,12 +185,16 @@ def bench(
     """
     from agave_perf.bench import BenchConfig, FindMax, load_workload, parse_slo
     from agave_perf.bench._env import parse_tags
+    from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
     from agave_perf.store import open_store
     from agave_perf.store.bench import save_run
 
     rt = runtime()
     cfg_b = rt.settings.bench
+    http_url("--rpc", rpc)
+    if ws:
+        http_url("--ws", ws, ("ws", "wss", "http", "https"))
     objectives = [parse_slo(s) for s in slos]
     if find_max and not objectives:
         raise UsageError("--find-max needs at least one --slo, e.g. --slo 'p95<50ms'")

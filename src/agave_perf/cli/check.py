@@ -102,6 +102,23 @@ def slo_settings(base: SloSettings, **overrides: Any) -> SloSettings:
     return SloSettings.model_validate({**base.model_dump(), **changes})
 
 
+def http_url(option: str, url: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """Return ``url`` if it is a usable URL of one of ``schemes``; else a one-line UsageError."""
+    from urllib.parse import urlsplit
+
+    from agave_perf.redact import redact_url
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as err:
+        # the URL itself is not echoed: it may hold a key and cannot be parsed to mask it
+        raise UsageError(f"{option}: not a valid URL ({err})") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise UsageError(f"{redact_url(url)}: not an {schemes[0]}(s) URL")
+    return url
+
+
 def build_sources(
     rpc: str | None,
     ws: str | None,
@@ -117,11 +134,11 @@ def build_sources(
 
     if not rpc:
         raise UsageError("--rpc URL is required (or --replay FILE)")
-    for url in (rpc, *references):
-        if not url.startswith(("http://", "https://")):
-            from agave_perf.redact import redact_url
-
-            raise UsageError(f"{redact_url(url)}: not an http(s) URL")
+    http_url("--rpc", rpc)
+    for url in references:
+        http_url("--reference", url)
+    if ws:
+        http_url("--ws", ws, ("ws", "wss", "http", "https"))
     if pid is not None and not Path(f"/proc/{pid}").exists():
         raise UsageError(f"--pid {pid}: no such process")
     if pid is not None and process:
