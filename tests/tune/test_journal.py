@@ -284,6 +284,20 @@ class TestJournalFile:
         with pytest.raises(JournalCorrupt, match="belongs to root"):
             other.transactions()
 
+    def test_root_reached_through_a_symlink_is_the_same_root(
+        self, root: FakeRoot, tmp_path: Path
+    ) -> None:
+        """The same root named through a symlink reads its journal and rolls back."""
+        before = root.snapshot()
+        with Journal.for_root(root.path).transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        link = tmp_path / "link"
+        link.symlink_to(root.path)
+        journal = Journal.for_root(link)
+        assert len(journal.pending()) == 1
+        journal.rollback()
+        assert root.snapshot() == before
+
     def test_concurrent_transaction_is_refused(self, root: FakeRoot) -> None:
         """A second writer on the same root gets a clear error instead of interleaving."""
         journal = Journal.for_root(root.path)

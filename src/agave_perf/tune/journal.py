@@ -310,7 +310,8 @@ class Journal:
         if first:
             if kind != "header" or rec.get("version") != VERSION:
                 raise ValueError("missing or unsupported header")
-            if rec["root"] != str(self.root):
+            # The journal is keyed by the resolved root, so a symlink to it is the same root.
+            if os.path.realpath(str(rec["root"])) != os.path.realpath(self.root):
                 raise ValueError(f"journal belongs to root {rec['root']}, not {self.root}")
             return
         if kind == "begin":
