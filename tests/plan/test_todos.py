@@ -76,6 +76,14 @@ class TestScan:
         }
         assert list(report.by_component) == ["build", "docs", "rpc", "validator-flags"]
 
+    def test_line_numbers_count_only_newlines(self, tmp_path: Path) -> None:
+        """A form feed or U+2028 inside a file does not shift the reported line numbers."""
+        (tmp_path / "core").mkdir()
+        (tmp_path / "core" / "a.rs").write_bytes(b"fn a() {}\n\x0c\n// [PERF-TODO](rpc) x\n")
+        (tmp_path / "core" / "b.md").write_bytes("x\u2028y\n[PERF-TODO](rpc) y\n".encode())
+        lines = {t.file: t.line for t in scan(tmp_path).todos}
+        assert lines == {"core/a.rs": 3, "core/b.md": 2}
+
     def test_cli_json_and_table(self, tmp_path: Path) -> None:
         """plan todos prints JSON grouped by component, or a table with file:line."""
         (tmp_path / "core").mkdir()

@@ -147,7 +147,9 @@ def scan(root: Path) -> TodoReport:
                 continue
             rel = path[prefix:]
             text = data.decode("utf-8", errors="replace")
-            for number, line in enumerate(text.splitlines(), start=1):
+            # split("\n"), not splitlines(): editors count only newlines, while
+            # splitlines() also breaks at form feeds and U+2028 and shifts file:line.
+            for number, line in enumerate(text.split("\n"), start=1):
                 if "[PERF-TODO" in line:
                     todos.extend(parse_line(line, rel, number))
     return TodoReport(str(base), todos, files, size, time.perf_counter() - start)
