@@ -256,6 +256,28 @@ class TestFaults:
         assert "interrupted" in err
         assert "Traceback" not in err
 
+    def test_node_dying_mid_run_keeps_the_verdict(self, tmp_path: Path) -> None:
+        """A node that dies mid-run: check and watch print the verdict so far, then exit 3."""
+        net = spawn(
+            "simnet", "--port", "0", "--slot-ms", "100", "--duration", "3s", "--json",
+            home=tmp_path,
+        )  # fmt: skip
+        assert net.stdout is not None
+        url = json.loads(net.stdout.readline())["nodes"][0]["http"]
+        procs = [
+            spawn(cmd, "--rpc", url, "--duration", "9s", "--json", home=tmp_path)
+            for cmd in ("check", "watch")
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 3, err
+            assert "stayed down" in err
+            assert err.strip().count("\n") == 0
+            doc = json.loads(out)
+            assert doc["slot_lag"]["samples"] >= 5
+            assert any("stayed down" in n for n in doc["notes"])
+        net.communicate(timeout=30)
+
     @pytest.mark.parametrize(
         "args",
         [

@@ -266,9 +266,12 @@ def check(
             if recorder is not None:
                 recorder.close()
         down = monitor.stayed_down()
-        if down is not None:
-            raise down
         verdict = monitor.verdict(notes=notes)
+        if down is not None:
+            # what was measured before the endpoint went away is kept, then exit 3
+            verdict.notes.append(f"{down}: the verdict covers what was measured until then")
+            rt.emit(verdict)
+            raise down
         if interrupted:
             verdict.notes.append(
                 f"interrupted after {verdict.duration:.1f} s of {duration:g} s: "

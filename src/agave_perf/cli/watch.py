@@ -152,6 +152,10 @@ def watch(
         if recorder is not None:
             recorder.close()
     down = monitor.stayed_down()
+    verdict = monitor.verdict(notes=notes)
     if down is not None:
+        # what was measured before the endpoint went away is kept, then exit 3
+        verdict.notes.append(f"{down}: the verdict covers what was measured until then")
+        rt.emit(verdict)
         raise down
-    rt.emit(monitor.verdict(notes=notes))
+    rt.emit(verdict)
