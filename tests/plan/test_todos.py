@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from hypothesis import given
@@ -83,6 +84,14 @@ class TestScan:
         (tmp_path / "core" / "b.md").write_bytes("x\u2028y\n[PERF-TODO](rpc) y\n".encode())
         lines = {t.file: t.line for t in scan(tmp_path).todos}
         assert lines == {"core/a.rs": 3, "core/b.md": 2}
+
+    def test_named_pipe_is_skipped_not_waited_on(self, tmp_path: Path) -> None:
+        """A FIFO in the tree is not opened (reading it would block the scan forever)."""
+        os.mkfifo(tmp_path / "pipe")
+        (tmp_path / "a.rs").write_text("// [PERF-TODO](rpc) x\n")
+        report = scan(tmp_path)
+        assert [t.file for t in report.todos] == ["a.rs"]
+        assert report.files_scanned == 1
 
     def test_cli_json_and_table(self, tmp_path: Path) -> None:
         """plan todos prints JSON grouped by component, or a table with file:line."""

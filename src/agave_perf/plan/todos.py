@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,11 @@ def scan(root: Path) -> TodoReport:
         for name in filenames:
             path = os.path.join(dirpath, name)
             try:
-                with open(path, "rb") as fh:
+                # O_NONBLOCK + a regular-file check: opening a FIFO or device would block.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+                with open(fd, "rb") as fh:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        continue
                     data = fh.read()
             except OSError:
                 continue  # unreadable or vanished: not ours to report
