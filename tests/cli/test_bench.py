@@ -100,6 +100,25 @@ class TestBadInput:
             assert "internal error" not in p.stderr
             assert "SECRET123" not in p.stderr
 
+    def test_output_in_a_missing_directory(self, tmp_path: Path) -> None:
+        """-o into a missing directory is a usage error; bench says so before any load."""
+        out = str(tmp_path / "missing" / "run.json")
+        p = agave_perf("bench", "--rpc", f"http://127.0.0.1:{closed_port()}", "-o", out,
+                       home=tmp_path)  # fmt: skip
+        assert p.returncode == 2, p.stderr
+        assert "does not exist" in p.stderr
+        from agave_perf.bench import RunResult
+
+        run = tmp_path / "run.json"
+        run.write_text(json.dumps(
+            RunResult("r", "", "", {"name": "slot"}, "open", "constant", 1, 1, 0, 1).to_json(True)
+        ))  # fmt: skip
+        p = agave_perf("report", str(run), "-o", str(tmp_path / "missing" / "r.html"),
+                       home=tmp_path)  # fmt: skip
+        assert p.returncode == 2, p.stderr
+        assert "internal error" not in p.stderr
+        assert "cannot write the report" in p.stderr
+
     def test_slo_on_a_method_the_workload_never_calls(self, tmp_path: Path) -> None:
         """An --slo naming a method outside the workload is a usage error, not a missed SLO."""
         p = agave_perf(

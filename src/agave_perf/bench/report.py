@@ -21,6 +21,7 @@ from agave_perf._version import __version__
 from agave_perf.bench._result import RunResult
 from agave_perf.bench._svg import NINES_TICKS, PALETTE, Line, bar_chart, line_chart, nines
 from agave_perf.bench.compare import Comparison, compare
+from agave_perf.errors import UsageError
 
 CURVE_POINTS = (0, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9, 99.95, 99.99)
 
@@ -163,5 +164,8 @@ def render_html(runs: list[RunResult]) -> tuple[str, list[Comparison]]:
 def write_report(runs: list[RunResult], path: Path) -> Report:
     """Render the runs into one self-contained HTML file."""
     html, comparisons = render_html(runs)
-    path.write_text(html, encoding="utf-8")
+    try:
+        path.write_text(html, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write the report to {path}: {err.strerror or err}") from None
     return Report(path, [r.id for r in runs], comparisons)

@@ -193,6 +193,9 @@ def bench(
     rt = runtime()
     cfg_b = rt.settings.bench
     http_url("--rpc", rpc)
+    if output and not Path(output).absolute().parent.is_dir():
+        # found out before the run, not after minutes of measuring
+        raise UsageError(f"-o {output}: directory {Path(output).absolute().parent} does not exist")
     if ws:
         http_url("--ws", ws, ("ws", "wss", "http", "https"))
     objectives = [parse_slo(s) for s in slos]
@@ -244,7 +247,11 @@ def bench(
             if isinstance(result, FindMax)
             else result.to_json(full=True)
         )
-        Path(output).write_text(dumps(doc) + "\n", encoding="utf-8")
+        try:
+            Path(output).write_text(dumps(doc) + "\n", encoding="utf-8")
+        except OSError as err:
+            rt.emit(BenchOutput(result, stored, display))
+            raise UsageError(f"cannot write {output}: {err.strerror or err}") from None
     rt.emit(BenchOutput(result, stored, display))
     last = runs[-1] if runs else None
     where = f"; partial results kept as run {stored[-1]}" if stored else ""
