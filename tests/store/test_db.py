@@ -82,6 +82,16 @@ class TestStore:
         with open_store() as store, pytest.raises(StoreError, match="not a database"):
             store.ensure(EXTRA)
 
+    def test_unusable_state_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """When $AGAVE_PERF_HOME cannot hold the default store, that is a StoreError."""
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        monkeypatch.setenv("AGAVE_PERF_HOME", str(blocker / "home"))
+        with pytest.raises(StoreError, match="AGAVE_PERF_HOME"):
+            open_store()
+
     def test_bad_url(self) -> None:
         """An unknown database URL is a StoreError with the secret redacted."""
         with pytest.raises(StoreError) as err:

@@ -48,7 +48,13 @@ SQLITE_FILE = "results.sqlite"
 
 def default_url() -> str:
     """Return the URL of the default store: a SQLite file under $AGAVE_PERF_HOME."""
-    return f"sqlite:///{state_path(SQLITE_FILE)}"
+    try:
+        return f"sqlite:///{state_path(SQLITE_FILE)}"
+    except OSError as err:
+        raise StoreError(
+            f"cannot use the state directory for the results store ({err.filename}: "
+            f"{err.strerror}); set AGAVE_PERF_HOME to a writable directory"
+        ) from None
 
 
 @dataclass(frozen=True)
