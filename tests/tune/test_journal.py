@@ -125,6 +125,24 @@ class TestWriteAndRollback:
         assert diff_snapshots(before, root.snapshot()) == []
         assert journal.pending() == []
 
+    def test_knob_that_vanished_needs_no_restore(self, root: FakeRoot) -> None:
+        """A kernel value gone by rollback time (CPU offlined, NIC unplugged) is not an error."""
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_knob(
+                "/proc/sys/vm/max_map_count", b"1000000\n", restore=b"65530\n", stage="t", label="k"
+            )
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        root.remove("/proc/sys/vm/max_map_count")
+        result = journal.rollback()
+        assert result.errors == []
+        assert {(r.path, r.action) for r in result.restored} == {
+            ("/proc/sys/vm/max_map_count", "gone"),
+            ("/etc/app.conf", "restored"),
+        }
+        assert root.read("/etc/app.conf") == "old\n"
+        assert journal.pending() == []
+
     def test_failed_write_undoes_the_run(self, root: FakeRoot) -> None:
         """When a write fails, the earlier writes of the same run are undone."""
         root.write("/etc/blocker", "a file where a directory is needed\n")

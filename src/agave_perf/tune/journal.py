@@ -173,7 +173,7 @@ class Restored:
     path: str
     stage: str
     label: str
-    action: str  # "restored", "deleted", "removed-dir", "kept-dir"
+    action: str  # "restored", "deleted", "removed-dir", "kept-dir", "gone" (knob vanished)
 
 
 @dataclass
@@ -546,7 +546,12 @@ class Journal:
             data = old.data
             if entry.restore is not None and self._is_kernel_file(target):
                 data = entry.restore
-            _write_direct(target, data)
+            try:
+                _write_direct(target, data)
+            except FileNotFoundError:
+                # The kernel no longer offers the value (CPU offlined, device removed), so
+                # the setting is gone with it; failing here would block rollback forever.
+                return "gone"
             return "restored"
         tmp = _tmp_path(target)
         with contextlib.suppress(FileNotFoundError):
