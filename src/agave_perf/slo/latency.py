@@ -217,6 +217,9 @@ class TradingMix:
                 "signatureSubscribe", sig, {"commitment": "processed"}
             )
         except RpcError:
+            # a socket that connected but refused the subscription must not stay open
+            if self._pubsub is not None:
+                await self._pubsub.aclose()
             self._pubsub = None
             return None
         return asyncio.ensure_future(sub.queue.get())
