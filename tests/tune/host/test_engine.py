@@ -101,6 +101,32 @@ class TestFullCycle:
         H.rollback(make_host(root))
         assert root.snapshot() == before
 
+    @pytest.mark.parametrize("debian_link", [False, True])
+    def test_later_file_with_an_old_value_is_edited(
+        self, tmp_path: Path, debian_link: bool
+    ) -> None:
+        """A file applied after ours (99-*.conf, or sysctl.conf through Debian's 99-sysctl.conf
+        link) with an old, smaller value gets the new one, so the next boot keeps it."""
+        root = FakeRoot.build(tmp_path / "root")
+        text = "# from old docs\nvm.max_map_count = 700000\nfs.inotify.max_user_watches = 1\n"
+        if debian_link:
+            root.write("/etc/sysctl.conf", text)
+            root.remove("/etc/sysctl.d/99-sysctl.conf")
+            root.host("/etc/sysctl.d/99-sysctl.conf").symlink_to("../sysctl.conf")
+            edited = "/etc/sysctl.conf"
+        else:
+            edited = "/etc/sysctl.d/99-custom.conf"
+            root.write(edited, text)
+        before = root.snapshot()
+        report = H.apply(make_host(root), H.select(["sysctl"]), yes=True)
+        assert report.remaining == []
+        assert root.read(edited) == text.replace("700000", "1000000")
+        after = H.check(make_host(root), H.select(["sysctl"]))
+        assert [f.item for f in after.findings if f.status != "ok"] == []
+        assert H.plan(make_host(root), H.select(["sysctl"])) == []
+        H.rollback(make_host(root))
+        assert diff_snapshots(before, root.snapshot()) == []
+
     @pytest.mark.parametrize(
         ("path", "stage"),
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -198,10 +199,34 @@ def _persist_label(keys: list[str]) -> str:
     return f"persist {shown}" + (f" and {len(keys) - 2} more" if len(keys) > 2 else "")
 
 
+def _applied_after(winner: str, ours: str) -> bool:
+    """True when the boot applies ``winner`` after ``ours``, so a value in ours cannot win."""
+    if winner == ours:
+        return False
+    return winner == SYSCTL_CONF or os.path.basename(winner) > os.path.basename(ours)
+
+
+def _in_etc(host: Host, host_path: str) -> str | None:
+    """Return the /etc file a path resolves to (through links), None when it is elsewhere.
+
+    Package files (/usr/lib, /run) are never edited; an upgrade would undo that anyway.
+    """
+    root = os.path.realpath(host.root)
+    real = os.path.realpath(host.path(host_path))
+    if os.path.commonpath([root, real]) != root:
+        return None
+    resolved = "/" + os.path.relpath(real, root)
+    return resolved if resolved.startswith("/etc/") else None
+
+
 def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) -> list[Change]:
-    """Persist every rule the next boot would miss in ``file``, and fix live values."""
+    """Persist every rule the next boot would miss in ``file``, and fix live values.
+
+    A key set to a short value by a file the boot applies after ``file`` (a 99-*.conf,
+    /etc/sysctl.conf from old docs) is corrected in that file, or it would keep winning.
+    """
     boot = persisted(host)
-    to_persist: dict[str, str] = {}
+    to_persist: dict[str, dict[str, str]] = {}
     knobs: list[Change] = []
     nodes = numa_nodes(host)
     for rule in rules:
@@ -213,7 +238,12 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
         if _boot_short(rule, at_boot):
             # Persist a live value that already satisfies the rule (an operator's stricter
             # choice) rather than the profile's, so a reboot never loosens the host.
-            to_persist[rule.key] = live.split()[0] if live_ok else str(rule.value)
+            dest = file
+            if at_boot is not None and _applied_after(at_boot[1], file):
+                dest = _in_etc(host, at_boot[1]) or file
+            to_persist.setdefault(dest, {})[rule.key] = (
+                live.split()[0] if live_ok else str(rule.value)
+            )
         if not live_ok:
             old = host.read_bytes(proc_path(rule.key))
             knobs.append(
@@ -228,19 +258,19 @@ def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) 
                 )
             )
     changes: list[Change] = []
-    if to_persist:
-        old_bytes = host.read_bytes(file)
+    for dest, values in to_persist.items():
+        old_bytes = host.read_bytes(dest)
         # surrogateescape: bytes that are not UTF-8 (a Latin-1 comment) are written back as-is
         old_text = "" if old_bytes is None else old_bytes.decode(errors="surrogateescape")
-        new_text = set_values(old_text, to_persist, "# Written by agave-perf host apply")
+        new_text = set_values(old_text, values, "# Written by agave-perf host apply")
         changes.append(
             Change(
                 stage=stage,
-                path=file,
+                path=dest,
                 kind="file",
                 new=new_text.encode(errors="surrogateescape"),
                 old=old_bytes,
-                label=_persist_label(list(to_persist)),
+                label=_persist_label(list(values)),
                 mode=0o644,
                 notes=("applied at every boot by systemd-sysctl; the live values are set now",),
             )
