@@ -95,6 +95,25 @@ class TestStatistics:
             hits += c.verdict == SLOWER and bool(c.regressions)
         assert hits >= 95
 
+    def test_tail_only_regression_is_detected(self, pool: np.ndarray) -> None:
+        """The slowest 2 % taking twice as long (p99 about doubles, median unchanged) is caught.
+
+        Mann-Whitney sees almost no shift in such a change; the p99 interval, far beyond the
+        threshold, is what proves it.
+        """
+        rng = np.random.default_rng(16)
+        hits = 0
+        for i in range(20):
+            a = draw(pool, rng)
+            b = draw(pool, rng)
+            for xs in b.values():
+                slowest = np.argsort(xs)[-max(1, len(xs) // 50) :]
+                xs[slowest] *= 2.0
+            c = compare(synthetic_run("a", a), synthetic_run("b", b), seed=i)
+            p99 = next(r for r in c.rows if r.method == "all" and r.metric == "p99")
+            hits += p99.verdict == SLOWER and c.verdict == SLOWER
+        assert hits >= 19
+
     def test_faster_is_faster(self, pool: np.ndarray) -> None:
         """A 10 % improvement reads 'faster' and is not a regression."""
         rng = np.random.default_rng(13)
