@@ -127,6 +127,20 @@ class TestFullCycle:
         H.rollback(make_host(root))
         assert diff_snapshots(before, root.snapshot()) == []
 
+    def test_later_unit_dropin_with_a_low_limit_is_edited(self, tmp_path: Path) -> None:
+        """An override.conf (from `systemctl edit`) sorts after our drop-in; its low limit is
+        raised in place, so the unit really gets the limit."""
+        root = FakeRoot.build(tmp_path / "root")
+        override = "/etc/systemd/system/sol.service.d/override.conf"
+        root.write(override, "[Service]\n# mine\nLimitNOFILE=65536\nNice=-5\n")
+        before = root.snapshot()
+        report = H.apply(make_host(root), H.select(["limits"]), yes=True)
+        assert report.remaining == []
+        assert root.read(override) == "[Service]\n# mine\nLimitNOFILE=1000000\nNice=-5\n"
+        assert H.plan(make_host(root), H.select(["limits"])) == []
+        H.rollback(make_host(root))
+        assert diff_snapshots(before, root.snapshot()) == []
+
     @pytest.mark.parametrize(
         ("path", "stage"),
         [

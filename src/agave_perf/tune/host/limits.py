@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import ClassVar
@@ -49,6 +50,29 @@ def unit_settings(text: str, section: str) -> dict[str, str]:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+def set_unit_values(text: str, section: str, values: dict[str, str]) -> str:
+    """Return the unit text with the last assignment of each key in ``section`` rewritten."""
+    lines = text.splitlines(keepends=True)
+    current = ""
+    last: dict[str, int] = {}
+    for index, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1]
+        elif current == section and "=" in line:
+            key = line.partition("=")[0].strip()
+            if key in values:
+                last[key] = index
+    for key, index in last.items():
+        raw = lines[index]
+        body = raw.rstrip("\r\n")
+        indent = body[: len(body) - len(body.lstrip())]
+        lines[index] = f"{indent}{key}={values[key]}{raw[len(body) :]}"
+    return "".join(lines)
 
 
 def unit_name(unit: str) -> str:
@@ -128,20 +152,67 @@ class LimitsStage:
         name = host.profile.data.limits.dropin_name
         return f"/etc/systemd/system/{unit_name(host.unit)}.d/{name}"
 
+    def _dropins(self, host: Host) -> dict[str, str]:
+        """Return name -> path of the unit's drop-ins (an /etc name masks the same name later)."""
+        assert host.unit is not None
+        name = unit_name(host.unit)
+        dropins: dict[str, str] = {}
+        for directory in UNIT_DIRS:
+            for entry in host.listdir(f"{directory}/{name}.d"):
+                if entry.endswith(".conf") and entry not in dropins:
+                    dropins[entry] = f"{directory}/{name}.d/{entry}"
+        return dropins
+
     def _unit_values(self, host: Host) -> tuple[dict[str, str], str | None]:
         """Return the effective [Service] settings of the unit and the unit file found."""
         assert host.unit is not None
         name = unit_name(host.unit)
         found = next((f"{d}/{name}" for d in UNIT_DIRS if host.exists(f"{d}/{name}")), None)
         values = unit_settings(host.read(found) or "", "Service") if found else {}
-        dropins: dict[str, str] = {}
-        for directory in UNIT_DIRS:
-            for entry in host.listdir(f"{directory}/{name}.d"):
-                if entry.endswith(".conf") and entry not in dropins:
-                    dropins[entry] = f"{directory}/{name}.d/{entry}"
+        dropins = self._dropins(host)
         for entry in sorted(dropins):
             values.update(unit_settings(host.read(dropins[entry]) or "", "Service"))
         return values, found
+
+    def _later_dropin_edits(self, host: Host, wanted: dict[str, int]) -> list[Change]:
+        """Raise short limits set by /etc drop-ins that systemd applies after ours.
+
+        ``systemctl edit`` writes override.conf, which sorts after our drop-in, so a low
+        limit there would keep winning whatever our drop-in says.
+        """
+        ours = os.path.basename(self._dropin(host))
+        winner: dict[str, str] = {}
+        for _name, path in sorted(self._dropins(host).items()):
+            for key in unit_settings(host.read(path) or "", "Service"):
+                winner[key] = path
+        edits: dict[str, dict[str, str]] = {}
+        for key, want in wanted.items():
+            path = winner.get(key)
+            if path is None or os.path.basename(path) <= ours or not path.startswith("/etc/"):
+                continue
+            raw = unit_settings(host.read(path) or "", "Service")[key]
+            got = parse_systemd_limit(raw, bytes_=key == "LimitMEMLOCK") if raw else None
+            if got is None or got < want:
+                edits.setdefault(path, {})[key] = str(want)
+        changes = []
+        for path, values in edits.items():
+            old = host.read_bytes(path) or b""
+            text = set_unit_values(old.decode(errors="surrogateescape"), "Service", values)
+            changes.append(
+                Change(
+                    self.name,
+                    path,
+                    "file",
+                    text.encode(errors="surrogateescape"),
+                    old,
+                    f"{os.path.basename(path)} limits (applied after ours)",
+                    notes=(
+                        f"takes effect after: systemctl daemon-reload && "
+                        f"systemctl restart {unit_name(host.unit or '')}",
+                    ),
+                )
+            )
+        return changes
 
     def _pam_effective(self, host: Host) -> dict[str, int]:
         texts = [host.read(LIMITS_CONF) or ""]
@@ -264,6 +335,7 @@ class LimitsStage:
                         ),
                     )
                 )
+                changes.extend(self._later_dropin_edits(host, wanted))
         effective = self._pam_effective(host)
         pam = self._pam_wanted(host)
         if any(effective.get(item, -1) < want for item, want in pam.items()):
