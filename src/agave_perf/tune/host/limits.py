@@ -187,13 +187,13 @@ class LimitsStage:
                 winner[key] = path
         edits: dict[str, dict[str, str]] = {}
         for key, want in wanted.items():
-            path = winner.get(key)
-            if path is None or os.path.basename(path) <= ours or not path.startswith("/etc/"):
+            setter = winner.get(key)
+            if setter is None or os.path.basename(setter) <= ours or not setter.startswith("/etc/"):
                 continue
-            raw = unit_settings(host.read(path) or "", "Service")[key]
+            raw = unit_settings(host.read(setter) or "", "Service")[key]
             got = parse_systemd_limit(raw, bytes_=key == "LimitMEMLOCK") if raw else None
             if got is None or got < want:
-                edits.setdefault(path, {})[key] = str(want)
+                edits.setdefault(setter, {})[key] = str(want)
         changes = []
         for path, values in edits.items():
             old = host.read_bytes(path) or b""
