@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from aiohttp import WSMsgType, web
 
 from agave_perf.config import SloSettings
 from agave_perf.errors import UsageError
@@ -150,6 +152,56 @@ class TestPolling:
         assert truth - stream.slot <= 3
         polls = [s for s in got if getattr(s, "source", "") == "poll"]
         assert len(polls) >= 6  # 1.5 s at 5 Hz, minus start-up
+
+
+async def silent_pubsub() -> tuple[web.AppRunner, str]:
+    """A real WebSocket that confirms slotSubscribe, notifies slot 1 once, then stays silent."""
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                rid = json.loads(msg.data)["id"]
+                await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": rid, "result": 7}))
+                await ws.send_str(json.dumps({
+                    "jsonrpc": "2.0", "method": "slotNotification",
+                    "params": {"subscription": 7, "result": {"slot": 1, "parent": 0, "root": 0}},
+                }))  # fmt: skip
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handle)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"ws://127.0.0.1:{port}/"
+
+
+class TestSilentWebSocket:
+    async def test_silent_feed_falls_back_to_polling(self) -> None:
+        """A socket left open but silent does not freeze the slot: getSlot takes over."""
+        got: list[Sample] = []
+        runner, ws_url = await silent_pubsub()
+        try:
+            async with SimCluster(nodes=1, slot_ms=100) as cluster:
+                stream = EndpointStream(
+                    cluster.info()[0].http, "reference", got.append, ws_url=ws_url,
+                    ws_silence_s=0.5,
+                )  # fmt: skip
+                task = asyncio.create_task(stream.run())
+                await asyncio.sleep(2.0)
+                truth = cluster.tip.view.processed
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await runner.cleanup()
+        assert stream.slot is not None
+        assert truth - stream.slot <= 3
+        assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
+        assert stream.mode == "poll"
 
 
 class TestRedaction:

@@ -82,9 +82,11 @@ class EndpointStream:
         poll_hz: float = 5.0,
         timeout: float = 2.0,
         ws_retry_s: float = 10.0,
+        ws_silence_s: float = 5.0,
         clock: Clock | None = None,
     ) -> None:
         self.url = url
+        self.ws_silence_s = ws_silence_s
         self.endpoint = redact_url(url)
         self.role = role
         self.ws_url = ws_url or ws_url_for(url)
@@ -164,7 +166,17 @@ class EndpointStream:
             return
         self.mode, self.ws_up = "ws", True
         try:
-            while (note := await sub.queue.get()) is not None:
+            while True:
+                try:
+                    note = await asyncio.wait_for(sub.queue.get(), self.ws_silence_s)
+                except TimeoutError:
+                    # an open socket that stopped notifying would freeze this endpoint's slot
+                    # (a frozen reference hides any lag); getSlot tells a stall from a dead feed
+                    if await self._ws_is_stale():
+                        return
+                    continue
+                if note is None:
+                    break
                 try:
                     slot = parse_slot((note.result or {}).get("slot"))
                 except (RpcProtocolError, AttributeError):
@@ -175,6 +187,23 @@ class EndpointStream:
         finally:
             self.ws_up = False
             await ps.aclose()
+
+    async def _ws_is_stale(self) -> bool:
+        """After a silence, whether getSlot is ahead of the last notification (then: poll)."""
+        sent = self.clock.now()
+        try:
+            slot = parse_slot(await self.client.call("getSlot", PROCESSED))
+        except RpcError:
+            return False  # cannot tell; the socket is still the best source
+        if self.slot is not None and slot <= self.slot:
+            return False  # the endpoint itself is not advancing: a stall, measured as one
+        self.fault(
+            "ws_stale",
+            "slotSubscribe",
+            f"no notification for {self.ws_silence_s:g} s while getSlot advanced to {slot}",
+        )
+        self.observe(slot, (sent + self.clock.now()) / 2, "poll")
+        return True
 
     async def _poll(self, until: float) -> None:
         """Poll getSlot open-loop (a slow answer never delays the next poll) until ``until``."""
