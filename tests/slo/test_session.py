@@ -203,6 +203,26 @@ class TestSilentWebSocket:
         assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
         assert stream.mode == "poll"
 
+    async def test_silent_feed_and_dead_http_is_not_alive(self) -> None:
+        """A silent socket whose endpoint no longer answers getSlot stops counting as alive."""
+        got: list[Sample] = []
+        runner, ws_url = await silent_pubsub()
+        try:
+            stream = EndpointStream(
+                f"http://127.0.0.1:{closed_port()}", "reference", got.append, ws_url=ws_url,
+                ws_silence_s=0.3, timeout=0.2,
+            )  # fmt: skip
+            task = asyncio.create_task(stream.run())
+            await asyncio.sleep(1.5)
+            alive = stream.alive(stream.clock.now())
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            await runner.cleanup()
+        assert stream.slot == 1
+        assert not alive
+        assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
+
 
 class TestRedaction:
     async def test_fault_details_never_leak_secrets(self) -> None:

@@ -193,8 +193,10 @@ class EndpointStream:
         sent = self.clock.now()
         try:
             slot = parse_slot(await self.client.call("getSlot", PROCESSED))
-        except RpcError:
-            return False  # cannot tell; the socket is still the best source
+        except RpcError as err:
+            # silent socket and no answer either: nothing shows this endpoint is alive
+            self.fault("ws_stale", "slotSubscribe", f"silent and getSlot failed: {err}")
+            return True
         if self.slot is not None and slot <= self.slot:
             return False  # the endpoint itself is not advancing: a stall, measured as one
         self.fault(
