@@ -188,6 +188,16 @@ class TestBlockStage:
         assert "nvme1n1" in got["ledger vs accounts disk"].observed
         assert got["ledger mount /mnt/ledger"].status == "warn"
 
+    def test_symlinked_ledger_is_judged_on_its_real_mount(self, tmp_path: Path) -> None:
+        """--ledger through a symlink (absolute, as operators make them) finds the real mount."""
+        root = FakeRoot.build(tmp_path / "r")
+        root.mkdir("/home/sol")
+        root.mkdir("/mnt/ledger")
+        root.host("/home/sol/ledger").symlink_to("/mnt/ledger")
+        got = findings(root, "block", ledger="/home/sol/ledger", accounts="/mnt/accounts")
+        assert "ledger mount /mnt/ledger" in got
+        assert got["ledger vs accounts disk"].status == "ok"
+
     def test_only_relevant_disks_are_tuned(self, tmp_path: Path) -> None:
         """With --ledger only the ledger's disk is touched; rotational disks want mq-deadline."""
         root = FakeRoot.build(

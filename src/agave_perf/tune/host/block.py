@@ -84,7 +84,12 @@ class BlockStage:
     needs_root: ClassVar[bool] = True
 
     def _paths(self, host: Host) -> dict[str, str]:
-        return {k: v for k, v in (("ledger", host.ledger), ("accounts", host.accounts)) if v}
+        # Resolved: a ledger reached through a symlink lives on the mount of its target.
+        return {
+            k: host.resolve(v)
+            for k, v in (("ledger", host.ledger), ("accounts", host.accounts))
+            if v
+        }
 
     def _disks(self, host: Host) -> list[str]:
         mounts = parse_mounts(host.read("/proc/mounts"))
