@@ -30,6 +30,14 @@ class TestHostFacts:
         assert facts.device_of("/mnt/accounts") == "/dev/nvme1n1"
         assert facts.device_of("/home/sol") == "/dev/sda1"
 
+    def test_symlinked_path_is_on_the_device_of_its_target(self, good_root: Path) -> None:
+        """A ledger reached through an absolute symlink is on the device of the link's target."""
+        (good_root / "home/sol").mkdir(parents=True, exist_ok=True)
+        (good_root / "mnt/ledger").mkdir(parents=True, exist_ok=True)
+        (good_root / "home/sol/ledger").symlink_to("/mnt/ledger")
+        facts = HostFacts.read(good_root)
+        assert facts.device_of("/home/sol/ledger/rocksdb") == "/dev/nvme0n1"
+
     def test_missing_files_are_unknown_not_errors(self, tmp_path: Path) -> None:
         """An empty root gives unknown values instead of failing."""
         facts = HostFacts.read(tmp_path)

@@ -88,8 +88,11 @@ class HostFacts:
 
     def device_of(self, path: str) -> str | None:
         """The device holding ``path`` by the longest mount-point prefix, or None."""
+        from agave_perf.tune.host._base import resolve_in_root
+
         best: tuple[int, str] | None = None
-        p = os.path.normpath(path)
+        # Resolved inside the root: a ledger behind a symlink is on its target's device.
+        p = resolve_in_root(self.root, path) if path.startswith("/") else os.path.normpath(path)
         for mnt, dev in self.mounts:
             inside = p == mnt or p.startswith(mnt.rstrip("/") + "/")
             if inside and (best is None or len(mnt) > best[0]):

@@ -100,6 +100,35 @@ class Change:
         }
 
 
+def resolve_in_root(root: Path, host_path: str) -> str:
+    """Return a host path with its symlinks resolved as the machine under ``root`` sees them.
+
+    Absolute link targets are taken inside the root, so a fake tree resolves like the
+    machine it models.
+    """
+    pending = [p for p in host_path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        real = root.joinpath(*done, part)
+        if hops < 40 and os.path.islink(real):
+            hops += 1  # a bound, as the kernel's, so a link loop ends
+            target = os.readlink(real)
+            if target.startswith("/"):
+                done = []
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
 @dataclass
 class Host:
     """The machine being checked: a root directory plus what the user told us about it."""
@@ -130,32 +159,8 @@ class Host:
         return self.root / host_path.lstrip("/")
 
     def resolve(self, host_path: str) -> str:
-        """Return a host path with its symlinks resolved as the host sees them.
-
-        Absolute link targets are taken inside the root, so a fake tree resolves like the
-        machine it models.
-        """
-        pending = [p for p in host_path.split("/") if p]
-        done: list[str] = []
-        hops = 0
-        while pending:
-            part = pending.pop(0)
-            if part == ".":
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            real = self.path("/" + "/".join([*done, part]))
-            if hops < 40 and os.path.islink(real):
-                hops += 1  # a bound, as the kernel's, so a link loop ends
-                target = os.readlink(real)
-                if target.startswith("/"):
-                    done = []
-                pending = [p for p in target.split("/") if p] + pending
-                continue
-            done.append(part)
-        return "/" + "/".join(done)
+        """Return a host path with its symlinks resolved as the host sees them."""
+        return resolve_in_root(self.root, host_path)
 
     def forget(self) -> None:
         """Drop cached reads, e.g. to check again after apply wrote new values."""
