@@ -241,6 +241,10 @@ class TestFailures:
         H.rollback(make_host(root))
         assert H.apply(make_host(root), H.STAGES, yes=True).applied
 
+    def test_repeated_stage_runs_once(self) -> None:
+        """--stage thp --stage thp checks and plans the stage once, in the given order."""
+        assert [s.name for s in H.select(["thp", "sysctl", "thp"])] == ["thp", "sysctl"]
+
     def test_unknown_stage_suggests(self) -> None:
         """A misspelled stage name is a usage error with a suggestion."""
         with pytest.raises(Exception, match="did you mean 'sysctl'"):

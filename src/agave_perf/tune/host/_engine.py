@@ -49,7 +49,8 @@ def select(names: Sequence[str] | None) -> list[Stage]:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UsageError(f"unknown stage '{name}'{hint}; stages: {', '.join(known)}")
-        chosen.append(known[name])
+        if known[name] not in chosen:  # a repeated --stage would plan every change twice
+            chosen.append(known[name])
     return chosen
 
 
