@@ -385,6 +385,20 @@ class TestFeatureFlags:
         assert set(build["detail"]["flag_evidence"]) == {"rustc invocations"}
         assert cli("plan", "done", "build.x", "--agave", str(ws)).returncode == 0
 
+    def test_build_env_wins_over_an_inherited_encoded_rustflags(
+        self, tmp_path: Path, catalog_file: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """CARGO_ENCODED_RUSTFLAGS in the caller's environment (cargo prefers it) does not
+        silently drop the plan's RUSTFLAGS from the gate build."""
+        monkeypatch.setenv("CARGO_ENCODED_RUSTFLAGS", "")
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file, "--target-cpu", "x86-64")
+        cli("plan", "start", "build.cgu", "--agave", str(ws))
+        r = cli("plan", "gate", "build.cgu", "--agave", str(ws), "--json")
+        assert r.returncode == 0, r.stdout
+        seen = json.loads(r.stdout)["evidence"][0]["detail"]["flag_evidence"]
+        assert seen["-C target-cpu=x86-64"] == seen["rustc invocations"] >= 1
+
 
 class TestCorruption:
     def _store_file(self) -> Path:

@@ -209,7 +209,12 @@ class CargoGate:
         if context.features:
             args += ["--features", ",".join(context.features)]
         log = context.log_dir / f"{self.name}.log"
-        result = run_cargo(args, cwd=context.repo, log_path=log, env=context.build_env)
+        env: dict[str, str | None] = dict(context.build_env)
+        if "RUSTFLAGS" in env:
+            # cargo prefers an inherited CARGO_ENCODED_RUSTFLAGS and would ignore ours;
+            # the plan's RUSTFLAGS already carry the checkout's own flags.
+            env["CARGO_ENCODED_RUSTFLAGS"] = None
+        result = run_cargo(args, cwd=context.repo, log_path=log, env=env)
         shown = result.first_errors if not result.passed and result.first_errors else result.tail
         detail: dict[str, Any] = {"log": str(log)}
         if "-v" in args:
