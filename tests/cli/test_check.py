@@ -296,6 +296,22 @@ class TestFaults:
             assert "internal error" not in r.stderr
             assert "SECRETKEY123" not in r.stderr
 
+    def test_malformed_recording(self, tmp_path: Path) -> None:
+        """Wrongly typed values in a recording: a bad meta is exit 2, a bad sample is skipped."""
+        rec = tmp_path / "bad.jsonl"
+        rec.write_text('{"k":"meta","t0":"zz"}\n')
+        r = agave_perf("check", "--replay", str(rec), home=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "malformed recording" in r.stderr
+        rec.write_text(
+            '{"k":"meta"}\n'
+            '{"k":"lag","t":1,"tip":"x","node":2,"lag":"abc","tip_source":"references"}\n'
+        )
+        r = agave_perf("check", "--replay", str(rec), home=tmp_path)
+        assert r.returncode == 1, r.stderr
+        assert "internal error" not in r.stderr
+        assert "1 unreadable line(s) skipped" in r.stdout
+
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
         """No --rpc, or a URL that is not http(s), is a one-line usage error with exit 2."""
         r = agave_perf("check", "--duration", "1s", home=tmp_path)

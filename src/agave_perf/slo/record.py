@@ -10,7 +10,7 @@ evaluates the last one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,33 @@ class Recording:
     notes: list[str] = field(default_factory=list)
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+_CHECKS: dict[str, Any] = {
+    "float": _number,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "int | None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "tuple[str, ...]": lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v),
+}
+
+
+_FIELD_CHECKS: dict[type[Any], list[tuple[str, Any]]] = {}
+
+
+def _well_typed(sample: Sample) -> bool:
+    """Whether every field holds its declared type (an edited line may not)."""
+    checks = _FIELD_CHECKS.get(type(sample))
+    if checks is None:
+        checks = _FIELD_CHECKS[type(sample)] = [
+            (f.name, _CHECKS[str(f.type)]) for f in fields(sample) if str(f.type) in _CHECKS
+        ]
+    return all(check(getattr(sample, name)) for name, check in checks)
+
+
 def read_recording(path: str | Path) -> Recording:
     """Read the last run of a recording; a torn last line (kill -9) is skipped and noted."""
     try:
@@ -97,13 +124,16 @@ def read_recording(path: str | Path) -> Recording:
         docs.append(doc)
     if meta is None:
         raise UsageError(f"{path}: not an agave-perf recording (no meta line)")
+    for key in ("t0", "started_unix"):
+        if meta.get(key) is not None and not _number(meta[key]):
+            raise UsageError(f"{path}: malformed recording (meta {key} = {meta[key]!r:.40})")
     data = SampleSet()
     for doc in docs:
         try:
             sample = from_dict(doc)
         except (TypeError, ValueError):
             sample = None
-        if sample is None:
+        if sample is None or not _well_typed(sample):
             skipped += 1
             continue
         data.add(sample)
