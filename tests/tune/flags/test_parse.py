@@ -115,6 +115,17 @@ class TestShellScripts:
         assert p.invocations[0].binary.text == "/home/sol/bin/agave-validator"
         assert argv_of(p)[-1] == "--limit-ledger-size"  # >> file 2>&1 dropped
 
+    def test_version_and_help_calls_are_not_the_run(self) -> None:
+        """'agave-validator --version' (or -V, --help, -h) only prints and exits: not a run."""
+        text = (
+            "agave-validator --version\nagave-validator -V\nagave-validator --help\n"
+            "agave-validator -h\nexec agave-validator --ledger /mnt/ledger --log -\n"
+        )
+        p = parse(text)
+        assert len(p.invocations) == 1
+        assert p.subcommand_calls == 4
+        assert argv_of(p) == ["--ledger", "/mnt/ledger", "--log", "-"]
+
     def test_plain_command_line(self) -> None:
         """A one-line command is read as is, repeated flags included."""
         p = parse(fixture_text("13_plain_command_line.txt"))

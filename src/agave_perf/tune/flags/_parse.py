@@ -625,11 +625,15 @@ def parse_shell(
 def _subcommand(argv: list[Word]) -> str | None:
     """The subcommand (``exit``, ``monitor``...) this invocation runs, if any.
 
+    ``--version``/``-V`` and ``--help``/``-h`` count too: they print and exit.
+
     A subcommand word is one that does not follow a flag (which would make it that
     flag's value): ``--ledger /mnt/ledger exit`` runs ``exit``.
     """
     for i, w in enumerate(argv):
-        if w.text not in SUBCOMMANDS:
+        if w.text in ("--version", "--help"):
+            return w.text  # clap prints and exits: the validator does not run
+        if w.text not in SUBCOMMANDS and w.text not in ("-V", "-h"):
             continue
         prev = argv[i - 1].text if i else ""
         if not prev.startswith("-") or "=" in prev:
