@@ -17,6 +17,13 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
         )
     except FileNotFoundError:
         raise UsageError("git is not installed or not on PATH") from None
+    if "dubious ownership" in proc.stderr:
+        # Otherwise the checkout would pass for "not a git repository": no commit to tie
+        # gate evidence to, and code tasks refused for the wrong reason.
+        raise UsageError(
+            f"git refuses {repo}: it belongs to another user (dubious ownership); run as "
+            f"its owner, or allow it: git config --global --add safe.directory {repo}"
+        )
     if check and proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         raise UsageError(f"git {' '.join(args)} in {repo}: {detail}")
