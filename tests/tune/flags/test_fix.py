@@ -80,6 +80,16 @@ class TestFix:
         _, fixed = run_fix(path, version="2.1")
         assert fixed == "agave-validator --no-voting --rpc-port 8899 --full-rpc-api\n"
 
+    def test_duplicate_of_an_old_alias_is_removed_not_renamed(self, tmp_path: Path) -> None:
+        """A repeated old alias is renamed once and its copy deleted; the fixed copy audits
+        without a duplicate (renaming both left the validator refusing to start)."""
+        path = tmp_path / "v.sh"
+        path.write_text("agave-validator --ledger /l --no-untrusted-rpc --no-untrusted-rpc\n")
+        _, fixed = run_fix(path, version="2.2")
+        assert fixed.split() == ["agave-validator", "--ledger", "/l", "--only-known-rpc"]
+        again = audit_text(fixed, version="2.2", profile="none")
+        assert "duplicate" not in {f.code for f in again.findings}
+
     def test_rename_inside_an_array_and_a_bash_c_string(self, tmp_path: Path) -> None:
         """Words from an array or a bash -c '...' string are edited where they are written."""
         path = tmp_path / "arr.sh"

@@ -102,6 +102,10 @@ def apply_edits(text: str, edits: list[Edit]) -> FixResult:
     """Apply non-overlapping edits from the end of the text backwards."""
     spans: list[tuple[int, int, str, str]] = []
     skipped: list[str] = []
+    # A flag that is deleted needs no other edit; renaming it as well would overlap the
+    # delete and keep the copy (a repeated old alias, renamed twice, stays a duplicate).
+    deleted = {id(e.use) for e in edits if e.kind == "delete"}
+    edits = [e for e in edits if e.kind == "delete" or id(e.use) not in deleted]
     for e in edits:
         if not e.use.flag_word.fixable:
             skipped.append(f"{e.use.name}: comes from {e.use.flag_word.origin}; change it there")
