@@ -90,6 +90,22 @@ class TestFix:
         again = audit_text(fixed, version="2.2", profile="none")
         assert "duplicate" not in {f.code for f in again.findings}
 
+    def test_deprecated_flag_next_to_its_replacement_is_dropped(self, tmp_path: Path) -> None:
+        """Renaming a deprecated flag onto its replacement, already given, would give that
+        flag twice (the validator refuses); the old spelling is dropped instead."""
+        path = tmp_path / "v.sh"
+        path.write_text(
+            "agave-validator --ledger /l --skip-poh-verify --skip-startup-ledger-verification\n"
+        )
+        _, fixed = run_fix(path, version="2.1")
+        assert fixed.split() == [
+            "agave-validator",
+            "--ledger",
+            "/l",
+            "--skip-startup-ledger-verification",
+        ]
+        assert audit_text(fixed, version="2.1", profile="none").errors == 0
+
     def test_rename_inside_an_array_and_a_bash_c_string(self, tmp_path: Path) -> None:
         """Words from an array or a bash -c '...' string are edited where they are written."""
         path = tmp_path / "arr.sh"

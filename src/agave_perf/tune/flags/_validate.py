@@ -362,7 +362,31 @@ def validate(
                         uses[0].flag_word.line,
                     )
                 )
+    _no_rename_onto_a_given_flag(out, seen, release, jito)
     return out
+
+
+def _no_rename_onto_a_given_flag(
+    out: list[Finding], seen: dict[str, list[FlagUse]], release: Release, jito: bool
+) -> None:
+    """Renaming onto a flag the command already gives (and keeps) would give it twice, which
+    the validator refuses unless the flag repeats: drop the old spelling when it takes no
+    value (same meaning), else leave the choice to the operator."""
+    deleted = {id(f.edit.use) for f in out if f.edit is not None and f.edit.kind == "delete"}
+    for f in out:
+        e = f.edit
+        if e is None or e.kind != "rename" or e.new_name is None:
+            continue
+        target = release.lookup(e.new_name.lstrip("-"), jito=jito)
+        if target is None or target.multiple:
+            continue
+        kept = [
+            u
+            for u in seen.get(target.key, [])
+            if u is not e.use and u.name == f"--{target.long}" and id(u) not in deleted
+        ]
+        if kept:
+            f.edit = None if target.takes_value else Edit("delete", e.use)
 
 
 def _unresolved(it: FlagUse) -> bool:
