@@ -280,6 +280,18 @@ class TestRollback:
         line = one_line_error(cli("plan", "start", "flags.x", "--agave", str(ws)), 2)
         assert "--flags-file" in line
 
+    def test_feature_shared_with_a_task_in_flight_stays_on(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """Rolling back one of two tasks behind the same feature keeps it on for the other,
+        so the other's gates still build its change."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        cli("plan", "start", "rpc.other", "--agave", str(ws))
+        cli("plan", "start", "accounts.x", "--agave", str(ws), "--force")
+        cli("plan", "rollback", "accounts.x", "--agave", str(ws))
+        assert status(ws)["features_on"] == ["perfdemo/perf-other"]
+
     def test_cargo_feature_switched_off(self, tmp_path: Path, catalog_file: Path) -> None:
         """Rolling back a code task turns its feature off: later gates build without it."""
         ws = make_workspace(tmp_path / "ws")

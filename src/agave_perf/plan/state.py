@@ -165,7 +165,14 @@ def replay(
             manual = event.data.get("outcome") == "instruction"
             ts.status = "rollback-manual" if manual else "rolled-back"
             ts.rollbacks.append(event.data)
-            if ts.task.kind == "code":
+            # A feature another started task still relies on stays on, or that task's
+            # gates would pass without building its change.
+            if ts.task.kind == "code" and not any(
+                o.task.kind == "code"
+                and o.task.feature == ts.task.feature
+                and o.status in ("in-progress", "done")
+                for o in state.tasks.values()
+            ):
                 state.features_on.discard(ts.task.feature)
     return state
 
