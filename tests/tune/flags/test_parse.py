@@ -115,6 +115,15 @@ class TestShellScripts:
         assert p.invocations[0].binary.text == "/home/sol/bin/agave-validator"
         assert argv_of(p)[-1] == "--limit-ledger-size"  # >> file 2>&1 dropped
 
+    def test_su_command_string_is_read(self) -> None:
+        """'su sol -c "agave-validator ..."' (also after exec or sudo) runs the validator."""
+        for line in (
+            'su sol -c "agave-validator --ledger /mnt/ledger --log -"\n',
+            "exec su - sol -c 'agave-validator --ledger /mnt/ledger --log -'\n",
+        ):
+            p = parse(line)
+            assert argv_of(p) == ["--ledger", "/mnt/ledger", "--log", "-"], line
+
     def test_version_and_help_calls_are_not_the_run(self) -> None:
         """'agave-validator --version' (or -V, --help, -h) only prints and exits: not a run."""
         text = (

@@ -77,6 +77,8 @@ SUBCOMMANDS = frozenset(
         "help",
     ]
 )
+# commands whose ``-c STRING`` argument is a command line to read (``su USER -c "..."`` too)
+_COMMAND_STRING_RUNNERS = frozenset(["bash", "sh", "dash", "zsh", "su"])
 _ASSIGN_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\+?)=")
 
 
@@ -660,12 +662,12 @@ def _find_invocation(
             if VALIDATOR_RE.match(_basename(words[j].text)):
                 idx = j
                 break
-            if _basename(words[j].text) in ("bash", "sh", "dash", "zsh"):
+            if _basename(words[j].text) in _COMMAND_STRING_RUNNERS:
                 return None, _nested(words[j:], text, base, systemd, env)
             wrapper.append(words[j].text)
         if idx < 0:
             return None, None
-    elif first in ("bash", "sh", "dash", "zsh"):
+    elif first in _COMMAND_STRING_RUNNERS:
         return None, _nested(words[i:], text, base, systemd, env)
     else:
         return None, None
