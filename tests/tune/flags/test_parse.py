@@ -124,6 +124,16 @@ class TestShellScripts:
             p = parse(line)
             assert argv_of(p) == ["--ledger", "/mnt/ledger", "--log", "-"], line
 
+    def test_screen_and_start_stop_daemon_run_the_validator(self) -> None:
+        """screen -dmS and an init script's start-stop-daemon --exec BIN -- ARGS are runs."""
+        p = parse("screen -dmS sol agave-validator --ledger /l --log -\n")
+        assert argv_of(p) == ["--ledger", "/l", "--log", "-"]
+        p = parse(
+            "/sbin/start-stop-daemon --start --chuid sol --exec /usr/bin/agave-validator -- "
+            "--ledger /l --log -\n"
+        )
+        assert argv_of(p) == ["--ledger", "/l", "--log", "-"]
+
     def test_version_and_help_calls_are_not_the_run(self) -> None:
         """'agave-validator --version' (or -V, --help, -h) only prints and exits: not a run."""
         text = (

@@ -43,6 +43,8 @@ WRAPPERS = frozenset(
         "cgexec",
         "systemd-run",
         "prlimit",
+        "screen",
+        "start-stop-daemon",
         "then",
         "do",
         "{",
@@ -673,7 +675,11 @@ def _find_invocation(
         return None, None
     binary = words[idx]
     hint = "jito" in binary.text.lower()
-    return Invocation(binary, words[idx + 1 :], binary.line, hint, wrapper), None
+    argv = words[idx + 1 :]
+    ssd = any(_basename(w) == "start-stop-daemon" for w in wrapper)
+    if ssd and argv and argv[0].text == "--":
+        argv = argv[1:]  # start-stop-daemon --exec BIN -- ARGS: '--' ends its own options
+    return Invocation(binary, argv, binary.line, hint, wrapper), None
 
 
 def _nested(
