@@ -273,6 +273,30 @@ class TestRollback:
         assert str(script) in line
         assert task_of(status(ws), "flags.x")["state"] == "in-progress"
 
+    def test_earlier_flags_task_waits_for_the_later_one(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """Rolling back a flags task while a later one that also changed the script is still
+        applied is refused: its backup would silently undo the later task's edits too."""
+        second = catalog_file.read_text().replace('id = "flags.x"', 'id = "flags.y"')
+        second = second[second.index('[[tasks]]\nid = "flags.y"') :].split("\n\n")[0]
+        catalog_file.write_text(catalog_file.read_text() + "\n" + second + "\n")
+        ws = make_workspace(tmp_path / "ws")
+        script = tmp_path / "validator.sh"
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator --rpc-threads 8\n")
+        init(ws, catalog_file, "--flags-file", str(script))
+        assert cli("plan", "start", "flags.x", "--agave", str(ws)).returncode == 0
+        script.write_bytes(b"#!/bin/sh\nexec agave-validator --rpc-threads 16\n")
+        assert cli("plan", "start", "flags.y", "--agave", str(ws), "--force").returncode == 0
+        later = b"#!/bin/sh\nexec agave-validator --rpc-threads 16 --no-voting\n"
+        script.write_bytes(later)
+        line = one_line_error(cli("plan", "rollback", "flags.x", "--agave", str(ws)), 1)
+        assert "flags.y" in line
+        assert script.read_bytes() == later
+        assert cli("plan", "rollback", "flags.y", "--agave", str(ws)).returncode == 0
+        assert cli("plan", "rollback", "flags.x", "--agave", str(ws)).returncode == 0
+        assert script.read_bytes() == b"#!/bin/sh\nexec agave-validator --rpc-threads 8\n"
+
     def test_flags_task_needs_a_flags_file(self, tmp_path: Path, catalog_file: Path) -> None:
         """Without --flags-file at init, a flags task cannot start (it could not be undone)."""
         ws = make_workspace(tmp_path / "ws")
