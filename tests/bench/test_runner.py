@@ -12,6 +12,7 @@ import pytest
 
 from agave_perf.bench import (
     BenchConfig,
+    Engine,
     RunResult,
     find_max,
     load_workload,
@@ -240,3 +241,61 @@ class TestFindMax:
         assert all("SLO p95<50ms" in r for r in failed)
         assert ramp.best is not None
         assert ramp.best.rate == ramp.best_rate
+
+
+class DeadAboveServer:
+    """A Transport that answers at once below ``capacity`` req/s and not at all above it."""
+
+    def __init__(self, capacity: float) -> None:
+        self.capacity = capacity
+        self.recent: list[float] = []
+
+    async def send(self, body: bytes, *, timeout: float) -> Reply:
+        now = time.monotonic()
+        self.recent = [t for t in self.recent if t > now - 0.25]
+        self.recent.append(now)
+        if len(self.recent) / 0.25 > self.capacity:
+            raise RpcTransportError("connection refused", endpoint="test")
+        return Reply(200, b'{"jsonrpc":"2.0","result":1,"id":1}', 0.0005)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TestFindMaxFailures:
+    async def test_a_step_where_the_node_stops_answering_does_not_end_the_ramp(self) -> None:
+        """A step aborted for no answers is a failed step; the ramp still bisects to capacity."""
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            cfg = BenchConfig(
+                http(c), load_workload("slot"), rate=100, duration=0.8, abort_after=0.2,
+                slos=[parse_slo("p95<50ms")], transport=DeadAboveServer(capacity=450),
+            )  # fmt: skip
+            # a stop event, as the CLI passes one for Ctrl-C
+            ramp = await find_max(cfg, precision=0.1, stop=asyncio.Event())
+        assert any("node stopped answering" in r for r in ramp.reasons), ramp.reasons
+        assert len(ramp.steps) > 4, [s.rate for s in ramp.steps]
+        assert 300 <= ramp.best_rate <= 450, ramp.to_json()
+
+    async def test_node_gone_between_steps_keeps_the_steps(self) -> None:
+        """A node unreachable at the start of a step ends the ramp; earlier steps are kept."""
+        c = SimCluster(nodes=1, slot_ms=100)
+        await c.start()
+        stopping: list[asyncio.Task[None]] = []
+
+        def progress(engine: Engine) -> None:
+            if engine.spec.rate >= 200 and not stopping:
+                stopping.append(asyncio.create_task(c.stop()))
+
+        try:
+            cfg = BenchConfig(
+                http(c), load_workload("slot"), rate=100, duration=0.6,
+                slos=[parse_slo("p95<50ms")], transport=SaturatingServer(capacity=10_000),
+            )  # fmt: skip
+            ramp = await find_max(cfg, progress=progress)
+        finally:
+            await asyncio.gather(*stopping)
+            await c.stop()
+        assert [s.rate for s in ramp.steps] == [100, 200]
+        assert ramp.best_rate == 200
+        assert any("cannot reach the node" in n for n in ramp.notes)
+        assert "cannot reach the node" in json.dumps(ramp.to_json())

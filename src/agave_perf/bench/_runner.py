@@ -291,6 +291,7 @@ class FindMax:
     best_rate: float
     slos: list[str]
     reasons: list[str]
+    notes: list[str] = field(default_factory=list)  # why the ramp ended early, if it did
 
     @property
     def best(self) -> RunResult | None:
@@ -316,6 +317,7 @@ class FindMax:
                 }
                 for s, r in zip(self.steps, self.reasons, strict=True)
             ],
+            "notes": self.notes,
         }
 
     def __rich__(self) -> RenderableType:
@@ -339,7 +341,7 @@ class FindMax:
             if self.best_rate > 0
             else Text("no rate tried met the objectives", style="bold red")
         )
-        return Group(t, verdict)
+        return Group(t, verdict, *(Text(n, style="yellow") for n in self.notes))
 
 
 def step_failure(run: RunResult) -> str:
@@ -376,11 +378,26 @@ async def find_max(
     """Double the rate until a step fails, then bisect to ``precision``; each step is a run."""
     steps: list[RunResult] = []
     reasons: list[str] = []
+    notes: list[str] = []
     lo, hi = 0.0, 0.0
     rate = cfg.rate
     while len(steps) < max_steps and not (stop is not None and stop.is_set()):
         step_cfg = BenchConfig(**{**cfg.__dict__, "rate": rate})
-        run = await run_bench(step_cfg, stop=stop, progress=progress)
+        # each step gets its own stop event: a step aborted because the node stopped
+        # answering is a failed step, not the end of the ramp; Ctrl-C still reaches it
+        step_stop = asyncio.Event()
+        forward = asyncio.create_task(_forward(stop, step_stop)) if stop is not None else None
+        try:
+            run = await run_bench(step_cfg, stop=step_stop, progress=progress)
+        except RpcError as err:
+            if not steps:
+                raise
+            # the steps measured so far are kept; the ramp cannot go on without the node
+            notes.append(f"ramp ended at {rate:g} req/s: {err}")
+            break
+        finally:
+            if forward is not None:
+                forward.cancel()
         reason = step_failure(run)
         steps.append(run)
         reasons.append(reason)
@@ -402,4 +419,10 @@ async def find_max(
             if (hi - lo) / hi <= precision:
                 break
             rate = round((lo + hi) / 2, 1)
-    return FindMax(steps, lo, [s.spec for s in cfg.slos], reasons)
+    return FindMax(steps, lo, [s.spec for s in cfg.slos], reasons, notes)
+
+
+async def _forward(outer: asyncio.Event, inner: asyncio.Event) -> None:
+    """Set ``inner`` when ``outer`` is set (Ctrl-C reaches the running step)."""
+    await outer.wait()
+    inner.set()

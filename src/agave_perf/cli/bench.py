@@ -263,6 +263,8 @@ def bench(
         if not isinstance(result, FindMax):
             raise RpcTransportError(f"{last.partial_reason}{where}", endpoint=last.target)
     if isinstance(result, FindMax):
+        if result.notes:  # the node went away mid-ramp: steps kept and shown, then exit 3
+            raise RpcTransportError(f"{result.notes[-1]}{where}")
         if result.best_rate <= 0:
             raise SloFailed(f"no rate met {', '.join(s.spec for s in objectives)}")
         return
