@@ -78,3 +78,17 @@ class TestCheckGate:
         result = gate_for("check").run(context(tmp_path))
         assert not result.passed
         assert result.exit_code == 3
+
+    def test_validator_process_not_running_fails(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A configured validator process that is not running is a failed gate, not a crash."""
+        configure(
+            tmp_path,
+            monkeypatch,
+            '[gate]\ncheck_rpc = "http://127.0.0.1:1"\ncheck_process = "no-such-validator-x"\n',
+        )
+        result = gate_for("check").run(context(tmp_path))
+        assert not result.passed
+        assert result.exit_code == 2
+        assert "no-such-validator-x" in result.output_tail

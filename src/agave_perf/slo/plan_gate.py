@@ -52,8 +52,9 @@ class CheckGate:
             references=list(gate.check_references),
             process=gate.check_process or None,
         )
-        monitor = Monitor(sources, settings.slo, timeout=min(settings.rpc.timeout_s, 2.0))
         try:
+            # inside the try: a validator process that is not running fails the gate
+            monitor = Monitor(sources, settings.slo, timeout=min(settings.rpc.timeout_s, 2.0))
             asyncio.run(self._measure(monitor, gate.check_duration_s))
             down = monitor.stayed_down()
             if down is not None:
