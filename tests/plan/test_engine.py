@@ -369,6 +369,28 @@ class TestRollback:
         assert root.snapshot() == before
         assert [t.id for t in Journal.for_root(root.path).pending()] == [earlier.id]
 
+    def test_earlier_host_task_waits_for_the_later_one(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """Rolling back a host task while a later host task is still applied is refused: the
+        journal runs since the first start include the later task's changes."""
+        from agave_perf.testing.fakeroot import FakeRoot
+        from agave_perf.tune.host import Host, apply, load_profile, select
+
+        second = catalog_file.read_text().replace('id = "host.x"', 'id = "host.y"')
+        second = second[second.index('[[tasks]]\nid = "host.y"') :].split("\n\n")[0]
+        catalog_file.write_text(catalog_file.read_text() + "\n" + second + "\n")
+        ws = make_workspace(tmp_path / "ws")
+        root = FakeRoot.build(tmp_path / "root")
+        init(ws, catalog_file, "--host-root", str(root.path))
+        assert cli("plan", "start", "host.x", "--agave", str(ws)).returncode == 0
+        apply(Host.at(root.path, load_profile()), select(["thp"]), yes=True)
+        assert cli("plan", "start", "host.y", "--agave", str(ws), "--force").returncode == 0
+        apply(Host.at(root.path, load_profile()), select(["sysctl"]), yes=True)
+        line = one_line_error(cli("plan", "rollback", "host.x", "--agave", str(ws)), 1)
+        assert "host.y" in line
+        assert root.sysctl("vm.max_map_count") != "65530"  # host.y's change is still there
+
 
 class TestFeatureFlags:
     def test_build_run_follows_the_plan_features(self, tmp_path: Path, catalog_file: Path) -> None:

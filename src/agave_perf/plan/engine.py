@@ -520,25 +520,27 @@ class PlanEngine:
         ts = state.tasks[task.id]
         if ts.status not in ("in-progress", "done", "rollback-manual"):
             raise UsageError(f"{task.id} is {ts.status}; nothing to roll back")
-        if task.rollback.kind == "flags-file":
-            # Its backup predates any later flags task: restoring it would silently
-            # undo that task's edits too. Undo the later ones first (last in, first out).
+        if task.rollback.kind in ("flags-file", "host-journal"):
+            # Its backup (or the journal runs since its start) covers any later task of
+            # the same kind: undoing it would silently undo that task's changes too.
+            # Undo the later ones first (last in, first out).
             started = {e.task_id: e.seq for e in state.events if e.kind == "start"}
             later = sorted(
                 (
                     t.task.id
                     for t in state.tasks.values()
                     if t.task.id != task.id
-                    and t.task.rollback.kind == "flags-file"
+                    and t.task.rollback.kind == task.rollback.kind
                     and t.status in ("in-progress", "done")
                     and started.get(t.task.id, 0) > started.get(task.id, 0)
                 ),
                 key=lambda tid: started[tid],
             )
             if later:
+                what = "flags file" if task.rollback.kind == "flags-file" else "host"
                 raise PlanRuleViolation(
-                    f"refused: {', '.join(later)} changed the flags file after {task.id} "
-                    f"started; roll back {later[-1]} first"
+                    f"refused: {', '.join(later)} started after {task.id} and may have "
+                    f"changed the same {what}; roll back {later[-1]} first"
                 )
         ctx = RollbackContext(
             task_id=task.id,
