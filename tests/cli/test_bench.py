@@ -119,6 +119,21 @@ class TestBadInput:
         assert "internal error" not in p.stderr
         assert "cannot write the report" in p.stderr
 
+    def test_unreachable_store_fails_before_measuring(self, tmp_path: Path) -> None:
+        """A store that cannot be opened is a usage error before any load, password masked."""
+        with simnet("steady", tmp_path, nodes=1) as doc:
+            started = time.monotonic()
+            p = agave_perf(
+                "bench", "--rpc", doc["nodes"][0]["http"], "--workload", "slot",
+                "--duration", "20s", "--store", f"postgresql://u:pw123@127.0.0.1:{closed_port()}/db",
+                home=tmp_path,
+            )  # fmt: skip
+            took = time.monotonic() - started
+        assert p.returncode == 2, p.stderr
+        assert "results store" in p.stderr
+        assert "pw123" not in p.stderr
+        assert took < 15  # the 20 s run never started
+
     def test_slo_on_a_method_the_workload_never_calls(self, tmp_path: Path) -> None:
         """An --slo naming a method outside the workload is a usage error, not a missed SLO."""
         p = agave_perf(

@@ -15,7 +15,13 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
-from agave_perf.errors import EXIT_INTERRUPTED, RpcTransportError, SloFailed, UsageError
+from agave_perf.errors import (
+    EXIT_INTERRUPTED,
+    RpcTransportError,
+    SloFailed,
+    StoreError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from agave_perf.bench import BenchConfig, Engine, FindMax, RunResult
@@ -188,6 +194,7 @@ def bench(
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
     from agave_perf.store import open_store
+    from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
     from agave_perf.store.bench import save_run
 
     rt = runtime()
@@ -229,18 +236,26 @@ def bench(
         closed_loop=closed_loop,
         seed=seed,
     )
+    url = store_url or rt.settings.store.url
+    if not no_store:
+        # a store that cannot be opened is found out before the run, not after it
+        with open_store(url) as store:
+            store.ensure(BENCH_SCHEMA)
     show = not rt.as_json and sys.stderr.isatty()
     result = run_async(_run(cfg, find_max, max_rate, show))
     runs = result.steps if isinstance(result, FindMax) else [result]
     stored: list[str] = []
-    url = store_url or rt.settings.store.url
     display = ""
+    store_failed: StoreError | None = None
     if not no_store and runs:
-        with open_store(url) as store:
-            display = store.display_url
-            for r in runs:
-                if r.ok or r.errors:
-                    stored.append(save_run(store, r))
+        try:
+            with open_store(url) as store:
+                display = store.display_url
+                for r in runs:
+                    if r.ok or r.errors:
+                        stored.append(save_run(store, r))
+        except StoreError as err:
+            store_failed = err  # the result is still shown (and written with -o) below
     if output:
         doc = (
             {"find_max": result.to_json(), "runs": [r.to_json(full=True) for r in runs]}
@@ -253,6 +268,8 @@ def bench(
             rt.emit(BenchOutput(result, stored, display))
             raise UsageError(f"cannot write {output}: {err.strerror or err}") from None
     rt.emit(BenchOutput(result, stored, display))
+    if store_failed is not None:
+        raise store_failed
     last = runs[-1] if runs else None
     where = f"; partial results kept as run {stored[-1]}" if stored else ""
     if last is not None and last.partial:
