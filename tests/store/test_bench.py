@@ -117,6 +117,14 @@ class TestLookup:
             with pytest.raises(UsageError, match="latest~5"):
                 resolve(store, "latest~5")
 
+    @pytest.mark.parametrize("ref", ["latest~x", "latest~-1"])
+    def test_malformed_latest_is_a_usage_error(self, ref: str) -> None:
+        """A 'latest~' without a count of runs back is a usage error, not an internal one."""
+        with open_store("") as store:
+            save_run(store, make_run("20260101-000000-aaaa", "2026-01-01T00:00:00+00:00"))
+            with pytest.raises(UsageError, match="latest~N"):
+                resolve(store, ref)
+
     def test_postgres_urls_use_psycopg3(self) -> None:
         """postgresql:// URLs use the psycopg 3 driver in every store, not psycopg2."""
         assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"

@@ -185,7 +185,10 @@ def resolve(store: Store, ref: str) -> str:
     """Turn ``latest``, ``latest~N``, a tag ``k=v[,k=v]``, an id or unique id prefix into an id."""
     store.ensure(SCHEMA)
     if ref == "latest" or ref.startswith("latest~"):
-        back = int(ref.partition("~")[2] or 0) if ref != "latest" else 0
+        count = ref.partition("~")[2] or "0"
+        if not count.isdigit():
+            raise UsageError(f"'{ref}': write latest or latest~N (N runs back, N >= 0)")
+        back = int(count)
         rows = list_runs(store, limit=back + 1)
         if len(rows) <= back:
             raise UsageError(f"no run '{ref}' in the store ({len(rows)} stored)")
