@@ -117,7 +117,7 @@ class TestLookup:
             with pytest.raises(UsageError, match="latest~5"):
                 resolve(store, "latest~5")
 
-    @pytest.mark.parametrize("ref", ["latest~x", "latest~-1"])
+    @pytest.mark.parametrize("ref", ["latest~x", "latest~-1", "latest~²"])
     def test_malformed_latest_is_a_usage_error(self, ref: str) -> None:
         """A 'latest~' without a count of runs back is a usage error, not an internal one."""
         with open_store("") as store:

@@ -186,7 +186,7 @@ def resolve(store: Store, ref: str) -> str:
     store.ensure(SCHEMA)
     if ref == "latest" or ref.startswith("latest~"):
         count = ref.partition("~")[2] or "0"
-        if not count.isdigit():
+        if not (count.isascii() and count.isdigit()):
             raise UsageError(f"'{ref}': write latest or latest~N (N runs back, N >= 0)")
         back = int(count)
         rows = list_runs(store, limit=back + 1)
