@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from solders.keypair import Keypair
 
 from agave_perf.bench import (
     BenchConfig,
@@ -299,3 +300,34 @@ class TestFindMaxFailures:
         assert ramp.best_rate == 200
         assert any("cannot reach the node" in n for n in ramp.notes)
         assert "cannot reach the node" in json.dumps(ramp.to_json())
+
+
+class NeverLandsServer:
+    """A Transport whose sendTransaction answers a signature that was never sent (never lands)."""
+
+    async def send(self, body: bytes, *, timeout: float) -> Reply:
+        sig = str(Keypair().sign_message(body))
+        return Reply(200, b'{"jsonrpc":"2.0","result":"%s","id":1}' % sig.encode(), 0.0005)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TestLandingAccounting:
+    async def test_sends_that_never_land_are_counted(self, tmp_path: Path) -> None:
+        """Watched sends that never reach processed are counted, not silently left out."""
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            kp = tmp_path / "payer.json"
+            kp.write_text(json.dumps(list(bytes(c.payer))))
+            cfg = BenchConfig(
+                http(c), load_workload("send"), rate=50, duration=1, keypair=str(kp),
+                transport=NeverLandsServer(),
+            )  # fmt: skip
+            run = await run_bench(cfg)
+        landing = run.notifications["signatureSubscribe"]
+        sent = run.methods["sendTransaction"].ok
+        assert sent >= 25
+        assert landing.count == 0
+        assert landing.missed == sent  # none landed while the run lasted
+        back = RunResult.from_json(json.loads(json.dumps(run.to_json(full=True))))
+        assert back.notifications["signatureSubscribe"].missed == sent

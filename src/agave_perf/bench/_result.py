@@ -87,6 +87,7 @@ class Notifications:
     hist: Histogram = field(default_factory=Histogram)
     count: int = 0
     drops: int = 0
+    missed: int = 0  # delay kind: watched sends that never reached the commitment
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
@@ -95,6 +96,7 @@ class Notifications:
             "kind": self.kind,
             "count": self.count,
             "drops": self.drops,
+            "missed": self.missed,
             "latency": self.hist.summary(),
             "hist": self.hist.encode(),
         }
@@ -108,6 +110,7 @@ class Notifications:
             Histogram.decode(doc["hist"]),
             int(doc.get("count", 0)),
             int(doc.get("drops", 0)),
+            int(doc.get("missed", 0)),
         )
 
 
@@ -385,6 +388,7 @@ class RunResult:
                 Text(
                     f"{n.name}: {n.count} notifications, {what} p50 {p50:.1f} ms, p99 {p99:.1f} ms"
                     + (f", {n.drops} socket drops" if n.drops else "")
+                    + (f", {n.missed} never landed" if n.missed else "")
                 )
             )
         for v in self.slo:

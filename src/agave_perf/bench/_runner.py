@@ -34,6 +34,7 @@ from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws
 BLOCKHASH_REFRESH_S = 1.0
 MAX_SIGNATURE_WATCHES = 2000
 GENERATOR_SLIP_LIMIT_S = 0.005
+LANDING_GRACE_S = 2.0
 
 
 @dataclass
@@ -78,6 +79,7 @@ class _PubSubWatch:
         self.sig_commitment = "processed"
         self.rng = random.Random(seed)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.landings: set[asyncio.Task[None]] = set()
         self.watches = 0
         self.error = ""
 
@@ -132,7 +134,9 @@ class _PubSubWatch:
         ):
             return
         self.watches += 1
-        self._spawn(self._landing(sig, intended))
+        task = asyncio.create_task(self._landing(sig, intended))
+        self.landings.add(task)
+        task.add_done_callback(self.landings.discard)
 
     async def _landing(self, sig: str, intended: float) -> None:
         assert self.client is not None
@@ -142,8 +146,14 @@ class _PubSubWatch:
                 "signatureSubscribe", sig, {"commitment": self.sig_commitment}
             )
             note = await asyncio.wait_for(sub.queue.get(), 60.0)
-        except (RpcError, TimeoutError):
+        except RpcError:
+            return  # not watched: neither landed nor missed
+        except TimeoutError:
+            n.missed += 1  # sent, answered, and never reached the commitment
             return
+        except asyncio.CancelledError:
+            n.missed += 1  # had not landed when the run (and its grace) ended
+            raise
         finally:
             self.watches -= 1
         if note is None:
@@ -153,9 +163,12 @@ class _PubSubWatch:
         n.hist.record(note.received - intended)
 
     async def stop(self) -> None:
-        for t in list(self.tasks):
+        if self.landings:
+            # sends of the last moments get a short grace to land; the rest count as missed
+            await asyncio.wait(set(self.landings), timeout=LANDING_GRACE_S)
+        for t in [*self.tasks, *self.landings]:
             t.cancel()
-        for t in list(self.tasks):
+        for t in [*self.tasks, *self.landings]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         if self.client is not None:
