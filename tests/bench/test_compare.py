@@ -150,6 +150,13 @@ class TestStatistics:
         assert {r.verdict for r in c.rows} == {UNKNOWN}
         assert c.verdict == SAME
 
+    def test_unknown_method_filter_is_a_usage_error(self) -> None:
+        """--method naming no method of both runs is refused, not widened to all methods."""
+        a = synthetic_run("a", {"getSlot": np.full(50, 0.01)})
+        b = synthetic_run("b", {"getSlot": np.full(50, 0.02)})
+        with pytest.raises(UsageError, match="getSlott"):
+            compare(a, b, methods=["getSlott"])
+
     def test_metric_names(self) -> None:
         """Metric names map to quantiles; unknown names are usage errors."""
         assert metric_quantile("p99.9") == pytest.approx(0.999)

@@ -261,6 +261,12 @@ def compare(
     if only:
         cmp.notes.append(f"methods in only one run, not compared: {', '.join(only)}")
     if methods:
+        unknown = sorted(set(methods) - set(common))
+        if unknown:
+            raise UsageError(
+                f"--method {', '.join(unknown)}: not measured in both runs "
+                f"(both have: {', '.join(common) or 'none'})"
+            )
         common = [m for m in common if m in methods]
     rng = np.random.default_rng(seed)
     targets: list[tuple[str, Histogram, Histogram, Any, Any, int, int]] = [
