@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from aiohttp import WSMsgType, web
@@ -13,6 +14,7 @@ from agave_perf.errors import UsageError
 from agave_perf.simnet import Distribution, SimCluster
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
+from agave_perf.slo.latency import TradingMix
 from agave_perf.slo.samples import Fault, LandingSample, RequestSample, Sample
 from agave_perf.slo.slot import EndpointStream
 from tests.cli._simnet import closed_port
@@ -222,6 +224,67 @@ class TestSilentWebSocket:
         assert stream.slot == 1
         assert not alive
         assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
+
+
+class TestBlackholedWebSocket:
+    async def test_unanswered_websocket_falls_back_to_polling(self) -> None:
+        """A PubSub port that accepts nothing (firewalled) costs one timeout, then polling works."""
+        got: list[Sample] = []
+        with socket.socket() as hole:
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(0)  # never accepted: the WebSocket handshake is never answered
+            ws_url = f"ws://127.0.0.1:{hole.getsockname()[1]}/"
+            async with SimCluster(nodes=1, slot_ms=100) as cluster:
+                stream = EndpointStream(
+                    cluster.info()[0].http, "node", got.append, ws_url=ws_url, timeout=0.5
+                )
+                task = asyncio.create_task(stream.run())
+                await asyncio.sleep(2.0)
+                truth = cluster.tip.view.processed
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        assert stream.slot is not None
+        assert truth - stream.slot <= 3
+        assert any(isinstance(f, Fault) and f.kind == "ws_unavailable" for f in got)
+
+    async def test_landing_watch_gives_up_on_an_unanswered_websocket(self) -> None:
+        """The latency mix's signature watch gives up within its timeout, so sends stay on time."""
+        with socket.socket() as hole:
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(0)
+            ws_url = f"ws://127.0.0.1:{hole.getsockname()[1]}/"
+            mix = TradingMix("http://127.0.0.1:1", lambda s: None, ws_url=ws_url, timeout=0.5)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            assert await mix._watch_signature("1" * 64) is None
+            took = loop.time() - started
+            started = loop.time()
+            assert await mix._watch_signature("2" * 64) is None
+            again = loop.time() - started
+            await mix.client.aclose()
+        assert took < 2.0
+        assert again < 0.1  # not retried at every send: later sends are not held up
+
+    async def test_sends_leave_on_time_without_a_websocket(self) -> None:
+        """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
+        got: list[Sample] = []
+        with socket.socket() as hole:
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(0)
+            ws_url = f"ws://127.0.0.1:{hole.getsockname()[1]}/"
+            async with SimCluster(nodes=1, slot_ms=100) as cluster:
+                mix = TradingMix(
+                    cluster.info()[0].http, got.append, rate=10, keypair=cluster.payer,
+                    ws_url=ws_url, timeout=2.0,
+                )  # fmt: skip
+                task = asyncio.create_task(mix.run())
+                await asyncio.sleep(2.5)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        sends = [s for s in got if isinstance(s, RequestSample) and s.method == "sendTransaction"]
+        assert len(sends) >= 3
+        assert max(s.seconds for s in sends) < 0.2, [s.seconds for s in sends]
+        assert all(isinstance(s, LandingSample) and s.error for s in got if s.K == "land")
 
 
 class TestRedaction:

@@ -47,6 +47,7 @@ READS = ("getLatestBlockhash", "getAccountInfo", "getMultipleAccounts", "getSign
 LEAD_S = 0.25  # how early a send is prepared (signed, subscribed) before its instant
 LANDING_WAIT_S = 30.0
 MAX_INFLIGHT = 256
+WS_RETRY_S = 30.0  # after a PubSub failure, sends go unwatched this long
 
 
 def load_keypair(path: str | Path) -> Keypair:
@@ -90,6 +91,7 @@ class TradingMix:
         self._lamports = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._pubsub: PubSubClient | None = None
+        self._ws_retry_at = 0.0
 
     async def run(self) -> None:
         """Schedule requests until cancelled."""
@@ -178,7 +180,18 @@ class TradingMix:
             await self._timed(method, at, [encoded, cfg])
             return
         sig = str(tx.signatures[0])
-        landing = await self._watch_signature(sig)
+        watch = asyncio.ensure_future(self._watch_signature(sig))
+        # the watch is prepared ahead but never holds the send past its instant: a slow
+        # PubSub would otherwise show up as sendTransaction latency
+        await asyncio.wait({watch}, timeout=max(0.0, at - self.clock.now()))
+        if watch.done():
+            landing = watch.result()
+        else:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            landing = None
+            self._ws_retry_at = self.clock.now() + WS_RETRY_S
         await self.clock.sleep_until(at)
         slot_at_send = self.current_slot()
         cfg = {"encoding": "base64", "preflightCommitment": "processed", "maxRetries": 5}
@@ -207,20 +220,25 @@ class TradingMix:
 
     async def _watch_signature(self, sig: str) -> asyncio.Future[Any] | None:
         """Subscribe before sending so the notification cannot be missed; None without WS."""
+        if self.clock.now() < self._ws_retry_at:
+            return None  # PubSub failed recently: send unwatched rather than wait on it again
         try:
             if self._pubsub is None or self._pubsub.closed.is_set():
                 if self._pubsub is not None:
                     await self._pubsub.aclose()
                 self._pubsub = PubSubClient(self.ws_url, timeout=self.timeout)
-                await self._pubsub.connect()
+                # bounded: an unanswered handshake would hold the send past its instant
+                async with asyncio.timeout(self.timeout):
+                    await self._pubsub.connect()
             sub = await self._pubsub.subscribe(
                 "signatureSubscribe", sig, {"commitment": "processed"}
             )
-        except RpcError:
+        except (RpcError, TimeoutError):
             # a socket that connected but refused the subscription must not stay open
             if self._pubsub is not None:
                 await self._pubsub.aclose()
             self._pubsub = None
+            self._ws_retry_at = self.clock.now() + WS_RETRY_S
             return None
         return asyncio.ensure_future(sub.queue.get())
 

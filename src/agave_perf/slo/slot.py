@@ -155,20 +155,33 @@ class EndpointStream:
         finally:
             await self.client.aclose()
 
+    async def _open(self, ps: PubSubClient) -> Any:
+        await ps.connect()
+        return await ps.subscribe("slotSubscribe")
+
     async def _subscribe(self) -> None:
         ps = PubSubClient(self.ws_url, timeout=self.timeout)
         try:
-            await ps.connect()
-            sub = await ps.subscribe("slotSubscribe")
-        except RpcError as err:
-            self.fault("ws_unavailable", "slotSubscribe", str(err))
+            # bounded: a firewalled PubSub port never answers the handshake, and the stream
+            # must fall back to polling instead of waiting on it for the whole run
+            async with asyncio.timeout(self.timeout):
+                sub = await self._open(ps)
+        except (RpcError, TimeoutError) as err:
+            detail = str(err) if isinstance(err, RpcError) else f"no handshake in {self.timeout:g}s"
+            self.fault("ws_unavailable", "slotSubscribe", detail)
             await ps.aclose()
             return
+        except BaseException:
+            await ps.aclose()  # cancelled mid-handshake: no unclosed session
+            raise
         self.mode, self.ws_up = "ws", True
         try:
             while True:
                 try:
-                    note = await asyncio.wait_for(sub.queue.get(), self.ws_silence_s)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that races a notification, and Ctrl-C would hang
+                    async with asyncio.timeout(self.ws_silence_s):
+                        note = await sub.queue.get()
                 except TimeoutError:
                     # an open socket that stopped notifying would freeze this endpoint's slot
                     # (a frozen reference hides any lag); getSlot tells a stall from a dead feed
