@@ -33,6 +33,19 @@ class TestRedactUrl:
         """A URL without secrets is printed as given."""
         assert redact_url("http://127.0.0.1:8899") == "http://127.0.0.1:8899"
 
+    def test_password_parameter(self) -> None:
+        """A password in the query (database URLs) is masked."""
+        out = redact_url("postgresql://db.example/perf?user=bench&password=hunter2")
+        assert "hunter2" not in out
+        assert "user=bench" in out
+
+    def test_bad_port_does_not_raise(self) -> None:
+        """A URL with an impossible port is returned redacted, never an exception."""
+        out = redact_url("http://alice:pw@127.0.0.1:99999/?api-key=SECRETKEY")
+        assert "SECRETKEY" not in out
+        assert "pw" not in out
+        assert "99999" in out
+
     def test_redact_text(self) -> None:
         """Raw URLs embedded in a message are replaced by their redacted form."""
         url = "https://h.example/?api-key=SECRETSECRET"
