@@ -148,7 +148,7 @@ class TestStatistics:
         b = synthetic_run("b", {"getSlot": np.full(5, 0.02)})
         c = compare(a, b)
         assert {r.verdict for r in c.rows} == {UNKNOWN}
-        assert c.verdict == SAME
+        assert c.verdict == UNKNOWN  # never "no change" on no evidence
 
     def test_unknown_method_filter_is_a_usage_error(self) -> None:
         """--method naming no method of both runs is refused, not widened to all methods."""

@@ -103,12 +103,15 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """slower if any gated row regressed, faster if any improved, else no significant change."""
+        """slower if any gated row regressed, faster if any improved, insufficient data if no
+        gated row could be judged, else no significant change."""
         gated = [r for r in self.rows if r.metric in self.gate]
         if any(r.verdict == SLOWER for r in gated):
             return SLOWER
         if any(r.verdict == FASTER for r in gated):
             return FASTER
+        if all(r.verdict == UNKNOWN for r in gated):
+            return UNKNOWN  # a gate must not pass on no evidence
         return SAME
 
     def to_json(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def compare(
     Mann-Whitney U test on raw samples and a verdict. Exit 1 when B is significantly
     slower than A beyond the threshold.
     """
-    from agave_perf.bench.compare import SLOWER
+    from agave_perf.bench.compare import SLOWER, UNKNOWN
     from agave_perf.bench.compare import compare as do_compare
     from agave_perf.store import open_store
 
@@ -99,6 +99,10 @@ def compare(
         methods=methods or None,
     )
     rt.emit(result)
+    if result.verdict == UNKNOWN:
+        raise GateFailed(
+            f"too few samples to compare {run_a.id} with {run_b.id}: run longer or at a higher rate"
+        )
     if result.verdict == SLOWER:
         worst = max(result.regressions, key=lambda r: r.change)
         why = (
