@@ -19,24 +19,16 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._timing import timed
+
 OUT = Path(__file__).parent / "results" / "flags_audit.json"
 FIXTURES = Path(__file__).parent.parent / "tests" / "tune" / "flags" / "fixtures"
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-
-
-def _wall(argv: list[str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return elapsed
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -63,9 +55,9 @@ def main() -> int:
 
     cli = [sys.executable, "-m", "agave_perf"]
     script = str(FIXTURES / "01_agave_array_exec.sh")
-    _wall([*cli, "--version"])  # warm the page cache and bytecode before timing
-    baseline = [_wall([*cli, "--version"]) for _ in range(RUNS)]
-    full = [_wall([*cli, "flags", "audit", script, "--json"]) for _ in range(RUNS)]
+    timed([*cli, "--version"])  # warm the page cache and bytecode before timing
+    baseline = [timed([*cli, "--version"])[0] for _ in range(RUNS)]
+    full = [timed([*cli, "flags", "audit", script, "--json"])[0] for _ in range(RUNS)]
 
     def load() -> None:
         _catalog._load_default.cache_clear()

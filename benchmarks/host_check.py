@@ -17,25 +17,16 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks._timing import timed
 
 OUT = Path(__file__).parent / "results" / "host_check.json"
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 BOUND_S = 1.0
-
-
-def _wall(argv: list[str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
-    return elapsed
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -53,12 +44,12 @@ def main() -> int:
     from agave_perf.tune import host
 
     cli = [sys.executable, "-m", "agave_perf"]
-    _wall([*cli, "--version"])  # warm the page cache and bytecode before timing
+    timed([*cli, "--version"])  # warm the page cache and bytecode before timing
     baseline: list[float] = []
     full: list[float] = []
     for _ in range(RUNS):  # interleaved, so load from other processes hits both alike
-        baseline.append(_wall([*cli, "--version"]))
-        full.append(_wall([*cli, "host", "check", "--json"]))
+        baseline.append(timed([*cli, "--version"])[0])
+        full.append(timed([*cli, "host", "check", "--json"])[0])
 
     profile = host.load_profile()
     real: list[float] = []

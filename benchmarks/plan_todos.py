@@ -22,13 +22,13 @@ import json
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from agave_perf.plan.todos import scan
+from benchmarks._timing import timed
 
 CRATES = ["accounts-db", "core", "rpc", "runtime", "ledger", "turbine", "gossip", "svm"]
 LINE = "    let value = compute_something(account, &bank, slot); // ordinary code line\n"
@@ -76,15 +76,6 @@ def generate(root: Path, total_lines: int, seed: int = 7) -> int:
         (root / skipped).mkdir(parents=True)
         (root / skipped / "out.rs").write_text(TODOS[0] * 100)
     return planted
-
-
-def timed(argv: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):  # grep exits 1 when nothing matches
-        raise SystemExit(f"{argv[0]} failed: {proc.stderr.strip()}")
-    return elapsed, proc.stdout
 
 
 def main() -> int:
