@@ -15,34 +15,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from agave_perf.testing.slots import observe_slots
 
 OUT = Path(__file__).parent / "results" / "simnet_slot_rate.json"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
 SLOT_MS = 400.0
-
-
-async def observe(nodes: list[dict[str, str]], seconds: float) -> dict[tuple[str, int], float]:
-    seen: dict[tuple[str, int], float] = {}
-
-    async def listen(name: str, url: str) -> None:
-        async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
-            await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"slotSubscribe"}')
-            async for msg in ws:
-                doc = json.loads(msg.data)
-                if "params" in doc:
-                    seen[(name, doc["params"]["result"]["slot"])] = time.time()
-
-    tasks = [asyncio.create_task(listen(n["name"], n["ws"])) for n in nodes]
-    await asyncio.sleep(seconds)
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return seen
 
 
 def main() -> dict[str, Any]:
@@ -70,7 +50,7 @@ def main() -> dict[str, Any]:
         )
         assert proc.stdout is not None
         nodes = json.loads(proc.stdout.readline())["nodes"]
-        seen = asyncio.run(observe(nodes, SECONDS + 2))
+        seen = asyncio.run(observe_slots({n["name"]: n["ws"] for n in nodes}, SECONDS + 2))
         proc.wait(timeout=30)
         truth = {
             (r["node"], r["slot"]): r["t"]

@@ -7,9 +7,8 @@ import json
 import time
 from pathlib import Path
 
-import aiohttp
-
 from agave_perf.simnet import SimCluster
+from agave_perf.testing.slots import observe_slots
 
 
 class TestSlotClock:
@@ -32,20 +31,7 @@ class TestSlotClock:
     async def test_truth_matches_client_observation(self) -> None:
         """When the truth says a node processed a slot is when slotSubscribe clients hear of it."""
         async with SimCluster(nodes=2, scenario="lag:slots=3", slot_ms=50) as c:
-            seen: dict[tuple[str, int], float] = {}
-
-            async def listen(name: str, url: str) -> None:
-                async with aiohttp.ClientSession() as s, s.ws_connect(url) as ws:
-                    await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"slotSubscribe"}')
-                    async for msg in ws:
-                        doc = json.loads(msg.data)
-                        if "params" in doc:
-                            seen[(name, doc["params"]["result"]["slot"])] = time.time()
-
-            tasks = [asyncio.create_task(listen(n.name, n.ws)) for n in c.info()]
-            await asyncio.sleep(2.0)
-            for t in tasks:
-                t.cancel()
+            seen = await observe_slots({n.name: n.ws for n in c.info()}, 2.0)
             truth = {(r["node"], r["slot"]): r["t"] for r in c.truth if r["kind"] == "slot"}
         errors = [abs(seen[k] - truth[k]) for k in seen if k in truth]
         assert len(errors) > 50
