@@ -11,11 +11,17 @@
     │   ├── RpcHttpError                exit 3  HTTP status other than 200 (429, 5xx, ...)
     │   ├── RpcProtocolError            exit 3  the answer is not valid JSON-RPC
     │   └── RpcResponseError            exit 3  a JSON-RPC error object (code, message, data)
-    ├── TuningError                     exit 2  host/flags check, apply or rollback failed
+    ├── TuningError                     exit 2  host/flags tuning could not be applied or undone
+    │   ├── JournalCorrupt              exit 2  the tuning journal cannot be read
+    │   └── WriteFailed                 exit 2  a journaled write was refused
     ├── StoreError                      exit 2  results store unreadable or inconsistent
-    └── Verdict failures                exit 1
-        ├── SloFailed                   exit 1  a success criterion was not met
-        └── GateFailed                  exit 1  a plan gate (build, test, bench) failed
+    ├── SimnetError                     exit 2  the embedded cluster could not start or run
+    ├── CheckFailed                     exit 1  something was checked and did not pass
+    │   ├── SloFailed                   exit 1  a success criterion was not met
+    │   ├── HostCheckFailed             exit 1  a host setting failed its check
+    │   └── FlagsAuditFailed            exit 1  the flags audit found errors
+    └── GateFailed                      exit 1  a plan gate (build, test, bench) failed
+        └── PlanRuleViolation           exit 1  a plan rule refused the step
 
 Every error renders as one line (``str(err)``); endpoints in messages are
 always redacted by whoever raises, so the CLI can print them as they are.
@@ -98,17 +104,50 @@ class TuningError(AgavePerfError):
     """A host or flag tuning step could not be checked, applied or rolled back."""
 
 
+class JournalCorrupt(TuningError):
+    """The journal cannot be read; nothing was changed."""
+
+
+class WriteFailed(TuningError):
+    """A journaled write was refused by the filesystem or the kernel."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
 class StoreError(AgavePerfError):
     """The results store is unreadable or inconsistent."""
 
 
-class SloFailed(AgavePerfError):
-    """A success criterion was measured and not met."""
+class SimnetError(AgavePerfError):
+    """The embedded cluster could not be started or run as asked (ports, scenario, nodes)."""
+
+
+class CheckFailed(AgavePerfError):
+    """Something was measured or checked and did not pass; the report was printed."""
 
     exit_code = EXIT_FAILED
+
+
+class SloFailed(CheckFailed):
+    """A success criterion was measured and not met."""
+
+
+class HostCheckFailed(CheckFailed):
+    """At least one host setting failed its check."""
+
+
+class FlagsAuditFailed(CheckFailed):
+    """The flags audit found errors."""
 
 
 class GateFailed(AgavePerfError):
     """A plan gate (build, test, benchmark, SLO) did not pass."""
 
     exit_code = EXIT_FAILED
+
+
+class PlanRuleViolation(GateFailed):
+    """A plan rule (one component at a time, gates before done) refused the step."""

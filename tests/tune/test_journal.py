@@ -12,13 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agave_perf.errors import TuningError
+from agave_perf.errors import JournalCorrupt, TuningError, WriteFailed
 from agave_perf.testing.fakeroot import FakeRoot, diff_snapshots
 from agave_perf.tune.journal import (
     FileState,
     Journal,
-    JournalCorrupt,
-    WriteFailed,
     filesystem_type,
     journal_key,
 )

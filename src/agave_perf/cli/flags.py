@@ -8,14 +8,8 @@ from pathlib import Path
 import click
 
 from agave_perf.cli._common import runtime, standard_options
-from agave_perf.errors import EXIT_FAILED, TuningError, UsageError
+from agave_perf.errors import FlagsAuditFailed, UsageError
 from agave_perf.output import console
-
-
-class FlagsAuditFailed(TuningError):
-    """The audit found errors (exit 1, like a failed gate); the report was printed."""
-
-    exit_code = EXIT_FAILED
 
 
 @click.group()

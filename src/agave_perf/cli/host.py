@@ -9,16 +9,10 @@ from typing import Any, TypeVar
 import click
 
 from agave_perf.cli._common import runtime, standard_options
-from agave_perf.errors import EXIT_FAILED, TuningError, UsageError
+from agave_perf.errors import HostCheckFailed, UsageError
 from agave_perf.output import console
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class HostCheckFailed(TuningError):
-    """At least one setting failed its check (exit 1, like a failed gate)."""
-
-    exit_code = EXIT_FAILED
 
 
 _ROOT = click.Path(file_okay=False, path_type=Path)

@@ -25,7 +25,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agave_perf.errors import AgavePerfError, GateFailed, StoreError, UsageError
+from agave_perf.errors import AgavePerfError, PlanRuleViolation, StoreError, UsageError
 from agave_perf.paths import state_path
 from agave_perf.plan import catalog as catalog_mod
 from agave_perf.plan.catalog import Catalog, Task
@@ -49,10 +49,6 @@ from agave_perf.store import plan as db
 from agave_perf.tune.build._git import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
 from agave_perf.tune.build.cargo import CargoInterrupted
-
-
-class PlanRuleViolation(GateFailed):
-    """A plan rule (one component at a time, gates before done) refused the step."""
 
 
 def now() -> str:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agave_perf import paths
-from agave_perf.errors import TuningError
+from agave_perf.errors import JournalCorrupt, TuningError, WriteFailed
 
 VERSION = 1
 CRASH_ENV = "AGAVE_PERF_TEST_CRASH_AT"
@@ -53,19 +53,6 @@ TMP_SUFFIX = ".agave-perf-tmp"
 KERNEL_FS = frozenset({"proc", "sysfs"})
 
 Kind = Literal["file", "knob", "dir"]
-
-
-class JournalCorrupt(TuningError):
-    """The journal cannot be read; nothing was changed."""
-
-
-class WriteFailed(TuningError):
-    """A journaled write was refused by the filesystem or the kernel."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"cannot write {path}: {reason}")
 
 
 @dataclass(frozen=True)
