@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from agave_perf import config as config_mod
+from agave_perf.duration import parse_duration
 from agave_perf.output import Renderable, emit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,22 +91,6 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     result: T = uvloop.run(coro)
     return result
-
-
-def parse_duration(text: str) -> float:
-    """Parse ``90``, ``90s``, ``500ms``, ``5m``, ``1h`` or ``1h30m`` into seconds."""
-    import re
-
-    from agave_perf.errors import UsageError
-
-    s = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return float(s)
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", s)
-    if not parts or "".join(n + u for n, u in parts) != s:
-        raise UsageError(f"invalid duration '{text}' (use e.g. 500ms, 30s, 5m, 1h)")
-    return sum(float(n) * units[u] for n, u in parts)
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]

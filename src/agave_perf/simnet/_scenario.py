@@ -20,24 +20,13 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agave_perf.duration import parse_duration as parse_seconds
 from agave_perf.errors import UsageError
-
-
-def parse_seconds(text: str | float | int) -> float:
-    """Parse ``10``, ``10s``, ``250ms``, ``2m`` into seconds."""
-    if isinstance(text, int | float):
-        return float(text)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not m:
-        raise UsageError(f"invalid duration '{text}' (use e.g. 250ms, 10s, 2m)")
-    value = float(m.group(1))
-    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,27 @@
+"""The one duration grammar: ``90``, ``90s``, ``500ms``, ``5m``, ``1h``, ``1h30m``.
+
+Command-line options, config values and simnet scenario parameters all read
+durations with :func:`parse_duration`, so what one accepts the others accept.
+"""
+
+from __future__ import annotations
+
+import re
+
+from agave_perf.errors import UsageError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h)")
+
+
+def parse_duration(text: str | float) -> float:
+    """Return seconds for a duration; a bare number is seconds; a mistake is a UsageError."""
+    if isinstance(text, int | float):
+        return float(text)
+    s = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = _PART.findall(s)
+    if not parts or re.sub(r"\s+", "", s) != "".join(n + u for n, u in parts):
+        raise UsageError(f"invalid duration '{text}' (use e.g. 500ms, 30s, 5m, 1h)")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
