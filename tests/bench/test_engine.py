@@ -12,6 +12,7 @@ from agave_perf.bench import Engine, LoadSpec, PreciseClock, arrivals
 from agave_perf.clock import VirtualClock
 from agave_perf.errors import RpcTransportError
 from agave_perf.rpc import Reply
+from agave_perf.slo.samples import RequestSample
 
 OK = b'{"jsonrpc":"2.0","result":1,"id":1}'
 
@@ -224,3 +225,83 @@ class TestStop:
         await task
         assert 90 <= engine.stats[0].ok <= 105
         assert engine.t_stopped - engine.t_measure == pytest.approx(1.0, abs=0.05)
+
+
+class SendSource:
+    """sendTransaction requests, each carrying its transaction's signature."""
+
+    def __init__(self) -> None:
+        self.methods = ["sendTransaction"]
+        self.n = 0
+
+    def next(self) -> tuple[int, bytes, str | None]:
+        self.n += 1
+        return 0, b'{"jsonrpc":"2.0","id":%d,"method":"sendTransaction"}' % self.n, f"sig{self.n}"
+
+
+class LoggingServer(VirtualServer):
+    """A VirtualServer that logs when each request reaches it."""
+
+    def __init__(self, clock: VirtualClock, log: list[tuple[str, ...]]) -> None:
+        super().__init__(clock)
+        self.log = log
+
+    async def send(self, body: bytes, *, timeout: float) -> Reply:
+        self.log.append(("send", body.split(b'"id":')[1].split(b",")[0].decode()))
+        return await super().send(body, timeout=timeout)
+
+
+class OrderWatch:
+    """A SendWatch that logs its calls."""
+
+    def __init__(self, log: list[tuple[str, ...]]) -> None:
+        self.log = log
+
+    def before_send(self, sig: str, intended: float) -> None:
+        self.log.append(("subscribe", sig.removeprefix("sig")))
+
+    def after_send(self, sig: str, ok: bool) -> None:
+        self.log.append(("answered", sig.removeprefix("sig"), str(ok)))
+
+
+class TestLanding:
+    async def test_subscribes_before_sending(self) -> None:
+        """Each measured send is subscribed to before it reaches the node; warm-up sends are not."""
+        clock = VirtualClock()
+        log: list[tuple[str, ...]] = []
+        engine = Engine(
+            LoggingServer(clock, log),
+            SendSource(),
+            LoadSpec(rate=10, duration=1, warmup=0.5),
+            clock=clock,
+            landing=OrderWatch(log),
+        )
+        await drive(clock, engine)
+        sends = [e[1] for e in log if e[0] == "send"]
+        watched = [e[1] for e in log if e[0] == "subscribe"]
+        assert len(watched) >= 10
+        assert watched == sends[5:]  # the 5 warm-up sends are not followed
+        for n in watched:
+            assert log.index(("subscribe", n)) < log.index(("send", n))
+            assert log.index(("send", n)) < log.index(("answered", n, "True"))
+
+
+class TestOverload:
+    async def test_requests_never_sent_are_failures(self) -> None:
+        """A request the in-flight limit kept back is a client_overload failure sample."""
+        clock = VirtualClock()
+        got: list[RequestSample] = []
+        engine = Engine(
+            VirtualServer(clock, latency=0.5),
+            Source(),
+            LoadSpec(rate=100, duration=1, max_inflight=10),
+            clock=clock,
+            on_sample=got.append,
+        )
+        await drive(clock, engine)
+        dropped = engine.schedule.dropped
+        assert dropped > 0
+        assert engine.stats[0].errors == {"client_overload": dropped}
+        assert sum(1 for s in got if s.error == "client_overload") == dropped
+        assert len(got) == engine.schedule.scheduled
+        assert engine.stats[0].p95_ms == float("inf")  # > 5 % never sent: never a pass

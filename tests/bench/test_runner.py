@@ -200,7 +200,7 @@ class TestFailures:
             run = await run_bench(BenchConfig(http(c), load_workload("slot"), rate=200, duration=2))
         errors = run.errors
         assert not run.partial
-        assert {"http_429", "http_5xx", "rpc_-32603", "malformed"} <= set(errors)
+        assert {"http_429", "http_5xx", "rpc_error", "malformed"} <= set(errors)
         total = run.ok + sum(errors.values())
         assert total == run.schedule.sent
         assert 0.1 < sum(errors.values()) / total < 0.32

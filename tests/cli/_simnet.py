@@ -76,3 +76,12 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def unanswered_ws() -> Iterator[str]:
+    """A ws:// URL whose port listens and never accepts: the handshake is never answered."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        yield f"ws://127.0.0.1:{hole.getsockname()[1]}/"

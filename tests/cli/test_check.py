@@ -57,6 +57,12 @@ class Runs:
     ref_port: int
 
 
+def latency_row(stdout: str) -> Any:
+    """The request-latency criterion of a ``check --json`` document."""
+    doc = json.loads(stdout)
+    return next(c for c in doc["criteria"] if c["criterion"] == "request latency")
+
+
 def urls(net: Any) -> tuple[str, str]:
     """(follower, tip) HTTP URLs."""
     return net["nodes"][1]["http"], net["nodes"][0]["http"]
@@ -104,7 +110,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
                        "--record", str(record)),
             "no_reference": (*base, "--rpc", node, "--json"),
             "send": (
-                *base, "--rpc", node, "--reference", tip, "--rate", "10", "--json",
+                *base, "--rpc", node, "--reference", tip, "--rate", "40", "--json",
                 "--keypair", nets["steady"]["payer_keypair"],
             ),
             "flaky": (
@@ -198,7 +204,9 @@ class TestVerdicts:
         assert r.returncode == 0, r.stderr
         doc = r.json()
         assert doc["latency_ms"]["sendTransaction"]["count"] >= 3
-        assert "simulateTransaction" not in doc["latency_ms"]
+        assert not any(doc["latency_ms"]["sendTransaction"]["errors"].values())
+        # without a keypair the same workload simulates its sends instead
+        assert "sendTransaction" not in runs.results["steady"].json()["latency_ms"]
         assert doc["landing"]["landed"] >= 1
         assert doc["landing"]["p50_slots"] is not None
         assert any(c["criterion"] == "landing latency" for c in doc["criteria"])
@@ -213,7 +221,7 @@ class TestFaults:
         doc = r.json()
         kinds = {k for per in doc["faults"].values() for k in per}
         kinds |= {k for m in doc["latency_ms"].values() for k in m["errors"]}
-        assert {"http_429", "http_503", "rpc_error", "malformed"} <= kinds
+        assert {"http_429", "http_5xx", "rpc_error", "malformed"} <= kinds
         assert "ws_drop" in kinds or "ws_unavailable" in kinds
         failed = sum(sum(m["errors"].values()) for m in doc["latency_ms"].values())
         assert failed > 0
@@ -311,6 +319,28 @@ class TestFaults:
         assert r.returncode == 1, r.stderr
         assert "internal error" not in r.stderr
         assert "1 unreadable line(s) skipped" in r.stdout
+
+    def test_replay_without_its_requests_is_missing_data(self, tmp_path: Path) -> None:
+        """A recording whose header says 5 req/s but has no request lines fails, never passes."""
+        lines = [{"k": "meta", "t0": 0.0, "node": "n", "settings": {"request_rate": 5.0}}]
+        lines += [
+            {"k": "lag", "t": t / 10, "tip": 100, "node": 100, "lag": 0, "tip_source": "references"}
+            for t in range(50)
+        ]
+        rec = tmp_path / "no-latency.jsonl"
+        rec.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        r = agave_perf("check", "--replay", str(rec), "--json", home=tmp_path)
+        assert r.returncode == 1, r.stderr
+        latency = latency_row(r.stdout)
+        assert latency["status"] == "fail"
+        assert latency["measured"] == "insufficient data"
+        assert "5 req/s" in latency["evidence"]
+        # a recording made with the mix off (rate 0) is not measured, and says so
+        lines[0]["settings"] = {"request_rate": 0.0}
+        rec.write_text("".join(json.dumps(x) + "\n" for x in lines))
+        r = agave_perf("check", "--replay", str(rec), "--json", home=tmp_path)
+        assert r.returncode == 0, r.stdout
+        assert latency_row(r.stdout)["status"] == "n/a"
 
     def test_usage_errors_exit_2(self, tmp_path: Path) -> None:
         """No --rpc, or a URL that is not http(s), is a one-line usage error with exit 2."""

@@ -14,7 +14,6 @@ from agave_perf.errors import UsageError
 from agave_perf.simnet import Distribution, SimCluster
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
-from agave_perf.slo.latency import TradingMix
 from agave_perf.slo.samples import Fault, LandingSample, RequestSample, Sample
 from agave_perf.slo.slot import EndpointStream
 from tests.cli._simnet import closed_port
@@ -91,8 +90,8 @@ class TestLatency:
         stats = {m.method: m for m in latency_stats(monitor.data.of(RequestSample))}
         acct = stats["getAccountInfo"]
         assert acct.count >= 15
-        assert abs(acct.p95 - dist.quantile(0.95) * 1000) < 6.0
-        assert stats["getLatestBlockhash"].p95 < 10.0
+        assert abs(acct.p95_ms - dist.quantile(0.95) * 1000) < 6.0
+        assert stats["getLatestBlockhash"].p95_ms < 10.0
 
     async def test_landing_latency_with_keypair(self) -> None:
         """With the funded payer, sent transactions land and their landing time is measured."""
@@ -100,7 +99,7 @@ class TestLatency:
             tip, node = cluster.info()
             monitor = Monitor(
                 Sources(rpc=node.http, references=[tip.http], keypair=cluster.payer),
-                SloSettings(request_rate=10),
+                SloSettings(request_rate=40),
             )
             await monitor.run(2.0)
         landed = [s for s in monitor.data.of(LandingSample) if not s.error]
@@ -246,45 +245,6 @@ class TestBlackholedWebSocket:
         assert stream.slot is not None
         assert truth - stream.slot <= 3
         assert any(isinstance(f, Fault) and f.kind == "ws_unavailable" for f in got)
-
-    async def test_landing_watch_gives_up_on_an_unanswered_websocket(self) -> None:
-        """The latency mix's signature watch gives up within its timeout, so sends stay on time."""
-        with socket.socket() as hole:
-            hole.bind(("127.0.0.1", 0))
-            hole.listen(0)
-            ws_url = f"ws://127.0.0.1:{hole.getsockname()[1]}/"
-            mix = TradingMix("http://127.0.0.1:1", lambda s: None, ws_url=ws_url, timeout=0.5)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            assert await mix._watch_signature("1" * 64) is None
-            took = loop.time() - started
-            started = loop.time()
-            assert await mix._watch_signature("2" * 64) is None
-            again = loop.time() - started
-            await mix.client.aclose()
-        assert took < 2.0
-        assert again < 0.1  # not retried at every send: later sends are not held up
-
-    async def test_sends_leave_on_time_without_a_websocket(self) -> None:
-        """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
-        got: list[Sample] = []
-        with socket.socket() as hole:
-            hole.bind(("127.0.0.1", 0))
-            hole.listen(0)
-            ws_url = f"ws://127.0.0.1:{hole.getsockname()[1]}/"
-            async with SimCluster(nodes=1, slot_ms=100) as cluster:
-                mix = TradingMix(
-                    cluster.info()[0].http, got.append, rate=10, keypair=cluster.payer,
-                    ws_url=ws_url, timeout=2.0,
-                )  # fmt: skip
-                task = asyncio.create_task(mix.run())
-                await asyncio.sleep(2.5)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        sends = [s for s in got if isinstance(s, RequestSample) and s.method == "sendTransaction"]
-        assert len(sends) >= 3
-        assert max(s.seconds for s in sends) < 0.2, [s.seconds for s in sends]
-        assert all(isinstance(s, LandingSample) and s.error for s in got if s.K == "land")
 
 
 class TestRedaction:

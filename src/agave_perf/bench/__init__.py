@@ -1,14 +1,25 @@
 """Benchmarks: open-loop workload runs, HDR histograms, statistical comparison, HTML reports.
 
-``run_bench(BenchConfig(rpc, load_workload("trading"), rate=200, duration=30))``
-drives a workload and returns a :class:`RunResult`; :func:`compare` judges two
+``run_bench(BenchConfig(rpc, load_workload("trading")))`` drives a workload
+open-loop and returns a :class:`RunResult`; it is the one measurement engine:
+``check`` and ``watch`` run it too (the ``trading`` workload at their rate, every
+request and landing taken as a sample). :func:`compare` judges two
 runs; :func:`render_report` writes one self-contained HTML file.
 """
 
-from agave_perf.bench._engine import Engine, LoadSpec, PreciseClock, arrivals
+from agave_perf.bench._engine import Engine, LoadSpec, PreciseClock, SendWatch, arrivals
 from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._hist import Histogram, Reservoir, merged
-from agave_perf.bench._result import MethodStats, Notifications, RunResult, Schedule, SloVerdict
+from agave_perf.bench._landing import LandingWatch
+from agave_perf.bench._params import load_keypair, parse_accounts
+from agave_perf.bench._result import (
+    MethodStats,
+    Notifications,
+    RunResult,
+    Schedule,
+    SloVerdict,
+    failing_quantile,
+)
 from agave_perf.bench._runner import BenchConfig, FindMax, find_max, run_bench
 from agave_perf.bench._slo import Slo, parse_slo
 from agave_perf.bench._workload import BUILTIN_WORKLOADS, Call, Subscribe, Workload
@@ -23,6 +34,7 @@ __all__ = [
     "FastHttpTransport",
     "FindMax",
     "Histogram",
+    "LandingWatch",
     "LoadSpec",
     "MethodStats",
     "Notifications",
@@ -30,14 +42,18 @@ __all__ = [
     "Reservoir",
     "RunResult",
     "Schedule",
+    "SendWatch",
     "Slo",
     "SloVerdict",
     "Subscribe",
     "Workload",
     "arrivals",
+    "failing_quantile",
     "find_max",
+    "load_keypair",
     "load_workload",
     "merged",
+    "parse_accounts",
     "parse_slo",
     "parse_workload",
     "run_bench",

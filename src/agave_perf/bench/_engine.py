@@ -28,11 +28,14 @@ import orjson
 from agave_perf.bench._hist import Histogram, Reservoir
 from agave_perf.bench._result import MethodStats, Schedule
 from agave_perf.clock import Clock
-from agave_perf.errors import RpcError, RpcHttpError, RpcTimeout, RpcTransportError
+from agave_perf.config import LATE_SEND_S
+from agave_perf.errors import RpcError
+from agave_perf.faults import UNREACHABLE, RequestFault, classify, http_fault
 from agave_perf.rpc import Transport
+from agave_perf.slo.samples import RequestSample
 
 SPIN_S = 0.0012  # the last stretch before a send is awaited by yielding, not by a timer
-UNREACHABLE = frozenset({"timeout", "transport", "http_429", "http_5xx", "malformed"})
+SERIES_KEEP = 3600  # per-second rows kept by a run without an end (watch)
 
 
 class PreciseClock:
@@ -66,6 +69,18 @@ class RequestSource(Protocol):
         ...
 
 
+class SendWatch(Protocol):
+    """Follows sent transactions until they land (the landing watcher)."""
+
+    def before_send(self, sig: str, intended: float) -> None:
+        """Subscribe to ``sig`` before it is sent, so its landing cannot be missed."""
+        ...
+
+    def after_send(self, sig: str, ok: bool) -> None:
+        """The send was answered (``ok``) or failed (nothing can land)."""
+        ...
+
+
 @dataclass
 class LoadSpec:
     """How to drive the load."""
@@ -76,7 +91,7 @@ class LoadSpec:
     arrival: str = "constant"  # "constant" or "poisson"
     timeout: float = 10.0
     max_inflight: int = 100_000
-    late_threshold: float = 0.001
+    late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0
     seed: int = 1
     closed_connections: int = 0  # > 0: closed loop with this many workers
@@ -104,25 +119,6 @@ def arrivals(rate: float, kind: str, seed: int = 1) -> Callable[[int], float]:
     raise ValueError(f"unknown arrival process '{kind}' (constant or poisson)")
 
 
-def classify(err: BaseException) -> str:
-    """Return the error class of a failed request."""
-    if isinstance(err, RpcTimeout):
-        return "timeout"
-    if isinstance(err, RpcTransportError):
-        return "transport"
-    if isinstance(err, RpcHttpError):
-        return _http_class(err.status)
-    return "error"
-
-
-def _http_class(status: int) -> str:
-    if status == 429:
-        return "http_429"
-    if status >= 500:
-        return "http_5xx"
-    return f"http_{status}"
-
-
 @dataclass
 class _Bucket:
     hist: Histogram = field(default_factory=lambda: Histogram(2, 600_000_000))
@@ -144,16 +140,24 @@ class Engine:
         clock: Clock | None = None,
         on_result: Callable[[int, Any, str | None, float], None] | None = None,
         stop: asyncio.Event | None = None,
+        on_sample: Callable[[RequestSample], None] | None = None,
+        landing: SendWatch | None = None,
     ) -> None:
         self.transport = transport
         self.source = source
         self.spec = spec
         self.clock: Clock = clock or PreciseClock()
         self.on_result = on_result
+        self.on_sample = on_sample  # every measured request, as the sample check records
+        self.landing = landing
+        self._send_idx = (
+            source.methods.index("sendTransaction") if "sendTransaction" in source.methods else -1
+        )
         self.stop = stop or asyncio.Event()
         self.stats = [MethodStats(m, samples=Reservoir(seed=m)) for m in source.methods]
         self.schedule = Schedule(late_threshold_s=spec.late_threshold)
         self.inflight = 0
+        self._overloads = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._buckets: dict[int, _Bucket] = {}
         self.series: list[dict[str, Any]] = []
@@ -179,7 +183,12 @@ class Engine:
         return b
 
     def _record(
-        self, idx: int, intended: float, wire: float | None, err: str | None, measured: bool
+        self,
+        idx: int,
+        intended: float,
+        wire: float | None,
+        err: RequestFault | None,
+        measured: bool,
     ) -> None:
         now = self.clock.now()
         if err is None:
@@ -194,24 +203,29 @@ class Engine:
         if done is not None:
             done.completed += err is None
         b = self._bucket(intended)
-        if err is not None:
-            st.errors[err] = st.errors.get(err, 0) + 1
-            if b is not None:
-                b.errors += 1
-            return
         latency = now - intended
-        st.corrected.record(latency)
-        st.raw.record(latency if wire is None else min(wire, latency))
-        st.samples.add(latency)
+        raw = latency if wire is None else min(wire, latency)
+        st.add(latency, raw, err or "")
+        if self.on_sample is not None:
+            self.on_sample(RequestSample(intended, st.method, latency, raw, err or ""))
         if b is not None:
-            b.hist.record(latency)
+            if err is not None:
+                b.errors += 1
+            else:
+                b.hist.record(latency)
 
     async def _one(
         self, idx: int, body: bytes, sig: str | None, intended: float, measured: bool
     ) -> None:
-        err: str | None = None
+        err: RequestFault | None = None
         wire: float | None = None
         result: Any = None
+        landing = self.landing if measured and idx == self._send_idx else None
+        if landing is not None and sig is not None:
+            # subscribe before sending (one rule for check and bench): the subscription's
+            # frame leaves first, so a fast landing is never missed nor timed late
+            landing.before_send(sig, intended)
+            await asyncio.sleep(0)
         try:
             reply = await self.transport.send(body, timeout=self.spec.timeout)
         except RpcError as e:
@@ -220,7 +234,7 @@ class Engine:
         else:
             wire = reply.seconds
             if reply.status != 200:
-                err = _http_class(reply.status)
+                err = http_fault(reply.status)
                 self.last_error = f"HTTP {reply.status}"
             else:
                 try:
@@ -230,12 +244,15 @@ class Engine:
                 if type(doc) is dict and "result" in doc:
                     result = doc["result"]
                 elif type(doc) is dict and type(doc.get("error")) is dict:
-                    err = f"rpc_{doc['error'].get('code', '?')}"
+                    err = "rpc_error"
+                    self.last_error = f"JSON-RPC error {doc['error'].get('code', '?')}"
                 else:
                     err = "malformed"
                     self.last_error = "reply is not JSON-RPC"
         finally:
             self.inflight -= 1
+            if landing is not None and sig is not None:
+                landing.after_send(sig, err is None)
         self._record(idx, intended, wire, err, measured)
         if err is None and self.on_result is not None:
             self.on_result(idx, result, sig, intended)
@@ -248,6 +265,8 @@ class Engine:
                 break
             b = self._buckets.pop(k)
             h = b.hist
+            if math.isinf(self.spec.duration):
+                del self.series[: -SERIES_KEEP + 1]
             self.series.append(
                 {
                     "t": k,
@@ -332,7 +351,13 @@ class Engine:
                     b.scheduled += 1
             if self.inflight >= spec.max_inflight:
                 if measured:
+                    # never sent is failed: it counts, as infinitely slow, like any failure
                     sched.dropped += 1
+                    idx = self._overload_index()
+                    self.stats[idx].add(0.0, 0.0, "client_overload")
+                    if self.on_sample is not None:
+                        method = self.stats[idx].method
+                        self.on_sample(RequestSample(intended, method, 0.0, 0.0, "client_overload"))
                 continue
             idx, body, sig = source.next()
             if measured:
@@ -348,6 +373,11 @@ class Engine:
             task = loop.create_task(self._one(idx, body, sig, intended, measured))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+
+    def _overload_index(self) -> int:
+        """The method a request never sent is charged to: the mix's methods in turn."""
+        self._overloads += 1
+        return (self._overloads - 1) % len(self.stats)
 
     async def _closed(self) -> None:
         spec, clock = self.spec, self.clock

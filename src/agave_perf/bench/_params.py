@@ -41,8 +41,8 @@ WELL_KNOWN = (
 SIMNET_POOL_PROBE = 64  # how many of simnet's deterministic accounts discovery tries
 
 
-def load_keypair(path: str) -> Keypair:
-    """Read a Solana CLI keypair file (a JSON array of 64 bytes)."""
+def load_keypair(path: str | Path) -> Keypair:
+    """Read a Solana CLI keypair file (a JSON array of 64 bytes): the one loader of the tool."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -57,6 +57,16 @@ def load_keypair(path: str) -> Keypair:
         return Keypair.from_bytes(bytes(data))
     except ValueError as err:
         raise UsageError(f"keypair {path}: {err}") from None
+
+
+def parse_accounts(values: list[str], option: str = "--account") -> list[str]:
+    """Validate account addresses given on the command line."""
+    for v in values:
+        try:
+            Pubkey.from_string(v)
+        except ValueError:
+            raise UsageError(f"{option} {v!r} is not a base58 public key") from None
+    return list(values)
 
 
 def read_accounts(path: str) -> list[str]:

@@ -18,13 +18,35 @@ from rich.table import Table
 from rich.text import Text
 
 from agave_perf.bench._hist import Histogram, Reservoir, merged
+from agave_perf.config import LATE_SEND_S
 
 FORMAT = "agave-perf-bench/1"
 
 
+def failing_quantile(answered: Histogram, failed: int, q: float) -> float:
+    """The q-quantile in seconds where every failed request counts as infinitely slow.
+
+    The one rule of the tool: a timeout, a 429 or an error reply never met a latency
+    objective, so the rank is taken over every request and lands on infinity when more
+    than ``1 - q`` of them failed. NaN when nothing was measured at all.
+    """
+    total = answered.count + failed
+    if total == 0:
+        return math.nan
+    rank = q * total
+    if answered.count == 0 or rank > answered.count:
+        return math.inf
+    return answered.quantile(rank / answered.count)
+
+
 @dataclass
 class MethodStats:
-    """What one method measured: latency from the intended time, raw wire latency, errors."""
+    """One method's requests: latency from the intended time, raw wire latency, failures.
+
+    The one per-method statistic of ``check``, ``watch`` and ``bench``: the engine fills
+    it as answers come in, :func:`agave_perf.slo.evaluate.latency_stats` from recorded
+    samples, both through :meth:`add`.
+    """
 
     method: str
     corrected: Histogram = field(default_factory=Histogram)
@@ -32,6 +54,20 @@ class MethodStats:
     samples: Reservoir = field(default_factory=Reservoir)
     errors: dict[str, int] = field(default_factory=dict)
     sent: int = 0
+    late: int = 0  # left the client more than LATE_SEND_S after their intended instant
+
+    def add(self, seconds: float, raw: float, error: str = "") -> None:
+        """Record one finished request (``error`` empty when it was answered with a result)."""
+        if error:
+            self.errors[error] = self.errors.get(error, 0) + 1
+            return
+        self.corrected.record(seconds)
+        self.raw.record(raw)
+        self.samples.add(seconds)
+        # the gap between the corrected and the wire time is time spent before the wire:
+        # schedule slip or waiting for a free connection
+        if seconds - raw > LATE_SEND_S:
+            self.late += 1
 
     @property
     def ok(self) -> int:
@@ -43,6 +79,35 @@ class MethodStats:
         """Requests that failed, any class."""
         return sum(self.errors.values())
 
+    @property
+    def count(self) -> int:
+        """Requests that finished, answered or failed."""
+        return self.ok + self.error_count
+
+    def quantile_ms(self, q: float) -> float:
+        """The corrected q-quantile in ms, failures counted as infinitely slow."""
+        return failing_quantile(self.corrected, self.error_count, q) * 1e3
+
+    @property
+    def p50_ms(self) -> float:
+        """Median corrected latency in ms (failures infinitely slow)."""
+        return self.quantile_ms(0.50)
+
+    @property
+    def p95_ms(self) -> float:
+        """95th percentile corrected latency in ms (failures infinitely slow)."""
+        return self.quantile_ms(0.95)
+
+    @property
+    def p99_ms(self) -> float:
+        """99th percentile corrected latency in ms (failures infinitely slow)."""
+        return self.quantile_ms(0.99)
+
+    @property
+    def raw_p95_ms(self) -> float:
+        """95th percentile wire latency of the answered requests in ms (NaN when none)."""
+        return self.raw.quantile(0.95) * 1e3 if self.raw.count else math.nan
+
     def to_json(self, full: bool = False) -> dict[str, Any]:
         """Plain data; ``full`` adds the encoded histograms and raw samples."""
         doc: dict[str, Any] = {
@@ -50,6 +115,7 @@ class MethodStats:
             "sent": self.sent,
             "ok": self.ok,
             "errors": dict(sorted(self.errors.items())),
+            "late": self.late,
             "latency": self.corrected.summary(),
             "raw_latency": self.raw.summary(),
             "hist": self.corrected.encode(),
@@ -75,6 +141,7 @@ class MethodStats:
             samples=samples,
             errors=dict(doc.get("errors", {})),
             sent=int(doc.get("sent", 0)),
+            late=int(doc.get("late", 0)),
         )
 
 
@@ -122,7 +189,7 @@ class Schedule:
     sent: int = 0
     late: int = 0  # sent more than ``late_threshold_s`` after their intended time
     dropped: int = 0  # never sent (in-flight limit reached, or the run stopped first)
-    late_threshold_s: float = 0.001
+    late_threshold_s: float = LATE_SEND_S
     slip: Histogram = field(default_factory=Histogram)
 
     @property

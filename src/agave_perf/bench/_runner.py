@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,23 +17,26 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from solders.keypair import Keypair
 
 from agave_perf.bench import _env
 from agave_perf.bench._engine import Engine, LoadSpec
 from agave_perf.bench._fasthttp import FastHttpTransport
+from agave_perf.bench._landing import LandingWatch
 from agave_perf.bench._params import RequestBuilder, TxFactory, account_pool, load_keypair
 from agave_perf.bench._result import Notifications, RunResult
 from agave_perf.bench._slo import Slo, evaluate
 from agave_perf.bench._workload import Workload
 from agave_perf.clock import Clock
+from agave_perf.config import LATE_SEND_S, BenchSettings
 from agave_perf.errors import RpcError, RpcTransportError
 from agave_perf.redact import redact_url
 from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws_url_for
+from agave_perf.slo.samples import LandingSample, RequestSample
 
 BLOCKHASH_REFRESH_S = 1.0
-MAX_SIGNATURE_WATCHES = 2000
 GENERATOR_SLIP_LIMIT_S = 0.005
-LANDING_GRACE_S = 2.0
+_DEFAULTS = BenchSettings()
 
 
 @dataclass
@@ -43,21 +45,23 @@ class BenchConfig:
 
     rpc: str
     workload: Workload
-    rate: float = 200.0
-    duration: float = 30.0
-    warmup: float = 0.0
-    connections: int = 16
+    rate: float = _DEFAULTS.rate
+    duration: float = _DEFAULTS.duration_s
+    warmup: float = _DEFAULTS.warmup_s
+    connections: int = _DEFAULTS.connections
     arrival: str = "constant"
-    timeout: float = 10.0
-    keypair: str | None = None
+    timeout: float = _DEFAULTS.timeout_s
+    keypair: str | Keypair | None = None  # a Solana CLI keypair file, or the key itself
     accounts_file: str | None = None
+    accounts: tuple[str, ...] = ()  # given accounts, before any file or discovery
     ws: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     slos: list[Slo] = field(default_factory=list)
     closed_loop: bool = False
     seed: int = 1
-    late_threshold: float = 0.001
-    abort_after: float = 3.0
+    late_threshold: float = LATE_SEND_S
+    abort_after: float = 3.0  # inf: never abort (a check measures a failing node to the end)
+    landing_sample: float | None = None  # share of sends followed; None: the workload's
     transport: Transport | None = None  # default: the lean keep-alive client
 
 
@@ -67,43 +71,34 @@ def new_run_id() -> str:
 
 
 class _PubSubWatch:
-    """Keeps the workload's subscriptions open and times their notifications."""
+    """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
 
-    def __init__(self, url: str, workload: Workload, engine: Engine, seed: int) -> None:
+    def __init__(self, url: str, workload: Workload, engine: Engine) -> None:
         self.url = url
         self.workload = workload
         self.engine = engine
         self.client: PubSubClient | None = None
         self.notes: dict[str, Notifications] = {}
-        self.sig_sample = 0.0
-        self.sig_commitment = "processed"
-        self.rng = random.Random(seed)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.landings: set[asyncio.Task[None]] = set()
-        self.watches = 0
         self.error = ""
 
     async def start(self) -> None:
-        for s in self.workload.subscriptions:
-            if s.method == "signatureSubscribe":
-                self.sig_sample, self.sig_commitment = s.sample, s.commitment
-                self.notes["signatureSubscribe"] = Notifications(
-                    f"signatureSubscribe ({s.commitment}) landing", "delay"
-                )
-            else:
-                self.notes[s.method] = Notifications(f"{s.method} interval", "interval")
+        subs = self.workload.subscriptions
+        methods = [s.method for s in subs if s.method != "signatureSubscribe"]
+        if not methods:
+            return
+        for m in methods:
+            self.notes[m] = Notifications(f"{m} interval", "interval")
         try:
             self.client = PubSubClient(self.url, timeout=5.0)
             await self.client.connect()
-            for s in self.workload.subscriptions:
-                if s.method != "signatureSubscribe":
-                    sub = await self.client.subscribe(s.method)
-                    self._spawn(self._intervals(s.method, sub.queue))
+            for m in methods:
+                sub = await self.client.subscribe(m)
+                self._spawn(self._intervals(m, sub.queue))
         except RpcError as err:
             self.error = (
                 f"PubSub {redact_url(self.url)} unavailable, subscriptions not measured: {err}"
             )
-            self.sig_sample = 0.0
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -124,55 +119,26 @@ class _PubSubWatch:
                     n.hist.record(note.received - last)
             last = note.received
 
-    def on_send(self, sig: str, intended: float) -> None:
-        if (
-            self.client is None
-            or self.sig_sample <= 0
-            or self.watches >= MAX_SIGNATURE_WATCHES
-            or intended < self.engine.t_measure
-            or self.rng.random() >= self.sig_sample
-        ):
-            return
-        self.watches += 1
-        task = asyncio.create_task(self._landing(sig, intended))
-        self.landings.add(task)
-        task.add_done_callback(self.landings.discard)
-
-    async def _landing(self, sig: str, intended: float) -> None:
-        assert self.client is not None
-        n = self.notes["signatureSubscribe"]
-        try:
-            sub = await self.client.subscribe(
-                "signatureSubscribe", sig, {"commitment": self.sig_commitment}
-            )
-            note = await asyncio.wait_for(sub.queue.get(), 60.0)
-        except RpcError:
-            return  # not watched: neither landed nor missed
-        except TimeoutError:
-            n.missed += 1  # sent, answered, and never reached the commitment
-            return
-        except asyncio.CancelledError:
-            n.missed += 1  # had not landed when the run (and its grace) ended
-            raise
-        finally:
-            self.watches -= 1
-        if note is None:
-            n.drops += 1
-            return
-        n.count += 1
-        n.hist.record(note.received - intended)
-
     async def stop(self) -> None:
-        if self.landings:
-            # sends of the last moments get a short grace to land; the rest count as missed
-            await asyncio.wait(set(self.landings), timeout=LANDING_GRACE_S)
-        for t in [*self.tasks, *self.landings]:
+        for t in self.tasks:
             t.cancel()
-        for t in [*self.tasks, *self.landings]:
+        for t in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         if self.client is not None:
             await self.client.aclose()
+
+
+def _landing_tally(n: Notifications, sample: LandingSample) -> None:
+    """Count one landing outcome in the run's signatureSubscribe notifications."""
+    if sample.error in ("", "tx_error"):  # reached the commitment (with or without an error)
+        n.count += 1
+        n.hist.record(sample.ms / 1e3)
+    elif sample.error == "timeout":
+        n.missed += 1  # sent, answered, and never reached the commitment
+    elif sample.error == "ws_drop":
+        n.drops += 1
+    # no_websocket: not watched, neither landed nor missed
 
 
 async def _refresh_blockhash(client: RpcClient, txs: TxFactory) -> None:
@@ -189,14 +155,24 @@ async def run_bench(
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
     progress: Callable[[Engine], None] | None = None,
+    on_sample: Callable[[RequestSample], None] | None = None,
+    on_landing: Callable[[LandingSample], None] | None = None,
+    current_slot: Callable[[], int | None] = lambda: None,
 ) -> RunResult:
-    """Run one benchmark; unreachable node -> RpcError, failures mid-run -> a partial result."""
+    """Run one workload open-loop; unreachable node -> RpcError, failures mid-run -> partial.
+
+    The one measurement engine of the tool: ``check``/``watch`` run it with the
+    ``trading`` workload at their rate and take every request (``on_sample``) and
+    landing (``on_landing``) as samples; ``bench`` keeps the :class:`RunResult`.
+    """
     endpoint = redact_url(cfg.rpc)
     control = RpcClient(
         cfg.rpc, transport=HttpTransport(cfg.rpc, connections=2), timeout=5, retries=1
     )
     background: list[asyncio.Task[None]] = []
     watch: _PubSubWatch | None = None
+    landing: LandingWatch | None = None
+    signatures: Notifications | None = None
     transport = cfg.transport or FastHttpTransport(cfg.rpc, connections=cfg.connections)
     notes: list[str] = []
     try:
@@ -207,8 +183,11 @@ async def run_bench(
                 f"cannot reach the node: {str(err).split(': ', 1)[-1]}", endpoint=endpoint
             ) from None
         wl = cfg.workload
-        accounts, source = await account_pool(control, wl, cfg.accounts_file)
-        payer = load_keypair(cfg.keypair) if cfg.keypair else None
+        if cfg.accounts:
+            accounts, source = list(cfg.accounts), "given list"
+        else:
+            accounts, source = await account_pool(control, wl, cfg.accounts_file)
+        payer = load_keypair(cfg.keypair) if isinstance(cfg.keypair, str) else cfg.keypair
         sends = any(c.method == "sendTransaction" for c in wl.calls)
         if sends and payer is None:
             notes.append(
@@ -227,9 +206,29 @@ async def run_bench(
         def on_result(idx: int, result: Any, sig: str | None, intended: float) -> None:
             if idx == send_idx and isinstance(result, str):
                 builder.signatures.add(result)
-                if watch is not None:
-                    watch.on_send(result, intended)
 
+        sig_sub = next((s for s in wl.subscriptions if s.method == "signatureSubscribe"), None)
+        if sig_sub is not None and send_idx >= 0:
+            tally = signatures = Notifications(
+                f"signatureSubscribe ({sig_sub.commitment}) landing", "delay"
+            )
+
+            def landed(sample: LandingSample) -> None:
+                _landing_tally(tally, sample)
+                if on_landing is not None:
+                    on_landing(sample)
+
+            landing = LandingWatch(
+                cfg.ws or ws_url_for(cfg.rpc),
+                landed,
+                commitment=sig_sub.commitment,
+                sample=sig_sub.sample if cfg.landing_sample is None else cfg.landing_sample,
+                seed=cfg.seed,
+                timeout=min(cfg.timeout, 5.0),
+                current_slot=current_slot,
+                clock=clock,
+            )
+            landing.start()
         spec = LoadSpec(
             rate=cfg.rate,
             duration=cfg.duration,
@@ -241,10 +240,19 @@ async def run_bench(
             seed=cfg.seed,
             closed_connections=cfg.connections if cfg.closed_loop else 0,
         )
-        engine = Engine(transport, builder, spec, clock=clock, on_result=on_result, stop=stop)
+        engine = Engine(
+            transport,
+            builder,
+            spec,
+            clock=clock,
+            on_result=on_result,
+            stop=stop,
+            on_sample=on_sample,
+            landing=landing,
+        )
         engine.progress = progress
-        if wl.subscriptions:
-            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, cfg.seed)
+        if any(s.method != "signatureSubscribe" for s in wl.subscriptions):
+            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine)
             await watch.start()
             if watch.error:
                 notes.append(watch.error)
@@ -255,10 +263,17 @@ async def run_bench(
             t.cancel()
         if watch is not None:
             await watch.stop()
+        if landing is not None:
+            await landing.stop()
+            if not landing.connected_once and landing.error:
+                notes.append(f"{landing.error}: landing not measured")
         connects = sorted(getattr(transport, "connect_seconds", []))
         await transport.aclose()
         await control.aclose()
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    notifications = dict(watch.notes) if watch is not None else {}
+    if signatures is not None:
+        notifications["signatureSubscribe"] = signatures
     result = RunResult(
         id=new_run_id(),
         started_at=started,
@@ -272,7 +287,7 @@ async def run_bench(
         connections=cfg.connections,
         elapsed_s=max(0.0, engine.t_stopped - engine.t_measure),
         methods={s.method: s for s in engine.stats if s.sent or s.ok or s.errors},
-        notifications=watch.notes if watch is not None else {},
+        notifications=notifications,
         schedule=engine.schedule,
         series=engine.series,
         env=_env.capture(version if isinstance(version, dict) else None, loop_name),

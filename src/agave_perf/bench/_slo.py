@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
-from agave_perf.bench._result import RunResult, SloVerdict
+from agave_perf.bench._hist import Histogram
+from agave_perf.bench._result import RunResult, SloVerdict, failing_quantile
 from agave_perf.errors import UsageError
 
 _SPEC = re.compile(
@@ -28,19 +30,14 @@ class Slo:
         """Measure the run's corrected latency against this objective."""
         if self.method:
             stats = run.methods.get(self.method)
-            hist = stats.corrected if stats is not None else None
+            hist = stats.corrected if stats is not None else Histogram()
             failed = stats.error_count if stats is not None else 0
         else:
             hist = run.overall()
             failed = sum(run.errors.values())
-        answered = hist.count if hist is not None else 0
-        # a failed request (timeout, 429, error reply) never met a latency objective: it
-        # counts as infinitely slow, so the quantile's rank is taken over every request
-        rank = self.quantile * (answered + failed)
-        if hist is None or answered == 0 or rank > answered:
-            measured = float("inf")
-        else:
-            measured = hist.quantile(rank / answered)
+        measured = failing_quantile(hist, failed, self.quantile)
+        if math.isnan(measured):
+            measured = math.inf  # nothing measured never meets an objective
         ok = measured <= self.limit_s if self.inclusive else measured < self.limit_s
         return SloVerdict(self.spec, self.method, self.quantile, self.limit_s, measured, ok)
 

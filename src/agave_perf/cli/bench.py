@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
+from agave_perf.config import BenchSettings
 from agave_perf.errors import (
     EXIT_INTERRUPTED,
     RpcTransportError,
@@ -122,17 +123,20 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
     "--rate",
     type=click.FloatRange(min=0.001),
     default=None,
-    help="Requests per second [200; config bench.rate].",
+    help=f"Requests per second [{BenchSettings().rate:g}; config bench.rate].",
 )
 @click.option(
-    "--duration", type=Duration(), default=None, help="Measured time [30s; bench.duration_s]."
+    "--duration",
+    type=Duration(),
+    default=None,
+    help=f"Measured time [{BenchSettings().duration_s:g}s; bench.duration_s].",
 )
 @click.option("--warmup", type=Duration(), default=None, help="Unmeasured load first [0s].")
 @click.option(
     "--connections",
     type=click.IntRange(1, 4096),
     default=None,
-    help="HTTP keep-alive connections [16].",
+    help=f"HTTP keep-alive connections [{BenchSettings().connections}].",
 )
 @click.option(
     "--arrival",
@@ -142,7 +146,12 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
     help="Spacing of the intended send times.",
 )
 @click.option("--closed-loop", is_flag=True, help="Closed loop (for contrast; hides stalls).")
-@click.option("--timeout", type=Duration(), default=None, help="Per-request timeout [10s].")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default=None,
+    help=f"Per-request timeout [{BenchSettings().timeout_s:g}s].",
+)
 @click.option("--tag", "tags", multiple=True, help="k=v stored with the run (repeatable).")
 @click.option("--slo", "slos", multiple=True, help="Objective like p95<50ms (repeatable).")
 @click.option("--find-max", is_flag=True, help="Ramp the rate to the highest meeting --slo.")

@@ -50,7 +50,8 @@ def source_options(func: F) -> F:
             "--rate",
             type=click.FloatRange(0),
             default=None,
-            help="Latency mix requests per second (default 5; 0 = off).",
+            help=f"Latency mix requests per second (default {SloSettings().request_rate:g}; "
+            "0 = off): the bench engine running the trading workload at this rate.",
         ),
         click.option(
             "--keypair",
@@ -129,8 +130,8 @@ def build_sources(
     accounts: tuple[str, ...],
 ) -> Sources:
     """Validate the source options into :class:`agave_perf.slo.Sources`."""
+    from agave_perf.bench import load_keypair, parse_accounts
     from agave_perf.slo import Sources
-    from agave_perf.slo.latency import load_keypair, parse_accounts
 
     if not rpc:
         raise UsageError("--rpc URL is required (or --replay FILE)")

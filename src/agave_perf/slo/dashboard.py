@@ -144,7 +144,10 @@ class Dashboard:
                 ms_.method,
                 str(ms_.count),
                 str(ms_.error_count),
-                *(("∞" if math.isinf(x) else f"{x:.1f}") for x in (ms_.p50, ms_.p95, ms_.p99)),
+                *(
+                    ("∞" if math.isinf(x) else f"{x:.1f}")
+                    for x in (ms_.p50_ms, ms_.p95_ms, ms_.p99_ms)
+                ),
             )
         burn = Table(title=f"SLO burn (last {self.window_s / 60:g} min)", title_justify="left")
         for col in ("slo", "status", "out of SLO"):

@@ -81,14 +81,14 @@ class SlotTime:
 
 @dataclass(frozen=True, slots=True)
 class RequestSample:
-    """One request of the latency mix, timed from its scheduled instant."""
+    """One request of the measurement engine (check's mix, bench's load), timed from its instant."""
 
     K: ClassVar[str] = "req"
     t: float  # scheduled instant
     method: str
     seconds: float  # completion - scheduled (corrected); for errors the time to the error
     raw: float  # completion - actual send
-    error: str = ""  # empty when answered with a result
+    error: str = ""  # empty when answered with a result, else an agave_perf.faults.RequestFault
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ class LandingSample:
     t: float
     ms: float
     slots: int | None
-    error: str = ""  # "timeout" when it never landed within the wait
+    error: str = ""  # timeout (never landed), ws_drop, no_websocket (unwatched), tx_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ class Fault:
     K: ClassVar[str] = "fault"
     t: float
     endpoint: str
-    kind: str  # http_429, http_503, timeout, transport, malformed, rpc_error, ws_drop, ...
+    kind: str  # an agave_perf.faults.RequestFault, or a stream event: ws_drop, resolution, ...
     method: str = ""
     detail: str = ""
 

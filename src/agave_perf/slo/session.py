@@ -23,7 +23,7 @@ from agave_perf.config import SloSettings
 from agave_perf.errors import RpcError, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
 from agave_perf.slo.evaluate import evaluate
-from agave_perf.slo.latency import TradingMix
+from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.memory import MemorySampler, find_process
 from agave_perf.slo.record import Recording
 from agave_perf.slo.samples import Sample, SampleSet
@@ -98,10 +98,10 @@ class Monitor:
             clock=self.clock,
         )
         self.mix = (
-            TradingMix(
+            LatencySampler(
                 sources.rpc,
                 self.emit,
-                rate=settings.request_rate,
+                settings,
                 keypair=sources.keypair,
                 accounts=sources.accounts,
                 ws_url=sources.ws,
@@ -198,16 +198,35 @@ class Monitor:
         for hook in self.on_start:
             hook(self.t0, self.started_unix)
         tasks.append(asyncio.create_task(self.ticker.run(), name="slo-ticker"))
+        mix: asyncio.Task[None] | None = None
         if self.mix is not None:
-            tasks.append(asyncio.create_task(self.mix.run(), name="slo-latency"))
+            mix = asyncio.create_task(self.mix.run(duration), name="slo-latency")
+            tasks.append(mix)
         if self.memory is not None:
             tasks.append(asyncio.create_task(self.memory.run(), name="slo-memory"))
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=duration)
+            if mix is not None and self.mix is not None:
+                await self._finish_mix(mix, self.mix, stop)
         finally:
             self.ended = self.clock.now()
             await cancel_all(tasks)
+
+    @staticmethod
+    async def _finish_mix(
+        mix: asyncio.Task[None], sampler: LatencySampler, stop: asyncio.Event
+    ) -> None:
+        """Close the window only once the requests in flight answered or timed out."""
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            if not stop.is_set():
+                await asyncio.wait({mix, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                sampler.interrupt()  # Ctrl-C: stragglers get the engine's short grace
+            await mix
+        finally:
+            stopped.cancel()
 
     async def _warm_up(self, stop: asyncio.Event) -> None:
         """Wait (briefly) until every stream knows its slot, so the window starts measured."""
@@ -262,10 +281,11 @@ class Monitor:
         """Evaluate what was sampled so far."""
         connects: list[float] = []
         clients = [self.node.client, self.probe.client, *(r.client for r in self.references)]
+        transports: list[Any] = [c.transport for c in clients]
         if self.mix is not None:
-            clients.append(self.mix.client)
-        for client in clients:
-            connects.extend(1000 * s for s in getattr(client.transport, "connect_seconds", []))
+            transports.append(self.mix.transport)
+        for transport in transports:
+            connects.extend(1000 * s for s in getattr(transport, "connect_seconds", []))
         ev = evaluate(
             self.data,
             settings or self.settings,
@@ -274,6 +294,7 @@ class Monitor:
             sending=self.sources.keypair is not None,
             unix0=self.started_unix,
             connect_ms=connects,
+            request_rate=self.settings.request_rate if self.mix is not None else 0.0,
         )
         end = self.ended if self.ended is not None else self.clock.now()
         extra = list(notes or [])
@@ -306,6 +327,13 @@ def _short(err: RpcError) -> str:
     return text
 
 
+def _recorded_rate(meta: dict[str, Any]) -> float:
+    """The latency mix's rate a recording's header states (0 when it states none)."""
+    settings = meta.get("settings")
+    rate = settings.get("request_rate", 0.0) if isinstance(settings, dict) else 0.0
+    return float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else 0.0
+
+
 def replay_verdict(recording: Recording, settings: SloSettings, source: str = "") -> Verdict:
     """Evaluate a recorded run with (possibly other) SLO settings, without a node."""
     meta = recording.meta
@@ -319,6 +347,8 @@ def replay_verdict(recording: Recording, settings: SloSettings, source: str = ""
         memory=bool(meta.get("memory")),
         sending=bool(meta.get("sending")),
         unix0=float(meta.get("started_unix") or 0.0) or None,
+        # the rate the recording ran at, not this command line's: its requests were due
+        request_rate=_recorded_rate(meta),
     )
     return Verdict(
         evaluation=ev,

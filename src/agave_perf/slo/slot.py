@@ -29,8 +29,8 @@ from agave_perf.errors import (
     RpcHttpError,
     RpcProtocolError,
     RpcResponseError,
-    RpcTimeout,
 )
+from agave_perf.faults import classify
 from agave_perf.redact import redact_text, redact_url
 from agave_perf.rpc import PubSubClient, RpcClient, ws_url_for
 from agave_perf.slo.samples import (
@@ -47,19 +47,6 @@ from agave_perf.slo.samples import (
 Emit = Callable[[Sample], None]
 PROCESSED = {"commitment": "processed"}
 FIRST_SEEN_KEEP = 4096  # slots remembered per endpoint for time-lag matching
-
-
-def fault_kind(err: BaseException) -> str:
-    """Name an error the way fault counts show it."""
-    if isinstance(err, RpcHttpError):
-        return f"http_{err.status}"
-    if isinstance(err, RpcTimeout | TimeoutError):
-        return "timeout"
-    if isinstance(err, RpcProtocolError):
-        return "malformed"
-    if isinstance(err, RpcResponseError):
-        return "rpc_error"
-    return "transport"
 
 
 def parse_slot(value: Any) -> int:
@@ -242,7 +229,7 @@ class EndpointStream:
             value = await self.client.call("getSlot", PROCESSED)
             slot = parse_slot(value)
         except RpcError as err:
-            self.fault(fault_kind(err), "getSlot", str(err))
+            self.fault(classify(err), "getSlot", str(err))
             if isinstance(err, RpcHttpError) and err.status == 429:
                 self._slow_down(err.retry_after)
             return
@@ -283,7 +270,7 @@ class NodeProbe:
 
     def _fault(self, err: RpcError, method: str) -> None:
         detail = redact_text(str(err), [self.url])[:200]
-        self.emit(Fault(self.clock.now(), self.endpoint, fault_kind(err), method, detail))
+        self.emit(Fault(self.clock.now(), self.endpoint, classify(err), method, detail))
 
     async def run(self) -> None:
         """Run the three probes until cancelled."""

@@ -82,10 +82,10 @@ class Verdict:
                     m.method,
                     str(m.count),
                     errs,
-                    _ms(m.p50),
-                    _ms(m.p95),
-                    _ms(m.p99),
-                    _ms(m.raw_p95),
+                    _ms(m.p50_ms),
+                    _ms(m.p95_ms),
+                    _ms(m.p99_ms),
+                    _ms(m.raw_p95_ms),
                     str(m.late),
                 )
             parts.append(lt)
@@ -179,10 +179,10 @@ class Verdict:
                 m.method: {
                     "count": m.count,
                     "errors": m.errors,
-                    "p50": _j(m.p50),
-                    "p95": _j(m.p95),
-                    "p99": _j(m.p99),
-                    "raw_p95": _j(m.raw_p95),
+                    "p50": _j(m.p50_ms),
+                    "p95": _j(m.p95_ms),
+                    "p99": _j(m.p99_ms),
+                    "raw_p95": _j(m.raw_p95_ms),
                     "late": m.late,
                 }
                 for m in ev.latency
