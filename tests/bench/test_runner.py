@@ -153,6 +153,24 @@ class TestRealTraffic:
         assert any("simulated" in n for n in run.notes)
         assert sum(run.errors.values()) == 0
 
+    async def test_given_accounts_and_a_keypair_object_are_used(self) -> None:
+        """Accounts given in the config (check's --account) come first; a Keypair is a payer."""
+        clock = "SysvarC1ock11111111111111111111111111111111"
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            run = await run_bench(
+                BenchConfig(
+                    http(c),
+                    load_workload("trading"),
+                    rate=100,
+                    duration=1,
+                    accounts=(clock,),
+                    keypair=c.payer,
+                )
+            )
+        assert "accounts: given list (1)" in run.notes
+        assert run.methods["sendTransaction"].ok > 0
+        assert not any("simulated" in n for n in run.notes)
+
 
 class TestFailures:
     async def test_websocket_drops_are_counted(self) -> None:

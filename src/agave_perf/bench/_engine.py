@@ -1,4 +1,4 @@
-"""The load engine: an open-loop scheduler (constant or Poisson arrivals) and a closed loop.
+"""The one measurement engine (bench, and check's latency criterion): open loop and closed loop.
 
 Open loop, as wrk2: request *i* is due at ``start + i/rate`` (or after
 exponential gaps for Poisson arrivals) whether or not earlier requests were
