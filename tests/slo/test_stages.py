@@ -80,3 +80,41 @@ class TestTimelines:
 
         bound = statistics.median_low(recent) + FAR_FUTURE_SLOTS
         assert plausible(slot, recent) == (slot <= bound)
+
+
+class TestFollow:
+    async def test_simnet_stream_gives_a_stage_timeline(self) -> None:
+        """Against a real node, every processed slot gets its stages and the frozen tx count."""
+        import asyncio
+
+        from agave_perf.rpc import PubSubClient
+        from agave_perf.simnet import SimCluster
+        from agave_perf.slo.stages import follow_stages
+
+        got: list[SlotUpdate] = []
+        enough = asyncio.Event()
+
+        def emit(u: SlotUpdate) -> None:
+            got.append(u)
+            if len({x.slot for x in got if x.stage == "frozen"}) >= 5:
+                enough.set()
+
+        async with SimCluster(nodes=1, slot_ms=50) as c, PubSubClient(c.info()[0].ws) as ps:
+            task = asyncio.create_task(follow_stages(ps, endpoint="tip", role="node", emit=emit))
+            await asyncio.wait_for(enough.wait(), 20)
+            task.cancel()
+        rows = durations(build_timelines(got)["tip"])
+        frozen = [r for r in rows if r.replay_ms is not None]
+        assert len(frozen) >= 5
+        assert all(r.replay_ms >= 0 and r.transactions is not None for r in frozen)
+
+    def test_parse_ignores_what_is_not_a_stage(self) -> None:
+        """Unknown types, missing slots and non-objects are not samples."""
+        from agave_perf.slo.stages import parse_update
+
+        assert parse_update({"type": "nope", "slot": 1}, t=0, endpoint="e", role="node") is None
+        assert parse_update({"type": "frozen"}, t=0, endpoint="e", role="node") is None
+        assert parse_update([1], t=0, endpoint="e", role="node") is None
+        d = parse_update({"type": "dead", "slot": 4, "err": "bad"}, t=0, endpoint="e", role="node")
+        assert d is not None
+        assert d.error == "bad"

@@ -23,9 +23,11 @@ ignored.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
+
+from agave_perf.rpc import PubSubClient
 
 Stage = Literal[
     "firstShredReceived",
@@ -186,3 +188,44 @@ def with_metrics(
             changes["download_ms"] = download_ms[r.slot]
         out.append(replace(r, **changes) if changes else r)  # type: ignore[arg-type]
     return out
+
+
+def parse_update(doc: Any, *, t: float, endpoint: str, role: str) -> SlotUpdate | None:
+    """A slotsUpdatesNotification result as a sample (None for anything else)."""
+    if not isinstance(doc, dict):
+        return None
+    slot, kind = doc.get("slot"), doc.get("type")
+    if not isinstance(slot, int) or kind not in STAGES:
+        return None
+    txs = None
+    stats = doc.get("stats")
+    if kind == "frozen" and isinstance(stats, dict):
+        ok, failed = stats.get("numSuccessfulTransactions"), stats.get("numFailedTransactions")
+        if isinstance(ok, int) and isinstance(failed, int):
+            txs = ok + failed
+    err = doc.get("err") if kind == "dead" else None
+    return SlotUpdate(
+        t=t,
+        endpoint=endpoint,
+        role=role,
+        slot=slot,
+        stage=kind,
+        transactions=txs,
+        error=str(err) if err is not None else None,
+    )
+
+
+async def follow_stages(
+    pubsub: PubSubClient, *, endpoint: str, role: str, emit: Callable[[SlotUpdate], None]
+) -> str:
+    """Emit every slotsUpdatesSubscribe notification of one endpoint, stamped on arrival.
+
+    Returns why the stream ended (the caller decides whether to reconnect); a node
+    that does not offer the subscription raises the RpcError it answered with.
+    """
+    sub = await pubsub.subscribe("slotsUpdatesSubscribe")
+    while (note := await sub.queue.get()) is not None:
+        update = parse_update(note.result, t=note.received, endpoint=endpoint, role=role)
+        if update is not None:
+            emit(update)
+    return pubsub.close_reason or "closed"
