@@ -76,7 +76,8 @@ def run_metric(samples: Array, q: float | None) -> float:
     if len(samples) == 0:
         return math.nan
     if q is None:
-        return float(np.mean(samples))
+        finite = samples[np.isfinite(samples)]  # failed requests (inf) have no mean latency
+        return float(np.mean(finite)) if len(finite) else math.nan
     s = np.sort(samples)
     k = max(1, min(len(s), math.ceil(q * len(s))))
     return float(s[k - 1])
@@ -97,8 +98,11 @@ def metric_draws(
     if n == 0:
         return np.full(resamples, np.nan)
     if q is None:
-        se = float(np.std(samples, ddof=1)) / math.sqrt(n) if n > 1 else 0.0
-        return float(np.mean(samples)) + se * rng.standard_normal(resamples)
+        finite = samples[np.isfinite(samples)]
+        if len(finite) == 0:
+            return np.full(resamples, np.nan)
+        se = float(np.std(finite, ddof=1)) / math.sqrt(len(finite)) if len(finite) > 1 else 0.0
+        return float(np.mean(finite)) + se * rng.standard_normal(resamples)
     s = np.sort(samples)
     k = max(1, min(n, math.ceil(q * n)))
     cdf = binom.sf(k - 1, n, np.arange(1, n + 1) / n)
@@ -264,6 +268,25 @@ def decide(
     return SAME
 
 
+def _failure_verdict(va: Sequence[float], vb: Sequence[float]) -> Verdict | None:
+    """When failures decide: most of B's runs infinitely slow and most of A's not (or the reverse).
+
+    A run whose q-quantile is infinite failed more than 1 − q of its requests; that is
+    a regression whatever the latencies of the requests that were answered.
+    """
+    if min(len(va), len(vb)) < MIN_RUNS:
+        return None
+    bad_a = sum(math.isinf(v) for v in va) * 2 > len(va)
+    bad_b = sum(math.isinf(v) for v in vb) * 2 > len(vb)
+    if bad_b and not bad_a:
+        return SLOWER
+    if bad_a and not bad_b:
+        return FASTER
+    if bad_a and bad_b:
+        return UNKNOWN
+    return None
+
+
 def judge_series(
     runs_a: Sequence[Array],
     runs_b: Sequence[Array],
@@ -282,11 +305,33 @@ def judge_series(
     usable_b = [r for r in runs_b if len(r) >= MIN_SAMPLES]
     va = [run_metric(r, q) for r in usable_a]
     vb = [run_metric(r, q) for r in usable_b]
+    failed = _failure_verdict(va, vb)
+    if failed is None and (any(map(math.isinf, va)) or any(map(math.isinf, vb))):
+        # a minority of runs failed badly: judge the others (their failures show in counts)
+        usable_a = [r for r, v in zip(usable_a, va, strict=True) if not math.isinf(v)]
+        usable_b = [r for r, v in zip(usable_b, vb, strict=True) if not math.isinf(v)]
+        va = [v for v in va if not math.isinf(v)]
+        vb = [v for v in vb if not math.isinf(v)]
     a = float(np.mean(va)) if va else math.nan
     b = float(np.mean(vb)) if vb else math.nan
     change = b / a - 1.0 if a > 0 else math.nan
     ci: tuple[float, float] | None = None
     p: float | None = None
+    if failed is not None:
+        return Decision(
+            a=a,
+            b=b,
+            change=change if failed != UNKNOWN else math.nan,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            runs_a=len(usable_a),
+            runs_b=len(usable_b),
+            cv_a=None,
+            cv_b=None,
+            method="hierarchical",
+            verdict=failed,
+        )
     if usable_a and usable_b:
         ci = hierarchical_ci(
             usable_a, usable_b, q, resamples=resamples, confidence=confidence, rng=rng
@@ -338,6 +383,25 @@ def judge_pairs(
     q = metric_quantile(metric)
     usable = [(x, y) for x, y in pairs if len(x) >= MIN_SAMPLES and len(y) >= MIN_SAMPLES]
     values = [(run_metric(x, q), run_metric(y, q)) for x, y in usable]
+    failed = _failure_verdict([x for x, _ in values], [y for _, y in values])
+    if failed is not None:
+        return Decision(
+            a=math.nan,
+            b=math.nan,
+            change=math.inf if failed == SLOWER else -1.0 if failed == FASTER else math.nan,
+            ci_low=None,
+            ci_high=None,
+            p_value=None,
+            runs_a=len(usable),
+            runs_b=len(usable),
+            cv_a=None,
+            cv_b=None,
+            method="paired",
+            verdict=failed,
+        )
+    keep = [i for i, (x, y) in enumerate(values) if not (math.isinf(x) or math.isinf(y))]
+    usable = [usable[i] for i in keep]
+    values = [values[i] for i in keep]
     va = [x for x, _ in values]
     vb = [y for _, y in values]
     a = float(np.mean(va)) if va else math.nan

@@ -1,23 +1,30 @@
-"""``compare``: did run B get faster or slower than run A, beyond noise and beyond a threshold?
+"""``compare``: did series B get faster or slower than series A, beyond run-to-run noise?
 
-For each method (and all methods together) and each metric (p50, p95, p99,
-mean) it reports A and B from the full HDR histograms, the relative change
-(B − A) / A with a bootstrap confidence interval computed on the raw-sample
-reservoirs, and a two-sided Mann-Whitney U test on those samples. A change
-is a verdict (faster/slower) when it is larger than the threshold and either
-the test rejects at ``alpha`` with the interval excluding zero (a shift of the
-distribution), or the whole interval lies beyond the threshold (a change of
-that metric alone, such as the tail, which a rank test cannot see); noise and
-trivial shifts read "no significant change" (the pyperf/asv habit). Any
-significant slowdown beyond the threshold in a gated metric makes
-``agave-perf compare`` exit 1.
+A side of a comparison is a **series**: independent runs of the same workload at
+the same rate on the same target (``bench --repeat N``), or the A and B runs of
+interleaved ABBA blocks (``agave-perf ab``). For each method (and all methods
+together) and each metric (p50, p95, p99, mean) the metric is computed per run,
+and :mod:`agave_perf.bench._stats` judges the runs: a hierarchical bootstrap CI
+(runs, then samples within each run) and a Welch t-test on log per-run values for
+independent series, a paired bootstrap and a paired t-test for ABBA blocks. A
+verdict needs at least three runs a side, a change beyond the relative threshold
+(5 %) **and** the absolute one (``min_effect_ms``); otherwise the numbers are
+shown with "no significant change" or "not enough runs …", and a gate does not
+pass on the latter. Between-run variation is reported per metric, with a warning
+when it is large (the pyperf habit).
+
+A failed request counts as infinitely slow (as in ``check`` and ``bench --slo``):
+a run where more than 1 − q of the requests failed has an infinite q-quantile.
+
+Series that differ in workload, rate, target or agave-perf version measure
+different things and are refused, unless forced — and then every output says so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,331 +32,451 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from scipy.stats import binom, fisher_exact, mannwhitneyu
 
-from agave_perf.bench._hist import Histogram
 from agave_perf.bench._result import RunResult
+from agave_perf.bench._stats import (
+    FASTER,
+    FEW_RUNS,
+    HIGH_VARIATION,
+    MIN_RUNS,
+    SAME,
+    SLOWER,
+    UNKNOWN,
+    Decision,
+    decide,
+    judge_pairs,
+    judge_series,
+    metric_quantile,
+    min_detectable_effect,
+)
 from agave_perf.errors import UsageError
 
 METRICS = ("p50", "p95", "p99", "mean")
-MIN_SAMPLES = 20
-FASTER, SLOWER, SAME, UNKNOWN = "faster", "slower", "no significant change", "insufficient data"
-_SHORT = {SAME: "same", UNKNOWN: "n/a"}
+_SHORT = {SAME: "same", UNKNOWN: "n/a", FEW_RUNS: "few runs"}
+METHOD_NAMES = {
+    "hierarchical": "hierarchical bootstrap (runs, then samples) + Welch t on log per-run values",
+    "paired": "paired bootstrap over ABBA blocks + paired t on log ratios",
+}
+
+__all__ = [
+    "FASTER",
+    "FEW_RUNS",
+    "METRICS",
+    "SAME",
+    "SLOWER",
+    "UNKNOWN",
+    "Comparison",
+    "Row",
+    "compare",
+    "guard",
+    "metric_quantile_or_usage",
+]
 
 
-def metric_quantile(metric: str) -> float | None:
-    """Return the quantile a metric names (None for the mean); unknown metric -> UsageError."""
-    if metric == "mean":
-        return None
-    if metric.startswith("p"):
-        try:
-            p = float(metric[1:].replace("_", "."))
-        except ValueError:
-            p = -1.0
-        if 0 < p < 100:
-            return p / 100.0
-    raise UsageError(f"unknown metric '{metric}' (use p50, p95, p99, p99.9 or mean)")
+def metric_quantile_or_usage(metric: str) -> float | None:
+    """The quantile a metric names; an unknown metric is a usage error."""
+    try:
+        return metric_quantile(metric)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 @dataclass(frozen=True)
 class Row:
-    """One method × metric comparison."""
+    """One method × metric judgement."""
 
     method: str
     metric: str
-    a: float
-    b: float
-    change: float
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    n_a: int
-    n_b: int
-    verdict: str
+    decision: Decision
+    raw_p: float | None = None  # the row's own p-value, before the correction for many rows
+    p: float | None = None  # Holm-adjusted p-value, the one the verdict used
+
+    @property
+    def verdict(self) -> str:
+        """faster, slower, no significant change, insufficient data or not enough runs."""
+        return self.decision.verdict
+
+    @property
+    def change(self) -> float:
+        """B / A − 1."""
+        return self.decision.change
+
+    @property
+    def ci_low(self) -> float | None:
+        """Lower bound of the CI of the change."""
+        return self.decision.ci_low
+
+    @property
+    def ci_high(self) -> float | None:
+        """Upper bound of the CI of the change."""
+        return self.decision.ci_high
+
+    @property
+    def p_value(self) -> float | None:
+        """The run-level test's p-value, adjusted for the number of rows tested."""
+        return self.p if self.p is not None else self.decision.p_value
 
     def to_json(self) -> dict[str, Any]:
-        """Plain data (latencies in ms, changes as fractions)."""
+        """Plain data (latencies in ms, changes as fractions; infinite as null)."""
+        d = self.decision
         return {
             "method": self.method,
             "metric": self.metric,
-            # infinite (too many failed requests) is null: strict JSON has no Infinity
-            "a_ms": _finite(self.a * 1e3),
-            "b_ms": _finite(self.b * 1e3),
-            "change": _finite(self.change),
-            "ci": [self.ci_low, self.ci_high],
+            "a_ms": _finite(d.a * 1e3),
+            "b_ms": _finite(d.b * 1e3),
+            "change": _finite(d.change),
+            "ci": [d.ci_low, d.ci_high],
             "p_value": self.p_value,
-            "samples": [self.n_a, self.n_b],
-            "verdict": self.verdict,
+            "p_value_unadjusted": d.p_value,
+            "runs": [d.runs_a, d.runs_b],
+            "between_run_variation": [d.cv_a, d.cv_b],
+            "decided_by": d.method,
+            "verdict": d.verdict,
         }
 
 
 @dataclass
 class Comparison:
-    """The comparison of run B against baseline run A."""
+    """The comparison of series B against baseline series A."""
 
-    a: str
-    b: str
+    a: list[str]  # run ids
+    b: list[str]
+    paired: bool
     threshold: float
+    min_effect_ms: float
     alpha: float
     confidence: float
     gate: tuple[str, ...]
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    forced: list[str] = field(default_factory=list)  # guards overridden with --force
 
     @property
     def regressions(self) -> list[Row]:
-        """Gated rows that got significantly slower beyond the threshold."""
+        """Gated rows that got significantly slower beyond both thresholds."""
         return [r for r in self.rows if r.verdict == SLOWER and r.metric in self.gate]
 
     @property
+    def method(self) -> str:
+        """Which statistics decided."""
+        return METHOD_NAMES["paired" if self.paired else "hierarchical"]
+
+    @property
     def verdict(self) -> str:
-        """slower if any gated row regressed, faster if any improved, insufficient data if no
-        gated row could be judged, else no significant change."""
+        """slower if any gated row regressed, faster if any improved; else why not."""
         gated = [r for r in self.rows if r.metric in self.gate]
         if any(r.verdict == SLOWER for r in gated):
             return SLOWER
         if any(r.verdict == FASTER for r in gated):
             return FASTER
-        if all(r.verdict == UNKNOWN for r in gated):
-            return UNKNOWN  # a gate must not pass on no evidence
+        if gated and all(r.verdict == FEW_RUNS for r in gated):
+            return FEW_RUNS  # a gate must not pass without run-to-run evidence
+        if all(r.verdict in (UNKNOWN, FEW_RUNS) for r in gated):
+            return UNKNOWN
         return SAME
+
+    def minimum_detectable(self) -> dict[str, float | None]:
+        """Smallest change each gated metric of 'all' could detect at 3, 5 and 10 runs."""
+        out: dict[str, float | None] = {}
+        for r in self.rows:
+            if r.method != "all" and len(self.rows) > len(self.gate):
+                continue
+            cvs = [c for c in (r.decision.cv_a, r.decision.cv_b) if c is not None]
+            if not cvs or r.metric not in self.gate:
+                continue
+            cv = max(cvs)
+            for n in (3, 5, 10):
+                mde = min_detectable_effect(cv, n, alpha=self.alpha)
+                out[f"{r.metric}@{n}"] = round(mde, 4) if math.isfinite(mde) else None
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
         return {
             "a": self.a,
             "b": self.b,
+            "runs": [len(self.a), len(self.b)],
+            "paired": self.paired,
+            "decided_by": self.method,
             "threshold": self.threshold,
+            "min_effect_ms": self.min_effect_ms,
             "alpha": self.alpha,
             "confidence": self.confidence,
             "gate": list(self.gate),
             "verdict": self.verdict,
             "regressions": [r.to_json() for r in self.regressions],
             "rows": [r.to_json() for r in self.rows],
+            "minimum_detectable_change": self.minimum_detectable(),
             "notes": self.notes,
+            "forced": self.forced,
         }
 
     def __rich__(self) -> RenderableType:
         """A table per method and metric, then the verdict."""
+        kind = "ABBA blocks" if self.paired else "runs"
         t = Table(
-            title=f"B={self.b} vs A={self.a}\nthreshold ±{self.threshold:.0%}, "
-            f"{self.confidence:.0%} bootstrap CI, Mann-Whitney α={self.alpha:g}",
+            title=f"B ({len(self.b)} {kind}) vs A ({len(self.a)} {kind})\n"
+            f"threshold ±{self.threshold:.0%} and ±{self.min_effect_ms:g} ms, "
+            f"{self.confidence:.0%} CI, α={self.alpha:g} (Holm over rows)\n{self.method}",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
         t.add_column("method", no_wrap=True)
         t.add_column("metric", no_wrap=True)
-        for col in ("A ms", "B ms", "change", "CI %", "p"):
+        for col in ("A ms", "B ms", "change", "CI %", "p", "run var A/B"):
             t.add_column(col, justify="right", no_wrap=True)
         t.add_column("verdict", no_wrap=True)
         for r in self.rows:
+            d = r.decision
             ci = (
-                f"{r.ci_low * 100:+.0f}..{r.ci_high * 100:+.0f}"
-                if r.ci_low is not None and r.ci_high is not None
+                f"{d.ci_low * 100:+.0f}..{d.ci_high * 100:+.0f}"
+                if d.ci_low is not None and d.ci_high is not None
                 else "-"
             )
-            style = {SLOWER: "red", FASTER: "green"}.get(r.verdict, "")
-            # long method names are shortened so the table fits 80 columns
+            var = "/".join("-" if c is None else f"{c:.0%}" for c in (d.cv_a, d.cv_b))
+            style = {SLOWER: "red", FASTER: "green"}.get(d.verdict, "")
             t.add_row(
-                r.method if len(r.method) <= 16 else r.method[:15] + "…",
+                r.method,
                 r.metric,
-                f"{r.a * 1e3:.2f}",
-                f"{r.b * 1e3:.2f}",
-                f"{r.change:+.1%}",
+                _ms(d.a),
+                _ms(d.b),
+                "-" if not math.isfinite(d.change) else f"{d.change:+.1%}",
                 ci,
-                "-"
-                if r.p_value is None
-                else f"{r.p_value:.0e}"
-                if r.p_value < 1e-3
-                else f"{r.p_value:.3f}",
-                Text(_SHORT.get(r.verdict, r.verdict), style=style),
+                "-" if r.p_value is None else f"{r.p_value:.2g}",
+                var,
+                Text(_SHORT.get(d.verdict, d.verdict), style=style),
             )
         v = self.verdict
-        legend = Text("same: no significant change; n/a: too few samples", style="dim")
+        legend = Text(
+            "same: no significant change; few runs: fewer than "
+            f"{MIN_RUNS} runs a side cannot separate a change from run-to-run noise; "
+            "run var: between-run coefficient of variation",
+            style="dim",
+        )
         line = Text(
-            f"verdict: {v}"
-            + (
-                f" ({len(self.regressions)} regression(s) beyond {self.threshold:.0%})"
-                if v == SLOWER
-                else ""
-            ),
+            f"verdict: {v}" + (f" ({len(self.regressions)} regression(s))" if v == SLOWER else ""),
             style="bold " + {SLOWER: "red", FASTER: "green"}.get(v, ""),
         )
-        return Group(t, legend, line, *(Text(n, style="yellow") for n in self.notes))
+        extra = [Text(f"FORCED: {f}", style="bold yellow") for f in self.forced]
+        return Group(t, legend, line, *extra, *(Text(n, style="yellow") for n in self.notes))
 
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _pooled(run: RunResult) -> np.ndarray[Any, Any]:
+def _ms(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return "inf" if math.isinf(x) else f"{x * 1e3:.2f}"
+
+
+def _workload_key(run: RunResult) -> Any:
+    w = run.workload
+    return (w.get("name"), tuple((c.get("method"), c.get("weight")) for c in w.get("calls", [])))
+
+
+def guard(a: Sequence[RunResult], b: Sequence[RunResult]) -> list[str]:
+    """What differs between the runs that makes them measure different things (empty: none)."""
+    runs = [*a, *b]
+    checks: dict[str, Callable[[RunResult], Any]] = {
+        "workload": _workload_key,
+        "rate": lambda r: float(r.rate),
+        "target": lambda r: r.target,
+        "agave-perf version": lambda r: r.env.get("agave_perf"),
+        "mode": lambda r: (r.mode, r.arrival),
+    }
+    out = []
+    for what, key in checks.items():
+        values = {key(r) for r in runs}
+        if len(values) > 1:
+            shown = sorted(
+                {str(key(r)) if what != "workload" else str(r.workload.get("name")) for r in runs}
+            )
+            out.append(f"runs differ in {what}: {', '.join(shown)}")
+    return out
+
+
+def _samples(run: RunResult, method: str | None) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """One run's raw latency samples of a method (all methods when None), failures as +inf.
+
+    Failures enter in the same proportion to the samples as to the requests, so a run
+    that failed more than 1 − q of its requests has an infinite q-quantile.
+    """
+    stats = [run.methods[method]] if method is not None else list(run.methods.values())
+    parts = []
+    for m in stats:
+        x = m.samples.array()
+        seen = max(m.samples.seen, 1)
+        failed = m.error_count
+        if failed and len(x):
+            parts.append(np.full(round(failed * len(x) / seen), math.inf))
+        elif failed:
+            parts.append(np.full(min(failed, 1000), math.inf))
+        parts.append(x)
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def _pooled(run: RunResult) -> np.ndarray[Any, np.dtype[np.float64]]:
     """All methods' samples, each method weighted by how many requests it really had."""
-    parts = [(m.samples.array(), m.samples.seen) for m in run.methods.values() if m.samples.values]
+    parts = [(_samples(run, k), m.samples.seen + m.error_count) for k, m in run.methods.items()]
+    parts = [(x, n) for x, n in parts if len(x) and n]
     if not parts:
         return np.empty(0)
-    ratio = min(len(a) / seen for a, seen in parts if seen)
+    ratio = min(len(x) / n for x, n in parts)
     rng = np.random.default_rng(0)
     out = [
-        a if len(a) <= max(1, round(ratio * seen)) else rng.choice(a, round(ratio * seen), False)
-        for a, seen in parts
+        x if len(x) <= max(1, round(ratio * n)) else rng.choice(x, round(ratio * n), False)
+        for x, n in parts
     ]
     return np.concatenate(out)
 
 
-def _boot_quantile(
-    sorted_x: np.ndarray[Any, Any], q: float, resamples: int, rng: np.random.Generator
-) -> np.ndarray[Any, Any]:
-    """Draw the bootstrap distribution of the nearest-rank q-quantile without resampling.
+def _holm(cmp: Comparison) -> None:
+    """Re-decide every row with Holm-adjusted p-values (many methods × metrics are tested).
 
-    In a resample of n values drawn with replacement from sorted x, the k-th
-    smallest (k = ceil(q·n)) is ≤ x[j] exactly when at least k draws land on
-    x[0..j], a Binomial(n, (j+1)/n) event; inverting that CDF gives exact
-    bootstrap draws in O(n + B log n) instead of O(B·n).
+    A comparison tests every method at three metrics; without a correction one of
+    twenty-odd rows would read "significant" by chance in many A/A comparisons.
+    Holm's step-down keeps the chance of any false verdict in the comparison below
+    alpha, and is never less powerful than Bonferroni.
     """
-    n = len(sorted_x)
-    k = max(1, min(n, int(np.ceil(q * n))))
-    cdf = binom.sf(k - 1, n, np.arange(1, n + 1) / n)
-    idx = np.searchsorted(cdf, rng.random(resamples), side="left")
-    return sorted_x[np.minimum(idx, n - 1)]
-
-
-def _bootstrap(
-    xa: np.ndarray[Any, Any],
-    xb: np.ndarray[Any, Any],
-    metrics: Sequence[str],
-    resamples: int,
-    confidence: float,
-    rng: np.random.Generator,
-) -> dict[str, tuple[float, float]]:
-    """Return the bootstrap CI of (stat(B)/stat(A) − 1) for each metric."""
-    sa_sorted, sb_sorted = np.sort(xa), np.sort(xb)
-    tail = (1.0 - confidence) / 2 * 100
-    out = {}
-    for m in metrics:
-        q = metric_quantile(m)
-        if q is None:
-            ra = np.array([rng.choice(xa, len(xa)).mean() for _ in range(resamples)])
-            rb = np.array([rng.choice(xb, len(xb)).mean() for _ in range(resamples)])
-        else:
-            ra = _boot_quantile(sa_sorted, q, resamples, rng)
-            rb = _boot_quantile(sb_sorted, q, resamples, rng)
-        r = rb / np.where(ra > 0, ra, np.nan) - 1.0
-        r = r[np.isfinite(r)]
-        lo, hi = np.percentile(r, [tail, 100 - tail]) if len(r) else (np.nan, np.nan)
-        out[m] = (float(lo), float(hi))
-    return out
+    tested = [
+        (i, r.decision.p_value) for i, r in enumerate(cmp.rows) if r.decision.p_value is not None
+    ]
+    order = sorted(tested, key=lambda t: t[1])
+    m = len(order)
+    running = 0.0
+    adjusted: dict[int, float] = {}
+    for rank, (i, p) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    for i, p_adj in adjusted.items():
+        row = cmp.rows[i]
+        d = row.decision
+        if d.verdict not in (FASTER, SLOWER, SAME):
+            continue
+        ci = (d.ci_low, d.ci_high) if d.ci_low is not None and d.ci_high is not None else None
+        verdict = decide(
+            change=d.change,
+            delta_s=d.b - d.a,
+            ci=ci,
+            p_value=p_adj,
+            runs_a=d.runs_a,
+            runs_b=d.runs_b,
+            threshold=cmp.threshold,
+            min_effect_s=cmp.min_effect_ms / 1e3,
+            alpha=cmp.alpha,
+        )
+        cmp.rows[i] = Row(
+            row.method, row.metric, replace(d, verdict=verdict), raw_p=d.p_value, p=p_adj
+        )
 
 
 def compare(
-    a: RunResult,
-    b: RunResult,
+    a: RunResult | Sequence[RunResult],
+    b: RunResult | Sequence[RunResult],
     *,
+    paired: bool = False,
     metrics: Sequence[str] = ("p50", "p95", "p99"),
     gate: Sequence[str] | None = None,
     threshold: float = 0.05,
-    alpha: float = 0.01,
+    min_effect_ms: float = 0.5,
+    alpha: float = 0.05,
     confidence: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
     methods: Sequence[str] | None = None,
+    force: bool = False,
 ) -> Comparison:
-    """Compare run B against baseline A for each common method and for all methods together."""
+    """Compare series B against baseline A, per common method and over all methods."""
+    runs_a = [a] if isinstance(a, RunResult) else list(a)
+    runs_b = [b] if isinstance(b, RunResult) else list(b)
+    if not runs_a or not runs_b:
+        raise UsageError("a comparison needs at least one run on each side")
     for m in metrics:
-        metric_quantile(m)
+        metric_quantile_or_usage(m)
     if not 0 < threshold < 10:
         raise UsageError("threshold must be a positive fraction, e.g. 0.05 for 5 %")
-    cmp = Comparison(a.id, b.id, threshold, alpha, confidence, tuple(gate or metrics))
-    common = sorted(set(a.methods) & set(b.methods))
-    only = sorted(set(a.methods) ^ set(b.methods))
-    if only:
-        cmp.notes.append(f"methods in only one run, not compared: {', '.join(only)}")
+    if min_effect_ms < 0:
+        raise UsageError("--min-effect-ms must be ≥ 0")
+    if paired and len(runs_a) != len(runs_b):
+        raise UsageError(
+            f"paired comparison needs as many A runs as B runs ({len(runs_a)} vs {len(runs_b)})"
+        )
+    cmp = Comparison(
+        [r.id for r in runs_a],
+        [r.id for r in runs_b],
+        paired,
+        threshold,
+        min_effect_ms,
+        alpha,
+        confidence,
+        tuple(gate or metrics),
+    )
+    differences = guard(runs_a, runs_b)
+    if differences and not force:
+        raise UsageError(
+            "these runs measure different things and cannot be compared "
+            f"({'; '.join(differences)}); --force compares them anyway"
+        )
+    cmp.forced = differences
+    common = sorted(set.intersection(*(set(r.methods) for r in [*runs_a, *runs_b])))
+    every = set.union(*(set(r.methods) for r in [*runs_a, *runs_b]))
+    if only := sorted(every - set(common)):
+        cmp.notes.append(f"methods not in every run, not compared: {', '.join(only)}")
     if methods:
-        unknown = sorted(set(methods) - set(common))
+        wanted = [m for m in methods if m != "all"]
+        unknown = sorted(set(wanted) - set(common))
         if unknown:
             raise UsageError(
-                f"--method {', '.join(unknown)}: not measured in both runs "
-                f"(both have: {', '.join(common) or 'none'})"
+                f"--method {', '.join(unknown)}: not measured in every run "
+                f"(all have: {', '.join(common) or 'none'}; 'all' is every method together)"
             )
-        common = [m for m in common if m in methods]
+        targets = [m for m in common if m in wanted] + (["all"] if "all" in methods else [])
+    else:
+        targets = [*common, "all"] if len(common) > 1 or not common else common
     rng = np.random.default_rng(seed)
-    targets: list[tuple[str, Histogram, Histogram, Any, Any, int, int]] = [
-        (
-            name,
-            a.methods[name].corrected,
-            b.methods[name].corrected,
-            a.methods[name].samples.array(),
-            b.methods[name].samples.array(),
-            a.methods[name].error_count,
-            b.methods[name].error_count,
-        )
-        for name in common
-    ]
-    if len(common) > 1 or not common:
-        targets.append(
-            (
-                "all",
-                a.overall(),
-                b.overall(),
-                _pooled(a),
-                _pooled(b),
-                sum(a.errors.values()),
-                sum(b.errors.values()),
-            )
-        )
-    for name, ha, hb, xa, xb, fail_a, fail_b in targets:
-        failures_noted = False
-        enough = len(xa) >= MIN_SAMPLES and len(xb) >= MIN_SAMPLES
-        p_value = None
-        cis: dict[str, tuple[float, float]] = {}
-        if enough:
-            p_value = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
-            cis = _bootstrap(xa, xb, metrics, resamples, confidence, rng)
-        wanted = [q for q in map(metric_quantile, metrics) if q is not None]
-        qa, qb = ha.quantiles(wanted), hb.quantiles(wanted)
-        share_a = fail_a / (fail_a + ha.count) if fail_a else 0.0
-        share_b = fail_b / (fail_b + hb.count) if fail_b else 0.0
+    for name in targets:
+        if name == "all":
+            xa = [_pooled(r) for r in runs_a]
+            xb = [_pooled(r) for r in runs_b]
+        else:
+            xa = [_samples(r, name) for r in runs_a]
+            xb = [_samples(r, name) for r in runs_b]
         for metric in metrics:
-            q = metric_quantile(metric)
-            va, vb = (ha.mean, hb.mean) if q is None else (qa[q], qb[q])
-            change = vb / va - 1.0 if va > 0 else 0.0
-            lo, hi = cis.get(metric, (None, None))
-            # a failed request counts as infinitely slow (as in check and bench --slo): when
-            # more than 1 − q of one run's requests failed, its q-quantile is infinite
-            inf_a = q is not None and share_a > 1 - q
-            inf_b = q is not None and share_b > 1 - q
-            if inf_a != inf_b:
-                va, vb = (math.inf, vb) if inf_a else (va, math.inf)
-                change = math.inf if inf_b else -1.0
-                table = [[fail_a, ha.count], [fail_b, hb.count]]
-                p_fail = float(fisher_exact(table).pvalue)
-                if not failures_noted:
-                    cmp.notes.append(
-                        "failed requests count as infinitely slow: "
-                        f"{name} failed {share_a:.1%} in A, {share_b:.1%} in B"
-                    )
-                    failures_noted = True
-                significant = p_fail < alpha
-                verdict = (SLOWER if inf_b else FASTER) if significant else SAME
-                cmp.rows.append(
-                    Row(name, metric, va, vb, change, None, None, p_fail, len(xa), len(xb), verdict)
-                )
-                continue
-            if not enough or p_value is None or lo is None or hi is None:
-                verdict = UNKNOWN
-            else:
-                # Mann-Whitney tests the whole distribution, so it cannot see a change in the
-                # tail alone (p99 doubling for the slowest 2 %); an interval lying entirely
-                # beyond the threshold is evidence enough for the metric it was computed on
-                shifted = p_value < alpha
-                if (shifted and change > threshold and lo > 0) or lo > threshold:
-                    verdict = SLOWER
-                elif (shifted and change < -threshold and hi < 0) or hi < -threshold:
-                    verdict = FASTER
-                else:
-                    verdict = SAME
-            cmp.rows.append(
-                Row(name, metric, va, vb, change, lo, hi, p_value, len(xa), len(xb), verdict)
+            kw = {
+                "threshold": threshold,
+                "min_effect_s": min_effect_ms / 1e3,
+                "alpha": alpha,
+                "confidence": confidence,
+                "resamples": resamples,
+                "rng": rng,
+            }
+            d = (
+                judge_pairs(list(zip(xa, xb, strict=True)), metric, **kw)  # type: ignore[arg-type]
+                if paired
+                else judge_series(xa, xb, metric, **kw)  # type: ignore[arg-type]
             )
-    if a.partial or b.partial:
-        cmp.notes.append("one of the runs is partial; its numbers cover only what was measured")
+            cmp.rows.append(Row(name, metric, d))
+    _holm(cmp)
+    noisy = sorted(
+        {
+            f"{r.method} {r.metric}"
+            for r in cmp.rows
+            if any(c is not None and c > HIGH_VARIATION for c in (r.decision.cv_a, r.decision.cv_b))
+        }
+    )
+    if noisy:
+        cmp.notes.append(
+            f"between-run variation above {HIGH_VARIATION:.0%} for {', '.join(noisy[:6])}"
+            f"{' …' if len(noisy) > 6 else ''}: results may be unstable; run more repeats "
+            "or quiet the machine"
+        )
+    if any(r.partial for r in [*runs_a, *runs_b]):
+        cmp.notes.append("some runs are partial; their numbers cover only what was measured")
+    if min(len(runs_a), len(runs_b)) < MIN_RUNS:
+        cmp.notes.append(
+            f"{len(runs_a)} vs {len(runs_b)} run(s): at least {MIN_RUNS} a side are needed for a "
+            "verdict (bench --repeat N, or agave-perf ab --pairs N)"
+        )
     return cmp
