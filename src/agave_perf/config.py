@@ -91,7 +91,14 @@ class BenchSettings(_Section):
     connections: int = Field(16, ge=1, le=4096)
     timeout_s: float = Field(10.0, gt=0)
     compare_threshold: float = Field(0.05, gt=0, lt=10)
-    compare_alpha: float = Field(0.01, gt=0, lt=1)
+    # run-level tests, Holm-corrected over every method × metric row of a comparison
+    compare_alpha: float = Field(0.05, gt=0, lt=1)
+    # smaller absolute changes are not acted on, however certain (0.3 ms on a 1 ms loopback
+    # median is not a regression); half a millisecond is 1 % of the 50 ms p95 criterion
+    compare_min_effect_ms: float = Field(0.5, ge=0)
+    repeat: int = Field(1, ge=1, le=1000)  # runs per series (bench --repeat)
+    repeat_pause_s: float = Field(2.0, ge=0)  # pause between the runs of a series
+    ab_pairs: int = Field(3, ge=1, le=1000)  # ABBA blocks of agave-perf ab
 
 
 class GateSettings(_Section):
@@ -107,6 +114,9 @@ class GateSettings(_Section):
     bench_duration_s: float = Field(60.0, gt=0)
     bench_keypair: str = ""  # fee payer for real sends; empty = simulate only
     bench_max_error_rate: float = Field(0.01, ge=0, le=1)
+    bench_repeat: int = Field(
+        3, ge=1, le=100
+    )  # runs per gate series (3: the fewest with a verdict)
 
 
 class Settings(_Section):

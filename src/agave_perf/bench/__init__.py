@@ -21,6 +21,7 @@ from agave_perf.bench._result import (
     failing_quantile,
 )
 from agave_perf.bench._runner import BenchConfig, FindMax, find_max, run_bench
+from agave_perf.bench._series import AbSession, Series, abba_order, run_ab, run_series
 from agave_perf.bench._slo import Slo, parse_slo
 from agave_perf.bench._workload import BUILTIN_WORKLOADS, Call, Subscribe, Workload
 from agave_perf.bench._workload import load as load_workload
@@ -28,6 +29,7 @@ from agave_perf.bench._workload import parse as parse_workload
 
 __all__ = [
     "BUILTIN_WORKLOADS",
+    "AbSession",
     "BenchConfig",
     "Call",
     "Engine",
@@ -43,10 +45,12 @@ __all__ = [
     "RunResult",
     "Schedule",
     "SendWatch",
+    "Series",
     "Slo",
     "SloVerdict",
     "Subscribe",
     "Workload",
+    "abba_order",
     "arrivals",
     "failing_quantile",
     "find_max",
@@ -56,5 +60,7 @@ __all__ = [
     "parse_accounts",
     "parse_slo",
     "parse_workload",
+    "run_ab",
     "run_bench",
+    "run_series",
 ]

@@ -97,6 +97,16 @@ class Row:
         return self.decision.verdict
 
     @property
+    def a(self) -> float:
+        """A's estimate (mean of its runs' metric), seconds."""
+        return self.decision.a
+
+    @property
+    def b(self) -> float:
+        """B's estimate, seconds."""
+        return self.decision.b
+
+    @property
     def change(self) -> float:
         """B / A − 1."""
         return self.decision.change
@@ -276,8 +286,12 @@ def _workload_key(run: RunResult) -> Any:
     return (w.get("name"), tuple((c.get("method"), c.get("weight")) for c in w.get("calls", [])))
 
 
-def guard(a: Sequence[RunResult], b: Sequence[RunResult]) -> list[str]:
-    """What differs between the runs that makes them measure different things (empty: none)."""
+def guard(a: Sequence[RunResult], b: Sequence[RunResult], ignore: Sequence[str] = ()) -> list[str]:
+    """What differs between the runs that makes them measure different things (empty: none).
+
+    ``ignore`` names checks that do not apply (an A/B session compares two targets on
+    purpose: ``ignore=("target",)``).
+    """
     runs = [*a, *b]
     checks: dict[str, Callable[[RunResult], Any]] = {
         "workload": _workload_key,
@@ -288,6 +302,8 @@ def guard(a: Sequence[RunResult], b: Sequence[RunResult]) -> list[str]:
     }
     out = []
     for what, key in checks.items():
+        if what in ignore:
+            continue
         values = {key(r) for r in runs}
         if len(values) > 1:
             shown = sorted(
@@ -387,6 +403,7 @@ def compare(
     seed: int = 0,
     methods: Sequence[str] | None = None,
     force: bool = False,
+    ignore: Sequence[str] = (),
 ) -> Comparison:
     """Compare series B against baseline A, per common method and over all methods."""
     runs_a = [a] if isinstance(a, RunResult) else list(a)
@@ -413,7 +430,7 @@ def compare(
         confidence,
         tuple(gate or metrics),
     )
-    differences = guard(runs_a, runs_b)
+    differences = guard(runs_a, runs_b, ignore)
     if differences and not force:
         raise UsageError(
             "these runs measure different things and cannot be compared "

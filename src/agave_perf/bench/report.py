@@ -135,9 +135,13 @@ class Report:
         return f"wrote {self.path} ({len(self.runs)} run(s))"
 
 
-def render_html(runs: list[RunResult]) -> tuple[str, list[Comparison]]:
-    """Return the report HTML and the comparisons of each run against the first."""
-    comparisons = [compare(runs[0], r) for r in runs[1:]]
+def render_html(
+    groups: list[tuple[list[RunResult], str]], *, force: bool = False
+) -> tuple[str, list[Comparison]]:
+    """Return the report HTML and the comparison of each group (a series, an arm, a run)
+    against the first; groups that measure different things are refused unless forced."""
+    runs = [r for g, _ in groups for r in g]
+    comparisons = [compare(groups[0][0], g, force=force) for g, _ in groups[1:]]
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(
             lambda name: (resources.files("agave_perf") / "data" / "templates" / name).read_text(
@@ -161,9 +165,12 @@ def render_html(runs: list[RunResult]) -> tuple[str, list[Comparison]]:
     return html, comparisons
 
 
-def write_report(runs: list[RunResult], path: Path) -> Report:
-    """Render the runs into one self-contained HTML file."""
-    html, comparisons = render_html(runs)
+def write_report(
+    groups: list[tuple[list[RunResult], str]], path: Path, *, force: bool = False
+) -> Report:
+    """Render the groups of runs into one self-contained HTML file."""
+    html, comparisons = render_html(groups, force=force)
+    runs = [r for g, _ in groups for r in g]
     try:
         path.write_text(html, encoding="utf-8")
     except OSError as err:

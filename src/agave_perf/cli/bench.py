@@ -25,14 +25,14 @@ from agave_perf.errors import (
 )
 
 if TYPE_CHECKING:
-    from agave_perf.bench import BenchConfig, Engine, FindMax, RunResult
+    from agave_perf.bench import BenchConfig, Engine, FindMax, RunResult, Series
 
 
 @dataclass
 class BenchOutput:
     """A finished run (or ramp) and where it was stored."""
 
-    result: RunResult | FindMax
+    result: RunResult | FindMax | Series
     stored: list[str]
     store_url: str
 
@@ -87,8 +87,10 @@ class _Progress:
         )
 
 
-async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> RunResult | FindMax:
-    from agave_perf.bench import find_max, run_bench
+async def _run(
+    cfg: BenchConfig, find: bool, max_rate: float, show: bool, repeat: int = 1, pause: float = 0.0
+) -> RunResult | FindMax | Series:
+    from agave_perf.bench import find_max, run_bench, run_series
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,6 +103,8 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
             bar.progress.start()
         if find:
             return await find_max(cfg, max_rate=max_rate, stop=stop, progress=bar)
+        if repeat > 1:
+            return await run_series(cfg, repeat, pause_s=pause, stop=stop, progress=bar)
         return await run_bench(cfg, stop=stop, progress=bar)
     finally:
         if bar is not None:
@@ -152,6 +156,18 @@ async def _run(cfg: BenchConfig, find: bool, max_rate: float, show: bool) -> Run
     default=None,
     help=f"Per-request timeout [{BenchSettings().timeout_s:g}s].",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="Independent runs, stored as one series (each with its own warm-up) [1; bench.repeat].",
+)
+@click.option(
+    "--pause",
+    type=Duration(),
+    default=None,
+    help="Pause between the runs of a series [2s; bench.repeat_pause_s].",
+)
 @click.option("--tag", "tags", multiple=True, help="k=v stored with the run (repeatable).")
 @click.option("--slo", "slos", multiple=True, help="Objective like p95<50ms (repeatable).")
 @click.option("--find-max", is_flag=True, help="Ramp the rate to the highest meeting --slo.")
@@ -182,6 +198,8 @@ def bench(
     arrival: str,
     closed_loop: bool,
     timeout: float | None,
+    repeat: int | None,
+    pause: float | None,
     tags: tuple[str, ...],
     slos: tuple[str, ...],
     find_max: bool,
@@ -198,7 +216,7 @@ def bench(
     Exit 1 when an --slo is missed, 3 when the node is unreachable or fails mid-run
     (what was measured is kept, marked partial); Ctrl-C also keeps what was measured.
     """
-    from agave_perf.bench import BenchConfig, FindMax, load_workload, parse_slo
+    from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo
     from agave_perf.bench._env import parse_tags
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
@@ -250,9 +268,27 @@ def bench(
         # a store that cannot be opened is found out before the run, not after it
         with open_store(url) as store:
             store.ensure(BENCH_SCHEMA)
+    repeat = repeat or cfg_b.repeat
+    if repeat > 1 and find_max:
+        raise UsageError("--repeat and --find-max do not combine (a ramp is one run per rate)")
     show = not rt.as_json and sys.stderr.isatty()
-    result = run_async(_run(cfg, find_max, max_rate, show))
-    runs = result.steps if isinstance(result, FindMax) else [result]
+    result = run_async(
+        _run(
+            cfg,
+            find_max,
+            max_rate,
+            show,
+            repeat,
+            cfg_b.repeat_pause_s if pause is None else pause,
+        )
+    )
+    runs = (
+        result.steps
+        if isinstance(result, FindMax)
+        else result.runs
+        if isinstance(result, Series)
+        else [result]
+    )
     stored: list[str] = []
     display = ""
     store_failed: StoreError | None = None
@@ -288,6 +324,17 @@ def bench(
             raise SystemExit(EXIT_INTERRUPTED)
         if not isinstance(result, FindMax):
             raise RpcTransportError(f"{last.partial_reason}{where}", endpoint=last.target)
+    if isinstance(result, Series):
+        if len(result.runs) < result.repeat:  # interrupted between runs
+            click.echo(f"agave-perf: interrupted{where}", err=True)
+            raise SystemExit(EXIT_INTERRUPTED)
+        # an objective of a series is judged on most of its runs: one noisy run is not a miss
+        missed = [r for r in result.runs if r.slo_passed is False]
+        if objectives and len(missed) * 2 > len(result.runs):
+            raise SloFailed(
+                f"SLO missed in {len(missed)} of {len(result.runs)} runs of series {result.id}"
+            )
+        return
     if isinstance(result, FindMax):
         if result.notes:  # the node went away mid-ramp: steps kept and shown, then exit 3
             raise RpcTransportError(f"{result.notes[-1]}{where}")

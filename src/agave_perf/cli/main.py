@@ -21,6 +21,7 @@ from agave_perf.errors import (
 # name -> "module:attribute"; modules load only when their command runs, which keeps
 # `agave-perf --help` and quick commands like `host check` fast.
 COMMANDS: dict[str, str] = {
+    "ab": "agave_perf.cli.ab:ab",
     "accel": "agave_perf.cli.accel:accel",
     "bench": "agave_perf.cli.bench:bench",
     "build": "agave_perf.cli.build:build",

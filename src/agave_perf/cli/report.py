@@ -65,11 +65,15 @@ class RunList:
 )
 @click.option("--list", "list_runs", is_flag=True, help="List stored runs instead.")
 @click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
+@click.option("--force", is_flag=True, help="Compare runs of different workloads/rates/targets.")
 @standard_options
-def report(runs: tuple[str, ...], output: str, list_runs: bool, store_url: str | None) -> None:
+def report(
+    runs: tuple[str, ...], output: str, list_runs: bool, store_url: str | None, force: bool
+) -> None:
     """Write one self-contained HTML report of runs (ids, k=v tags, latest~N, or files).
 
-    The first run is the baseline the others are compared with.
+    The first reference is the baseline the others are compared with; a run of a
+    series stands for its whole series.
     """
     from agave_perf.bench.report import write_report
     from agave_perf.cli.compare import load_ref, read_run_file
@@ -89,4 +93,4 @@ def report(runs: tuple[str, ...], output: str, list_runs: bool, store_url: str |
     else:
         with open_store(url) as store:
             loaded = [load_ref(r, store) for r in runs]
-    rt.emit(write_report(loaded, Path(output)))
+    rt.emit(write_report(loaded, Path(output), force=force))

@@ -242,3 +242,29 @@ def load_run(store: Store, ref: str) -> RunResult:
     except (ValueError, KeyError, TypeError) as err:
         raise StoreError(f"stored run {run_id} is unreadable: {err}") from None
     return run
+
+
+def load_group(store: Store, ref: str) -> tuple[list[RunResult], str]:
+    """Load the runs a reference stands for in a comparison, and what they are.
+
+    A run of a series (tag ``series``) stands for the whole series; a run of an A/B
+    session (tags ``ab`` and ``arm``) for that arm of the session, in block order;
+    any other run for itself. Returns the runs and a label (``series:ID``,
+    ``ab:ID:A``, or the run id).
+    """
+    first = load_run(store, ref)
+    tags = first.tags
+    if "ab" in tags and tags.get("arm") in ("A", "B"):
+        group = {"ab": tags["ab"], "arm": tags["arm"]}
+        label = f"ab:{tags['ab']}:{tags['arm']}"
+        order = "pair"
+    elif "series" in tags:
+        group = {"series": tags["series"]}
+        label = f"series:{tags['series']}"
+        order = "repeat"
+    else:
+        return [first], first.id
+    rows = list_runs(store, tags=group, limit=10_000)
+    runs = [load_run(store, r.id) for r in rows]
+    runs.sort(key=lambda r: int(r.tags.get(order, "0")) if r.tags.get(order, "0").isdigit() else 0)
+    return runs, label
