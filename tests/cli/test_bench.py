@@ -194,11 +194,15 @@ class TestWorkflow:
         screenshot(html, tmp_path)
 
     def test_regression_exits_1(self, tmp_path: Path) -> None:
-        """B, a node 20 % slower (20 → 24 ms), measured in ABBA blocks is a regression: exit 1."""
+        """B, a node 50 % slower (20 → 30 ms), measured in ABBA blocks is a regression: exit 1.
+
+        (The statistics' power and false-verdict rate are measured by
+        benchmarks/compare_validity.py; this proves the command's plumbing end to end.)
+        """
         scenario = tmp_path / "two.toml"
         scenario.write_text(
             '[[phase]]\nat = 0\n[phase.nodes.0]\nlatency = "normal:20ms,2ms"\n'
-            '[phase.nodes.1]\nlatency = "normal:24ms,2ms"\n'
+            '[phase.nodes.1]\nlatency = "normal:30ms,2ms"\n'
         )
         with simnet(str(scenario), tmp_path, nodes=2) as doc:
             a, b = (n["http"] for n in doc["nodes"])
@@ -214,11 +218,12 @@ class TestWorkflow:
             assert out["comparison"]["verdict"] == "slower"
             assert [r["tags"]["arm"] for r in out["runs"]["A"]] == ["A"] * 3
             assert "is slower than" in p.stderr
-            # an A/A session on one node reads no change and exits 0
+            # an A/A session on one node reads no change and exits 0 (a 20 % threshold keeps
+            # a heavily loaded test machine from making this leg a test of luck)
             same = agave_perf(
                 "ab", "--a", a, "--b", a, "--workload", "slot", "--rate", "200",
                 "--duration", "1s", "--warmup", "0.3s", "--pause", "0s", "--pairs", "3",
-                "--metric", "p50", home=tmp_path,
+                "--metric", "p50", "--threshold", "20%", home=tmp_path,
             )  # fmt: skip
             assert same.returncode == 0, same.stdout + same.stderr
             assert "no significant change" in same.stdout
