@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 
-def home() -> Path:
+def home(*, create: bool = True) -> Path:
     """Return the state directory: $AGAVE_PERF_HOME, else the XDG data dir, created if missing."""
     explicit = os.environ.get("AGAVE_PERF_HOME")
     if explicit:
@@ -14,7 +14,8 @@ def home() -> Path:
     else:
         xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         base = Path(xdg).expanduser() / "agave-perf"
-    base.mkdir(parents=True, exist_ok=True)
+    if create:
+        base.mkdir(parents=True, exist_ok=True)
     return base
 
 

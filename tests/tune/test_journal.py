@@ -27,6 +27,7 @@ def root(tmp_path: Path) -> FakeRoot:
     tree = FakeRoot(tmp_path / "root")
     tree.write("/etc/app.conf", "old\n", mode=0o640)
     tree.write("/proc/sys/vm/max_map_count", "65530\n")
+    tree.mkdir("/var/lib")  # every host has it; the journal goes below it
     return tree
 
 
@@ -182,7 +183,7 @@ class TestWriteAndRollback:
         """A path leaving the root ('..', a symlinked directory) is refused before any write."""
         outside = root.path.parent / "outside"
         outside.mkdir()
-        os.symlink(outside, root.host("/etc/escape"))
+        os.symlink("../../outside", root.host("/etc/escape"))
         before = root.snapshot()
         journal = Journal.for_root(root.path)
         with pytest.raises(WriteFailed, match="outside the root"):  # noqa: SIM117
@@ -217,6 +218,7 @@ class TestAnySequence:
             root = FakeRoot(Path(tmp) / "root")
             root.write("/etc/app.conf", "old\n", mode=0o640)
             root.write("/proc/sys/vm/max_map_count", "65530\n")
+            root.mkdir("/var/lib")
             before = root.snapshot()
             journal = Journal.for_root(root.path)
             size = -(-len(ops) // runs)
@@ -233,11 +235,14 @@ class TestAnySequence:
 
 
 class TestJournalFile:
-    def test_each_root_has_its_own_journal(self, tmp_path: Path) -> None:
-        """Journals are keyed by the resolved root, so fake roots never share one."""
+    def test_each_root_keeps_its_own_journal(self, tmp_path: Path) -> None:
+        """The journal lives in the root it changed, so fake roots never share one."""
+        journal = Journal.for_root(tmp_path / "a")
+        assert journal.path == tmp_path / "a/var/lib/agave-perf/host-journal.jsonl"
+        assert journal.path != Journal.for_root(tmp_path / "b").path
+        # The key still names the journals older versions kept under $AGAVE_PERF_HOME.
         assert journal_key(tmp_path / "a") != journal_key(tmp_path / "b")
         assert journal_key(tmp_path / "a") == journal_key(tmp_path / "x" / ".." / "a")
-        assert Journal.for_root(tmp_path / "a").path != Journal.for_root(tmp_path / "b").path
 
     def test_intent_records_old_bytes_and_mode(self, root: FakeRoot) -> None:
         """The intent carries base64 old bytes and mode; an absent file is 'absent'."""
@@ -291,14 +296,16 @@ class TestJournalFile:
             pass
         assert root.snapshot() == state
 
-    def test_journal_of_another_root_is_rejected(self, root: FakeRoot, tmp_path: Path) -> None:
-        """A journal whose header names another root is treated as corrupt."""
-        journal = Journal.for_root(root.path)
-        with journal.transaction() as txn:
+    def test_root_that_moved_keeps_its_journal(self, root: FakeRoot, tmp_path: Path) -> None:
+        """A tree moved elsewhere (an image mounted at another place) still rolls back."""
+        before = root.snapshot()
+        with Journal.for_root(root.path).transaction() as txn:
             txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
-        other = Journal(journal.path, tmp_path / "elsewhere")
-        with pytest.raises(JournalCorrupt, match="belongs to root"):
-            other.transactions()
+        moved = FakeRoot(root.path.rename(tmp_path / "moved"))
+        journal = Journal.for_root(moved.path)
+        assert len(journal.pending()) == 1
+        journal.rollback()
+        assert moved.snapshot() == before
 
     def test_root_reached_through_a_symlink_is_the_same_root(
         self, root: FakeRoot, tmp_path: Path
@@ -335,3 +342,133 @@ class TestFilesystemType:
         assert filesystem_type(Path("/sys/fs/cgroup/x"), mounts) == "cgroup2"
         assert filesystem_type(Path("/sys/kernel"), mounts) == "sysfs"
         assert filesystem_type(Path("/system"), mounts) == "ext4"
+
+
+class TestSymlinkAttacks:
+    """Links planted under --root never lead a read or a write out of it (issue 17, item 10)."""
+
+    @pytest.fixture
+    def outside(self, root: FakeRoot) -> Path:
+        """A file of the 'real' machine, next to the root, that must never change."""
+        target = root.path.parent / "real-system-file"
+        target.write_text("precious\n")
+        os.chmod(target, 0o600)
+        return target
+
+    def assert_untouched(self, outside: Path) -> None:
+        assert outside.read_text() == "precious\n"
+        assert oct(outside.stat().st_mode & 0o777) == oct(0o600)
+
+    def test_knob_linking_out_relatively_is_refused(self, root: FakeRoot, outside: Path) -> None:
+        """A knob that is a '../..' link climbing above the root is refused, nothing journaled."""
+        knob = root.host("/proc/sys/vm/swappiness")
+        knob.symlink_to("../../../../real-system-file")
+        journal = Journal.for_root(root.path)
+        with pytest.raises(WriteFailed, match="leads outside the root") as info:  # noqa: SIM117
+            with journal.transaction() as txn:
+                txn.write_knob(
+                    "/proc/sys/vm/swappiness", b"1\n", restore=b"60\n", stage="t", label="k"
+                )
+        assert str(info.value).count("\n") == 0
+        self.assert_untouched(outside)
+        assert journal.pending() == []
+
+    def test_absolute_knob_link_is_taken_inside_the_root(
+        self, root: FakeRoot, outside: Path
+    ) -> None:
+        """An absolute link resolves against the root, never the real /: the real file stays."""
+        root.host("/proc/sys/vm/swappiness").symlink_to(outside)
+        journal = Journal.for_root(root.path)
+        with pytest.raises(WriteFailed, match="does not offer"):  # noqa: SIM117
+            with journal.transaction() as txn:
+                txn.write_knob(
+                    "/proc/sys/vm/swappiness", b"1\n", restore=b"60\n", stage="t", label="k"
+                )
+        self.assert_untouched(outside)
+        # With the re-rooted target present, the write goes there, and rollback restores it.
+        copy = root.write(str(outside), "60\n")
+        before = root.snapshot()
+        with journal.transaction() as txn:
+            txn.write_knob("/proc/sys/vm/swappiness", b"1\n", restore=b"60\n", stage="t", label="k")
+        assert copy.read_text() == "1\n"
+        self.assert_untouched(outside)
+        journal.rollback()
+        assert root.snapshot() == before
+
+    @pytest.mark.parametrize("link", ["relative", "absolute"])
+    def test_link_in_an_intermediate_directory_stays_inside(
+        self, root: FakeRoot, outside: Path, link: str
+    ) -> None:
+        """A directory on the way that links out: a relative escape is refused, an absolute
+        link is re-rooted; either way nothing is created outside the root."""
+        out_dir = root.path.parent / "real-etc"
+        out_dir.mkdir()
+        target = "../../real-etc" if link == "relative" else str(out_dir)
+        root.host("/etc/sysctl.d").symlink_to(target)
+        journal = Journal.for_root(root.path)
+        if link == "relative":
+            with pytest.raises(WriteFailed, match="outside the root"):  # noqa: SIM117
+                with journal.transaction() as txn:
+                    txn.write_file("/etc/sysctl.d/21.conf", b"x\n", stage="t", label="f")
+        else:
+            before = root.snapshot()
+            with journal.transaction() as txn:
+                txn.write_file("/etc/sysctl.d/21.conf", b"x\n", stage="t", label="f")
+            assert root.host(str(out_dir) + "/21.conf").read_bytes() == b"x\n"
+            journal.rollback()
+            assert diff_snapshots(before, root.snapshot()) == []
+        assert list(out_dir.iterdir()) == []
+        self.assert_untouched(outside)
+
+    def test_planted_temp_file_link_is_refused(self, root: FakeRoot, outside: Path) -> None:
+        """A link planted at the temp file's name is refused in one line; its target, the
+        config path and the tree stay as they were."""
+        root.write("/etc/sysctl.d/21-agave-validator.conf", "old\n")
+        planted = root.host("/etc/sysctl.d/.21-agave-validator.conf.agave-perf-tmp")
+        planted.symlink_to(outside)
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+
+        def apply() -> None:
+            with journal.transaction() as txn:
+                txn.write_file("/etc/app.conf", b"new\n", stage="t", label="earlier")
+                txn.write_file(
+                    "/etc/sysctl.d/21-agave-validator.conf", b"new\n", stage="t", label="conf"
+                )
+
+        with pytest.raises(TuningError, match="in the way") as info:
+            apply()
+        assert str(info.value).count("\n") == 0
+        assert "rolled back" in str(info.value)
+        self.assert_untouched(outside)
+        assert not root.host("/etc/sysctl.d/21-agave-validator.conf").is_symlink()
+        assert root.snapshot() == before
+        assert journal.pending() == []
+
+    def test_legitimate_links_inside_the_root_still_work(self, root: FakeRoot) -> None:
+        """Links that stay in the tree (as /sys is full of) are followed and restored exactly."""
+        root.write("/sys/devices/vm/swappiness", "60\n")
+        root.host("/proc/sys/vm/swappiness").symlink_to("../../../sys/devices/vm/swappiness")
+        root.mkdir("/usr/lib/sysctl.d")
+        root.host("/etc/sysctl.d").symlink_to("/usr/lib/sysctl.d")
+        before = root.snapshot()
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_knob("/proc/sys/vm/swappiness", b"1\n", restore=b"60\n", stage="t", label="k")
+            txn.write_file("/etc/sysctl.d/21.conf", b"x\n", stage="t", label="f")
+        assert root.read("/sys/devices/vm/swappiness") == "1\n"
+        assert root.read("/usr/lib/sysctl.d/21.conf") == "x\n"
+        journal.rollback()
+        assert root.snapshot() == before
+
+    def test_planted_state_directory_link_is_refused(self, root: FakeRoot, tmp_path: Path) -> None:
+        """The journal's own directory linking out of the root is refused before any write."""
+        out_dir = tmp_path / "real-var-lib"
+        out_dir.mkdir()
+        root.host("/var/lib").rmdir()
+        root.host("/var/lib").symlink_to("../../real-var-lib")
+        journal = Journal.for_root(root.path)
+        with pytest.raises(TuningError, match="outside the root"), journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        assert list(out_dir.iterdir()) == []
+        assert root.read("/etc/app.conf") == "old\n"

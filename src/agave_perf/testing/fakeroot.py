@@ -20,6 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+# agave-perf's state under the root (the host journal); kept in step with tune.journal.
+STATE_DIR = "/var/lib/agave-perf"
+
 # Defaults of an untuned kernel, per /proc/sys key.
 UNTUNED_SYSCTL: dict[str, str] = {
     "net.core.rmem_max": "212992",
@@ -179,6 +182,7 @@ class FakeRoot:
                 root.write(f"{base}/queues/rx-{q}/rps_cpus", "0\n")
                 root.mkdir(f"{base}/queues/tx-{q}")
         root.write("/sys/class/net/lo/operstate", "unknown\n")
+        root.mkdir("/var/lib")  # where agave-perf keeps the journal of the host it changes
         if synchronized:
             root.write("/run/systemd/timesync/synchronized", "")
         return root
@@ -226,13 +230,19 @@ class FakeRoot:
 
     # -- comparing ------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Entry]:
-        """Return every path of the tree with its type, mode and bytes, for exact comparison."""
+    def snapshot(self, *, state: bool = False) -> dict[str, Entry]:
+        """Return every path of the tree with its type, mode and bytes, for exact comparison.
+
+        agave-perf's own state (:data:`STATE_DIR`, the journal of the changes it made)
+        is left out unless ``state`` is set: rollback keeps that record on purpose.
+        """
         out: dict[str, Entry] = {}
         for dirpath, dirnames, filenames in os.walk(self.path):
             for name in dirnames + filenames:
                 full = Path(dirpath) / name
                 rel = "/" + str(full.relative_to(self.path))
+                if not state and (rel == STATE_DIR or rel.startswith(STATE_DIR + "/")):
+                    continue
                 st = os.lstat(full)
                 mode = stat.S_IMODE(st.st_mode)
                 if stat.S_ISLNK(st.st_mode):

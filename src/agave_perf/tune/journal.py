@@ -14,6 +14,18 @@ exist. Because the intent is on disk before the write starts, a process killed a
 any point leaves a journal that rollback can finish; restoring is idempotent, so
 rollback itself may be interrupted and run again.
 
+The journal belongs to the host it changed, not to a user: it is
+``ROOT/var/lib/agave-perf/host-journal.jsonl`` (the FHS place for such state), so
+``sudo agave-perf host apply`` followed by a plain ``agave-perf host status`` finds it,
+from any user and any ``$AGAVE_PERF_HOME``. It is world-readable (the files it saves
+are the world-readable sysctl, limits, systemd and tmpfiles configuration) and
+written only by whoever may change the root. A journal left by an older version
+under ``$AGAVE_PERF_HOME/journals/`` is read too, and moved into the root by the
+next apply or rollback.
+
+Every path, the journal's own included, is resolved inside the root by
+:class:`~agave_perf.tune.rootfs.RootFS`: a symlink never leads a read or a write out.
+
 The file is JSON lines. A torn last line (no newline: the process died while
 appending it) is ignored, since its write had not started. Any other damage is a
 :class:`~agave_perf.errors.TuningError` raised before anything is changed.
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -45,10 +58,14 @@ from typing import Any, Literal
 
 from agave_perf import paths
 from agave_perf.errors import JournalCorrupt, TuningError, WriteFailed
+from agave_perf.tune.rootfs import RootFS
 
 VERSION = 1
 CRASH_ENV = "AGAVE_PERF_TEST_CRASH_AT"
 TMP_SUFFIX = ".agave-perf-tmp"
+# Where the journal of a root lives, as a path of that root.
+STATE_DIR = "/var/lib/agave-perf"
+JOURNAL_NAME = "host-journal.jsonl"
 # Pseudo-filesystems where a write is a value handed to the kernel, not file content.
 KERNEL_FS = frozenset({"proc", "sysfs"})
 
@@ -93,18 +110,19 @@ class FileState:
         return cls(True, base64.b64decode(data["b64"], validate=True), mode, uid, gid)
 
     @classmethod
-    def read(cls, path: Path) -> FileState:
-        """Capture the current state of a path (following no symlink at the last component)."""
+    def read(cls, fs: RootFS, host_path: str) -> FileState:
+        """Capture the state of a host path (resolved inside the root; a final link is read)."""
         try:
-            st = os.lstat(path)
+            st = fs.lstat(host_path)
         except FileNotFoundError:
             return cls(exists=False)
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISDIR(st.st_mode):
             return cls(True, b"", mode, st.st_uid, st.st_gid)
-        with open(path, "rb") as fh:
-            data = fh.read()
-        return cls(True, data, mode, st.st_uid, st.st_gid)
+        fd = fs.open(host_path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            return cls(True, fh.read(), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
 
 
 @dataclass
@@ -146,6 +164,8 @@ class Txn:
     entries: list[Entry] = field(default_factory=list)
     committed: bool = False
     rolled_back: float | None = None
+    # The journal lines of this run, as read, so a migration can copy them exactly.
+    lines: list[bytes] = field(default_factory=list, repr=False)
 
     @property
     def pending(self) -> bool:
@@ -170,15 +190,26 @@ class RollbackResult:
     journal: Path
     transactions: list[str] = field(default_factory=list)
     restored: list[Restored] = field(default_factory=list)
+    # "PATH: reason" for each path that was not restored; the journal keeps them.
     errors: list[str] = field(default_factory=list)
     # Files someone edited after agave-perf wrote them; their edits were undone too.
     drifted: list[str] = field(default_factory=list)
 
+    @property
+    def not_restored(self) -> str:
+        """Name every path that was not restored, with its reason, in one line."""
+        return "; ".join(self.errors)
+
 
 def journal_key(root: Path) -> str:
-    """Return a short stable key for a root directory, so each root has its own journal."""
+    """Return a short stable key for a root directory (names the journal of older versions)."""
     resolved = str(Path(os.path.abspath(root)).resolve())
     return hashlib.sha256(resolved.encode()).hexdigest()[:16]
+
+
+def legacy_path(root: Path, name: str = "host") -> Path:
+    """Return where versions before the journal moved into the root kept it."""
+    return paths.home(create=False) / "journals" / f"{name}-{journal_key(root)}.jsonl"
 
 
 def _crash_point(phase: str, counter: int) -> None:
@@ -190,12 +221,10 @@ def _crash_point(phase: str, counter: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _unescape_mount(text: str) -> str:
@@ -237,112 +266,145 @@ def filesystem_type(path: Path, mounts: list[tuple[str, str]] | None = None) -> 
     return fstype
 
 
+def _parse(raw: bytes, where: Path) -> list[Txn]:
+    """Parse journal bytes; raises :class:`JournalCorrupt` on any damage but a torn tail."""
+    lines = raw.split(b"\n")
+    # The last element is b"" when the file ends with a newline; otherwise it is a
+    # record torn by a crash mid-append, whose write never started.
+    body = lines[:-1]
+    txns: dict[str, Txn] = {}
+    for number, line in enumerate(body, start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise TypeError("record is not an object")
+            _apply_record(record, txns, first=number == 1)
+            if number > 1:
+                txns[record["txn"]].lines.append(line)
+        except (ValueError, KeyError, TypeError) as err:
+            raise JournalCorrupt(
+                f"journal {where} is corrupt at line {number} ({err}); nothing was "
+                "changed — repair that line (deleting the journal forgets what to undo)"
+            ) from None
+    return list(txns.values())
+
+
+def _apply_record(rec: dict[str, Any], txns: dict[str, Txn], *, first: bool) -> None:
+    kind = rec["type"]
+    if first:
+        # The root named in the header is informational: the journal lives in the root,
+        # so a tree that moved (an image mounted elsewhere) keeps its journal.
+        if kind != "header" or rec.get("version") != VERSION:
+            raise ValueError("missing or unsupported header")
+        return
+    if kind == "begin":
+        txns[rec["txn"]] = Txn(rec["txn"], float(rec["time"]), dict(rec.get("meta", {})))
+        return
+    txn = txns[rec["txn"]]
+    if kind == "intent":
+        if rec["kind"] not in ("file", "knob", "dir"):
+            raise ValueError(f"unknown intent kind {rec['kind']!r}")
+        restore = rec.get("restore")
+        path = str(rec["path"])
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise ValueError(f"path {path!r} is not absolute inside the root")
+        txn.entries.append(
+            Entry(
+                txn=txn.id,
+                seq=int(rec["seq"]),
+                kind=rec["kind"],
+                path=path,
+                old=FileState.from_json(rec["old"]),
+                new=base64.b64decode(rec["new"], validate=True),
+                new_mode=rec.get("new_mode"),
+                restore=None if restore is None else base64.b64decode(restore, validate=True),
+                stage=str(rec.get("stage", "")),
+                label=str(rec.get("label", "")),
+                time=float(rec["time"]),
+            )
+        )
+    elif kind in ("done", "failed", "undone"):
+        entry = next((e for e in txn.entries if e.seq == rec["seq"]), None)
+        if entry is None:
+            raise ValueError(f"{kind} record for unknown change {rec['seq']}")
+        if kind == "done":
+            entry.done = True
+        elif kind == "failed":
+            entry.failed = str(rec["error"])
+        else:
+            entry.restored = True
+    elif kind == "commit":
+        txn.committed = True
+    elif kind == "rolled-back":
+        txn.rolled_back = float(rec["time"])
+    else:
+        raise ValueError(f"unknown record type {kind!r}")
+
+
+def _merge(legacy: list[Txn], current: list[Txn]) -> list[Txn]:
+    """One history from both places: oldest first, the root's copy of a run wins."""
+    ids = {t.id for t in current}
+    return sorted([t for t in legacy if t.id not in ids] + current, key=lambda t: t.time)
+
+
 class Journal:
     """The journal of one root directory (``/`` on a real host, a fake tree in tests)."""
 
-    def __init__(self, path: Path, root: Path) -> None:
-        self.path = path
-        self.root = Path(os.path.abspath(root))
+    def __init__(self, root: Path, *, legacy: Path | None = None) -> None:
+        self.fs = RootFS(root)
+        self.root = self.fs.root
+        self.host_file = f"{STATE_DIR}/{JOURNAL_NAME}"
+        self.path = self.fs.host_path(self.host_file)
+        # A journal an older version kept under $AGAVE_PERF_HOME for this root, if any.
+        self.legacy = legacy
         self._crash_counts: dict[str, int] = {}
         self._mount_cache: list[tuple[str, str]] | None = None
 
     @classmethod
     def for_root(cls, root: Path, name: str = "host") -> Journal:
-        """Return the journal kept under $AGAVE_PERF_HOME for ``root``."""
+        """Return the journal kept under ``root``, noting one left in the old place."""
         try:
-            path = paths.state_path("journals", f"{name}-{journal_key(root)}.jsonl")
-        except OSError as err:
-            raise TuningError(
-                f"cannot use the state directory for journals ({err.filename}: "
-                f"{err.strerror}); set AGAVE_PERF_HOME to a writable directory"
-            ) from None
-        return cls(path, root)
+            old = legacy_path(root, name)
+            legacy = old if old.is_file() else None
+        except OSError:
+            legacy = None  # an unusable home holds no journal of ours
+        return cls(root, legacy=legacy)
 
     # -- reading -----------------------------------------------------------------
 
-    def target(self, host_path: str) -> Path:
-        """Map a host path such as ``/proc/sys/vm/swappiness`` into this journal's root."""
-        return self.root / host_path.lstrip("/")
-
-    def transactions(self) -> list[Txn]:
-        """Parse the journal; raises :class:`JournalCorrupt` on any damage but a torn tail."""
+    def _read_own(self) -> bytes | None:
         try:
-            raw = self.path.read_bytes()
+            return self.fs.read_bytes(self.host_file)
+        except FileNotFoundError:
+            return None
+        except PermissionError:
+            raise JournalCorrupt(
+                f"cannot read the host journal {self.path} (permission denied); it belongs "
+                "to the user who changed this root — run the command as that user (sudo)"
+            ) from None
+        except OSError as err:
+            raise JournalCorrupt(
+                f"cannot read journal {self.path}: {err.strerror} — nothing was changed"
+            ) from None
+
+    def _legacy_txns(self) -> list[Txn]:
+        if self.legacy is None:
+            return []
+        try:
+            raw = self.legacy.read_bytes()
         except FileNotFoundError:
             return []
         except OSError as err:
-            raise JournalCorrupt(f"cannot read journal {self.path}: {err.strerror}") from None
-        lines = raw.split(b"\n")
-        # The last element is b"" when the file ends with a newline; otherwise it is a
-        # record torn by a crash mid-append, whose write never started.
-        body = lines[:-1]
-        txns: dict[str, Txn] = {}
-        for number, line in enumerate(body, start=1):
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise TypeError("record is not an object")
-                self._apply_record(record, txns, first=number == 1)
-            except (ValueError, KeyError, TypeError) as err:
-                raise JournalCorrupt(
-                    f"journal {self.path} is corrupt at line {number} ({err}); nothing was "
-                    "changed — repair that line (deleting the journal forgets what to undo)"
-                ) from None
-        if not body and lines[-1]:
-            return []
-        return list(txns.values())
+            raise JournalCorrupt(
+                f"cannot read the journal left in the old place {self.legacy}: {err.strerror}"
+            ) from None
+        return _parse(raw, self.legacy)
 
-    def _apply_record(self, rec: dict[str, Any], txns: dict[str, Txn], *, first: bool) -> None:
-        kind = rec["type"]
-        if first:
-            if kind != "header" or rec.get("version") != VERSION:
-                raise ValueError("missing or unsupported header")
-            # The journal is keyed by the resolved root, so a symlink to it is the same root.
-            if os.path.realpath(str(rec["root"])) != os.path.realpath(self.root):
-                raise ValueError(f"journal belongs to root {rec['root']}, not {self.root}")
-            return
-        if kind == "begin":
-            txns[rec["txn"]] = Txn(rec["txn"], float(rec["time"]), dict(rec.get("meta", {})))
-            return
-        txn = txns[rec["txn"]]
-        if kind == "intent":
-            if rec["kind"] not in ("file", "knob", "dir"):
-                raise ValueError(f"unknown intent kind {rec['kind']!r}")
-            restore = rec.get("restore")
-            path = str(rec["path"])
-            if not path.startswith("/") or ".." in path.split("/"):
-                raise ValueError(f"path {path!r} is not absolute inside the root")
-            txn.entries.append(
-                Entry(
-                    txn=txn.id,
-                    seq=int(rec["seq"]),
-                    kind=rec["kind"],
-                    path=path,
-                    old=FileState.from_json(rec["old"]),
-                    new=base64.b64decode(rec["new"], validate=True),
-                    new_mode=rec.get("new_mode"),
-                    restore=None if restore is None else base64.b64decode(restore, validate=True),
-                    stage=str(rec.get("stage", "")),
-                    label=str(rec.get("label", "")),
-                    time=float(rec["time"]),
-                )
-            )
-        elif kind in ("done", "failed", "undone"):
-            entry = next((e for e in txn.entries if e.seq == rec["seq"]), None)
-            if entry is None:
-                raise ValueError(f"{kind} record for unknown change {rec['seq']}")
-            if kind == "done":
-                entry.done = True
-            elif kind == "failed":
-                entry.failed = str(rec["error"])
-            else:
-                entry.restored = True
-        elif kind == "commit":
-            txn.committed = True
-        elif kind == "rolled-back":
-            txn.rolled_back = float(rec["time"])
-        else:
-            raise ValueError(f"unknown record type {kind!r}")
+    def transactions(self) -> list[Txn]:
+        """Parse the journal; raises :class:`JournalCorrupt` on any damage but a torn tail."""
+        raw = self._read_own()
+        current = [] if raw is None else _parse(raw, self.path)
+        return _merge(self._legacy_txns(), current)
 
     def pending(self) -> list[Txn]:
         """Return the transactions whose changes may still be in place, oldest first."""
@@ -352,22 +414,63 @@ class Journal:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        lock = self.path.with_name(self.path.name + ".lock")
+        lock = f"{self.host_file}.lock"
         try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            self.fs.makedirs(STATE_DIR)
+            fd = self.fs.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
-            raise TuningError(f"cannot create journal lock {lock}: {err.strerror}") from None
+            raise TuningError(
+                f"cannot create the journal lock {self.fs.host_path(lock)}: "
+                f"{err.strerror or err} — nothing was changed"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                held = self.fs.host_path(lock)
                 raise TuningError(
-                    f"another agave-perf is applying or rolling back (lock {lock})"
+                    f"another agave-perf is applying or rolling back (lock {held})"
                 ) from None
+            self._migrate()
             yield
         finally:
             os.close(fd)
+
+    def _migrate(self) -> None:
+        """Move a journal left under $AGAVE_PERF_HOME into the root (under the lock)."""
+        if self.legacy is None:
+            return
+        legacy = self._legacy_txns()
+        raw = self._read_own()
+        current = [] if raw is None else _parse(raw, self.path)
+        merged = _merge(legacy, current)
+        header = {"type": "header", "version": VERSION, "root": str(self.root)}
+        body = (json.dumps(header) + "\n").encode() + b"".join(
+            line + b"\n" for txn in merged for line in txn.lines
+        )
+        try:
+            with self.fs.parent(self.host_file) as (dirfd, name):
+                tmp = f".{name}{TMP_SUFFIX}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dirfd)
+                fd = os.open(tmp, _CREATE_EXCL, 0o644, dir_fd=dirfd)
+                try:
+                    _write_all(fd, body)
+                    os.fchmod(fd, 0o644)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+                self.fs.fsync_dir(dirfd)
+        except OSError as err:
+            raise TuningError(
+                f"cannot move the journal {self.legacy} into {self.path}: "
+                f"{err.strerror or err} — nothing was changed"
+            ) from None
+        # Kept renamed, not deleted, as evidence; every run in it is now in the root's copy.
+        with contextlib.suppress(OSError):
+            self.legacy.rename(self.legacy.with_name(self.legacy.name + ".migrated"))
+        self.legacy = None
 
     def _append(self, record: dict[str, Any]) -> None:
         try:
@@ -376,12 +479,10 @@ class Journal:
             raise TuningError(f"cannot write journal {self.path}: {err.strerror}") from None
 
     def _append_unchecked(self, record: dict[str, Any]) -> None:
+        # World-readable, so `host status` works for any user after `sudo ... apply`.
+        fd = self.fs.open(self.host_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            created = self.path.stat().st_size == 0
-        except FileNotFoundError:
-            created = True
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
+            created = os.fstat(fd).st_size == 0
             if created:
                 header = {"type": "header", "version": VERSION, "root": str(self.root)}
                 os.write(fd, (json.dumps(header) + "\n").encode())
@@ -390,28 +491,30 @@ class Journal:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            with self.fs.parent(self.host_file) as (dirfd, _):
+                self.fs.fsync_dir(dirfd)
 
     def _drop_torn_tail(self) -> None:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return
+        raw = self._read_own()
         if raw and not raw.endswith(b"\n"):
             keep = raw.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
-                os.fsync(fh.fileno())
+            fd = self.fs.open(self.host_file, os.O_RDWR)
+            try:
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _crash(self, phase: str) -> None:
         count = self._crash_counts.get(phase, 0) + 1
         self._crash_counts[phase] = count
         _crash_point(phase, count)
 
-    def _is_kernel_file(self, path: Path) -> bool:
+    def _is_kernel_file(self, host_path: str) -> bool:
         if self._mount_cache is None:
             self._mount_cache = _mounts()
-        return filesystem_type(path, self._mount_cache) in KERNEL_FS
+        real = self.fs.host_path(self.fs.resolve(host_path))
+        return filesystem_type(real, self._mount_cache) in KERNEL_FS
 
     @contextlib.contextmanager
     def transaction(self, meta: dict[str, Any] | None = None) -> Iterator[Transaction]:
@@ -438,8 +541,8 @@ class Journal:
                         ) from None
                     if isinstance(err, TuningError):
                         raise TuningError(
-                            f"{err}; undoing the earlier changes also failed "
-                            f"({result.errors[0]}) — run `agave-perf host rollback`"
+                            f"{err}; undoing the earlier changes also failed, not restored: "
+                            f"{result.not_restored} — run `agave-perf host rollback`"
                         ) from None
                 else:
                     self._append({"type": "rolled-back", "txn": txn.id, "time": time.time()})
@@ -476,7 +579,7 @@ class Journal:
                 if entry.kind == "file" and entry.done and entry.path not in seen:
                     # The newest completed write of a path should still be there.
                     with contextlib.suppress(OSError):
-                        now = FileState.read(self.target(entry.path))
+                        now = FileState.read(self.fs, entry.path)
                         if not now.exists or now.data != entry.new:
                             result.drifted.append(entry.path)
                 seen.add(entry.path)
@@ -501,7 +604,7 @@ class Journal:
     def _matches_old(self, entry: Entry) -> bool:
         """True when the path already holds exactly what it held before the entry."""
         try:
-            now = FileState.read(self.target(entry.path))
+            now = FileState.read(self.fs, entry.path)
         except OSError:
             return False
         old = entry.old
@@ -512,88 +615,120 @@ class Journal:
         return now.data == old.data and now.mode == old.mode
 
     def _restore(self, entry: Entry) -> str:
-        target = self.target(entry.path)
         old = entry.old
         if entry.kind == "dir":
-            if old.exists:
-                if old.mode is not None and target.is_dir():
-                    os.chmod(target, old.mode)
-                return "restored"
-            try:
-                target.rmdir()
-            except FileNotFoundError:
+            with self.fs.parent(entry.path) as (dirfd, name):
+                if old.exists:
+                    if old.mode is not None:
+                        fd = os.open(
+                            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd
+                        )
+                        try:
+                            os.fchmod(fd, old.mode)
+                        finally:
+                            os.close(fd)
+                    return "restored"
+                try:
+                    os.rmdir(name, dir_fd=dirfd)
+                except FileNotFoundError:
+                    return "removed-dir"
+                except OSError:
+                    return "kept-dir"  # something else was put there since; never delete it
+                self.fs.fsync_dir(dirfd)
                 return "removed-dir"
-            except OSError:
-                return "kept-dir"  # something else was put there since; never delete it
-            _fsync_dir(target.parent)
-            return "removed-dir"
         if entry.kind == "knob":
             if not old.exists:
                 return "restored"
             data = old.data
-            if entry.restore is not None and self._is_kernel_file(target):
+            if entry.restore is not None and self._is_kernel_file(entry.path):
                 data = entry.restore
             try:
-                _write_direct(target, data)
+                _write_direct(self.fs, entry.path, data)
             except FileNotFoundError:
                 # The kernel no longer offers the value (CPU offlined, device removed), so
                 # the setting is gone with it; failing here would block rollback forever.
                 return "gone"
             return "restored"
-        tmp = _tmp_path(target)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        if not old.exists:
-            try:
-                target.unlink()
-            except FileNotFoundError:
+        with self.fs.parent(entry.path) as (dirfd, name):
+            _drop_own_tmp(dirfd, name)
+            if not old.exists:
+                try:
+                    os.unlink(name, dir_fd=dirfd)
+                except FileNotFoundError:
+                    return "deleted"
+                self.fs.fsync_dir(dirfd)
                 return "deleted"
-            _fsync_dir(target.parent)
-            return "deleted"
-        _write_atomic(target, old.data, old.mode, old.uid, old.gid, crash=None)
+            _write_atomic(self.fs, dirfd, name, old.data, old.mode, old.uid, old.gid, crash=None)
         return "restored"
 
 
-def _tmp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}{TMP_SUFFIX}")
+# A temp file is always new: a planted file or link at its name is refused, never followed.
+_CREATE_EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _write_direct(target: Path, data: bytes) -> None:
-    # No O_CREAT: a kernel knob that does not exist cannot be created by writing it.
-    fd = os.open(target, os.O_WRONLY | os.O_TRUNC)
+def _tmp_name(name: str) -> str:
+    return f".{name}{TMP_SUFFIX}"
+
+
+def _drop_own_tmp(dirfd: int, name: str) -> None:
+    """Remove a temp file a crash at "tmp" left; a link there is not ours and stays."""
+    tmp = _tmp_name(name)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        if stat.S_ISREG(os.stat(tmp, dir_fd=dirfd, follow_symlinks=False).st_mode):
+            os.unlink(tmp, dir_fd=dirfd)
+    except FileNotFoundError:
+        pass
+
+
+def _write_direct(fs: RootFS, host_path: str, data: bytes) -> None:
+    # No O_CREAT: a kernel knob that does not exist cannot be created by writing it.
+    fd = fs.open(host_path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
 
 def _write_atomic(
-    target: Path,
+    fs: RootFS,
+    dirfd: int,
+    name: str,
     data: bytes,
     mode: int | None,
     uid: int | None,
     gid: int | None,
     crash: Journal | None,
 ) -> None:
-    tmp = _tmp_path(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replace ``name`` in the directory ``dirfd`` through an exclusively created temp file.
+
+    On any failure the temp file is removed, so nothing of ours is left behind.
+    """
+    tmp = _tmp_name(name)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, 0o644 if mode is None else mode)
-        if uid is not None and gid is not None and (uid, gid) != (os.geteuid(), os.getegid()):
-            with contextlib.suppress(PermissionError):
-                os.fchown(fd, uid, gid)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if crash is not None:
-        crash._crash("tmp")
-    os.replace(tmp, target)
-    _fsync_dir(target.parent)
+        fd = os.open(tmp, _CREATE_EXCL, 0o600, dir_fd=dirfd)
+    except FileExistsError:
+        raise OSError(
+            errno.EEXIST,
+            f"{tmp} is in the way (a file or link agave-perf did not make); remove it",
+        ) from None
+    try:
+        try:
+            _write_all(fd, data)
+            os.fchmod(fd, 0o644 if mode is None else mode)
+            if uid is not None and gid is not None and (uid, gid) != (os.geteuid(), os.getegid()):
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, uid, gid)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if crash is not None:
+            crash._crash("tmp")
+        os.replace(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dirfd)
+        raise
+    fs.fsync_dir(dirfd)
 
 
 class Transaction:
@@ -644,77 +779,94 @@ class Transaction:
         self.journal._append({"type": "failed", "txn": self.id, "seq": seq, "error": reason})
         raise WriteFailed(host_path, reason)
 
-    def _inside_root(self, host_path: str) -> Path:
-        """Return the target of a host path, refusing one that would leave the root."""
-        target = self.journal.target(host_path)
-        root = os.path.realpath(self.journal.root)
-        # '..' or a symlinked directory would write outside --root, and a '..' path
-        # would also make the journal unreadable, so rollback could not undo it.
-        parent = os.path.realpath(target.parent)
-        escapes = ".." in host_path.split("/") or os.path.commonpath([root, parent]) != root
-        if not host_path.startswith("/") or escapes:
+    def _resolved(self, host_path: str, *, follow_last: bool) -> str:
+        """Return the host path resolved inside the root, refusing one that would leave it."""
+        # '..' would also make the journal unreadable, so rollback could not undo it.
+        if not host_path.startswith("/") or ".." in host_path.split("/"):
             raise WriteFailed(host_path, f"it is outside the root {self.journal.root}")
-        return target
+        fs = self.journal.fs
+        try:
+            if follow_last:
+                return fs.resolve(host_path)
+            # The last component is not followed: a file that is a link is refused later.
+            parent, _, name = host_path.rpartition("/")
+            return f"{fs.resolve(parent)}/{name}" if parent else host_path
+        except OSError as err:
+            raise WriteFailed(host_path, err.strerror or str(err)) from None
 
-    def _ensure_parents(self, target: Path, stage: str) -> None:
-        missing: list[Path] = []
-        parent = target.parent
-        while not parent.exists() and parent != self.journal.root:
-            missing.append(parent)
-            parent = parent.parent
+    def _ensure_parents(self, host_path: str, stage: str) -> None:
+        fs = self.journal.fs
+        parts = [p for p in host_path.split("/") if p][:-1]
+        missing: list[str] = []
+        while parts:
+            directory = "/" + "/".join(parts)
+            if fs.exists(directory):
+                break
+            missing.append(directory)
+            parts.pop()
         for directory in reversed(missing):
-            host = "/" + str(directory.relative_to(self.journal.root))
-            seq = self._intent("dir", host, FileState(False), b"", 0o755, None, stage, "mkdir")
+            seq = self._intent("dir", directory, FileState(False), b"", 0o755, None, stage, "mkdir")
             error: OSError | None = None
             try:
-                directory.mkdir(mode=0o755)
-                os.chmod(directory, 0o755)  # umask must not change what rollback expects
-                _fsync_dir(directory.parent)
+                with fs.parent(directory) as (dirfd, name):
+                    os.mkdir(name, 0o755, dir_fd=dirfd)
+                    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+                    try:
+                        os.fchmod(fd, 0o755)  # umask must not change what rollback expects
+                    finally:
+                        os.close(fd)
+                    fs.fsync_dir(dirfd)
             except OSError as err:
                 error = err
-            self._finish(seq, error, host)
+            self._finish(seq, error, directory)
 
     def write_file(
         self, host_path: str, data: bytes, *, mode: int | None = None, stage: str, label: str
     ) -> None:
         """Replace a regular file atomically (creating it and its parents when absent)."""
-        target = self._inside_root(host_path)
-        if target.is_symlink():
+        target = self._resolved(host_path, follow_last=False)
+        fs = self.journal.fs
+        try:
+            is_link = stat.S_ISLNK(fs.lstat(target).st_mode)
+        except FileNotFoundError:
+            is_link = False
+        except OSError as err:
+            raise WriteFailed(host_path, err.strerror or str(err)) from None
+        if is_link:
             # Replacing a link with a file would change what else reads it; refuse instead.
             raise WriteFailed(
-                host_path, f"it is a symlink to {os.readlink(target)}; edit the target yourself"
+                host_path, f"it is a symlink to {fs.readlink(target)}; edit the target yourself"
             )
         self._ensure_parents(target, stage)
         try:
-            old = FileState.read(target)
+            old = FileState.read(fs, target)
         except OSError as err:
             raise WriteFailed(host_path, err.strerror or str(err)) from None
         new_mode = mode if mode is not None else (old.mode if old.exists else 0o644)
-        seq = self._intent("file", host_path, old, data, new_mode, None, stage, label)
+        seq = self._intent("file", target, old, data, new_mode, None, stage, label)
         error: OSError | None = None
         try:
-            _write_atomic(target, data, new_mode, old.uid, old.gid, crash=self.journal)
+            with fs.parent(target) as (dirfd, name):
+                _write_atomic(fs, dirfd, name, data, new_mode, old.uid, old.gid, self.journal)
         except OSError as err:
             error = err
-            with contextlib.suppress(OSError):
-                _tmp_path(target).unlink()
         self._finish(seq, error, host_path)
 
     def write_knob(
         self, host_path: str, data: bytes, *, restore: bytes, stage: str, label: str
     ) -> None:
         """Write a kernel value (``/proc/sys``, ``/sys``) in place; ``restore`` undoes it."""
-        target = self._inside_root(host_path)
+        target = self._resolved(host_path, follow_last=True)
         try:
-            old = FileState.read(target)
+            old = FileState.read(self.journal.fs, target)
         except OSError as err:
             raise WriteFailed(host_path, err.strerror or str(err)) from None
         if not old.exists:
             raise WriteFailed(host_path, "no such file (the kernel does not offer this setting)")
-        seq = self._intent("knob", host_path, old, data, None, restore, stage, label)
+        seq = self._intent("knob", target, old, data, None, restore, stage, label)
         error: OSError | None = None
         try:
-            _write_direct(target, data)
+            _write_direct(self.journal.fs, target, data)
         except OSError as err:
             error = err
         self._finish(seq, error, host_path)

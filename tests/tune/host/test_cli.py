@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import pytest
 
 from agave_perf.testing.fakeroot import FakeRoot, diff_snapshots
 from agave_perf.tune import host as H
-from agave_perf.tune.journal import CRASH_ENV, Journal
+from agave_perf.tune.journal import CRASH_ENV, Journal, legacy_path
 
 NOBODY = 65534
 
@@ -124,18 +125,24 @@ class TestRealHost:
         if os.geteuid() != 0:
             pytest.skip("runs as root to prepare a journal, then drops to an unprivileged user")
         journal = Journal.for_root(Path("/"))
-        journal.path.write_text(
-            '{"type":"header","version":1,"root":"/"}\n'
-            '{"type":"begin","txn":"t1","time":1,"meta":{}}\n'
-            '{"type":"intent","txn":"t1","seq":1,"kind":"file",'
-            '"path":"/etc/agave-perf-test-never-created.conf","old":{"state":"absent"},'
-            '"new":"eA==","new_mode":420,"time":1}\n'
-        )
+        if journal.path.parent.exists():
+            pytest.skip(f"{journal.path.parent} exists: this host has real agave-perf state")
         give_to_nobody(shared)
-        r = run("rollback", user=True)
-        assert r.returncode == 2, r.stderr
-        assert "needs root" in r.stderr
-        assert len(journal.pending()) == 1
+        try:
+            journal.path.parent.mkdir(parents=True)
+            journal.path.write_text(
+                '{"type":"header","version":1,"root":"/"}\n'
+                '{"type":"begin","txn":"t1","time":1,"meta":{}}\n'
+                '{"type":"intent","txn":"t1","seq":1,"kind":"file",'
+                '"path":"/etc/agave-perf-test-never-created.conf","old":{"state":"absent"},'
+                '"new":"eA==","new_mode":420,"time":1}\n'
+            )
+            r = run("rollback", user=True)
+            assert r.returncode == 2, r.stderr
+            assert "needs root" in r.stderr
+            assert len(journal.pending()) == 1
+        finally:
+            shutil.rmtree(journal.path.parent)
 
 
 class TestFakeRootCli:
@@ -166,9 +173,15 @@ class TestFakeRootCli:
     def test_value_the_kernel_ignores_exits_1(self, tmp_path: Path) -> None:
         """A write that succeeds but does not take effect is reported and exits 1."""
         root = FakeRoot.build(tmp_path / "root")
+        null = root.host("/dev/null")
+        null.parent.mkdir()
+        try:  # a null device inside the tree: accepts every write, always reads back empty
+            os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("needs CAP_MKNOD to make a null device inside the fake root")
         knob = root.host("/proc/sys/vm/max_map_count")
         knob.unlink()
-        knob.symlink_to("/dev/null")  # accepts every write, always reads back empty
+        knob.symlink_to("/dev/null")  # re-rooted: the tree's /dev/null
         before = root.snapshot()
         r = run("apply", "--root", str(root.path), "--stage", "sysctl", "--yes")
         assert r.returncode == 1, r.stderr
@@ -181,6 +194,7 @@ class TestFakeRootCli:
         """A damaged journal: one error line, exit 2, no traceback, tree untouched."""
         root = FakeRoot.build(tmp_path / "root")
         journal = Journal.for_root(root.path)
+        journal.path.parent.mkdir(parents=True)
         journal.path.write_text(
             '{"type":"header","version":1,"root":"' + str(root.path) + '"}\n{oops\n'
         )
@@ -206,18 +220,27 @@ class TestFakeRootCli:
         items = {f["item"] for f in json.loads(r.stdout)["findings"]}
         assert "x.service LimitNOFILE" in items
 
-    def test_unusable_state_directory_is_one_line(self, tmp_path: Path) -> None:
-        """When AGAVE_PERF_HOME cannot hold a journal, apply stops before any write, exit 2."""
+    def test_unusable_home_does_not_matter(self, tmp_path: Path) -> None:
+        """The journal lives in the root, so an unusable AGAVE_PERF_HOME cannot stop apply."""
         root = FakeRoot.build(tmp_path / "root")
         blocker = tmp_path / "not-a-dir"
         blocker.write_text("")
-        before = root.snapshot()
         env = {"AGAVE_PERF_HOME": str(blocker / "home")}
-        r = run("apply", "--root", str(root.path), "--yes", env=env)
+        r = run("apply", *fake_args(root), "--yes", env=env)
+        assert r.returncode == 0, r.stderr
+        assert len(Journal.for_root(root.path).pending()) == 1
+
+    def test_unusable_state_directory_is_one_line(self, tmp_path: Path) -> None:
+        """When the root cannot hold its journal, apply stops before any write, exit 2."""
+        root = FakeRoot.build(tmp_path / "root")
+        root.write("/var/lib/agave-perf", "a file where the state directory belongs\n")
+        before = root.snapshot(state=True)
+        r = run("apply", *fake_args(root), "--yes")
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1
-        assert "AGAVE_PERF_HOME" in r.stderr
-        assert root.snapshot() == before
+        assert "journal" in r.stderr
+        assert "nothing was changed" in r.stderr
+        assert root.snapshot(state=True) == before
 
     @pytest.mark.parametrize("command", [["check"], ["apply", "--yes"]])
     def test_unit_that_is_a_path_is_a_usage_error(self, tmp_path: Path, command: list[str]) -> None:
@@ -312,3 +335,69 @@ class TestCrashSafety:
             assert Journal.for_root(root.path).pending(), n
             Journal.for_root(root.path).rollback()
             assert diff_snapshots(before, root.snapshot()) == [], n
+
+
+class TestJournalBelongsToTheHost:
+    """`sudo agave-perf host apply` then a plain `agave-perf host status` (issue 17, item 1)."""
+
+    def test_status_and_rollback_from_another_user_and_home(self, shared: Path) -> None:
+        """A change applied with one home (and user) is seen and undone with another."""
+        root = FakeRoot.build(shared / "root", cpus=2)
+        before = root.snapshot()
+        applied = run("apply", *fake_args(root), "--yes", env={"AGAVE_PERF_HOME": "/nonexistent/a"})
+        assert applied.returncode == 0, applied.stderr
+        other = shared / "other-home"
+        other.mkdir()
+        os.chmod(other, 0o777)
+        env = {"AGAVE_PERF_HOME": str(other)}
+        status = run("status", "--root", str(root.path), "--json", env=env, user=True)
+        assert status.returncode == 0, status.stderr
+        assert len(json.loads(status.stdout)["applied"]) == 1
+        assert "no change" not in run("status", "--root", str(root.path), env=env, user=True).stdout
+        back = run("rollback", "--root", str(root.path), env=env)
+        assert back.returncode == 0, back.stderr
+        assert root.snapshot() == before
+
+    def test_unreadable_journal_is_refused_in_one_line(self, shared: Path) -> None:
+        """A journal the user cannot read is a one-line refusal, exit 2 — never 'no change'."""
+        root = FakeRoot.build(shared / "root", cpus=2)
+        assert run("apply", *fake_args(root), "--yes").returncode == 0
+        journal = Journal.for_root(root.path).path
+        as_nobody = os.geteuid() == 0  # root reads anything: drop to nobody instead
+        os.chmod(journal, 0o600 if as_nobody else 0o000)
+        try:
+            r = run("status", "--root", str(root.path), user=as_nobody)
+        finally:
+            os.chmod(journal, 0o644)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.count("\n") == 1
+        assert "cannot read the host journal" in r.stderr
+        assert "no change" not in r.stdout
+
+    def test_journal_in_the_old_place_is_found_and_moved(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A journal an older version left under $AGAVE_PERF_HOME is reported by status and
+        moved into the root by rollback, which then restores the tree."""
+        home = tmp_path / "home"
+        monkeypatch.setenv("AGAVE_PERF_HOME", str(home))
+        root = FakeRoot.build(tmp_path / "root", cpus=2)
+        before = root.snapshot()
+        assert run("apply", *fake_args(root), "--yes").returncode == 0
+        # Make it look like the old layout: the journal under the home, none in the root.
+        old = legacy_path(root.path)
+        old.parent.mkdir(parents=True)
+        shutil.move(Journal.for_root(root.path).path, old)
+        status = run("status", "--root", str(root.path), "--json")
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert len(report["applied"]) == 1
+        assert report["legacy_journal"] == str(old)
+        assert "old place" in run("status", "--root", str(root.path)).stdout
+        back = run("rollback", "--root", str(root.path))
+        assert back.returncode == 0, back.stderr
+        assert root.snapshot() == before
+        assert not old.exists()
+        assert old.with_name(old.name + ".migrated").exists()
+        assert Journal.for_root(root.path).path.exists()
+        assert Journal.for_root(root.path).pending() == []

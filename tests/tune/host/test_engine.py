@@ -208,6 +208,7 @@ class TestFailures:
         """apply refuses to run on top of a damaged journal and changes nothing."""
         root = FakeRoot.build(tmp_path / "root")
         journal = Journal.for_root(root.path)
+        journal.path.parent.mkdir(parents=True)
         journal.path.write_text("garbage\n{}\n")
         before = root.snapshot()
         with pytest.raises(TuningError, match="corrupt"):

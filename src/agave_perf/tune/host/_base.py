@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from agave_perf.tune.host._profile import Profile
+from agave_perf.tune.rootfs import RootFS
 
 Status = Literal["ok", "warn", "fail"]
 STATUS_ORDER: dict[str, int] = {"ok": 0, "warn": 1, "fail": 2}
@@ -104,29 +105,12 @@ def resolve_in_root(root: Path, host_path: str) -> str:
     """Return a host path with its symlinks resolved as the machine under ``root`` sees them.
 
     Absolute link targets are taken inside the root, so a fake tree resolves like the
-    machine it models.
+    machine it models; a path that would lead out of the root is returned as written.
     """
-    pending = [p for p in host_path.split("/") if p]
-    done: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        real = root.joinpath(*done, part)
-        if hops < 40 and os.path.islink(real):
-            hops += 1  # a bound, as the kernel's, so a link loop ends
-            target = os.readlink(real)
-            if target.startswith("/"):
-                done = []
-            pending = [p for p in target.split("/") if p] + pending
-            continue
-        done.append(part)
-    return "/" + "/".join(done)
+    try:
+        return RootFS(root).resolve(host_path)
+    except OSError:
+        return os.path.normpath("/" + host_path.lstrip("/"))
 
 
 @dataclass
@@ -142,6 +126,11 @@ class Host:
     # tree, so they only run when root is "/".
     run_tools: bool = field(default=False)
     _cache: dict[str, str | None] = field(default_factory=dict, repr=False)
+    # Every read is resolved inside the root: a planted link never leads out of it.
+    fs: RootFS = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fs = RootFS(self.root)
 
     @classmethod
     def at(cls, root: Path | str, profile: Profile, **kwargs: Any) -> Host:
@@ -155,12 +144,19 @@ class Host:
         return self.root == Path("/")
 
     def path(self, host_path: str) -> Path:
-        """Map a host path into the root."""
-        return self.root / host_path.lstrip("/")
+        """Return where a host path sits under the root (for display; never opened by name)."""
+        return self.fs.host_path(host_path)
 
     def resolve(self, host_path: str) -> str:
         """Return a host path with its symlinks resolved as the host sees them."""
         return resolve_in_root(self.root, host_path)
+
+    def resolve_strict(self, host_path: str) -> str | None:
+        """Return the path resolved inside the root, or None when a link leads out of it."""
+        try:
+            return self.fs.resolve(host_path)
+        except OSError:
+            return None
 
     def forget(self) -> None:
         """Drop cached reads, e.g. to check again after apply wrote new values."""
@@ -171,7 +167,7 @@ class Host:
         if host_path in self._cache:
             return self._cache[host_path]
         try:
-            text: str | None = self.path(host_path).read_text(errors="replace")
+            text: str | None = self.fs.read_bytes(host_path).decode(errors="replace")
         except OSError:
             text = None
         self._cache[host_path] = text
@@ -180,7 +176,7 @@ class Host:
     def read_bytes(self, host_path: str) -> bytes | None:
         """Return a file's bytes, or None when it is missing or unreadable."""
         try:
-            return self.path(host_path).read_bytes()
+            return self.fs.read_bytes(host_path)
         except OSError:
             return None
 
@@ -192,13 +188,13 @@ class Host:
     def listdir(self, host_path: str) -> list[str]:
         """Return the sorted entries of a directory ([] when missing)."""
         try:
-            return sorted(os.listdir(self.path(host_path)))
+            return sorted(self.fs.listdir(host_path))
         except OSError:
             return []
 
     def exists(self, host_path: str) -> bool:
         """True when the path exists in the root."""
-        return os.path.lexists(self.path(host_path))
+        return self.fs.exists(host_path)
 
     def which(self, tool: str) -> str | None:
         """Return the tool's path when tools may run here and it is installed."""

@@ -163,9 +163,10 @@ def rollback(host: Host) -> RollbackReport:
         )
     result = journal.rollback()
     if result.errors:
+        restored = f"{len(result.restored)} path(s) restored; " if result.restored else ""
         raise TuningError(
-            f"rollback could not restore {len(result.errors)} path(s), first: "
-            f"{result.errors[0]}; the journal keeps them — fix the cause and run rollback again"
+            f"rollback could not restore {len(result.errors)} path(s): {result.not_restored}; "
+            f"{restored}the journal keeps the rest — fix the cause and run rollback again"
         )
     return RollbackReport(result)
 
@@ -173,4 +174,4 @@ def rollback(host: Host) -> RollbackReport:
 def status(host: Host) -> StatusReport:
     """Return the changes in place on this root."""
     journal = Journal.for_root(host.root)
-    return StatusReport(host.root, journal.path, journal.pending())
+    return StatusReport(host.root, journal.path, journal.pending(), legacy=journal.legacy)

@@ -221,11 +221,21 @@ class StatusReport:
     root: Path
     journal: Path
     txns: list[Txn]
+    # A journal an older version left under $AGAVE_PERF_HOME, read along with the root's.
+    legacy: Path | None = None
+
+    def _legacy_note(self) -> str:
+        if self.legacy is None:
+            return ""
+        return (
+            f"; also read the journal left in the old place {self.legacy} "
+            "(the next apply or rollback moves it into the root)"
+        )
 
     def __rich__(self) -> RenderableType:
         """Render a table of the changes in place, oldest first."""
         if not self.txns:
-            return Text(f"no change by agave-perf is in place on {self.root}")
+            return Text(f"no change by agave-perf is in place on {self.root}{self._legacy_note()}")
         table = Table(pad_edge=False)
         for column in ("applied", "stage", "path", "change", "state"):
             table.add_column(column, overflow="fold")
@@ -240,13 +250,15 @@ class StatusReport:
             if any(e.state == "incomplete" for t in self.txns for e in t.entries)
             else "undo with `agave-perf host rollback`"
         )
-        return Group(table, Text(f"{len(self.txns)} apply run(s) in place; {note}"))
+        summary = f"{len(self.txns)} apply run(s) in place; {note}{self._legacy_note()}"
+        return Group(table, Text(summary))
 
     def to_json(self) -> dict[str, Any]:
         """Return plain data."""
         return {
             "root": str(self.root),
             "journal": str(self.journal),
+            "legacy_journal": None if self.legacy is None else str(self.legacy),
             "applied": [
                 {
                     "txn": t.id,

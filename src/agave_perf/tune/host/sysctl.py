@@ -115,8 +115,8 @@ def persisted(host: Host) -> dict[str, tuple[str, str]]:
             if name.endswith(".conf") and name not in chosen:
                 chosen[name] = f"{directory}/{name}"
     files = [chosen[name] for name in sorted(chosen)]
-    real_conf = host.path(SYSCTL_CONF).resolve()
-    if not any(host.path(f).resolve() == real_conf for f in files):
+    real_conf = host.resolve(SYSCTL_CONF)
+    if not any(host.resolve(f) == real_conf for f in files):
         files.append(SYSCTL_CONF)
     result: dict[str, tuple[str, str]] = {}
     for file in files:
@@ -211,12 +211,8 @@ def _in_etc(host: Host, host_path: str) -> str | None:
 
     Package files (/usr/lib, /run) are never edited; an upgrade would undo that anyway.
     """
-    root = os.path.realpath(host.root)
-    real = os.path.realpath(host.path(host_path))
-    if os.path.commonpath([root, real]) != root:
-        return None
-    resolved = "/" + os.path.relpath(real, root)
-    return resolved if resolved.startswith("/etc/") else None
+    resolved = host.resolve_strict(host_path)
+    return resolved if resolved is not None and resolved.startswith("/etc/") else None
 
 
 def sysctl_plan(host: Host, stage: str, rules: Sequence[SysctlRule], file: str) -> list[Change]:
