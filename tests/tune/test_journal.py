@@ -124,6 +124,26 @@ class TestWriteAndRollback:
         assert diff_snapshots(before, root.snapshot()) == []
         assert journal.pending() == []
 
+    def test_failed_restore_leaves_no_temp_file_and_names_what_stayed(self, root: FakeRoot) -> None:
+        """A restore that fails after its temp file was written removes that file, and the
+        result names every path not restored (issue 17, item 15)."""
+        root.write("/etc/b.conf", "old b\n")
+        journal = Journal.for_root(root.path)
+        with journal.transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+            txn.write_file("/etc/b.conf", b"new b\n", stage="t", label="b")
+        for name in ("app.conf", "b.conf"):
+            blocker = root.host(f"/etc/{name}")
+            blocker.unlink()
+            blocker.mkdir()  # the rename over it fails once the temp file is written
+            (blocker / "x").write_text("")
+        result = journal.rollback()
+        assert [e.split(":")[0] for e in result.errors] == ["/etc/b.conf", "/etc/app.conf"]
+        assert "/etc/app.conf" in result.not_restored
+        assert "/etc/b.conf" in result.not_restored
+        assert [p for p in root.snapshot() if p.endswith(".agave-perf-tmp")] == []
+        assert len(journal.pending()) == 1
+
     def test_knob_that_vanished_needs_no_restore(self, root: FakeRoot) -> None:
         """A kernel value gone by rollback time (CPU offlined, NIC unplugged) is not an error."""
         journal = Journal.for_root(root.path)

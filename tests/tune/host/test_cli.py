@@ -401,3 +401,39 @@ class TestJournalBelongsToTheHost:
         assert old.with_name(old.name + ".migrated").exists()
         assert Journal.for_root(root.path).path.exists()
         assert Journal.for_root(root.path).pending() == []
+
+
+class TestSymlinkAttacksThroughTheCli:
+    """`host apply --root R --yes` with links planted in R (issue 17, item 10)."""
+
+    def test_knob_linked_to_a_real_file_is_never_written(self, tmp_path: Path) -> None:
+        """swappiness -> an absolute path of the real machine: that file is never touched."""
+        root = FakeRoot.build(tmp_path / "root", cpus=2)
+        real = tmp_path / "real-system-file"
+        real.write_text("precious\n")
+        knob = root.host("/proc/sys/vm/swappiness")
+        knob.unlink()
+        knob.symlink_to(real)
+        r = run("apply", *fake_args(root), "--yes", "--json")
+        assert "Traceback" not in r.stderr
+        assert real.read_text() == "precious\n"
+        records = Journal.for_root(root.path).path.read_text()
+        assert str(real) not in records
+        assert "/proc/sys/vm/swappiness" not in records
+
+    def test_planted_temp_link_stops_apply_in_one_line(self, tmp_path: Path) -> None:
+        """A link at the sysctl drop-in's temp name: exit 2, one line, target and tree intact."""
+        root = FakeRoot.build(tmp_path / "root", cpus=2)
+        real = tmp_path / "real-system-file"
+        real.write_text("precious\n")
+        os.chmod(real, 0o600)
+        root.host("/etc/sysctl.d/.21-agave-validator.conf.agave-perf-tmp").symlink_to(real)
+        before = root.snapshot()
+        r = run("apply", *fake_args(root), "--yes")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert r.stderr.count("\n") == 1
+        assert "in the way" in r.stderr
+        assert real.read_text() == "precious\n"
+        assert real.stat().st_mode & 0o777 == 0o600
+        assert not root.host("/etc/sysctl.d/21-agave-validator.conf").is_symlink()
+        assert root.snapshot() == before
