@@ -284,3 +284,41 @@ class TestTimeAndKernel:
         got = findings(root, "kernel")
         assert got["release"].status == "warn"
         assert got["kernel.io_uring_disabled"].observed == "2 (disabled)"
+
+
+# Items that are two halves of one setting and share its rationale on purpose.
+_FAMILIES = {
+    "enabled": "thp",
+    "defrag": "thp",
+    "kernel.io_uring_disabled": "io_uring",
+    "release": "io_uring",
+}
+
+
+def knob_of(item: str) -> str:
+    """The setting an item is about, without the disk, unit or mount it is checked on."""
+    word = next(w for w in reversed(item.split()) if not w.startswith("/")).lower()
+    for prefix in ("defaultlimit", "limit"):
+        word = word.removeprefix(prefix)
+    return _FAMILIES.get(word, word)
+
+
+class TestWhy:
+    @pytest.mark.parametrize("unit", ["sol", None])
+    def test_every_why_is_specific_to_its_setting(self, tmp_path: Path, unit: str | None) -> None:
+        """No two findings about different settings share a why (LimitMEMLOCK once showed the
+        NOFILE text), and each limit's why names that limit."""
+        root = FakeRoot.build(tmp_path / "r")
+        kwargs = {"ledger": "/mnt/ledger", "accounts": "/mnt/accounts"}
+        host = H.Host.at(root.path, H.load_profile(), unit=unit, **kwargs)
+        knobs: dict[str, set[str]] = {}
+        report = H.check(host, H.STAGES)
+        for f in report.findings:
+            knobs.setdefault(f.why, set()).add(knob_of(f.item))
+        shared = {why[:60]: sorted(k) for why, k in knobs.items() if len(k) > 1}
+        assert shared == {}
+        limits = [f for f in report.findings if f.stage == "limits"]
+        assert {knob_of(f.item) for f in limits} == {"nofile", "memlock"}
+        for f in limits:
+            named = "MEMLOCK" if knob_of(f.item) == "memlock" else "NOFILE"
+            assert f"RLIMIT_{named}" in f.why, f.item

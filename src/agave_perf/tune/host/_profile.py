@@ -69,7 +69,12 @@ class LimitRules(_Model):
     """File and memlock limits."""
 
     dropin_name: str
-    why: str
+    why_nofile: str
+    why_memlock: str
+
+    def why(self, limit: str) -> str:
+        """Return the reason for one limit (``nofile``/``LimitNOFILE``, ``memlock``/...)."""
+        return self.why_memlock if "memlock" in limit.lower() else self.why_nofile
 
 
 class CpuRules(_Model):

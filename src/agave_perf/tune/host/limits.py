@@ -250,7 +250,7 @@ class LimitsStage:
                         raw or "unset",
                         f"≥ {want} (or give --unit to check the validator's unit)",
                         "ok" if ok else "warn",
-                        rules.why,
+                        rules.why(key),
                         source,
                     )
                 )
@@ -280,7 +280,7 @@ class LimitsStage:
                         raw or "unset",
                         f"≥ {want}",
                         "ok" if ok else "fail",
-                        rules.why,
+                        rules.why(key),
                         source,
                         not ok,
                     )
@@ -296,7 +296,8 @@ class LimitsStage:
                     "unset" if got is None else ("unlimited" if got >= UNLIMITED else str(got)),
                     f"≥ {want}" + (" kB" if item == "memlock" else ""),
                     "ok" if ok else "warn",
-                    "sessions (and validators started from a shell) get these limits",
+                    f"{rules.why(item)}; sessions (and validators started from a shell) "
+                    "get limits.d limits",
                     source,
                     not ok,
                 )
