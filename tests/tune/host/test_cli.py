@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -15,11 +16,48 @@ from pathlib import Path
 
 import pytest
 
+import agave_perf
 from agave_perf.testing.fakeroot import FakeRoot, diff_snapshots
 from agave_perf.tune import host as H
 from agave_perf.tune.journal import CRASH_ENV, Journal, legacy_path
 
 NOBODY = 65534
+
+
+def unreadable_by_others(path: Path) -> str | None:
+    """Name the first directory above ``path`` another user cannot pass, None when all can."""
+    for parent in [path, *path.parents]:
+        if parent.is_dir() and not parent.stat().st_mode & stat.S_IXOTH:
+            return f"{parent} (mode {stat.S_IMODE(parent.stat().st_mode):04o})"
+    return None
+
+
+@functools.cache
+def checkout_hidden_from_nobody(setpriv: str) -> str | None:
+    """Why the unprivileged user cannot import agave_perf here, or None when it can."""
+    probe = subprocess.run(
+        [*_drop(setpriv), sys.executable, "-c", "import agave_perf"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return None
+    # Name the closed directory when there is one (a clone under a 0700 temp directory).
+    for needed in (Path(agave_perf.__file__).resolve(), Path(sys.executable)):
+        blocked = unreadable_by_others(needed.parent)
+        if blocked is not None:
+            return (
+                f"the unprivileged user cannot import agave_perf: {blocked} is closed to "
+                "other users (a clone under a 0700 directory); clone into a readable place"
+            )
+    last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"the unprivileged user cannot import agave_perf from this checkout ({last})"
+
+
+def _drop(setpriv: str) -> list[str]:
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
 def run(
@@ -31,7 +69,10 @@ def run(
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("needs Debian package util-linux (setpriv) to drop root")
-        prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        hidden = checkout_hidden_from_nobody(setpriv)
+        if hidden is not None:
+            pytest.skip(hidden)
+        prefix = _drop(setpriv)
     return subprocess.run(
         [*prefix, sys.executable, "-m", "agave_perf", "host", *args],
         capture_output=True,
@@ -66,6 +107,22 @@ def give_to_nobody(path: Path) -> None:
         os.chown(dirpath, NOBODY, NOBODY)
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), NOBODY, NOBODY)
+
+
+class TestUnprivilegedUser:
+    def test_closed_parent_directory_is_named(self, tmp_path: Path) -> None:
+        """A checkout under a 0700 directory is detected, naming that directory, so tests
+        that drop to nobody skip with the cause instead of 'No module named agave_perf'."""
+        closed = tmp_path / "closed"
+        inner = closed / "clone" / "src"
+        inner.mkdir(parents=True)
+        os.chmod(tmp_path, 0o755)
+        os.chmod(closed, 0o700)
+        assert unreadable_by_others(inner) == f"{closed} (mode 0700)"
+        os.chmod(closed, 0o755)
+        assert unreadable_by_others(inner) is None or str(closed) not in str(
+            unreadable_by_others(inner)
+        )
 
 
 class TestRealHost:
