@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agave_perf.status import Status
 from agave_perf.tune.build._cfg import effective_rustflags, eval_cfg, host_cfg, target_cpu
 from agave_perf.tune.build.audit import audit
 from tests.tune.build.test_cpu import V3, V4, cpuinfo
@@ -74,9 +75,10 @@ def v4_host(tmp_path: Path) -> Path:
 
 class TestProfiles:
     def test_agave_defaults(self, agave: Path, v4_host: Path) -> None:
-        """Thin LTO and 16 codegen units are advice; jemalloc and the debug profile are ok."""
+        """Thin LTO and 16 codegen units are notes (advice to weigh); jemalloc and the debug
+        profile are ok."""
         report = audit(agave, env={}, cpuinfo=v4_host)
-        assert report.finding("lto").status == "advice"
+        assert report.finding("lto").status == Status.NOTE
         assert report.finding("lto").observed.startswith("thin (Cargo.toml)")
         assert report.finding("codegen-units").observed.startswith("16 (cargo default)")
         assert report.finding("opt-level").status == "ok"
@@ -85,6 +87,14 @@ class TestProfiles:
         allocator = report.finding("allocator")
         assert allocator.status == "ok"
         assert "validator/Cargo.toml" in allocator.observed
+
+    def test_statuses_are_the_shared_vocabulary(self, agave: Path, v4_host: Path) -> None:
+        """Every finding's status is a Status, and the JSON carries its word (no 'advice')."""
+        report = audit(agave, env={}, cpuinfo=v4_host)
+        assert all(isinstance(f.status, Status) for f in report.findings)
+        words = {f["status"] for f in json.loads(json.dumps(report.to_json()))["findings"]}
+        assert words <= {s.value for s in Status}
+        assert "note" in words
 
     def test_environment_overrides_manifest(self, agave: Path, v4_host: Path) -> None:
         """CARGO_PROFILE_RELEASE_* in the environment win over Cargo.toml, as in cargo."""

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from agave_perf.testing.fakeroot import Disk, FakeRoot
 from agave_perf.tune import host as H
-from agave_perf.tune.host._base import Finding, choices, selected
+from agave_perf.tune.host import HostFinding
+from agave_perf.tune.host._base import choices, selected
 from agave_perf.tune.host._sysfs import cpu_mask, mask_is_zero
 from agave_perf.tune.host.block import disk_of, mount_of, parse_mounts
 from agave_perf.tune.host.limits import parse_limits, parse_systemd_limit, set_limits
@@ -18,7 +19,7 @@ from agave_perf.tune.host.network import parse_ethtool_rings
 from agave_perf.tune.host.timesync import parse_chrony_tracking
 
 
-def findings(root: FakeRoot, stage: str, **kwargs: str) -> dict[str, Finding]:
+def findings(root: FakeRoot, stage: str, **kwargs: str) -> dict[str, HostFinding]:
     host = H.Host.at(root.path, H.load_profile(), **kwargs)
     return {f.item: f for f in H.check(host, H.select([stage])).findings}
 

@@ -18,17 +18,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from agave_perf.errors import UsageError
+from agave_perf.status import Status
 from agave_perf.tune.build import cpu as cpu_mod
 from agave_perf.tune.build._cfg import effective_rustflags, target_cpu, without_target_cpu
-
-Status = Literal["ok", "advice", "warn", "info"]
 
 PROFILE_KEYS = ("opt-level", "lto", "codegen-units", "panic", "debug", "strip", "incremental")
 # Cargo's defaults for the release profile.
@@ -43,8 +42,13 @@ JEMALLOC_CRATES = frozenset({"tikv-jemallocator", "jemallocator"})
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One audited setting: what is, what should be, why, and what it brings."""
+class BuildFinding:
+    """One audited build setting: what is, what should be, why, and what it brings.
+
+    Its status is one of the shared vocabulary (:class:`agave_perf.status.Status`): ``ok``,
+    ``note`` for advice to weigh (a faster but costlier setting) and for information
+    (what the build will target), ``warn`` for a setting that costs performance.
+    """
 
     id: str
     status: Status
@@ -55,7 +59,7 @@ class Finding:
 
     def to_json(self) -> dict[str, str]:
         """Return the finding as plain JSON data."""
-        return dict(self.__dict__)
+        return dict(self.__dict__, status=self.status.value)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class BuildAudit:
     """The audit of one checkout."""
 
     path: Path
-    findings: list[Finding]
+    findings: list[BuildFinding]
     toolchain: Toolchain
     rustflags: list[str]
     rustflags_source: str
@@ -85,7 +89,7 @@ class BuildAudit:
     fleet_sources: list[str]
     recommended_env: dict[str, str] = field(default_factory=dict)
 
-    def finding(self, id_: str) -> Finding:
+    def finding(self, id_: str) -> BuildFinding:
         """Return the finding with this id."""
         return next(f for f in self.findings if f.id == id_)
 
@@ -109,12 +113,12 @@ class BuildAudit:
         table = Table(title=Text(f"build profile of {self.path}"), expand=False)
         for col in ("setting", "status", "observed", "recommended", "why / expected effect"):
             table.add_column(col, overflow="fold")
-        style = {"ok": "green", "advice": "yellow", "warn": "red", "info": "cyan"}
+        style = {Status.OK: "green", Status.NOTE: "yellow", Status.WARN: "red", Status.FAIL: "red"}
         for f in self.findings:
             # Text cells, not markup: values like [profile.release] must print as they are.
             table.add_row(
                 Text(f.id),
-                Text(f.status, style=style[f.status]),
+                Text(f.status.value, style=style[f.status]),
                 Text(f.observed),
                 Text(f.recommended),
                 Text(f"{f.reason} {f.effect}".strip()),
@@ -250,11 +254,11 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(nums)
 
 
-def _toolchain_finding(tc: Toolchain) -> Finding:
+def _toolchain_finding(tc: Toolchain) -> BuildFinding:
     if not tc.version:
-        return Finding(
+        return BuildFinding(
             "toolchain",
-            "warn",
+            Status.WARN,
             "rustc not found",
             tc.pinned or tc.rust_version or "a Rust toolchain",
             "nothing can be built without rustc.",
@@ -263,9 +267,9 @@ def _toolchain_finding(tc: Toolchain) -> Finding:
     observed = f"rustc {tc.version}"
     if tc.pinned:
         have = tc.version == tc.pinned or any(t.startswith(tc.pinned + "-") for t in tc.installed)
-        return Finding(
+        return BuildFinding(
             "toolchain",
-            "ok" if have else "warn",
+            Status.OK if have else Status.WARN,
             observed + (f"; installed: {', '.join(tc.installed)}" if tc.installed else ""),
             f"{tc.pinned} ({tc.pinned_file})",
             "the checkout pins this toolchain; Agave CI tests with it.",
@@ -275,17 +279,17 @@ def _toolchain_finding(tc: Toolchain) -> Finding:
             "may fail to build or optimise differently.",
         )
     if tc.rust_version and _version_tuple(tc.version) < _version_tuple(tc.rust_version):
-        return Finding(
+        return BuildFinding(
             "toolchain",
-            "warn",
+            Status.WARN,
             observed,
             f">= {tc.rust_version} (rust-version)",
             "the workspace declares a newer minimum Rust version.",
             "the build fails until the toolchain is upgraded.",
         )
-    return Finding(
+    return BuildFinding(
         "toolchain",
-        "ok",
+        Status.OK,
         observed,
         f">= {tc.rust_version}" if tc.rust_version else observed,
         "no toolchain pin; the installed rustc meets the workspace rust-version.",
@@ -352,14 +356,14 @@ def audit(
     manifest = _read_toml(root / "Cargo.toml")
     config = _cargo_config(root)
     tc = toolchain(root, manifest)
-    findings: list[Finding] = []
+    findings: list[BuildFinding] = []
     prof, origin = release_profile(manifest, config, env)
 
     opt = prof["opt-level"]
     findings.append(
-        Finding(
+        BuildFinding(
             "opt-level",
-            "ok" if str(opt) == "3" else "warn",
+            Status.OK if str(opt) == "3" else Status.WARN,
             f"{_show(opt)} ({origin['opt-level']})",
             "3",
             "full optimisation is what Agave ships and benchmarks.",
@@ -368,9 +372,9 @@ def audit(
     )
     lto = _lto_kind(prof["lto"])
     findings.append(
-        Finding(
+        BuildFinding(
             "lto",
-            "ok" if lto == "fat" else "advice",
+            Status.OK if lto == "fat" else Status.NOTE,
             f"{lto} ({origin['lto']})",
             "fat (CARGO_PROFILE_RELEASE_LTO=fat)",
             "fat LTO optimises across all crates of the validator, as the workspace's "
@@ -381,9 +385,9 @@ def audit(
     )
     cgu = prof["codegen-units"]
     findings.append(
-        Finding(
+        BuildFinding(
             "codegen-units",
-            "ok" if str(cgu) == "1" else "advice",
+            Status.OK if str(cgu) == "1" else Status.NOTE,
             f"{_show(cgu)} ({origin['codegen-units']})",
             "1 (CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1)",
             "one unit per crate lets LLVM inline and optimise across the whole crate.",
@@ -392,9 +396,9 @@ def audit(
     )
     panic = str(prof["panic"])
     findings.append(
-        Finding(
+        BuildFinding(
             "panic",
-            "ok" if panic == "unwind" else "warn",
+            Status.OK if panic == "unwind" else Status.WARN,
             f"{panic} ({origin['panic']})",
             "unwind",
             "Phase 0 changes no behaviour; panic=abort changes how panics end threads and "
@@ -404,9 +408,9 @@ def audit(
     )
     profiling = _profiling_profile(manifest)
     findings.append(
-        Finding(
+        BuildFinding(
             "debug-info",
-            "ok" if profiling else "advice",
+            Status.OK if profiling else Status.NOTE,
             f"release debug={_show(prof['debug'])}; profiling profile: {profiling or 'none'}",
             profiling or "a release-with-debug profile (inherits release, debug = true)",
             "perf and flamegraphs need symbols from a binary built like the release one.",
@@ -434,9 +438,9 @@ def audit(
 
     where = jemalloc_in(root, manifest)
     findings.append(
-        Finding(
+        BuildFinding(
             "allocator",
-            "ok" if where else "warn",
+            Status.OK if where else Status.WARN,
             f"tikv-jemallocator in {where}" if where else "no jemalloc dependency found",
             "tikv-jemallocator as the validator's global allocator",
             "Agave's validator uses jemalloc on Linux; the system allocator fragments "
@@ -509,12 +513,12 @@ def _cpu_finding(
     host_level: int,
     fleet_level: int | None,
     recommended: str | None,
-) -> Finding:
+) -> BuildFinding:
     shown = f"{observed or 'none (generic x86-64)'} (rustflags from {source})"
     if recommended is None:
-        return Finding(
+        return BuildFinding(
             "target-cpu",
-            "info",
+            Status.NOTE,
             shown,
             "unchanged",
             "no x86-64 CPU flags found (not an x86 host or no cpuinfo).",
@@ -527,9 +531,9 @@ def _cpu_finding(
     )
     if observed == "native":
         risky = fleet_level is not None and fleet_level < host_level
-        return Finding(
+        return BuildFinding(
             "target-cpu",
-            "warn" if risky else "advice",
+            Status.WARN if risky else Status.NOTE,
             shown,
             recommended,
             f"native targets only the build host; {scope}.",
@@ -538,10 +542,10 @@ def _cpu_finding(
             else "a level target keeps the speed-up and runs on every host of that level.",
         )
     if observed == recommended:
-        return Finding("target-cpu", "ok", shown, recommended, scope + ".", "")
-    return Finding(
+        return BuildFinding("target-cpu", Status.OK, shown, recommended, scope + ".", "")
+    return BuildFinding(
         "target-cpu",
-        "advice",
+        Status.NOTE,
         shown,
         recommended,
         f"{scope}; the generic target leaves AVX2/BMI2 unused.",

@@ -7,8 +7,8 @@ every byte, even after a crash. Every path is relative to ``Host.root``, which i
 ``/`` on a real machine and a fake tree (:mod:`agave_perf.testing.fakeroot`) in tests.
 """
 
-from agave_perf.tune.host._base import Change, Finding, Host, Stage
-from agave_perf.tune.host._engine import (
+from agave_perf.tune.host._base import Change, Host, HostFinding, Stage
+from agave_perf.tune.host._commands import (
     STAGES,
     apply,
     check,
@@ -28,8 +28,8 @@ __all__ = [
     "ApplyReport",
     "Change",
     "CheckReport",
-    "Finding",
     "Host",
+    "HostFinding",
     "Profile",
     "RollbackReport",
     "Stage",

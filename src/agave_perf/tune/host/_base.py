@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from agave_perf.status import Status
 from agave_perf.tune.host._profile import Profile
 from agave_perf.tune.rootfs import RootFS
 
-Status = Literal["ok", "warn", "fail"]
-STATUS_ORDER: dict[str, int] = {"ok": 0, "warn": 1, "fail": 2}
-
 
 @dataclass(frozen=True)
-class Finding:
-    """One checked item: what was observed, what is expected, and why it matters."""
+class HostFinding:
+    """One checked host setting: what was observed, what is expected, and why it matters.
+
+    Its status is one of the shared vocabulary (:class:`agave_perf.status.Status`); host
+    checks use ``ok``, ``warn`` and ``fail``.
+    """
 
     stage: str
     item: str
@@ -43,7 +45,7 @@ class Finding:
             "item": self.item,
             "observed": self.observed,
             "expected": self.expected,
-            "status": self.status,
+            "status": self.status.value,
             "why": self.why,
             "source": self.source,
             "fixable": self.fixable,
@@ -220,7 +222,7 @@ class Stage(Protocol):
     title: ClassVar[str]
     needs_root: ClassVar[bool]
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Observe the host and compare it with the profile; never writes."""
         ...
 

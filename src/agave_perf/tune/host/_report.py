@@ -11,7 +11,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from agave_perf.tune.host._base import STATUS_ORDER, Change, Finding
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, HostFinding
 from agave_perf.tune.journal import RollbackResult, Txn
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -26,14 +27,14 @@ def _verbatim(text: str, style: str = "") -> Text:
     return Text(text, style=style, no_wrap=True, overflow="ignore")
 
 
-def _counts(findings: list[Finding]) -> dict[str, int]:
+def _counts(findings: list[HostFinding]) -> dict[str, int]:
     counts = {"ok": 0, "warn": 0, "fail": 0}
     for f in findings:
         counts[f.status] += 1
     return counts
 
 
-def findings_table(findings: list[Finding], titles: dict[str, str]) -> Table:
+def findings_table(findings: list[HostFinding], titles: dict[str, str]) -> Table:
     """Return a table of findings grouped by stage, worst status first within a stage."""
     table = Table(show_lines=False, pad_edge=False, expand=False)
     for column in ("stage", "item", "observed", "expected", "status"):
@@ -45,9 +46,7 @@ def findings_table(findings: list[Finding], titles: dict[str, str]) -> Table:
     for n, stage in enumerate(stages):
         if n:
             table.add_section()
-        rows = sorted(
-            (f for f in findings if f.stage == stage), key=lambda f: -STATUS_ORDER[f.status]
-        )
+        rows = sorted((f for f in findings if f.stage == stage), key=lambda f: -f.status.rank)
         for i, f in enumerate(rows):
             status = Text(f.status + (" *" if f.fixable else ""), style=_STYLE[f.status])
             label = stage if i == 0 else ""
@@ -55,12 +54,12 @@ def findings_table(findings: list[Finding], titles: dict[str, str]) -> Table:
     return table
 
 
-def why_lines(findings: list[Finding]) -> list[Text]:
+def why_lines(findings: list[HostFinding]) -> list[Text]:
     """Return one line per finding that is not ok, saying why it matters."""
     return [
         Text(f"{f.status:>4} {f.stage}/{f.item}: {f.why}", style=_STYLE[f.status])
-        for f in sorted(findings, key=lambda f: -STATUS_ORDER[f.status])
-        if f.status != "ok"
+        for f in sorted(findings, key=lambda f: -f.status.rank)
+        if f.status != Status.OK
     ]
 
 
@@ -71,19 +70,19 @@ class CheckReport:
     root: Path
     profile: str
     agave_version: str
-    findings: list[Finding]
+    findings: list[HostFinding]
     titles: dict[str, str]
     elapsed_s: float
 
     @property
     def failed(self) -> bool:
         """True when any finding failed."""
-        return any(f.status == "fail" for f in self.findings)
+        return any(f.status == Status.FAIL for f in self.findings)
 
     def summary(self) -> str:
         """Return the one-line summary."""
         c = _counts(self.findings)
-        fixable = sum(1 for f in self.findings if f.fixable and f.status != "ok")
+        fixable = sum(1 for f in self.findings if f.fixable and f.status != Status.OK)
         return (
             f"{c['ok']} ok, {c['warn']} warn, {c['fail']} fail; {fixable} fixable with "
             f"`agave-perf host apply` ({self.elapsed_s * 1000:.0f} ms, profile {self.profile}, "
@@ -120,8 +119,8 @@ class ApplyReport:
     applied: bool
     needs_root: list[str] = field(default_factory=list)
     journal: Path | None = None
-    remaining: list[Finding] = field(default_factory=list)
-    manual: list[Finding] = field(default_factory=list)  # not ok, and not agave-perf's to fix
+    remaining: list[HostFinding] = field(default_factory=list)
+    manual: list[HostFinding] = field(default_factory=list)  # not ok, and not agave-perf's to fix
 
     def __rich__(self) -> RenderableType:
         """Render each change as its shell command and diff, then what is left to the user."""

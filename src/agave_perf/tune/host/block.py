@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host, choices, selected
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding, choices, selected
 from agave_perf.tune.host._sysfs import knob, tmpfiles
 
 SKIP = re.compile(r"^(loop|ram|zram|sr|fd|nbd)\d*")
@@ -110,19 +111,19 @@ class BlockStage:
             return rules.scheduler_hdd, rules.scheduler_hdd_set
         return rules.scheduler_ssd, rules.scheduler_ssd_set
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Judge each relevant disk, then the mounts of --ledger/--accounts."""
         rules = host.profile.data.block
         findings = []
         disks = self._disks(host)
         if not disks:
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     "disks",
                     "none found under /sys/block",
                     "-",
-                    "warn",
+                    Status.WARN,
                     "cannot check schedulers or read-ahead",
                     rules.source,
                 )
@@ -135,12 +136,12 @@ class BlockStage:
             if current is not None:
                 ok = current in accepted
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{disk} scheduler",
                         current,
                         " or ".join(accepted),
-                        "ok" if ok else "warn",
+                        Status.OK if ok else Status.WARN,
                         rules.why_scheduler,
                         rules.source,
                         not ok and want in choices(text),
@@ -150,12 +151,12 @@ class BlockStage:
             if ra is not None and ra.isdigit():
                 ok = int(ra) <= rules.read_ahead_kb_max
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{disk} read_ahead_kb",
                         ra,
                         f"≤ {rules.read_ahead_kb_max}",
-                        "ok" if ok else "warn",
+                        Status.OK if ok else Status.WARN,
                         rules.why_read_ahead,
                         rules.source,
                         not ok,
@@ -164,7 +165,7 @@ class BlockStage:
         findings.extend(self._mount_findings(host))
         return findings
 
-    def _mount_findings(self, host: Host) -> list[Finding]:
+    def _mount_findings(self, host: Host) -> list[HostFinding]:
         rules = host.profile.data.block
         mounts = parse_mounts(host.read("/proc/mounts"))
         findings = []
@@ -173,12 +174,12 @@ class BlockStage:
             mount = mount_of(path, mounts)
             if mount is None:
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{role} mount",
                         f"{path}: no mount found",
                         "-",
-                        "warn",
+                        Status.WARN,
                         "cannot check mount options",
                         rules.source,
                     )
@@ -186,7 +187,7 @@ class BlockStage:
                 continue
             missing = [o for o in rules.mount_options if o not in mount.options]
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     f"{role} mount {mount.point}",
                     ",".join(o for o in mount.options if o.endswith("atime")) or "atime (default)",
@@ -197,7 +198,7 @@ class BlockStage:
                         else f" (mount -o remount,{','.join(missing)} "
                         f"{mount.point}; add to /etc/fstab)"
                     ),
-                    "ok" if not missing else "warn",
+                    Status.OK if not missing else Status.WARN,
                     rules.why_noatime,
                     rules.source,
                 )
@@ -206,14 +207,14 @@ class BlockStage:
         if len(disks_by_role) == 2:
             shared = set(disks_by_role["ledger"]) & set(disks_by_role["accounts"])
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     "ledger vs accounts disk",
                     "same disk: " + ", ".join(sorted(shared))
                     if shared
                     else " vs ".join(",".join(disks_by_role[r]) for r in ("ledger", "accounts")),
                     "separate disks",
-                    "warn" if shared else "ok",
+                    Status.WARN if shared else Status.OK,
                     rules.why_separate,
                     rules.source,
                 )

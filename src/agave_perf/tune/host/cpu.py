@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 from agave_perf.tune.host._sysfs import knob, tmpfiles
 
 CPU_DIR = "/sys/devices/system/cpu"
@@ -47,19 +48,19 @@ class CpuStage:
             return BOOST, raw == "1", raw
         return None
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Report governors (grouped) and the boost switch."""
         rules = host.profile.data.cpu
         findings = []
         governors = self._governors(host)
         if not governors:
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     "scaling_governor",
                     "no cpufreq interface",
                     rules.governor,
-                    "warn",
+                    Status.WARN,
                     "frequency is set by the hypervisor or firmware here; check the BIOS or "
                     "cloud instance power profile instead",
                     rules.source,
@@ -73,12 +74,12 @@ class CpuStage:
                 ok = gov == rules.governor
                 fixable = not ok and all(self._can_set(host, c, rules.governor) for c in cpus)
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"scaling_governor ({len(cpus)} CPUs)",
                         gov,
                         rules.governor,
-                        "ok" if ok else "warn",
+                        Status.OK if ok else Status.WARN,
                         rules.why_governor,
                         rules.source,
                         fixable,
@@ -89,12 +90,12 @@ class CpuStage:
             path, on, raw = boost
             ok = on == rules.boost
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1],
                     raw,
                     ("0" if path == NO_TURBO else "1") if rules.boost else "disabled",
-                    "ok" if ok else "warn",
+                    Status.OK if ok else Status.WARN,
                     rules.why_boost,
                     rules.source,
                     not ok,

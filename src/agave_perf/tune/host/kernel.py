@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from agave_perf.errors import UsageError
-from agave_perf.tune.host._base import Change, Finding, Host
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 from agave_perf.tune.host._profile import version_tuple
 
 OSRELEASE = "/proc/sys/kernel/osrelease"
@@ -19,18 +20,18 @@ class KernelStage:
     title: ClassVar[str] = "Kernel"
     needs_root: ClassVar[bool] = False
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Report the release and io_uring availability."""
         rules = host.profile.data.kernel
         release = host.value(OSRELEASE)
         if release is None:
             return [
-                Finding(
+                HostFinding(
                     self.name,
                     "release",
                     "unknown (osrelease missing)",
                     f"≥ {rules.io_uring_min}",
-                    "warn",
+                    Status.WARN,
                     rules.why_io_uring,
                     rules.source,
                 )
@@ -40,12 +41,12 @@ class KernelStage:
         except UsageError:  # an odd release string is a note, not a crash
             new_enough = False
         findings = [
-            Finding(
+            HostFinding(
                 self.name,
                 "release",
                 release,
                 f"≥ {rules.io_uring_min}",
-                "ok" if new_enough else "warn",
+                Status.OK if new_enough else Status.WARN,
                 rules.why_io_uring,
                 rules.source,
             )
@@ -54,12 +55,12 @@ class KernelStage:
         if disabled is not None:
             meaning = {"0": "enabled", "1": "restricted to io_uring_group", "2": "disabled"}
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     "kernel.io_uring_disabled",
                     f"{disabled} ({meaning.get(disabled, '?')})",
                     "0",
-                    "ok" if disabled == "0" else "warn",
+                    Status.OK if disabled == "0" else Status.WARN,
                     rules.why_io_uring,
                     rules.source,
                 )

@@ -7,7 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 
 UNIT_DIRS = (
     "/etc/systemd/system",
@@ -232,7 +233,7 @@ class LimitsStage:
         # The hard limit bounds what the validator can raise its soft limit to.
         return {item: hard.get(item, soft.get(item, 0)) for item in soft.keys() | hard}
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Judge the unit's Limit* settings and the PAM limits for sessions."""
         rules = host.profile.data.limits
         source = host.profile.release.source
@@ -244,12 +245,12 @@ class LimitsStage:
                 got = parse_systemd_limit(raw, bytes_=key == "LimitMEMLOCK") if raw else None
                 ok = got is not None and got >= want
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"Default{key}",
                         raw or "unset",
                         f"≥ {want} (or give --unit to check the validator's unit)",
-                        "ok" if ok else "warn",
+                        Status.OK if ok else Status.WARN,
                         rules.why(key),
                         source,
                     )
@@ -259,12 +260,12 @@ class LimitsStage:
             unit = unit_name(host.unit)
             if found is None:
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         unit,
                         "no unit file",
                         f"{unit} under {UNIT_DIRS[0]}",
-                        "warn",
+                        Status.WARN,
                         "the drop-in only takes effect for an existing unit",
                         source,
                     )
@@ -274,12 +275,12 @@ class LimitsStage:
                 got = parse_systemd_limit(raw, bytes_=key == "LimitMEMLOCK") if raw else None
                 ok = got is not None and got >= want
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{unit} {key}",
                         raw or "unset",
                         f"≥ {want}",
-                        "ok" if ok else "fail",
+                        Status.OK if ok else Status.FAIL,
                         rules.why(key),
                         source,
                         not ok,
@@ -290,12 +291,12 @@ class LimitsStage:
             got = effective.get(item)
             ok = got is not None and got >= want
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     f"limits.d * {item}",
                     "unset" if got is None else ("unlimited" if got >= UNLIMITED else str(got)),
                     f"≥ {want}" + (" kB" if item == "memlock" else ""),
-                    "ok" if ok else "warn",
+                    Status.OK if ok else Status.WARN,
                     f"{rules.why(item)}; sessions (and validators started from a shell) "
                     "get limits.d limits",
                     source,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host, choices, selected
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding, choices, selected
 from agave_perf.tune.host._profile import SysctlRule
 from agave_perf.tune.host._sysfs import knob, tmpfiles
 from agave_perf.tune.host.sysctl import sysctl_findings, sysctl_plan
@@ -26,7 +27,7 @@ class ThpStage:
             ("defrag", rules.defrag, rules.defrag_ok),
         ]
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Compare the selected modes with the accepted ones."""
         rules = host.profile.data.thp
         findings = []
@@ -35,12 +36,12 @@ class ThpStage:
             current = selected(text)
             if current is None:
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         item,
                         "absent",
                         want,
-                        "ok",
+                        Status.OK,
                         "kernel built without THP: nothing to tune",
                         rules.source,
                     )
@@ -49,12 +50,12 @@ class ThpStage:
             ok = current in accepted
             offered = choices(text)
             findings.append(
-                Finding(
+                HostFinding(
                     self.name,
                     item,
                     current,
                     " or ".join(accepted),
-                    "ok" if ok else "warn",
+                    Status.OK if ok else Status.WARN,
                     rules.why,
                     rules.source,
                     not ok and (not offered or want in offered),
@@ -111,18 +112,18 @@ class SwapStage:
             source=rules.source,
         )
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Report active swap and judge swappiness."""
         rules = host.profile.data.swap
         swaps = parse_swaps(host.read("/proc/swaps"))
         if host.read("/proc/swaps") is None:
             findings = [
-                Finding(
+                HostFinding(
                     self.name,
                     "swap areas",
                     "unknown (/proc/swaps missing)",
                     "none",
-                    "warn",
+                    Status.WARN,
                     rules.why,
                     rules.source,
                 )
@@ -131,19 +132,21 @@ class SwapStage:
             total = sum(size for _, size in swaps) / 2**20
             names = ", ".join(dev for dev, _ in swaps)
             findings = [
-                Finding(
+                HostFinding(
                     self.name,
                     "swap areas",
                     f"{len(swaps)} active, {total:.1f} GiB ({names})",
                     "none (swapoff -a; remove from /etc/fstab)",
-                    "warn",
+                    Status.WARN,
                     rules.why + "; agave-perf does not turn swap off for you",
                     rules.source,
                 )
             ]
         else:
             findings = [
-                Finding(self.name, "swap areas", "none", "none", "ok", rules.why, rules.source)
+                HostFinding(
+                    self.name, "swap areas", "none", "none", Status.OK, rules.why, rules.source
+                )
             ]
         return findings + sysctl_findings(host, self.name, [self._rule(host)], rules.sysctl_file)
 

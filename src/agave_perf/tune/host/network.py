@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 from agave_perf.tune.host._sysfs import cpu_mask, knob, mask_is_zero, online_cpus, tmpfiles
 
 NET = "/sys/class/net"
@@ -54,19 +55,19 @@ class NicStage:
             return None
         return path
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Report rings (when ethtool can tell) and RPS per physical NIC."""
         rules = host.profile.data.nic
         nics = self._nics(host)
         if not nics:
             virtual = [n for n in host.listdir(NET) if n != "lo"]
             return [
-                Finding(
+                HostFinding(
                     self.name,
                     "interfaces",
                     f"no physical NIC ({', '.join(virtual) or 'none'})",
                     "-",
-                    "ok",
+                    Status.OK,
                     "nothing to tune on virtual interfaces",
                     rules.source,
                 )
@@ -81,8 +82,14 @@ class NicStage:
                     else "ring sizes need ethtool on the running host; not checked under --root"
                 )
                 findings.append(
-                    Finding(
-                        self.name, f"{nic} rx ring", "unknown", "maximum", "warn", why, rules.source
+                    HostFinding(
+                        self.name,
+                        f"{nic} rx ring",
+                        "unknown",
+                        "maximum",
+                        Status.WARN,
+                        why,
+                        rules.source,
                     )
                 )
             else:
@@ -90,12 +97,12 @@ class NicStage:
                 maximum, current = parse_ethtool_rings(out or "")
                 if maximum is None or current is None:
                     findings.append(
-                        Finding(
+                        HostFinding(
                             self.name,
                             f"{nic} rx ring",
                             "not reported by the driver",
                             "maximum",
-                            "ok",
+                            Status.OK,
                             rules.why_rings,
                             rules.source,
                         )
@@ -104,12 +111,12 @@ class NicStage:
                     ok = current >= maximum
                     expected = str(maximum) + ("" if ok else f" (ethtool -G {nic} rx {maximum})")
                     findings.append(
-                        Finding(
+                        HostFinding(
                             self.name,
                             f"{nic} rx ring",
                             str(current),
                             expected,
-                            "ok" if ok else "warn",
+                            Status.OK if ok else Status.WARN,
                             rules.why_rings,
                             rules.source,
                         )
@@ -118,12 +125,12 @@ class NicStage:
             rps = self._needs_rps(host, nic)
             if rules.rps_when_single_queue and rps is not None:
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{nic} RPS",
                         f"{len(queues)} RX queue, rps_cpus 0",
                         f"rps_cpus {cpu_mask(online_cpus(host))}",
-                        "warn",
+                        Status.WARN,
                         rules.why_rps,
                         rules.source,
                         True,
@@ -131,12 +138,12 @@ class NicStage:
                 )
             else:
                 findings.append(
-                    Finding(
+                    HostFinding(
                         self.name,
                         f"{nic} RX queues",
                         str(len(queues)),
                         "≥ 2, or RPS spreading one queue",
-                        "ok",
+                        Status.OK,
                         rules.why_rps,
                         rules.source,
                     )

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host, Status
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 from agave_perf.tune.host._profile import SysctlRule
 
 # systemd-sysctl(8) order: a file name in an earlier directory masks the same name later;
@@ -151,7 +152,7 @@ def _expected(rule: SysctlRule) -> str:
 
 def sysctl_findings(
     host: Host, stage: str, rules: Sequence[SysctlRule], file: str
-) -> list[Finding]:
+) -> list[HostFinding]:
     """Judge each rule on the live value, then on what the next boot would set."""
     boot = persisted(host)
     findings = []
@@ -162,35 +163,39 @@ def sysctl_findings(
         if rule.numa_only and nodes < 2:
             observed = "absent" if live is None else live
             note = "one NUMA node: the setting has no effect here"
-            findings.append(Finding(stage, rule.key, observed, exp, "ok", note, rule.source))
+            findings.append(
+                HostFinding(stage, rule.key, observed, exp, Status.OK, note, rule.source)
+            )
             continue
         if live is None:
-            status: Status = "ok" if rule.optional else "warn"
+            status = Status.OK if rule.optional else Status.WARN
             note = "not offered by this kernel" if rule.optional else "missing: cannot check"
-            findings.append(Finding(stage, rule.key, "absent", exp, status, note, rule.source))
+            findings.append(HostFinding(stage, rule.key, "absent", exp, status, note, rule.source))
             continue
         if not meets(live, rule.value, rule.compare):
             findings.append(
-                Finding(stage, rule.key, live, exp, rule.severity, rule.why, rule.source, True)
+                HostFinding(
+                    stage, rule.key, live, exp, Status(rule.severity), rule.why, rule.source, True
+                )
             )
             continue
         at_boot = boot.get(rule.key)
         if _boot_short(rule, at_boot):
             where = "not persisted" if at_boot is None else f"{at_boot[1]} sets {at_boot[0]}"
             findings.append(
-                Finding(
+                HostFinding(
                     stage,
                     rule.key,
                     f"{live} (boot: {where})",
                     f"{exp} persisted in {file}",
-                    "warn",
+                    Status.WARN,
                     "the live value is lost at the next reboot",
                     rule.source,
                     True,
                 )
             )
             continue
-        findings.append(Finding(stage, rule.key, live, exp, "ok", rule.why, rule.source))
+        findings.append(HostFinding(stage, rule.key, live, exp, Status.OK, rule.why, rule.source))
     return findings
 
 
@@ -281,7 +286,7 @@ class SysctlStage:
     title: ClassVar[str] = "Kernel parameters"
     needs_root: ClassVar[bool] = True
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """Compare live and persisted values with the profile."""
         profile = host.profile
         return sysctl_findings(host, self.name, profile.data.sysctl, profile.release.sysctl_file)

@@ -6,7 +6,8 @@ import ctypes
 import ctypes.util
 from typing import ClassVar
 
-from agave_perf.tune.host._base import Change, Finding, Host
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding
 
 TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 TIME_ERROR = 5  # adjtimex(2): clock not synchronised (STA_UNSYNC)
@@ -61,30 +62,30 @@ class TimeSyncStage:
                 return synced, "kernel adjtimex status"
         return None, "no timedatectl/chronyc answer and no timesyncd flag file"
 
-    def check(self, host: Host) -> list[Finding]:
+    def check(self, host: Host) -> list[HostFinding]:
         """One finding: synchronised, not, or cannot tell (and from where)."""
         rules = host.profile.data.time
         synced, how = self._observe(host)
         if synced is None:
             return [
-                Finding(
+                HostFinding(
                     self.name,
                     "clock",
                     f"unknown: {how}",
                     "synchronised",
-                    "warn",
+                    Status.WARN,
                     rules.why,
                     rules.source,
                 )
             ]
         observed = f"{'synchronised' if synced else 'NOT synchronised'} ({how})"
         return [
-            Finding(
+            HostFinding(
                 self.name,
                 "clock",
                 observed,
                 "synchronised",
-                "ok" if synced else "fail",
+                Status.OK if synced else Status.FAIL,
                 rules.why,
                 rules.source,
             )

@@ -1,4 +1,4 @@
-"""Run stages: check all, plan, apply through the journal, roll back, report status."""
+"""The host commands: check every stage, plan, apply through the journal, roll back, status."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 
 from agave_perf.errors import TuningError, UsageError
-from agave_perf.tune.host._base import Change, Finding, Host, Stage
+from agave_perf.status import Status
+from agave_perf.tune.host._base import Change, Host, HostFinding, Stage
 from agave_perf.tune.host._report import ApplyReport, CheckReport, RollbackReport, StatusReport
 from agave_perf.tune.host.block import BlockStage
 from agave_perf.tune.host.cpu import CpuStage
@@ -57,18 +58,18 @@ def select(names: Sequence[str] | None) -> list[Stage]:
 def check(host: Host, stages: Sequence[Stage]) -> CheckReport:
     """Run every stage's read-only check."""
     start = time.perf_counter()
-    findings: list[Finding] = []
+    findings: list[HostFinding] = []
     for stage in stages:
         try:
             findings.extend(stage.check(host))
         except OSError as err:  # an unreadable file is a finding, not a crash
             findings.append(
-                Finding(
+                HostFinding(
                     stage.name,
                     "check",
                     f"could not read: {err}",
                     "-",
-                    "warn",
+                    Status.WARN,
                     "the stage could not be checked",
                 )
             )
@@ -97,7 +98,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     # A corrupt journal stops apply before anything is planned.
     interrupted = [t for t in journal.pending() if not t.committed]
     changes = plan(host, stages)
-    manual = [f for f in check(host, stages).findings if f.status != "ok" and not f.fixable]
+    manual = [f for f in check(host, stages).findings if f.status != Status.OK and not f.fixable]
     touched = {c.stage for c in changes}
     needs_root = [
         s.name for s in stages if s.needs_root and s.name in touched and not _privileged()
@@ -142,7 +143,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
                 )
     host.forget()
     after = check(host, [s for s in stages if s.name in touched])
-    remaining = [f for f in after.findings if f.status != "ok" and f.fixable]
+    remaining = [f for f in after.findings if f.status != Status.OK and f.fixable]
     return ApplyReport(
         host.root,
         changes,
