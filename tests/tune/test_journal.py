@@ -492,3 +492,18 @@ class TestSymlinkAttacks:
             txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
         assert list(out_dir.iterdir()) == []
         assert root.read("/etc/app.conf") == "old\n"
+
+
+class TestPlanFindsTheHostJournal:
+    def test_plan_rollback_sees_changes_made_with_another_home(
+        self, root: FakeRoot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The plan's host-journal rollback finds apply runs journaled under another home."""
+        from agave_perf.plan.rollback import host_pending
+
+        monkeypatch.setenv("AGAVE_PERF_HOME", str(tmp_path / "home-a"))
+        with Journal.for_root(root.path).transaction() as txn:
+            txn.write_file("/etc/app.conf", b"new\n", stage="t", label="conf")
+        monkeypatch.setenv("AGAVE_PERF_HOME", str(tmp_path / "home-b"))
+        assert host_pending(str(root.path)) == [t.id for t in Journal.for_root(root.path).pending()]
+        assert len(host_pending(str(root.path)) or []) == 1
