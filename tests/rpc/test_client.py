@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
+from agave_perf.bench import FastHttpTransport
 from agave_perf.errors import (
     RpcHttpError,
     RpcProtocolError,
@@ -19,6 +21,7 @@ from agave_perf.errors import (
 from agave_perf.rpc import HandlerTransport, PubSubClient, RpcClient, decode, ws_url_for
 from agave_perf.simnet import SimCluster
 from agave_perf.simnet._rpc import Methods, handle_body
+from agave_perf.testing.silent import SilentListener
 
 
 @pytest.fixture
@@ -202,3 +205,79 @@ class TestPubSub:
             port = s.getsockname()[1]
         with pytest.raises(RpcTransportError):
             await PubSubClient(f"ws://127.0.0.1:{port}").connect()
+
+
+class TestSilentPeer:
+    """A port that accepts and never answers: the client bounds itself and cleans up."""
+
+    async def test_websocket_handshake_is_bounded(self) -> None:
+        """connect() against an unanswered upgrade raises RpcTimeout and closes its socket."""
+        async with SilentListener() as hole:
+            client = PubSubClient(hole.ws, timeout=0.3)
+            with pytest.raises(RpcTimeout, match=r"no WebSocket handshake within 0\.3s"):
+                await client.connect()
+            await hole.wait_for(accepted=1, closed=1)
+            assert b"Upgrade: websocket" in hole.requests[0]
+            assert client.closed.is_set()
+            await client.aclose()  # a second close after a failed connect is harmless
+
+    async def test_cancelled_handshake_closes_its_session(self) -> None:
+        """Cancelling connect() mid-handshake closes the connection it had opened."""
+        async with SilentListener() as hole:
+            client = PubSubClient(hole.ws, timeout=60.0)
+            task = asyncio.create_task(client.connect())
+            await hole.wait_for(accepted=1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await hole.wait_for(accepted=1, closed=1)
+            assert client.closed.is_set()
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    async def test_timeout_bounds_the_call_including_retries(self) -> None:
+        """A silent node costs one timeout: the retries do not start another wait."""
+        async with SilentListener() as hole:
+            async with RpcClient(hole.http, timeout=0.3, retries=3, backoff=0.01) as client:
+                with pytest.raises(RpcTimeout):
+                    await client.call("getSlot")
+            assert hole.accepted == 1
+
+    async def test_per_call_timeout_overrides_the_client_budget(self) -> None:
+        """call(timeout=...) bounds that call alone, shorter than the client's timeout."""
+        async with (
+            SilentListener() as hole,
+            RpcClient(hole.http, timeout=60.0, retries=0) as client,
+        ):
+            with pytest.raises(RpcTimeout, match=r"within 0\.2s"):
+                await client.call("getSlot", timeout=0.2)
+
+    async def test_fast_transport_reads_are_bounded(self) -> None:
+        """The lean bench transport times out against a silent node and drops the connection."""
+        async with SilentListener() as hole:
+            transport = FastHttpTransport(hole.http, connections=1)
+            with pytest.raises(RpcTimeout):
+                await transport.send(b"{}", timeout=0.3)
+            await hole.wait_for(accepted=1, closed=1)
+            await transport.aclose()
+
+    async def test_fast_transport_connect_is_bounded(self) -> None:
+        """A SYN the listener never takes (full accept queue) is RpcTimeout, not a kernel wait."""
+        with socket.socket() as full:
+            full.bind(("127.0.0.1", 0))
+            full.listen(0)  # never accepted: once the queue is full, new SYNs are dropped
+            port = full.getsockname()[1]
+            fillers = []
+            try:
+                for _ in range(4):
+                    s = socket.socket()
+                    s.setblocking(False)
+                    fillers.append(s)
+                    with contextlib.suppress(BlockingIOError):
+                        s.connect(("127.0.0.1", port))
+                transport = FastHttpTransport(f"http://127.0.0.1:{port}/", connections=1)
+                with pytest.raises(RpcTimeout, match="cannot connect within"):
+                    await transport.send(b"{}", timeout=0.3)
+                await transport.aclose()
+            finally:
+                for s in fillers:
+                    s.close()

@@ -168,13 +168,20 @@ class FastHttpTransport:
         self._all: set[_Conn] = set()
         self.connect_seconds: list[float] = []
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self, timeout: float) -> _Conn:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         try:
-            _, conn = await loop.create_connection(
-                lambda: _Conn(self), self.host, self.port, ssl=self._ssl
-            )
+            # bounded like the exchange: a SYN that is never answered (or a TLS handshake that
+            # never completes) is a timeout, not a wait as long as the kernel's retries
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Conn(self), self.host, self.port, ssl=self._ssl
+                )
+        except TimeoutError:
+            raise RpcTimeout(
+                f"cannot connect within {timeout:g}s", endpoint=self.endpoint
+            ) from None
         except OSError as err:
             raise RpcTransportError(
                 f"cannot connect: {err.strerror or err}", endpoint=self.endpoint
@@ -194,7 +201,7 @@ class FastHttpTransport:
             if self._open < self.limit:
                 self._open += 1
                 try:
-                    return await self._connect()
+                    return await self._connect(timeout)
                 except BaseException:
                     self._open -= 1
                     self._wake_one(None)

@@ -73,8 +73,9 @@ def new_run_id() -> str:
 class _PubSubWatch:
     """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
 
-    def __init__(self, url: str, workload: Workload, engine: Engine) -> None:
+    def __init__(self, url: str, workload: Workload, engine: Engine, timeout: float = 5.0) -> None:
         self.url = url
+        self.timeout = timeout
         self.workload = workload
         self.engine = engine
         self.client: PubSubClient | None = None
@@ -90,7 +91,7 @@ class _PubSubWatch:
         for m in methods:
             self.notes[m] = Notifications(f"{m} interval", "interval")
         try:
-            self.client = PubSubClient(self.url, timeout=5.0)
+            self.client = PubSubClient(self.url, timeout=self.timeout)
             await self.client.connect()
             for m in methods:
                 sub = await self.client.subscribe(m)
@@ -167,7 +168,10 @@ async def run_bench(
     """
     endpoint = redact_url(cfg.rpc)
     control = RpcClient(
-        cfg.rpc, transport=HttpTransport(cfg.rpc, connections=2), timeout=5, retries=1
+        cfg.rpc,
+        transport=HttpTransport(cfg.rpc, connections=2),
+        timeout=min(5.0, cfg.timeout),
+        retries=1,
     )
     background: list[asyncio.Task[None]] = []
     watch: _PubSubWatch | None = None
@@ -252,7 +256,7 @@ async def run_bench(
         )
         engine.progress = progress
         if any(s.method != "signatureSubscribe" for s in wl.subscriptions):
-            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine)
+            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, min(5.0, cfg.timeout))
             await watch.start()
             if watch.error:
                 notes.append(watch.error)

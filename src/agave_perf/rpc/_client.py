@@ -16,6 +16,7 @@ from agave_perf.errors import (
     RpcHttpError,
     RpcProtocolError,
     RpcResponseError,
+    RpcTimeout,
     RpcTransportError,
 )
 from agave_perf.redact import redact_url
@@ -34,7 +35,12 @@ class Timed:
 
 
 class RpcClient:
-    """Calls JSON-RPC methods on one endpoint; errors are :class:`RpcError` subclasses."""
+    """Calls JSON-RPC methods on one endpoint; errors are :class:`RpcError` subclasses.
+
+    ``timeout`` bounds a whole call, retries included: a retry only gets what is left
+    of it, so a node that accepts and never answers costs the caller one timeout, not
+    ``retries + 1`` of them.
+    """
 
     def __init__(
         self,
@@ -65,33 +71,43 @@ class RpcClient:
         """Release the transport."""
         await self.transport.aclose()
 
-    async def call(self, method: str, *params: Any) -> Any:
-        """Call ``method`` and return its ``result``."""
-        return (await self.call_timed(method, *params)).value
+    async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
+        """Call ``method`` and return its ``result`` (``timeout`` overrides the client's)."""
+        return (await self.call_timed(method, *params, timeout=timeout)).value
 
-    async def call_timed(self, method: str, *params: Any) -> Timed:
-        """Call ``method``, retrying transient failures; return the result and its timing."""
+    async def call_timed(self, method: str, *params: Any, timeout: float | None = None) -> Timed:
+        """Call ``method``, retrying transient failures within the timeout; return the timing."""
         body = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         )
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
         attempt = 0
         while True:
             attempt += 1
             start = time.perf_counter()
             try:
-                value = await self.once(method, body)
+                value = await self.once(method, body, timeout=max(0.0, deadline - time.monotonic()))
                 return Timed(value, time.perf_counter() - start, attempt)
+            except RpcTimeout:
+                # the budget is spent; name it as the caller gave it, not what was left of it
+                raise RpcTimeout(f"no answer within {budget:g}s", endpoint=self.endpoint) from None
             except (RpcTransportError, RpcHttpError) as err:
                 status = getattr(err, "status", None)
                 retryable = status is None or status in RETRY_STATUSES
-                if not retryable or attempt > self.retries:
-                    raise
                 wait = getattr(err, "retry_after", None) or self.backoff * 2 ** (attempt - 1)
+                # a retry that could not finish inside the budget would only make the caller
+                # wait longer for the same failure
+                if not retryable or attempt > self.retries or time.monotonic() + wait >= deadline:
+                    raise
                 await asyncio.sleep(wait)
 
-    async def once(self, method: str, body: bytes) -> Any:
+    async def once(self, method: str, body: bytes, *, timeout: float | None = None) -> Any:
         """Send one request body (no retries) and decode the single reply."""
-        reply = await self.transport.send(body, timeout=self.timeout)
+        budget = self.timeout if timeout is None else timeout
+        if budget <= 0:
+            raise RpcTimeout(f"no answer within {self.timeout:g}s", endpoint=self.endpoint)
+        reply = await self.transport.send(body, timeout=budget)
         if reply.status != 200:
             raise RpcHttpError(
                 reply.status, endpoint=self.endpoint, method=method, retry_after=reply.retry_after

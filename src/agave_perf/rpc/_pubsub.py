@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from agave_perf.errors import RpcProtocolError, RpcResponseError, RpcTransportError
+from agave_perf.errors import RpcProtocolError, RpcResponseError, RpcTimeout, RpcTransportError
 from agave_perf.redact import redact_url
 
 
@@ -72,21 +72,48 @@ class PubSubClient:
         await self.aclose()
 
     async def connect(self) -> None:
-        """Open the WebSocket or raise :class:`RpcTransportError`."""
+        """Open the WebSocket within ``timeout`` or raise :class:`RpcTransportError`.
+
+        A port that accepts and never answers the upgrade (a firewall, a hung node) is
+        :class:`RpcTimeout` after ``timeout``; a cancelled or failed handshake closes
+        the session it opened, so no caller has to bound or clean up after it.
+        """
+        if self._session is not None:
+            await self.aclose()
         self._session = aiohttp.ClientSession()
+        self.closed.clear()
         try:
-            self._ws = await self._session.ws_connect(
-                self.url,
-                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                heartbeat=None,
-                max_msg_size=64 * 1024 * 1024,
-            )
-        except (aiohttp.ClientError, OSError, TimeoutError) as err:
-            await self._session.close()
+            async with asyncio.timeout(self.timeout):
+                self._ws = await self._session.ws_connect(
+                    self.url,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                    heartbeat=None,
+                    max_msg_size=64 * 1024 * 1024,
+                )
+        except TimeoutError:
+            await self._abandon()
+            raise RpcTimeout(
+                f"no WebSocket handshake within {self.timeout:g}s", endpoint=self.endpoint
+            ) from None
+        except (aiohttp.ClientError, OSError) as err:
+            await self._abandon()
             raise RpcTransportError(
                 f"cannot open WebSocket: {type(err).__name__} {err}".strip(), endpoint=self.endpoint
             ) from None
+        except BaseException:
+            await self._abandon()  # cancelled mid-handshake
+            raise
         self._reader = asyncio.create_task(self._read())
+
+    async def _abandon(self) -> None:
+        """Close what a handshake that did not finish had opened."""
+        session, self._session = self._session, None
+        self._ws = None
+        self.close_reason = "handshake failed"
+        self.closed.set()
+        if session is not None:
+            # shielded: a second cancellation must not leave the session unclosed
+            await asyncio.shield(session.close())
 
     async def subscribe(self, method: str, *params: Any) -> Subscription:
         """Subscribe (e.g. ``slotSubscribe``) and return the subscription."""
@@ -118,10 +145,12 @@ class PubSubClient:
         self._pending[rid] = fut
         payload = {"jsonrpc": "2.0", "id": rid, "method": method, "params": list(params)}
         try:
-            await self._ws.send_str(orjson.dumps(payload).decode())
-            return await asyncio.wait_for(fut, self.timeout)
+            # the send is inside the bound too: a peer that stopped reading fills the buffer
+            async with asyncio.timeout(self.timeout):
+                await self._ws.send_str(orjson.dumps(payload).decode())
+                return await fut
         except TimeoutError:
-            raise RpcTransportError(
+            raise RpcTimeout(
                 f"{method}: no answer within {self.timeout:g}s", endpoint=self.endpoint
             ) from None
         except (aiohttp.ClientError, ConnectionError) as err:
@@ -130,13 +159,14 @@ class PubSubClient:
             self._pending.pop(rid, None)
 
     async def _read(self) -> None:
-        assert self._ws is not None
+        ws = self._ws
+        assert ws is not None
         reason = "closed by server"
         try:
-            async for msg in self._ws:
+            async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     if msg.type == aiohttp.WSMsgType.ERROR:
-                        reason = f"error: {self._ws.exception()}"
+                        reason = f"error: {ws.exception()}"
                     break
                 now = time.monotonic()
                 try:
@@ -186,14 +216,20 @@ class PubSubClient:
             fut.set_result(doc.get("result"))
 
     async def aclose(self) -> None:
-        """Close the socket and the session."""
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._session is not None:
-            await self._session.close()
-        self.closed.set()
+        """Close the socket and the session (safe to call twice, or after a failed connect)."""
+        ws, self._ws = self._ws, None
+        reader, self._reader = self._reader, None
+        session, self._session = self._session, None
+        try:
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+        finally:
+            if session is not None:
+                # shielded: cancelling a caller mid-close must still close the session
+                await asyncio.shield(session.close())
+            self.closed.set()

@@ -142,24 +142,19 @@ class EndpointStream:
         finally:
             await self.client.aclose()
 
-    async def _open(self, ps: PubSubClient) -> Any:
-        await ps.connect()
-        return await ps.subscribe("slotSubscribe")
-
     async def _subscribe(self) -> None:
+        # PubSubClient bounds its handshake and requests by the timeout and closes what it
+        # opened on failure or cancel, so a firewalled port costs one timeout, then polling
         ps = PubSubClient(self.ws_url, timeout=self.timeout)
         try:
-            # bounded: a firewalled PubSub port never answers the handshake, and the stream
-            # must fall back to polling instead of waiting on it for the whole run
-            async with asyncio.timeout(self.timeout):
-                sub = await self._open(ps)
-        except (RpcError, TimeoutError) as err:
-            detail = str(err) if isinstance(err, RpcError) else f"no handshake in {self.timeout:g}s"
-            self.fault("ws_unavailable", "slotSubscribe", detail)
+            await ps.connect()
+            sub = await ps.subscribe("slotSubscribe")
+        except RpcError as err:
+            self.fault("ws_unavailable", "slotSubscribe", str(err))
             await ps.aclose()
             return
         except BaseException:
-            await ps.aclose()  # cancelled mid-handshake: no unclosed session
+            await ps.aclose()  # cancelled while subscribing: the open socket must not leak
             raise
         self.mode, self.ws_up = "ws", True
         try:
@@ -440,10 +435,18 @@ async def first_answer(url: str, timeout: float) -> int:
     async with RpcClient(url, timeout=timeout, retries=0) as client:
         deadline = time.monotonic() + 2 * timeout
         while True:
+            # the last attempt only gets what is left, so a silent endpoint costs 2 * timeout
+            left = min(timeout, deadline - time.monotonic())
             try:
-                return parse_slot(await client.call("getSlot", PROCESSED))
+                return parse_slot(await client.call("getSlot", PROCESSED, timeout=left))
+            except RpcTimeout:
+                if time.monotonic() + 0.2 >= deadline:
+                    # say how long it was tried, not what the last try had left
+                    raise RpcTimeout(
+                        f"no answer within {2 * timeout:g}s", endpoint=client.endpoint
+                    ) from None
             except RpcError:
-                if time.monotonic() > deadline:
+                if time.monotonic() + 0.2 >= deadline:
                     raise
             await asyncio.sleep(0.2)
 
