@@ -1,10 +1,14 @@
-"""Shared fixtures: every test gets its own $AGAVE_PERF_HOME and no ambient config."""
+"""Shared fixtures: an own $AGAVE_PERF_HOME and no ambient config; ``virtual_clock``."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+
+from agave_perf.clock import VirtualClock, VirtualTimeLoop
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +18,20 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AGAVE_PERF_CONFIG", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     return home
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """A test that asks for ``virtual_clock`` runs on a loop whose time jumps when idle."""
+    if "virtual_clock" in getattr(item, "fixturenames", ()):
+        return {"virtual": VirtualTimeLoop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+@pytest.fixture
+async def virtual_clock() -> VirtualClock:
+    """The virtual clock of the running loop: sleeps and timeouts take no wall time."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop), "virtual_clock needs the virtual loop"
+    return loop.clock
