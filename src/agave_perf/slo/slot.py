@@ -29,6 +29,7 @@ from agave_perf.errors import (
     RpcHttpError,
     RpcProtocolError,
     RpcResponseError,
+    RpcTimeout,
 )
 from agave_perf.faults import classify
 from agave_perf.redact import redact_text, redact_url
