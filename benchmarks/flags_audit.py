@@ -61,10 +61,10 @@ def main() -> int:
 
     def load() -> None:
         _catalog._load_default.cache_clear()
-        _catalog.Catalog.load()
+        _catalog.FlagCatalog.load()
 
     catalog_s = _timed(load, RUNS)
-    catalog = _catalog.Catalog.load()
+    catalog = _catalog.FlagCatalog.load()
 
     texts = {p.name: p.read_text() for p in sorted(FIXTURES.iterdir()) if p.is_file()}
     auditable = {

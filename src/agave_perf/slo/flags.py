@@ -28,7 +28,7 @@ HEAVY: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class FlagFinding:
+class MemoryFlag:
     """One memory-heavy flag found on the validator's command line."""
 
     flag: str
@@ -40,7 +40,7 @@ class FlagFinding:
         return f"{shown}: {self.why}"
 
 
-def memory_flags(path: str | Path) -> tuple[list[FlagFinding], str]:
+def memory_flags(path: str | Path) -> tuple[list[MemoryFlag], str]:
     """Return the memory-heavy flags in a start script and which reader found them."""
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -59,5 +59,5 @@ def memory_flags(path: str | Path) -> tuple[list[FlagFinding], str]:
         if flag in HEAVY:
             if not eq and i + 1 < len(args) and not args[i + 1].startswith("-"):
                 value = args[i + 1]
-            found.append(FlagFinding(flag, value, HEAVY[flag]))
+            found.append(MemoryFlag(flag, value, HEAVY[flag]))
     return found, reader

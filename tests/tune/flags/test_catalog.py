@@ -8,10 +8,10 @@ from importlib import resources
 import pytest
 
 from agave_perf.errors import UsageError
-from agave_perf.tune.flags import Catalog, audit_text
+from agave_perf.tune.flags import FlagCatalog, audit_text
 from agave_perf.tune.flags._catalog import FlagSpec, Release
 
-CATALOG = Catalog.load()
+CATALOG = FlagCatalog.load()
 
 
 # values the validator's own start-up checks accept (see Release.limits)

@@ -58,7 +58,7 @@ class TestFix:
         # what is left is a real constraint the fix must not paper over: the replacement
         # --enable-extended-tx-metadata-storage requires --enable-rpc-transaction-history
         left = audit_text(fixed, version="3.0", profile="none")
-        assert [(f.code, f.flag) for f in left.findings if f.severity == "error"] == [
+        assert [(f.code, f.flag) for f in left.findings if f.severity == "fail"] == [
             ("requires", "--enable-extended-tx-metadata-storage")
         ]
 

@@ -16,8 +16,8 @@ GOOD = (
 
 
 def advice(report: AuditReport) -> dict[str, str]:
-    """code -> severity of every advice-type finding."""
-    return {f.code: f.severity for f in report.findings}
+    """code -> label (status, or "advice") of every finding."""
+    return {f.code: f.label for f in report.findings}
 
 
 class TestHostFacts:
@@ -50,18 +50,18 @@ class TestRpcTrading:
     def test_well_tuned_node_gets_no_warnings(self, good_root: Path) -> None:
         """A node with the advised flags on a good host gets no warning or advice."""
         report = audit_text(GOOD + " --no-os-network-limits-test\n", version="2.1", root=good_root)
-        assert [f.code for f in report.findings if f.severity in ("warning", "advice")] == []
+        assert [f.code for f in report.findings if f.label in ("warn", "advice")] == []
 
     def test_bare_script_gets_the_core_advice(self, good_root: Path) -> None:
         """Missing --no-voting/--full-rpc-api/--limit-ledger-size/--accounts are all raised."""
         report = audit_text("agave-validator --ledger /mnt/ledger\n", version="2.1", root=good_root)
         got = advice(report)
-        assert got["rpc-full-api"] == "warning"
+        assert got["rpc-full-api"] == "warn"
         assert got["rpc-no-voting"] == "advice"
         assert got["ledger-unbounded"] == "advice"
         assert got["accounts-on-ledger"] == "advice"
         assert got["health-distance"] == "advice"
-        assert got["network-limits-ok"] == "info"  # the test may be skipped on this host
+        assert got["network-limits-ok"] == "note"  # the test may be skipped on this host
         assert report.errors == 0  # advice never fails the audit
 
     def test_voting_rpc_node(self, good_root: Path) -> None:
@@ -69,7 +69,7 @@ class TestRpcTrading:
         text = GOOD.replace("--no-voting", "--vote-account vote.json") + "\n"
         report = audit_text(text, version="2.1", root=good_root)
         f = next(f for f in report.findings if f.code == "rpc-votes")
-        assert f.severity == "warning"
+        assert f.severity == "warn"
         assert "cpu" in f.effect
 
     def test_indexes_the_trading_mix_does_not_use(self, good_root: Path) -> None:
@@ -112,7 +112,7 @@ class TestRpcTrading:
         report = audit_text(GOOD + " --no-os-network-limits-test\n", version="2.1", root=root)
         f = next(f for f in report.findings if f.code == "network-limits-low")
         assert "net.core.rmem_max=212992" in f.message
-        assert f.severity == "warning"
+        assert f.severity == "warn"
 
     def test_network_limits_not_offered_on_a_bad_host(self, tmp_path: Path) -> None:
         """On a host that would fail the start test, skipping it is not suggested."""

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agave_perf.tune.flags import (
-    Catalog,
+    FlagCatalog,
     FlagUse,
     Positional,
     Release,
@@ -17,7 +17,7 @@ from agave_perf.tune.flags import (
 )
 from agave_perf.tune.flags._parse import SUBCOMMANDS
 
-CATALOG = Catalog.load()
+CATALOG = FlagCatalog.load()
 
 Item = tuple[str, tuple[str, ...], str]  # flag, values, form
 Case = tuple[str, list[Item]]

@@ -45,7 +45,7 @@ class TestFixtures:
     def test_clean_scripts_have_no_errors(self, name: str) -> None:
         """Well-formed scripts in every operator style audit clean, on the right release."""
         report = audit(name)
-        assert report.errors == 0, [f.to_json() for f in report.findings if f.severity == "error"]
+        assert report.errors == 0, [f.to_json() for f in report.findings if f.severity == "fail"]
         line, jito = CLEAN[name]
         assert report.invocations[0].release.line == line
         assert report.invocations[0].jito is jito
@@ -97,7 +97,7 @@ class TestFixtures:
             "--enable-cpi-and-log-storage",
             "--no-rocksdb-compaction",
         }
-        assert all(f.severity == "warning" for f in dep.values())
+        assert all(f.severity == "warn" for f in dep.values())
         assert dep["--enable-cpi-and-log-storage"].suggestion == (
             "use --enable-extended-tx-metadata-storage"
         )
@@ -131,7 +131,7 @@ class TestFixtures:
         report = audit_text(text, version="2.2", profile="none", jito=False)
         jito = [f for f in report.findings if f.code == "jito-only"]
         assert {f.flag for f in jito} == {"--block-engine-url", "--relayer-url"}
-        assert all(f.severity == "error" and "Jito-Solana only" in f.message for f in jito)
+        assert all(f.severity == "fail" and "Jito-Solana only" in f.message for f in jito)
 
     def test_jito_inferred_from_its_flags(self) -> None:
         """Without a version or path hint, Jito flags make the audit treat the build as Jito."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from agave_perf.tune.flags._audit import AuditReport, audit_text, fix
-from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
+from agave_perf.tune.flags._catalog import FlagCatalog, FlagSpec, Release
 from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
 from agave_perf.tune.flags._recommend import PROFILES, HostFacts
 from agave_perf.tune.flags._validate import (
-    Finding,
+    FlagFinding,
     FlagUse,
     Positional,
     interpret,
@@ -18,8 +18,8 @@ from agave_perf.tune.flags._validate import (
 __all__ = [
     "PROFILES",
     "AuditReport",
-    "Catalog",
-    "Finding",
+    "FlagCatalog",
+    "FlagFinding",
     "FlagSpec",
     "FlagUse",
     "HostFacts",

@@ -14,22 +14,20 @@ from rich.table import Table
 from rich.text import Text
 
 from agave_perf.errors import UsageError
-from agave_perf.tune.flags._catalog import Catalog, Release
+from agave_perf.tune.flags._catalog import FlagCatalog, Release
 from agave_perf.tune.flags._fix import apply_edits
 from agave_perf.tune.flags._parse import Invocation, ParsedInput, parse
 from agave_perf.tune.flags._recommend import HostFacts, recommend
 from agave_perf.tune.flags._validate import (
     ERROR,
-    INFO,
-    SEVERITY_ORDER,
     WARNING,
-    Finding,
+    FlagFinding,
     FlagUse,
     interpret,
     validate,
 )
 
-_STYLE = {ERROR: "bold red", WARNING: "yellow", "advice": "cyan", INFO: "dim"}
+_STYLE = {"fail": "bold red", "warn": "yellow", "advice": "cyan", "note": "dim"}
 
 
 @dataclass
@@ -42,7 +40,7 @@ class InvocationReport:
     jito: bool
     version_reason: str
     argv: list[str]
-    findings: list[Finding]
+    findings: list[FlagFinding]
 
 
 @dataclass
@@ -52,7 +50,7 @@ class AuditReport:
     source: str
     kind: str
     invocations: list[InvocationReport]
-    notes: list[Finding] = field(default_factory=list)
+    notes: list[FlagFinding] = field(default_factory=list)
     fixed_path: str | None = None
     diff: str = ""
     fix_applied: list[str] = field(default_factory=list)
@@ -60,7 +58,7 @@ class AuditReport:
     fix_requested: bool = False
 
     @property
-    def findings(self) -> list[Finding]:
+    def findings(self) -> list[FlagFinding]:
         """Every finding, parse notes first."""
         return [*self.notes, *(f for inv in self.invocations for f in inv.findings)]
 
@@ -119,13 +117,13 @@ class AuditReport:
         table = Table(show_lines=False, expand=False)
         for col in ("severity", "line", "flag", "finding", "suggestion"):
             table.add_column(col, overflow="fold")
-        rows = sorted(self.findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.line))
+        rows = sorted(self.findings, key=lambda f: (-f.severity.rank, f.advice is False, f.line))
         for f in rows:
             finding = f.message
             if f.effect:
                 finding += " [effect: " + "; ".join(f"{k} {v}" for k, v in f.effect.items()) + "]"
             table.add_row(
-                Text(f.severity, style=_STYLE.get(f.severity, "")),
+                Text(f.label, style=_STYLE.get(f.label, "")),
                 str(f.line or ""),
                 f.flag,
                 finding,
@@ -156,7 +154,7 @@ _PATH_VERSION = re.compile(r"(?:^|[/_-])v?(\d+)\.(\d+)\.\d+")
 
 def choose_release(
     inv: Invocation,
-    catalog: Catalog,
+    catalog: FlagCatalog,
     version: str | None,
     uses_jito_only: bool,
     jito: bool | None = None,
@@ -197,7 +195,7 @@ def choose_release(
 
 def audit_invocation(
     inv: Invocation,
-    catalog: Catalog,
+    catalog: FlagCatalog,
     *,
     version: str | None,
     profile: str,
@@ -222,7 +220,7 @@ def audit_invocation(
     if release.binary != inv.binary_name:
         findings.insert(
             0,
-            Finding(
+            FlagFinding(
                 WARNING,
                 inv.binary_name,
                 "binary-name",
@@ -251,13 +249,13 @@ def audit_text(
     version: str | None = None,
     profile: str = "rpc-trading",
     root: Path = Path("/"),
-    catalog: Catalog | None = None,
+    catalog: FlagCatalog | None = None,
     parsed: ParsedInput | None = None,
     jito: bool | None = None,
     methods: tuple[str, ...] = (),
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
-    catalog = catalog or Catalog.load()
+    catalog = catalog or FlagCatalog.load()
     parsed = parsed or parse(text)
     if not parsed.invocations:
         what = "a validator subcommand call only" if parsed.subcommand_calls else "nothing"
@@ -273,7 +271,7 @@ def audit_text(
         )
         for inv in parsed.invocations
     ]
-    notes = [Finding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]
+    notes = [FlagFinding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]
     return AuditReport(source=source, kind=parsed.kind, invocations=reports, notes=notes)
 
 

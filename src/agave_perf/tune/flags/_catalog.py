@@ -1,7 +1,7 @@
 """The validator flag lists shipped as data, one file per release line, and their history.
 
 Each ``data/flags/<line>.json`` was extracted from the validator's clap definitions
-at a recorded commit (see ``scripts/extract_flags.py``). :class:`Catalog` answers
+at a recorded commit (see ``scripts/extract_flags.py``). :class:`FlagCatalog` answers
 the questions an audit asks: is ``--x`` valid in release L, was it removed (in
 which release, replaced by what), is it deprecated, or does only Jito-Solana have it.
 """
@@ -150,7 +150,7 @@ class History:
     replaced_by: str | None
 
 
-class Catalog:
+class FlagCatalog:
     """Every shipped release, oldest first."""
 
     def __init__(self, releases: list[Release]) -> None:
@@ -158,7 +158,7 @@ class Catalog:
         self._by_line = {r.line: r for r in self.releases}
 
     @classmethod
-    def load(cls) -> Catalog:
+    def load(cls) -> FlagCatalog:
         """Load the flag lists shipped with the package."""
         return _load_default()
 
@@ -236,7 +236,7 @@ def _ord(line: str) -> tuple[int, int]:
 
 
 @cache
-def _load_default() -> Catalog:
+def _load_default() -> FlagCatalog:
     releases = []
     for entry in _data_dir().iterdir():
         if not entry.name.endswith(".json"):
@@ -257,4 +257,4 @@ def _load_default() -> Catalog:
         )
     if not releases:  # pragma: no cover - packaging error
         raise UsageError("no validator flag lists found in the installed package")
-    return Catalog(releases)
+    return FlagCatalog(releases)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agave_perf.errors import UsageError
 from agave_perf.tune.flags._catalog import Release
-from agave_perf.tune.flags._validate import ADVICE, INFO, WARNING, Finding, FlagUse
+from agave_perf.tune.flags._validate import INFO, WARNING, FlagFinding, FlagUse, advice
 
 PROFILES = ("rpc-trading", "none")
 
@@ -115,7 +115,7 @@ def recommend(
     host: HostFacts,
     profile: str,
     methods: tuple[str, ...] = (),
-) -> list[Finding]:
+) -> list[FlagFinding]:
     """Advice for a profile and the RPC methods the bots call; empty for profile ``none``."""
     if profile == "none":
         return []
@@ -125,7 +125,7 @@ def recommend(
     for u in uses:
         by.setdefault(u.key, []).append(u)
     has = by.__contains__
-    out: list[Finding] = []
+    out: list[FlagFinding] = []
 
     def first_line(key: str) -> int:
         return by[key][0].flag_word.line if key in by else 0
@@ -139,7 +139,7 @@ def recommend(
     # voting
     if has("vote-account") and not has("no-voting"):
         out.append(
-            Finding(
+            FlagFinding(
                 WARNING,
                 "--no-voting",
                 "rpc-votes",
@@ -151,8 +151,7 @@ def recommend(
         )
     elif not has("no-voting") and known("no-voting"):
         out.append(
-            Finding(
-                ADVICE,
+            advice(
                 "--no-voting",
                 "rpc-no-voting",
                 "voting is off only implicitly (no --vote-account)",
@@ -164,7 +163,7 @@ def recommend(
     # full RPC API
     if not has("full-rpc-api") and known("full-rpc-api"):
         out.append(
-            Finding(
+            FlagFinding(
                 WARNING,
                 "--full-rpc-api",
                 "rpc-full-api",
@@ -178,8 +177,7 @@ def recommend(
     # ledger size
     if not has("limit-ledger-size") and known("limit-ledger-size"):
         out.append(
-            Finding(
-                ADVICE,
+            advice(
                 "--limit-ledger-size",
                 "ledger-unbounded",
                 "the ledger (blockstore) grows until the disk is full",
@@ -200,8 +198,7 @@ def recommend(
     for idx in dict.fromkeys(indexes):
         if idx not in needed:
             out.append(
-                Finding(
-                    ADVICE,
+                advice(
                     f"--account-index {idx}",
                     "account-index-unneeded",
                     f"the {idx} index keeps an in-memory entry for every matching account and "
@@ -213,7 +210,7 @@ def recommend(
             )
         elif not has("account-index-include-key"):
             out.append(
-                Finding(
+                FlagFinding(
                     INFO,
                     f"--account-index {idx}",
                     "account-index-cost",
@@ -228,8 +225,7 @@ def recommend(
         if known("account-index"):
             users = [m for m in workload if idx in METHOD_INDEXES.get(m, ())[:1]]
             out.append(
-                Finding(
-                    ADVICE,
+                advice(
                     f"--account-index {idx}",
                     "account-index-missing",
                     f"the workload calls {', '.join(users)}; without the {idx} index each call "
@@ -244,7 +240,7 @@ def recommend(
     threads = value("rpc-threads")
     if cpus and threads and threads.isdigit() and int(threads) > cpus:
         out.append(
-            Finding(
+            FlagFinding(
                 WARNING,
                 "--rpc-threads",
                 "rpc-threads-oversubscribed",
@@ -256,7 +252,7 @@ def recommend(
         )
     elif cpus and not threads and known("rpc-threads"):
         out.append(
-            Finding(
+            FlagFinding(
                 INFO,
                 "--rpc-threads",
                 "rpc-threads-default",
@@ -279,7 +275,7 @@ def recommend(
     ]
     if has("no-os-network-limits-test") and low:
         out.append(
-            Finding(
+            FlagFinding(
                 WARNING,
                 "--no-os-network-limits-test",
                 "network-limits-low",
@@ -291,7 +287,7 @@ def recommend(
         )
     elif has("no-os-network-limits-test") and unread:
         out.append(
-            Finding(
+            FlagFinding(
                 INFO,
                 "--no-os-network-limits-test",
                 "network-limits-unknown",
@@ -302,7 +298,7 @@ def recommend(
         )
     elif not has("no-os-network-limits-test") and limits_ok and known("no-os-network-limits-test"):
         out.append(
-            Finding(
+            FlagFinding(
                 INFO,
                 "--no-os-network-limits-test",
                 "network-limits-ok",
@@ -317,8 +313,7 @@ def recommend(
     accounts = [p for u in by.get("accounts", []) for v in u.values for p in v.split(",") if p]
     if ledger and not accounts:
         out.append(
-            Finding(
-                ADVICE,
+            advice(
                 "--accounts",
                 "accounts-on-ledger",
                 "accounts live under the ledger directory, on the same device",
@@ -332,8 +327,7 @@ def recommend(
         same = [a for a in accounts if dl is not None and host.device_of(a) == dl]
         if same:
             out.append(
-                Finding(
-                    ADVICE,
+                advice(
                     "--accounts",
                     "accounts-same-device",
                     f"--accounts {same[0]} and --ledger {ledger} are on one device ({dl})",
@@ -349,8 +343,7 @@ def recommend(
         default = release.limits.get("default_health_check_slot_distance") or 128
         current = dist or f"{default} (the default)"
         out.append(
-            Finding(
-                ADVICE,
+            advice(
                 "--health-check-slot-distance",
                 "health-distance",
                 f"getHealth stays 'ok' until the node is {current} slots behind",
@@ -363,7 +356,7 @@ def recommend(
     # transaction history
     if has("enable-rpc-transaction-history"):
         out.append(
-            Finding(
+            FlagFinding(
                 INFO,
                 "--enable-rpc-transaction-history",
                 "tx-history-cost",

@@ -14,14 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agave_perf.tune.flags._catalog import Catalog, FlagSpec, Release
+from agave_perf.status import Status
+from agave_perf.tune.flags._catalog import FlagCatalog, FlagSpec, Release
 from agave_perf.tune.flags._parse import SUBCOMMANDS, Invocation, Word, quote
 
-ERROR = "error"
-WARNING = "warning"
-INFO = "info"
-ADVICE = "advice"
-SEVERITY_ORDER = {ERROR: 0, WARNING: 1, ADVICE: 2, INFO: 3}
+# The flag audit speaks the project's one status vocabulary (agave_perf.status):
+# an error is ``fail``, a warning ``warn``, information and advice ``note``.
+ERROR = Status.FAIL
+WARNING = Status.WARN
+INFO = Status.NOTE
 
 
 @dataclass
@@ -77,10 +78,14 @@ class Edit:
 
 
 @dataclass
-class Finding:
-    """One line of the audit: severity, flag, what is wrong, what to do."""
+class FlagFinding:
+    """One line of the audit: status, flag, what is wrong, what to do.
 
-    severity: str
+    ``severity`` is a :class:`~agave_perf.status.Status` (``fail`` makes the audit exit 1);
+    ``advice`` marks a ``note`` that is a tuning recommendation rather than information.
+    """
+
+    severity: Status
     flag: str
     code: str
     message: str
@@ -88,16 +93,25 @@ class Finding:
     line: int = 0
     effect: dict[str, str] = field(default_factory=dict)
     edit: Edit | None = None
+    advice: bool = False
+    col: int = 0
+
+    @property
+    def label(self) -> str:
+        """What the table shows: the status, or ``advice`` for a recommendation."""
+        return "advice" if self.advice else self.severity.value
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json``."""
         out: dict[str, Any] = {
-            "severity": self.severity,
+            "severity": self.severity.value,
+            "advice": self.advice,
             "flag": self.flag,
             "code": self.code,
             "finding": self.message,
             "suggestion": self.suggestion,
             "line": self.line,
+            "col": self.col,
         }
         if self.effect:
             out["effect"] = self.effect
@@ -106,7 +120,21 @@ class Finding:
         return out
 
 
-def _spec_any(catalog: Catalog, name: str) -> FlagSpec | None:
+def advice(
+    flag: str,
+    code: str,
+    message: str,
+    suggestion: str = "",
+    line: int = 0,
+    effect: dict[str, str] | None = None,
+) -> FlagFinding:
+    """A tuning recommendation: a ``note`` marked as advice."""
+    return FlagFinding(
+        Status.NOTE, flag, code, message, suggestion, line, effect or {}, advice=True
+    )
+
+
+def _spec_any(catalog: FlagCatalog, name: str) -> FlagSpec | None:
     """The newest definition of a name in any release (to know whether it takes a value)."""
     for rel in reversed(catalog.releases):
         spec = rel.lookup(name, jito=True)
@@ -116,7 +144,7 @@ def _spec_any(catalog: Catalog, name: str) -> FlagSpec | None:
 
 
 def interpret(
-    argv: list[Word], release: Release, catalog: Catalog, *, jito: bool
+    argv: list[Word], release: Release, catalog: FlagCatalog, *, jito: bool
 ) -> list[FlagUse | Positional]:
     """Read argv the way clap would, with this release's definitions."""
     items: list[FlagUse | Positional] = []
@@ -173,7 +201,7 @@ def _wants_value(
     spec: FlagSpec | None,
     argv: list[Word],
     i: int,
-    catalog: Catalog,
+    catalog: FlagCatalog,
     release: Release,
     jito: bool,
 ) -> bool:
@@ -207,12 +235,12 @@ def validate(
     inv: Invocation,
     items: list[FlagUse | Positional],
     release: Release,
-    catalog: Catalog,
+    catalog: FlagCatalog,
     *,
     jito: bool,
-) -> list[Finding]:
+) -> list[FlagFinding]:
     """Every problem with the flags of one invocation, for one release."""
-    out: list[Finding] = []
+    out: list[FlagFinding] = []
     lines = catalog.lines
     seen: dict[str, list[FlagUse]] = {}
     for it in items:
@@ -222,7 +250,7 @@ def validate(
             if it.word.origin.startswith("$") and ("${" in it.word.text or "$(" in it.word.text):
                 continue  # an unset variable: reported once as a parse note
             out.append(
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.word.text,
                     "unexpected-argument",
@@ -243,7 +271,7 @@ def validate(
         seen.setdefault(spec.key, []).append(it)
         if spec.jito_only:
             out.append(
-                Finding(
+                FlagFinding(
                     INFO,
                     it.name,
                     "jito-only",
@@ -256,7 +284,7 @@ def validate(
             out.append(_deprecated(it, spec, release, catalog))
         if bare in spec.aliases:
             out.append(
-                Finding(
+                FlagFinding(
                     INFO,
                     it.name,
                     "alias",
@@ -269,7 +297,7 @@ def validate(
         value = it.value_text
         if spec.takes_value and value is None and not spec.value_optional:
             out.append(
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.name,
                     "missing-value",
@@ -280,7 +308,7 @@ def validate(
             )
         elif not spec.takes_value and it.form in ("equals", "attached"):
             out.append(
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.name,
                     "unexpected-value",
@@ -298,7 +326,7 @@ def validate(
             value = next(v for v in it.values if v not in spec.possible_values)
             close = difflib.get_close_matches(value, list(spec.possible_values), n=1)
             out.append(
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.name,
                     "invalid-value",
@@ -319,7 +347,7 @@ def validate(
             same = len({u.value_text for u in uses}) == 1
             for dup in uses[1:]:
                 out.append(
-                    Finding(
+                    FlagFinding(
                         ERROR,
                         dup.name,
                         "duplicate",
@@ -340,7 +368,7 @@ def validate(
             if other in present and pair not in pairs:
                 pairs.add(pair)
                 out.append(
-                    Finding(
+                    FlagFinding(
                         ERROR,
                         f"--{key}",
                         "conflict",
@@ -353,7 +381,7 @@ def validate(
             known = release.lookup(req, jito=jito)
             if known is not None and known.key not in present:
                 out.append(
-                    Finding(
+                    FlagFinding(
                         ERROR,
                         f"--{key}",
                         "requires",
@@ -367,7 +395,7 @@ def validate(
 
 
 def _no_rename_onto_a_given_flag(
-    out: list[Finding], seen: dict[str, list[FlagUse]], release: Release, jito: bool
+    out: list[FlagFinding], seen: dict[str, list[FlagUse]], release: Release, jito: bool
 ) -> None:
     """Renaming onto a flag the command already gives (and keeps) would give it twice, which
     the validator refuses unless the flag repeats: drop the old spelling when it takes no
@@ -395,14 +423,14 @@ def _unresolved(it: FlagUse) -> bool:
     return v is not None and v.origin.startswith("$") and ("${" in v.text or "$(" in v.text)
 
 
-def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> Finding | None:
+def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> FlagFinding | None:
     """The value checks the validator itself makes at start-up (constants from the sources)."""
     line = it.flag_word.line
     if spec.key == "dynamic-port-range":
         m = re.fullmatch(r"(\d+)-(\d+)", value)
         width = release.limits.get("min_port_range_width")
         if not m:
-            return Finding(
+            return FlagFinding(
                 ERROR,
                 it.name,
                 "invalid-value",
@@ -413,7 +441,7 @@ def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> F
         start, end = int(m.group(1)), int(m.group(2))
         if width and end - start < width:
             fixed = f"{start}-{start + width}"
-            return Finding(
+            return FlagFinding(
                 ERROR,
                 it.name,
                 "port-range-too-small",
@@ -426,11 +454,11 @@ def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> F
     if spec.key == "limit-ledger-size":
         minimum = release.limits.get("min_max_ledger_shreds")
         if not value.isdigit():
-            return Finding(
+            return FlagFinding(
                 ERROR, it.name, "invalid-value", f"'{value}' is not a shred count", "", line
             )
         if minimum and int(value) < minimum:
-            return Finding(
+            return FlagFinding(
                 ERROR,
                 it.name,
                 "ledger-limit-too-small",
@@ -443,7 +471,7 @@ def _check_value(it: FlagUse, spec: FlagSpec, value: str, release: Release) -> F
     return None
 
 
-def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: Catalog) -> Finding:
+def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: FlagCatalog) -> FlagFinding:
     hist = catalog.history(spec.key)
     since = hist.deprecated[0] if hist.deprecated else release.line
     repl = spec.replaced_by
@@ -464,7 +492,7 @@ def _deprecated(it: FlagUse, spec: FlagSpec, release: Release, catalog: Catalog)
         sugg += f" (its value means something else: {_shape(spec)} -> {_shape(target)})"
     elif spec.usage_warning and _no_effect(spec.usage_warning):
         edit = Edit("delete", it)  # ignored by the validator: dropping it changes nothing
-    return Finding(WARNING, it.name, "deprecated", msg, sugg, it.flag_word.line, edit=edit)
+    return FlagFinding(WARNING, it.name, "deprecated", msg, sugg, it.flag_word.line, edit=edit)
 
 
 def _same_shape(old: FlagSpec | None, new: FlagSpec | None) -> bool:
@@ -490,10 +518,10 @@ def _classify_missing(
     it: FlagUse,
     bare: str,
     release: Release,
-    catalog: Catalog,
+    catalog: FlagCatalog,
     jito: bool,
     lines: list[str],
-) -> list[Finding]:
+) -> list[FlagFinding]:
     line = it.flag_word.line
     hist = catalog.history(bare)
     here = release.line
@@ -506,7 +534,7 @@ def _classify_missing(
                 f"only Jito-Solana builds of {here} still accept it"
             )
         return [
-            Finding(
+            FlagFinding(
                 ERROR,
                 it.name,
                 "jito-only",
@@ -532,10 +560,10 @@ def _classify_missing(
             msg = f"removed in {removed_in} (last in {older[-1]})"
             if hist.deprecated:
                 msg += f"; deprecated since {hist.deprecated[0]}"
-            return [Finding(ERROR, it.name, "removed", msg, sugg, line, edit=edit)]
+            return [FlagFinding(ERROR, it.name, "removed", msg, sugg, line, edit=edit)]
         if newer and not older:
             return [
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.name,
                     "not-yet-added",
@@ -545,7 +573,7 @@ def _classify_missing(
                 )
             ]
         return [
-            Finding(
+            FlagFinding(
                 ERROR,
                 it.name,
                 "not-in-release",
@@ -562,7 +590,7 @@ def _classify_missing(
             repl = last.replaced_by if last is not None else None
             tgt = release.lookup(repl, jito=True) if repl else None
             return [
-                Finding(
+                FlagFinding(
                     ERROR,
                     it.name,
                     "removed",
@@ -574,7 +602,7 @@ def _classify_missing(
                 )
             ]
         return [
-            Finding(
+            FlagFinding(
                 ERROR,
                 it.name,
                 "jito-only",
@@ -586,7 +614,7 @@ def _classify_missing(
         ]
     guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
     return [
-        Finding(
+        FlagFinding(
             ERROR,
             it.name,
             "unknown",
