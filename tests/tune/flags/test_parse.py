@@ -266,7 +266,7 @@ class TestOddInputs:
         assert argv_of(parse(text)) == ["--ledger", "/l"]
 
     def test_heredocs_and_command_substitution(self) -> None:
-        """Here-document bodies are data, and $(..), $((..)) and `..` stay single words."""
+        """A here-document body is read as the script it writes; $(..), `..` stay single words."""
         text = (
             "cat > /tmp/x <<-'END'\n\tagave-validator --bogus\nEND\n"
             'exec agave-validator --identity "$(pwd)/id.json" '
@@ -274,7 +274,11 @@ class TestOddInputs:
             "--rpc-port $((8000 + 899)) --no-voting\n"
         )
         p = parse(text)
-        assert len(p.invocations) == 1
+        assert len(p.invocations) == 2
+        written = p.invocations.pop(0)
+        assert written.form == "here-document written to /tmp/x"
+        assert [w.text for w in written.argv] == ["--bogus"]
+        assert written.line == 2
         assert argv_of(p) == [
             "--identity",
             "$(pwd)/id.json",

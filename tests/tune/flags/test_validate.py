@@ -34,7 +34,6 @@ CLEAN = {
     "11_nohup_taskset_numactl_tee.sh": ("4.2", False),
     "12_sudo_and_subcommands.sh": ("4.2", False),
     "13_plain_command_line.txt": ("4.2", False),
-    "15_trailing_space_after_backslash.sh": ("4.2", False),
     "18_short_flags.sh": ("1.18", False),
     "20_if_then_restart_loop.sh": ("4.2", False),
 }

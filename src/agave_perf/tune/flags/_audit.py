@@ -16,13 +16,14 @@ from rich.text import Text
 from agave_perf.errors import UsageError
 from agave_perf.tune.flags._catalog import FlagCatalog, Release
 from agave_perf.tune.flags._fix import apply_edits
-from agave_perf.tune.flags._parse import Invocation, ParsedInput, parse
+from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
 from agave_perf.tune.flags._recommend import HostFacts, recommend
 from agave_perf.tune.flags._validate import (
     ERROR,
     WARNING,
     FlagFinding,
     FlagUse,
+    Positional,
     interpret,
     validate,
 )
@@ -231,6 +232,7 @@ def audit_invocation(
         )
     uses = [it for it in items if isinstance(it, FlagUse) and it.spec is not None]
     findings += recommend(uses, release, host, profile, methods)
+    _place(findings, items)
     return InvocationReport(
         binary=inv.binary.text,
         line=inv.line,
@@ -240,6 +242,23 @@ def audit_invocation(
         argv=[w.text for w in inv.argv],
         findings=findings,
     )
+
+
+def _place(findings: list[FlagFinding], items: list[FlagUse | Positional]) -> None:
+    """Give each finding the column of its flag, and name the template conditional it is in."""
+    words: dict[tuple[str, int], Word] = {}
+    for it in items:
+        w = it.flag_word if isinstance(it, FlagUse) else it.word
+        key = (it.name if isinstance(it, FlagUse) else w.text, w.line)
+        words.setdefault(key, w)
+    for f in findings:
+        found = words.get((f.flag, f.line))
+        if found is None:
+            continue
+        f.col = found.col
+        w = found
+        if w.condition and "only when" not in f.message:
+            f.message += f" (only when {w.condition})"
 
 
 def audit_text(
@@ -256,10 +275,16 @@ def audit_text(
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
     catalog = catalog or FlagCatalog.load()
-    parsed = parsed or parse(text)
+    parsed = parsed or parse(text, "" if source == "-" else source)
     if not parsed.invocations:
         what = "a validator subcommand call only" if parsed.subcommand_calls else "nothing"
+        if parsed.seen:
+            what = f"{parsed.seen}; {what}"
+        else:
+            noun = {"systemd": " unit", "shell": " script"}.get(parsed.kind, "")
+            what = f"read as a {parsed.kind}{noun}; {what}"
         hint = "; ".join(n.message for n in parsed.notes if "ExecStart runs" in n.message)
+        hint = hint or parsed.hint
         raise UsageError(
             f"{source}: no agave-validator/solana-validator invocation found ({what})"
             + (f"; {hint}" if hint else "")
@@ -271,7 +296,10 @@ def audit_text(
         )
         for inv in parsed.invocations
     ]
-    notes = [FlagFinding(WARNING, "(script)", "parse", n.message, "", n.line) for n in parsed.notes]
+    notes = [
+        FlagFinding(ERROR if n.error else WARNING, "(script)", "parse", n.message, "", n.line)
+        for n in parsed.notes
+    ]
     return AuditReport(source=source, kind=parsed.kind, invocations=reports, notes=notes)
 
 

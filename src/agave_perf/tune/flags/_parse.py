@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 VALIDATOR_RE = re.compile(r"^(agave|solana)-validator$")
 
@@ -92,12 +92,42 @@ class Word:
     start: int
     end: int
     line: int
-    origin: str = "literal"  # literal, or "$NAME" when it came out of a variable
+    origin: str = "literal"  # literal, "$NAME" (a variable), "template" (a {{ value }})
+    col: int = 0  # 1-based column of ``start`` in the original file (0: not known)
+    condition: str = ""  # the template conditional(s) the word sits in, as written
+    # (if-chain id, branch index) of every enclosing conditional: two words in different
+    # branches of one chain are never both passed
+    branch: tuple[tuple[int, int], ...] = ()
+    in_list: bool = False  # an item of a YAML/JSON/Nix list (deleting it needs its comma)
 
     @property
     def fixable(self) -> bool:
         """True when the span holds exactly this word, so it can be rewritten in place."""
         return self.origin == "literal"
+
+    def exclusive_with(self, other: Word) -> bool:
+        """True when the two words can never both be rendered: different branches of one
+        conditional, or conditionals testing one variable for two different values."""
+        mine = dict(self.branch)
+        if any(i in mine and mine[i] != b for i, b in other.branch):
+            return True
+        a, b = _equalities(self.condition), _equalities(other.condition)
+        return any(name in b and b[name] != value for name, value in a.items())
+
+
+_TAG_RE = re.compile(r"\{%-?\s*(?:el)?if\s+(.*?)-?%\}")
+_EQ_RE = re.compile(r"^\(?\s*([A-Za-z_][\w.]*)\s*==\s*(['\"])(.*?)\2\s*\)?$")
+
+
+def _equalities(condition: str) -> dict[str, str]:
+    """``{% if x == 'A' %}`` tags of a condition as {x: 'A'} (tags with and/or/not ignored)."""
+    out: dict[str, str] = {}
+    for m in _TAG_RE.finditer(condition):
+        test = m.group(1).strip()
+        eq = _EQ_RE.match(test)
+        if eq and not re.search(r"\b(and|or|not)\b", test):
+            out[eq.group(1)] = eq.group(3)
+    return out
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,7 @@ class Note:
 
     line: int
     message: str
+    error: bool = False  # bash would not run what the operator wrote (not just a style note)
 
 
 @dataclass
@@ -117,11 +148,12 @@ class Invocation:
     line: int
     jito_hint: bool = False
     wrapper: list[str] = field(default_factory=list)
+    form: str = ""  # where it was found when not a plain command (heredoc, template, ...)
 
     @property
     def binary_name(self) -> str:
         """``agave-validator`` or ``solana-validator``."""
-        return os.path.basename(self.binary.text)
+        return _command_name(self.binary.text)
 
 
 @dataclass
@@ -129,10 +161,13 @@ class ParsedInput:
     """What was read: kind of input, the validator invocations found, and notes."""
 
     text: str
-    kind: str  # "shell" | "systemd"
+    kind: str  # shell | systemd | jinja ... | nix | compose | kubernetes | dockerfile | yaml
     invocations: list[Invocation]
     notes: list[Note]
     subcommand_calls: int = 0
+    # for "no invocation found": what form was seen, and what to pass instead
+    seen: str = ""
+    hint: str = ""
 
 
 # ------------------------------------------------------------------------------ lexer
@@ -181,6 +216,12 @@ class _Lexer:
         self.notes: list[Note] = []
         self.commands: list[_RawCommand] = []
         self.quiet_trailing_blank = False
+        # offsets of lines a template tag filled (masked to blanks): a continuation skips them
+        self.skip_lines: frozenset[int] = frozenset()
+        # here-document bodies: (command index, body start, body end, quoted delimiter, target)
+        self.heredocs: list[tuple[int, int, int, bool, str]] = []
+        self._redirect_target = ""
+        self.original = ""  # the unmasked text, when template tags were blanked out
 
     def line_of(self, pos: int) -> int:
         """1-based line number (in the whole file) of an offset in this text."""
@@ -195,12 +236,18 @@ class _Lexer:
         while j < len(self.s) and self.s[j] in " \t":
             j += 1
         if j < len(self.s) and self.s[j] == "\n":
-            if j > i + 1 and not self.systemd and not self.quiet_trailing_blank:
+            # blanks that were a template tag ("\\{{ end }}") are not blanks bash sees
+            real_blank = not self.original or not self.original[i + 1 : j].strip()
+            if j > i + 1 and not self.systemd and not self.quiet_trailing_blank and real_blank:
+                # bash reads "\ " as an escaped blank: the command ends at this newline and
+                # the next line runs as a command of its own
                 self.notes.append(
                     Note(
                         self.line_of(i),
                         "whitespace after the line-continuation backslash: bash ends the "
-                        "command here; read as a continuation, as intended (remove the spaces)",
+                        "command here, so the flags on the lines after it are not passed to "
+                        "the validator (remove the spaces); the rest is audited as if joined",
+                        error=True,
                     )
                 )
             return self._skip_comment_lines(j + 1)
@@ -209,6 +256,10 @@ class _Lexer:
     def _skip_comment_lines(self, j: int) -> int:
         """After a continuation: skip comment-only lines the operator put between flags."""
         while True:
+            if j in self.skip_lines:
+                eol = self.s.find("\n", j)
+                j = len(self.s) if eol < 0 else eol + 1
+                continue
             k = j
             while k < len(self.s) and self.s[k] in " \t":
                 k += 1
@@ -273,9 +324,12 @@ class _Lexer:
                     break
                 continue
             if c == "\\":
-                # a backslash at the very end of the input stays a backslash
-                pieces.append(_Piece("lit", s[i + 1] if i + 1 < len(s) else "\\", True))
-                i = min(i + 2, len(s))
+                if i + 1 >= len(s):
+                    # bash drops a backslash that ends the file (it continues into nothing)
+                    i += 1
+                    break
+                pieces.append(_Piece("lit", s[i + 1], True))
+                i += 2
             elif c == "'":
                 end = s.find("'", i + 1)
                 end = len(s) if end < 0 else end
@@ -361,7 +415,7 @@ class _Lexer:
         """Split the whole text into simple commands."""
         s = self.s
         cur = _RawCommand([])
-        heredocs: list[tuple[str, bool]] = []  # (delimiter, strip leading tabs)
+        heredocs: list[tuple[str, bool, bool, str]] = []  # delimiter, strip tabs, quoted, target
         i = 0
         while i < len(s):
             c = s[i]
@@ -382,12 +436,16 @@ class _Lexer:
                 if c == "\n" and heredocs:
                     i = self._skip_heredocs(i + 1, heredocs)
                     heredocs = []
+                    self._redirect_target = ""
                     continue
+                if c == "\n":
+                    self._redirect_target = ""
                 i += 2 if s.startswith(("&&", "||", ";;"), i) else 1
                 continue
-            hd = re.match(r"<<(-?)[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2", s[i:])
+            hd = re.match(r"<<(-?)[ \t]*(\\?)(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\3", s[i:])
             if hd:
-                heredocs.append((hd.group(3), hd.group(1) == "-"))
+                quoted = bool(hd.group(2) or hd.group(3))
+                heredocs.append((hd.group(4), hd.group(1) == "-", quoted, ""))
                 i += hd.end()
                 continue
             # redirections: [n]>file, [n]>>file, <file, 2>&1, &>file
@@ -397,7 +455,9 @@ class _Lexer:
                 if not m.group(3):
                     while i < len(s) and s[i] in " \t":
                         i += 1
-                    _, i = self._read_word(i)
+                    target, i = self._read_word(i)
+                    if ">" in m.group(2):
+                        self._redirect_target = target.literal or s[target.start : target.end]
                 continue
             word, i = self._read_word(i)
             lit = word.literal
@@ -415,21 +475,32 @@ class _Lexer:
                 i, items = self._read_array(i + 1)
                 cur.assigns_array.append((am.group(1), am.group(2) == "+", items))
                 continue
-            cur.words.append(word)
+            if word.pieces:
+                cur.words.append(word)
+            elif i == word.start:
+                i += 1  # nothing readable here: never stall
         self._end(cur)
         return self.commands
 
-    def _skip_heredocs(self, i: int, heredocs: list[tuple[str, bool]]) -> int:
-        """Skip here-document bodies (their lines are data, not commands)."""
+    def _skip_heredocs(self, i: int, heredocs: list[tuple[str, bool, bool, str]]) -> int:
+        """Skip here-document bodies (data, not commands), recording where each one is."""
         s = self.s
-        for delim, strip_tabs in heredocs:
+        for delim, strip_tabs, quoted, _ in heredocs:
+            target = self._redirect_target  # cat <<EOF > FILE names its file after the <<
+            body = i
+            body_end = len(s)
             while i < len(s):
                 eol = s.find("\n", i)
                 eol = len(s) if eol < 0 else eol
                 line = s[i:eol].lstrip("\t") if strip_tabs else s[i:eol]
-                i = eol + 1
                 if line.rstrip(" ") == delim:
+                    body_end = i
+                    i = eol + 1
                     break
+                i = eol + 1
+            self.heredocs.append(
+                (len(self.commands) - 1, body, min(body_end, len(s)), quoted, target)
+            )
         return min(i, len(s))
 
     def _read_array(self, i: int) -> tuple[int, list[_RawWord]]:
@@ -570,6 +641,17 @@ def _basename(text: str) -> str:
     return os.path.basename(text.strip())
 
 
+# VALIDATOR_CMD=$(command -v agave-validator) / $(which ...) / `type -P ...`: the variable holds
+# the path of that binary, whatever the host's PATH makes of it
+_LOOKUP_RE = re.compile(r"^(?:\$\(|`)\s*(?:command\s+-v|which|type\s+-[Pp])\s+([^\s)`]+)\s*[)`]$")
+
+
+def _command_name(text: str) -> str:
+    """The command a word runs: its basename, or the binary a ``$(command -v X)`` finds."""
+    m = _LOOKUP_RE.match(text.strip())
+    return _basename(m.group(1)) if m else _basename(text)
+
+
 def parse_shell(
     text: str,
     *,
@@ -578,16 +660,40 @@ def parse_shell(
     env: _Env | None = None,
     line0: int = 0,
     crlf: bool = False,
+    skip_lines: frozenset[int] = frozenset(),
+    original: str = "",
 ) -> ParsedInput:
     """Read shell text and return the validator invocations it runs."""
     lexer = _Lexer(text, systemd=systemd, line0=line0)
+    lexer.original = original
     lexer.quiet_trailing_blank = crlf  # a CRLF file gets one note, not one per line
+    lexer.skip_lines = frozenset(k - base for k in skip_lines)
     commands = lexer.run()
     env = env or _Env()
     invocations: list[Invocation] = []
     notes = list(lexer.notes)
     subcalls = 0
-    for cmd in commands:
+    bodies: dict[int, list[tuple[int, int, bool, str]]] = {}
+    for idx, start, end, quoted, target in lexer.heredocs:
+        bodies.setdefault(idx, []).append((start, end, quoted, target))
+
+    def heredocs(idx: int) -> None:
+        for start, end, quoted, target in bodies.get(idx, []):
+            if not VALIDATOR_WORD_RE.search(text, start, end):
+                continue
+            sub = _heredoc(text, start, end, quoted=quoted, base=base, line0=line0, env=env)
+            what = f"here-document written to {target}" if target else "here-document"
+            for inv in sub.invocations:
+                inv.form = what
+            invocations.extend(sub.invocations)
+            notes.extend(sub.notes)
+            nonlocal_subcalls.append(sub.subcommand_calls)
+
+    nonlocal_subcalls: list[int] = []
+    heredocs(-1)
+    for idx, cmd in enumerate(commands):
+        if idx:
+            heredocs(idx - 1)
         for name, append, items in cmd.assigns_array:
             words = [w for raw in items for w in env.expand(raw, base)]
             env.arrays[name] = (env.arrays.get(name, []) if append else []) + words
@@ -619,11 +725,84 @@ def parse_shell(
             subcalls += 1
             continue
         invocations.append(inv)
+    if commands:
+        heredocs(len(commands) - 1)
+    subcalls += sum(nonlocal_subcalls)
     for name in sorted(env.unresolved):
         notes.append(Note(0, f"${name} is not set in this file; its value could not be checked"))
     if not systemd:
         env.unresolved = set()
     return ParsedInput(text, "systemd" if systemd else "shell", invocations, notes, subcalls)
+
+
+VALIDATOR_WORD_RE = re.compile(r"(?<![A-Za-z0-9_-])(agave|solana)-validator(?![A-Za-z0-9_-])")
+
+
+def _heredoc(
+    text: str, start: int, end: int, *, quoted: bool, base: int, line0: int, env: _Env
+) -> ParsedInput:
+    """Audit a here-document body as the script it writes.
+
+    With a quoted delimiter (``<<'EOF'``) the body is written as is: it is read as its own
+    script. Unquoted, the writing shell removes ``\\``-newline, turns ``\\\\``, ``\\$``
+    and ``\\```` into the bare character and expands ``$VAR`` with its own variables, so the
+    body is read through that transformation (spans still point into the file).
+    """
+    body = text[start:end]
+    if quoted:
+        return parse_shell(
+            body, base=base + start, env=_Env(), line0=line0 + text.count("\n", 0, start)
+        )
+    chars: list[str] = []
+    offsets: list[int] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body) and body[i + 1] == "\n":
+            i += 2  # removed by the writing shell: the lines are joined
+            continue
+        if c == "\\" and i + 1 < len(body) and body[i + 1] in "\\$`":
+            chars.append(body[i + 1])
+            offsets.append(start + i + 1)
+            i += 2
+            continue
+        chars.append(c)
+        offsets.append(start + i)
+        i += 1
+    offsets.append(end)
+    seg = "".join(chars)
+    parsed = parse_shell(seg, base=0, env=env)
+    return remap(parsed, offsets, text, base=base, line0=line0)
+
+
+def remap(
+    parsed: ParsedInput, offsets: list[int], text: str, *, base: int, line0: int
+) -> ParsedInput:
+    """Move the spans of words read from a transformed copy back into ``text``.
+
+    ``offsets[i]`` is where character i of the copy came from in ``text``; ``base`` and
+    ``line0`` place ``text`` in the file.
+    """
+    seg_lines = [0] + [k + 1 for k, ch in enumerate(parsed.text) if ch == "\n"]
+
+    def word(w: Word) -> Word:
+        if w.start < 0 or w.start >= len(offsets):
+            return w
+        s0 = offsets[w.start]
+        e0 = offsets[w.end - 1] + 1 if w.end > w.start else s0
+        return replace(w, start=base + s0, end=base + e0, line=line0 + text.count("\n", 0, s0) + 1)
+
+    def line(n: int) -> int:
+        if n <= 0 or n > len(seg_lines) or seg_lines[n - 1] >= len(offsets):
+            return n
+        return line0 + text.count("\n", 0, offsets[seg_lines[n - 1]]) + 1
+
+    for inv in parsed.invocations:
+        inv.binary = word(inv.binary)
+        inv.argv = [word(a) for a in inv.argv]
+        inv.line = inv.binary.line
+    parsed.notes = [replace(n, line=line(n.line)) for n in parsed.notes]
+    return parsed
 
 
 def _subcommand(argv: list[Word]) -> str | None:
@@ -654,14 +833,14 @@ def _find_invocation(
         i += 1
     if i >= len(words):
         return None, None
-    first = _basename(words[i].text)
+    first = _command_name(words[i].text)
     wrapper: list[str] = []
     if VALIDATOR_RE.match(first):
         idx = i
     elif first in WRAPPERS:
         idx = -1
         for j in range(i, len(words)):
-            if VALIDATOR_RE.match(_basename(words[j].text)):
+            if VALIDATOR_RE.match(_command_name(words[j].text)):
                 idx = j
                 break
             if _basename(words[j].text) in _COMMAND_STRING_RUNNERS:
@@ -795,13 +974,27 @@ def is_systemd_unit(text: str) -> bool:
     )
 
 
-def parse(text: str) -> ParsedInput:
-    """Read a start script, systemd unit or plain command line."""
+def parse(text: str, name: str = "") -> ParsedInput:
+    """Read a start script, systemd unit, template, Nix/YAML/Dockerfile or plain command line.
+
+    ``name`` (the file's name, when known) helps tell the form apart.
+    """
+    from agave_perf.tune.flags._forms import has_template, read
+
     crlf = "\r\n" in text
     if crlf:
         # same length, so every span still points into the original text
         text = text.replace("\r\n", " \n")
-    parsed = parse_systemd(text) if is_systemd_unit(text) else parse_shell(text, crlf=crlf)
+    plain = not has_template(text) and not name.lower().endswith(
+        (".nix", ".yml", ".yaml", ".j2", ".jinja", ".jinja2", ".tmpl", ".tpl")
+    )
+    if plain and is_systemd_unit(text):
+        parsed = parse_systemd(text)
+    elif plain and (text.startswith("#!") or not _maybe_other_form(text, name)):
+        parsed = parse_shell(text, crlf=crlf)
+    else:
+        parsed = read(text, name)
+    _set_columns(parsed, text)
     if crlf and parsed.kind == "shell":
         parsed.notes.insert(
             0,
@@ -812,6 +1005,29 @@ def parse(text: str) -> ParsedInput:
             ),
         )
     return parsed
+
+
+def _maybe_other_form(text: str, name: str) -> bool:
+    """Could this be a Nix, YAML or Dockerfile file rather than a script?"""
+    from agave_perf.tune.flags._forms import _looks_yaml, is_dockerfile, is_nix
+
+    base = os.path.basename(name.lower())
+    if base.startswith(("dockerfile", "containerfile")):
+        return True
+    return is_nix(text) or is_dockerfile(text) or _looks_yaml(text)
+
+
+def _set_columns(parsed: ParsedInput, text: str) -> None:
+    """Give every word its 1-based column in the file (spans are offsets into it)."""
+
+    def col(w: Word) -> Word:
+        if w.start < 0 or w.start > len(text):
+            return w
+        return replace(w, col=w.start - text.rfind("\n", 0, w.start))
+
+    for inv in parsed.invocations:
+        inv.binary = col(inv.binary)
+        inv.argv = [col(a) for a in inv.argv]
 
 
 # ------------------------------------------------------------------------------ rendering

@@ -249,6 +249,8 @@ def validate(
                 continue
             if it.word.origin.startswith("$") and ("${" in it.word.text or "$(" in it.word.text):
                 continue  # an unset variable: reported once as a parse note
+            if it.word.origin == "template":
+                continue  # a template value standing where the rendered file has words
             out.append(
                 FlagFinding(
                     ERROR,
@@ -261,6 +263,18 @@ def validate(
             )
             continue
         line = it.flag_word.line
+        if "{{" in it.name or "${" in it.name:
+            out.append(
+                FlagFinding(
+                    INFO,
+                    it.name,
+                    "template-flag",
+                    f"the flag's name comes from a template value ({it.name})",
+                    "audit the values it is rendered from (e.g. the chart's values file)",
+                    line,
+                )
+            )
+            continue
         bare = it.name.lstrip("-") if it.name.startswith("--") else it.name
         spec = release.lookup(bare, jito=jito)
         if spec is None:
@@ -345,7 +359,9 @@ def validate(
         assert spec is not None
         if len(uses) > 1 and not spec.multiple:
             same = len({u.value_text for u in uses}) == 1
-            for dup in uses[1:]:
+            for k, dup in enumerate(uses[1:], 1):
+                if all(dup.flag_word.exclusive_with(u.flag_word) for u in uses[:k]):
+                    continue  # another branch of a template conditional: never both given
                 out.append(
                     FlagFinding(
                         ERROR,
@@ -420,6 +436,8 @@ def _no_rename_onto_a_given_flag(
 def _unresolved(it: FlagUse) -> bool:
     """True when the value is an unset variable, so its real value is unknown here."""
     v = it.value
+    if v is not None and v.origin == "template":
+        return True  # a template value: shown as written, never guessed
     return v is not None and v.origin.startswith("$") and ("${" in v.text or "$(" in v.text)
 
 
