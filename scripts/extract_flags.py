@@ -513,6 +513,23 @@ def extract(mirror: Path, ref: str) -> tuple[list[dict[str, Any]], list[str]]:
         # thread-count flags built by new_thread_arg::<T>() in this file (e.g. rocksdb's)
         flags += thread_impls(re.findall(r"new_thread_arg::<\s*(\w+)\s*>", body), body, ref)
 
+    # run arguments built by another command's module: .arg(bam::argument()) (Jito-Solana's
+    # --bam-url lives in validator/src/commands/bam/mod.rs)
+    run_body = try_show(mirror, ref, "validator/src/commands/run/args.rs") or ""
+    for module in sorted(set(re.findall(r"\.arg\(\s*(\w+)::argument\(\)\s*\)", run_body))):
+        path = f"validator/src/commands/{module}/mod.rs"
+        text = try_show(mirror, ref, path)
+        if text is None:
+            continue
+        files.append(path)
+        body = drop_tests(strip_comments(text))
+        m = re.search(r"fn argument\(\)[^{]*\{(.*?)\n\}", body, re.S)
+        res = Resolver(mirror, ref, body)
+        for ch in parse_chains(m.group(1) if m else ""):
+            rec = build_flag(ch, res)
+            if rec:
+                flags.append(rec)
+
     thread = try_show(mirror, ref, "validator/src/cli/thread_args.rs")
     if thread is not None:
         files.append("validator/src/cli/thread_args.rs")
