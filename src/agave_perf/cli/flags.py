@@ -53,6 +53,14 @@ def flags() -> None:
     help="The binary is (not) a Jito-Solana build (default: from its path and flags).",
 )
 @click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "gcc", "sarif"]),
+    default=None,
+    help="Output: table (default), json (as --json), gcc (file:line:col: error: ... lines "
+    "for editors and CI) or sarif (SARIF 2.1.0 for code-scanning services).",
+)
+@click.option(
     "--fix",
     "do_fix",
     is_flag=True,
@@ -66,6 +74,7 @@ def audit(
     root: Path,
     methods: tuple[str, ...],
     jito: bool | None,
+    fmt: str | None,
     do_fix: bool,
 ) -> None:
     """Audit the validator flags in FILE (a bash start script, systemd unit or command line).
@@ -103,7 +112,14 @@ def audit(
     )
     if do_fix:
         fix(report, text, path)
-    if rt.as_json:
+    if fmt == "gcc":
+        click.echo(report.to_gcc(), nl=False)
+    elif fmt == "sarif":
+        import json
+
+        click.echo(json.dumps(report.to_sarif(), indent=2))
+    elif rt.as_json or fmt == "json":
+        rt.as_json = True
         rt.emit(report)
     else:
         # The --fix diff must reach the terminal unwrapped and uncropped, or it is no

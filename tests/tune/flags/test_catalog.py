@@ -114,7 +114,7 @@ class TestResolve:
             ("v2.1.13", "2.1", None),
             ("1.18.26-jito", "1.18", True),
             ("master", "master", None),
-            ("9.9", "master", None),
+            ("4.3", "master", None),
         ],
     )
     def test_versions(self, text: str, line: str, jito: bool | None) -> None:

@@ -123,9 +123,22 @@ class TestRpcTrading:
     def test_accounts_and_ledger_on_one_device(self, tmp_path: Path) -> None:
         """--accounts and --ledger on the same mount are flagged with the device name."""
         root = make_root(tmp_path, mounts="/dev/md0 /mnt xfs rw 0 0\n")
+        (root / "mnt/ledger").mkdir(parents=True)
+        (root / "mnt/accounts").mkdir(parents=True)
         report = audit_text(GOOD + "\n", version="2.1", root=root)
         f = next(f for f in report.findings if f.code == "accounts-same-device")
         assert "/dev/md0" in f.message
+
+    def test_paths_missing_on_this_host_are_not_placed(self, tmp_path: Path) -> None:
+        """Paths that do not exist here are said not found, never claimed to share a device."""
+        root = make_root(tmp_path, mounts="/dev/md0 /mnt xfs rw 0 0\n")
+        (root / "mnt/ledger").mkdir(parents=True)
+        report = audit_text(GOOD + "\n", version="2.1", root=root)
+        codes = advice(report)
+        assert "accounts-same-device" not in codes
+        f = next(f for f in report.findings if f.code == "paths-not-found")
+        assert "/mnt/accounts not found on this host" in f.message
+        assert "/mnt/ledger" not in f.message.split(" not found")[0]
 
     def test_health_distance_default_per_release(self, good_root: Path) -> None:
         """The default distance quoted is 150 up to 1.18 and 128 from 2.0 (as in the sources)."""

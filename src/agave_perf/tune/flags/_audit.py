@@ -14,10 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from agave_perf.errors import UsageError
+from agave_perf.status import Status
 from agave_perf.tune.flags._catalog import FlagCatalog, Release
 from agave_perf.tune.flags._fix import apply_edits
 from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
-from agave_perf.tune.flags._recommend import HostFacts, recommend
+from agave_perf.tune.flags._recommend import HostFacts, check_methods, recommend
 from agave_perf.tune.flags._validate import (
     ERROR,
     WARNING,
@@ -28,6 +29,8 @@ from agave_perf.tune.flags._validate import (
     validate,
 )
 
+# gcc/SARIF levels of the status vocabulary (ok never appears as a finding)
+GCC_LEVEL = {Status.FAIL: "error", Status.WARN: "warning", Status.NOTE: "note", Status.OK: "none"}
 _STYLE = {"fail": "bold red", "warn": "yellow", "advice": "cyan", "note": "dim"}
 
 
@@ -102,6 +105,74 @@ class AuditReport:
             ),
         }
 
+    def _located(self) -> list[FlagFinding]:
+        return sorted(self.findings, key=lambda f: (f.line, f.col, -f.severity.rank))
+
+    def to_gcc(self) -> str:
+        """One ``file:line:col: error|warning|note: message [code]`` line per finding."""
+        out = []
+        for f in self._located():
+            where = self.source
+            if f.line:
+                where += f":{f.line}" + (f":{f.col}" if f.col else "")
+            text = f.message + (f"; {f.suggestion}" if f.suggestion else "")
+            flag = f"{f.flag}: " if f.flag and f.flag != "(script)" else ""
+            out.append(f"{where}: {GCC_LEVEL[f.severity]}: {flag}{text} [{f.code}]")
+        return "\n".join(out) + ("\n" if out else "")
+
+    def to_sarif(self) -> dict[str, Any]:
+        """A SARIF 2.1.0 log (what code-scanning services read) with one run of this audit."""
+        from agave_perf import __version__
+
+        rules: dict[str, dict[str, Any]] = {}
+        results = []
+        for f in self._located():
+            rules.setdefault(
+                f.code,
+                {
+                    "id": f.code,
+                    "name": f.code,
+                    "shortDescription": {"text": f"agave-perf flags audit: {f.code}"},
+                    "defaultConfiguration": {"level": GCC_LEVEL[f.severity]},
+                },
+            )
+            result: dict[str, Any] = {
+                "ruleId": f.code,
+                "level": GCC_LEVEL[f.severity],
+                "message": {
+                    "text": f"{f.flag}: {f.message}" + (f"; {f.suggestion}" if f.suggestion else "")
+                },
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": self.source},
+                            **(
+                                {"region": {"startLine": f.line, "startColumn": f.col or 1}}
+                                if f.line
+                                else {}
+                            ),
+                        }
+                    }
+                ],
+            }
+            results.append(result)
+        return {
+            "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+            "version": "2.1.0",
+            "runs": [
+                {
+                    "tool": {
+                        "driver": {
+                            "name": "agave-perf",
+                            "version": __version__,
+                            "rules": list(rules.values()),
+                        }
+                    },
+                    "results": results,
+                }
+            ],
+        }
+
     def __rich__(self) -> RenderableType:
         """Header per invocation, a findings table, then the fix diff."""
         parts: list[RenderableType] = []
@@ -173,9 +244,13 @@ def choose_release(
                 release, _ = catalog.resolve(found)
                 reason = f"version {found} in the binary's path"
             except UsageError:
-                # older than every shipped list: the oldest list is the closest we have
-                release = catalog.releases[0]
-                reason = f"version {found} in the binary's path is older than {release.line}"
+                if catalog.is_older(found):
+                    # older than every shipped list: the oldest list is the closest we have
+                    release = catalog.releases[0]
+                    reason = f"version {found} in the binary's path is older than {release.line}"
+                else:
+                    release = catalog.get("master")
+                    reason = f"version {found} in the binary's path is newer than every list"
         elif inv.binary_name == "solana-validator":
             release = [r for r in catalog.releases if r.binary == "solana-validator"][-1]
             reason = "newest solana-validator line; pass --agave-version to be exact"
@@ -217,7 +292,8 @@ def audit_invocation(
     )
     release, is_jito, reason = choose_release(inv, catalog, version, uses_jito, jito)
     items = interpret(inv.argv, release, catalog, jito=is_jito)
-    findings = validate(inv, items, release, catalog, jito=is_jito)
+    known = jito is not None or inv.jito_hint or "jito" in (version or "").lower()
+    findings = validate(inv, items, release, catalog, jito=is_jito, jito_known=bool(known))
     if release.binary != inv.binary_name:
         findings.insert(
             0,
@@ -275,6 +351,9 @@ def audit_text(
 ) -> AuditReport:
     """Audit a script, unit or command line given as text."""
     catalog = catalog or FlagCatalog.load()
+    check_methods(methods)
+    if version is not None:
+        catalog.resolve(version)  # an unknown release is a usage error before any reading
     parsed = parsed or parse(text, "" if source == "-" else source)
     if not parsed.invocations:
         what = "a validator subcommand call only" if parsed.subcommand_calls else "nothing"
@@ -309,7 +388,14 @@ def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
     result = apply_edits(text, edits)
     report.fix_requested = True
     report.fix_applied = result.applied
-    report.fix_skipped = result.skipped
+    # "not fixed" is everything the diff leaves wrong: edits that could not be made, and
+    # problems no automatic edit exists for
+    no_edit = [
+        f"{f.flag}: {f.message} (no automatic fix; change it by hand)"
+        for f in report.findings
+        if f.edit is None and f.severity >= WARNING and not f.advice
+    ]
+    report.fix_skipped = result.skipped + no_edit
     name = path.name if path is not None else "stdin"
     report.diff = result.diff(text, name) if result.text != text else ""
     if path is not None and result.text != text:

@@ -8,6 +8,7 @@ which release, replaced by what), is it deprecated, or does only Jito-Solana hav
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -136,6 +137,25 @@ class Release:
         return (int(major), int(minor))
 
 
+# Flags that solana-validator had before 1.16, the oldest shipped list, and no shipped list
+# has (from the release notes of 1.0-1.15), with the flag that took over, if any. Only
+# names absent from every shipped list count (see FlagCatalog.removed_before_oldest).
+REMOVED_BEFORE_OLDEST: dict[str, str | None] = {
+    "identity-keypair": "identity",
+    "voting-keypair": "authorized-voter",
+    "storage-keypair": None,
+    "enable-rpc-exit": None,  # the validator's `exit` subcommand does it now
+    "bpf-jit": None,  # the JIT is always used
+    "frozen-accounts": None,
+    "enable-quic-servers": None,  # QUIC is always on
+    "enable-accountsdb-repl": None,
+    "accountsdb-repl-bind-address": None,
+    "accountsdb-repl-port": None,
+    "accountsdb-repl-threads": None,
+    "accounts-db-use-index-hash-calculation": None,
+}
+
+
 def _data_dir() -> Any:
     return resources.files("agave_perf").joinpath("data", "flags")
 
@@ -201,11 +221,30 @@ class FlagCatalog:
             older = [r for r in self.releases if r.ordinal < _ord(line)]
             return older[-1], jito
         if not newer:
-            return self._by_line["master"], jito
+            master = self._by_line["master"]
+            if _line_of(master.version) == line:
+                return master, jito  # the release master is becoming
+            close = difflib.get_close_matches(line, self.lines, n=1, cutoff=0.5)
+            guess = close[0] if close else self.latest_stable.line
+            raise UsageError(
+                f"no flag list for Agave {version}: newer than every shipped list "
+                f"(newest {self.latest_stable.line}, master is {master.version}); "
+                f"did you mean {guess}, or master?"
+            )
         raise UsageError(
             f"Agave {version} is older than the oldest shipped flag list "
             f"({self.releases[0].line}); known: {', '.join(self.lines)}"
         )
+
+    def removed_before_oldest(self, name: str) -> tuple[bool, str | None]:
+        """Was ``name`` a flag of a release older than every shipped list? And its successor."""
+        if name not in REMOVED_BEFORE_OLDEST or name in self.all_names():
+            return False, None
+        return True, REMOVED_BEFORE_OLDEST[name]
+
+    def is_older(self, version: str) -> bool:
+        """True when a version is older than the oldest shipped list."""
+        return _ord(_line_of(version)) < self.releases[0].ordinal
 
     def history(self, name: str) -> History:
         """Which lines know ``name`` (upstream, deprecated, Jito-only), and its replacement."""
@@ -228,6 +267,11 @@ class FlagCatalog:
         for rel in self.releases:
             out.update(rel.names(jito=True))
         return out
+
+
+def _line_of(version: str) -> str:
+    m = re.match(r"v?(\d+)\.(\d+)", version)
+    return f"{int(m.group(1))}.{int(m.group(2))}" if m else version
 
 
 def _ord(line: str) -> tuple[int, int]:

@@ -132,6 +132,9 @@ def apply_edits(text: str, edits: list[Edit]) -> FixResult:
         if end > last_start:
             skipped.append(f"{what}: overlaps another change; left as is")
             continue
+        if out[start:end] == repl:
+            skipped.append(f"{what}: the text already reads so; nothing changed")
+            continue
         out = out[:start] + repl + out[end:]
         last_start = start
         applied.append(what)

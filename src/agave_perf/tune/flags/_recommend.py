@@ -41,6 +41,78 @@ METHOD_INDEXES = {
     "getTokenLargestAccounts": ("spl-token-mint",),
     "getTokenAccountsByDelegate": ("spl-token-mint", "program-id"),
 }
+# The HTTP JSON-RPC methods of an Agave node (rpc/src/rpc.rs), to check --rpc-method names.
+RPC_METHODS = frozenset(
+    [
+        "getAccountInfo",
+        "getBalance",
+        "getBlock",
+        "getBlockCommitment",
+        "getBlockHeight",
+        "getBlockProduction",
+        "getBlockTime",
+        "getBlocks",
+        "getBlocksWithLimit",
+        "getClusterNodes",
+        "getEpochInfo",
+        "getEpochSchedule",
+        "getFeeForMessage",
+        "getFirstAvailableBlock",
+        "getGenesisHash",
+        "getHealth",
+        "getHighestSnapshotSlot",
+        "getIdentity",
+        "getInflationGovernor",
+        "getInflationRate",
+        "getInflationReward",
+        "getLargestAccounts",
+        "getLatestBlockhash",
+        "getLeaderSchedule",
+        "getMaxRetransmitSlot",
+        "getMaxShredInsertSlot",
+        "getMinimumBalanceForRentExemption",
+        "getMultipleAccounts",
+        "getProgramAccounts",
+        "getRecentPerformanceSamples",
+        "getRecentPrioritizationFees",
+        "getSignatureStatuses",
+        "getSignaturesForAddress",
+        "getSlot",
+        "getSlotLeader",
+        "getSlotLeaders",
+        "getStakeMinimumDelegation",
+        "getSupply",
+        "getTokenAccountBalance",
+        "getTokenAccountsByDelegate",
+        "getTokenAccountsByOwner",
+        "getTokenLargestAccounts",
+        "getTokenSupply",
+        "getTransaction",
+        "getTransactionCount",
+        "getVersion",
+        "getVoteAccounts",
+        "isBlockhashValid",
+        "minimumLedgerSlot",
+        "requestAirdrop",
+        "sendTransaction",
+        "simulateTransaction",
+    ]
+)
+
+
+def check_methods(methods: tuple[str, ...]) -> None:
+    """Refuse an RPC method name no Agave node serves, suggesting the closest one."""
+    import difflib
+
+    from agave_perf.errors import UsageError
+
+    for m in methods:
+        if m not in RPC_METHODS:
+            close = difflib.get_close_matches(m, sorted(RPC_METHODS), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise UsageError(f"--rpc-method {m}: not an Agave RPC method{hint}")
+
+
 # The rpc-trading workload of DESIGN.md (what `agave-perf bench` drives): no secondary index.
 TRADING_METHODS = (
     "sendTransaction",
@@ -85,6 +157,14 @@ class HostFacts:
         except OSError:
             pass
         return facts
+
+    def exists(self, path: str) -> bool:
+        """True when an absolute path exists on this host (below the root)."""
+        from agave_perf.tune.host._base import resolve_in_root
+
+        if not path.startswith("/"):
+            return False
+        return (self.root / resolve_in_root(self.root, path).lstrip("/")).exists()
 
     def device_of(self, path: str) -> str | None:
         """The device holding ``path`` by the longest mount-point prefix, or None."""
@@ -320,6 +400,20 @@ def recommend(
                 "put --accounts on its own NVMe device",
                 first_line("ledger"),
                 {"latency": "replay and RPC reads stop contending with ledger writes"},
+            )
+        )
+    elif ledger and accounts and not all(host.exists(p) for p in (ledger, *accounts)):
+        # the script is audited away from its node: its paths say nothing about this host
+        missing = [p for p in (ledger, *accounts) if not host.exists(p)]
+        out.append(
+            FlagFinding(
+                INFO,
+                "--accounts",
+                "paths-not-found",
+                f"{', '.join(missing)} not found on this host, so whether ledger and "
+                "accounts share a device was not checked",
+                "audit on the node itself (or pass --root with its mount table and paths)",
+                first_line("accounts"),
             )
         )
     elif ledger and accounts:

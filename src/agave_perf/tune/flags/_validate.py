@@ -238,8 +238,13 @@ def validate(
     catalog: FlagCatalog,
     *,
     jito: bool,
+    jito_known: bool = False,
 ) -> list[FlagFinding]:
-    """Every problem with the flags of one invocation, for one release."""
+    """Every problem with the flags of one invocation, for one release.
+
+    ``jito_known``: the binary is known to be Jito-Solana (its path, --jito or the version
+    said so), so its Jito-only flags need no "only if this is Jito" remark.
+    """
     out: list[FlagFinding] = []
     lines = catalog.lines
     seen: dict[str, list[FlagUse]] = {}
@@ -283,7 +288,7 @@ def validate(
             continue
         it.spec = spec
         seen.setdefault(spec.key, []).append(it)
-        if spec.jito_only:
+        if spec.jito_only and not jito_known:
             out.append(
                 FlagFinding(
                     INFO,
@@ -628,6 +633,26 @@ def _classify_missing(
                 f"not in {release.binary} {here}",
                 "remove it, or run a Jito-Solana build of a release that has it",
                 line,
+            )
+        ]
+    ancient, successor = catalog.removed_before_oldest(bare)
+    if ancient:
+        tgt = release.lookup(successor, jito=jito) if successor else None
+        return [
+            FlagFinding(
+                ERROR,
+                it.name,
+                "removed",
+                f"removed before {lines[0]} (a flag of older solana-validator releases)",
+                f"use --{successor}" if tgt is not None else "remove it",
+                line,
+                edit=(
+                    Edit("rename", it, f"--{successor}")
+                    if tgt is not None and successor
+                    else Edit("delete", it)
+                    if not it.value
+                    else None
+                ),
             )
         ]
     guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
