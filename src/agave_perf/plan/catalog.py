@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -42,7 +43,7 @@ Component = Literal[
 ]
 Kind = Literal["runtime", "config", "code"]
 Risk = Literal["minimal", "low", "medium", "high"]
-GateKind = Literal["build", "test", "check", "bench"]
+GateKind = Literal["build", "test", "check", "bench", "flags"]
 RollbackKind = Literal["host-journal", "flags-file", "cargo-feature", "build-env"]
 
 BUILD_ENV_KEYS = frozenset({"RUSTFLAGS"})
@@ -106,6 +107,25 @@ class Task(_Model):
     build_env: dict[str, str] = Field(default_factory=dict)
     agave_paths: tuple[str, ...] = ()
     source: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flags_gate(cls, data: Any) -> Any:
+        # A task that edits the validator's command line is audited before it may be done
+        # (agave_perf.tune.flags.plan_gate): config tasks on the flags file, runtime tasks
+        # whose change names validator flags.
+        if not isinstance(data, dict):
+            return data
+        rollback = data.get("rollback")
+        kind = rollback.get("kind") if isinstance(rollback, dict) else getattr(rollback, "kind", "")
+        gates = list(data.get("gates") or ())
+        touches = (data.get("kind") == "config" and kind == "flags-file") or (
+            data.get("kind") == "runtime"
+            and re.search(r"(?<![\w-])--[a-z][a-z0-9-]+", str(data.get("change", "")))
+        )
+        if touches and gates and "flags" not in gates:
+            return {**data, "gates": [*gates, "flags"]}
+        return data
 
     @model_validator(mode="after")
     def _rules(self) -> Task:

@@ -292,6 +292,7 @@ class PlanEngine:
             log_dir=state_path("plan", str(self.plan.id), "gates", run_id, "x").parent,
             baseline=baseline if baseline and "score" in baseline else None,
             build_env=self.build_env(state),
+            flags_file=Path(self.plan.flags_file) if self.plan.flags_file else None,
         )
 
     # -------------------------------------------------------------------- steps

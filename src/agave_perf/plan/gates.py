@@ -32,6 +32,7 @@ from agave_perf.tune.build.runner import flag_evidence
 PLUGIN_MODULES: dict[str, str] = {
     "check": "agave_perf.slo.plan_gate",
     "bench": "agave_perf.bench.plan_gate",
+    "flags": "agave_perf.tune.flags.plan_gate",
 }
 
 
@@ -49,6 +50,7 @@ class GateContext:
     log_dir: Path
     baseline: dict[str, Any] | None = None
     build_env: dict[str, str] = field(default_factory=dict)
+    flags_file: Path | None = None  # the validator start script the plan manages
 
 
 @dataclass(frozen=True)

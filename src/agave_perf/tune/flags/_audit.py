@@ -108,10 +108,12 @@ class AuditReport:
     def _located(self) -> list[FlagFinding]:
         return sorted(self.findings, key=lambda f: (f.line, f.col, -f.severity.rank))
 
-    def to_gcc(self) -> str:
+    def to_gcc(self, at_least: Status = Status.NOTE) -> str:
         """One ``file:line:col: error|warning|note: message [code]`` line per finding."""
         out = []
         for f in self._located():
+            if f.severity < at_least:
+                continue
             where = self.source
             if f.line:
                 where += f":{f.line}" + (f":{f.col}" if f.col else "")

@@ -110,6 +110,13 @@ def apply_edits(text: str, edits: list[Edit]) -> FixResult:
         if not e.use.flag_word.fixable:
             skipped.append(f"{e.use.name}: comes from {e.use.flag_word.origin}; change it there")
             continue
+        if e.kind == "delete" and e.use.flag_word.in_list:
+            # a YAML/JSON/Nix list item: removing the word alone would leave its comma or
+            # dash behind, so this is left to the operator
+            skipped.append(
+                f"{e.use.name}: an item of a list; remove it (and its separator) by hand"
+            )
+            continue
         if e.kind == "rename":
             span = _span_rename(text, e)
         elif e.kind == "value":

@@ -420,6 +420,8 @@ def parse_yaml(text: str, masked: Masked | None = None) -> ParsedInput:
             else:
                 invocations.append(inv)
     kind = "kubernetes" if re.search(r"^\s*(apiVersion|kind)\s*:", text, re.M) else "compose"
+    if kind == "compose" and any(i.form.startswith("values map") for i in invocations):
+        kind = "helm values"
     if re.match(r"#cloud-config", text):
         kind = "cloud-init"
     parsed = ParsedInput(text, kind, invocations, notes, subcalls)
@@ -874,8 +876,8 @@ def read(text: str, name: str = "") -> ParsedInput:
         return parse_dockerfile(body, masked) if masked else parse_dockerfile(text)
     if lower.endswith((".yml", ".yaml", ".yml.j2", ".yaml.j2")) or _looks_yaml(body):
         return parse_yaml(body, masked) if masked else parse_yaml(text)
-    if is_systemd_unit(body):
-        parsed = parse_systemd(body)
+    if is_systemd_unit(body) and not text.startswith("#!"):
+        parsed = parse_systemd(body, masked.skip_lines if masked else frozenset())
         if masked is not None:
             # systemd: template lines between continuations are skipped as the unit has them
             parsed = unmask_parsed(parsed, masked, text)

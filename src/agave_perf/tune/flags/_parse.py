@@ -584,7 +584,9 @@ class _Env:
                 buf += value
                 have = True
             else:
-                parts = value.split()
+                # $(command -v x) stands for one path: its text is not split
+                subst = value.startswith(("$(", "`")) and value.endswith((")", "`"))
+                parts = [value] if subst else value.split()
                 if not parts:
                     continue
                 buf += parts[0]
@@ -749,6 +751,9 @@ def _heredoc(
     body is read through that transformation (spans still point into the file).
     """
     body = text[start:end]
+    if quoted and is_systemd_unit(body):
+        unit = parse_systemd(body)
+        return remap(unit, list(range(start, end + 1)), text, base=base, line0=line0)
     if quoted:
         return parse_shell(
             body, base=base + start, env=_Env(), line0=line0 + text.count("\n", 0, start)
@@ -893,9 +898,19 @@ def _unfixable(w: Word, outer: Word) -> Word:
 _SYSTEMD_PREFIX = re.compile(r"^[-@+!:]*")
 
 
-def parse_systemd(text: str) -> ParsedInput:
-    """Read a systemd unit: every ``ExecStart=`` (continuations, prefixes, Environment=)."""
+def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> ParsedInput:
+    """Read a systemd unit: every ``ExecStart=`` (continuations, prefixes, Environment=).
+
+    ``skip_lines``: offsets of lines a template tag filled; they are not lines of the unit.
+    """
     env = _Env()
+    starts = [0]
+    for ln in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(ln))
+
+    def skipped(k: int) -> bool:
+        return starts[k] in skip_lines
+
     invocations: list[Invocation] = []
     notes: list[Note] = []
     subcalls = 0
@@ -910,8 +925,11 @@ def parse_systemd(text: str) -> ParsedInput:
         end_n = n
         while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
             end_n += 1
-            # systemd skips comment lines inside a continued line
-            while end_n + 1 < len(lines) and lines[end_n].lstrip().startswith(("#", ";")):
+            # systemd skips comment lines inside a continued line (and template tag lines
+            # are not in the rendered unit at all)
+            while end_n + 1 < len(lines) and (
+                lines[end_n].lstrip().startswith(("#", ";")) or skipped(end_n)
+            ):
                 end_n += 1
         logical_end = start + sum(len(x) for x in lines[n : end_n + 1])
         pos = logical_end
@@ -940,14 +958,24 @@ def parse_systemd(text: str) -> ParsedInput:
         if "@" in prefix:
             # @: the second word is argv[0]; drop it so the arguments line up
             parsed = parse_shell(
-                cmd_text, base=cmd_base, systemd=True, env=env, line0=text.count("\n", 0, cmd_base)
+                cmd_text,
+                base=cmd_base,
+                systemd=True,
+                env=env,
+                line0=text.count("\n", 0, cmd_base),
+                skip_lines=skip_lines,
             )
             for inv in parsed.invocations:
                 if inv.argv and VALIDATOR_RE.match(_basename(inv.argv[0].text)):
                     inv.argv = inv.argv[1:]
         else:
             parsed = parse_shell(
-                cmd_text, base=cmd_base, systemd=True, env=env, line0=text.count("\n", 0, cmd_base)
+                cmd_text,
+                base=cmd_base,
+                systemd=True,
+                env=env,
+                line0=text.count("\n", 0, cmd_base),
+                skip_lines=skip_lines,
             )
         if not parsed.invocations and not parsed.subcommand_calls:
             # e.g. ExecStart=/home/sol/bin/validator.sh
@@ -988,9 +1016,10 @@ def parse(text: str, name: str = "") -> ParsedInput:
     plain = not has_template(text) and not name.lower().endswith(
         (".nix", ".yml", ".yaml", ".j2", ".jinja", ".jinja2", ".tmpl", ".tpl")
     )
-    if plain and is_systemd_unit(text):
+    other = _maybe_other_form(text, name)
+    if plain and is_systemd_unit(text) and not text.startswith("#!") and not other:
         parsed = parse_systemd(text)
-    elif plain and (text.startswith("#!") or not _maybe_other_form(text, name)):
+    elif plain and (text.startswith("#!") or not other):
         parsed = parse_shell(text, crlf=crlf)
     else:
         parsed = read(text, name)
