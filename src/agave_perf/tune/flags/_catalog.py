@@ -147,11 +147,6 @@ REMOVED_BEFORE_OLDEST: dict[str, str | None] = {
     "enable-rpc-exit": None,  # the validator's `exit` subcommand does it now
     "bpf-jit": None,  # the JIT is always used
     "frozen-accounts": None,
-    "enable-quic-servers": None,  # QUIC is always on
-    "enable-accountsdb-repl": None,
-    "accountsdb-repl-bind-address": None,
-    "accountsdb-repl-port": None,
-    "accountsdb-repl-threads": None,
     "accounts-db-use-index-hash-calculation": None,
 }
 

@@ -268,7 +268,11 @@ class _Lexer:
                 eol = len(self.s) if eol < 0 else eol
                 comment = self.s[k:eol].rstrip()
                 nxt = eol + 1
-                m = re.match(r"[ \t]*(\S)", self.s[nxt:]) if nxt < len(self.s) else None
+                ahead = nxt
+                while ahead in self.skip_lines:  # a template tag line is not in the script
+                    eol2 = self.s.find("\n", ahead)
+                    ahead = len(self.s) if eol2 < 0 else eol2 + 1
+                m = re.match(r"[ \t]*(\S)", self.s[ahead:]) if ahead < len(self.s) else None
                 continues = (
                     self.systemd or comment.endswith("\\") or (m is not None and m.group(1) == "-")
                 )

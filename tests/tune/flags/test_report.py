@@ -1,0 +1,174 @@
+"""The audit report: what a new user found wrong, older flags, and output for review tools."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from agave_perf.errors import UsageError
+from agave_perf.status import Status
+from agave_perf.tune.flags import FlagCatalog, audit_text, fix
+from agave_perf.tune.flags._catalog import REMOVED_BEFORE_OLDEST
+from tests.tune.flags.conftest import fixture_text, make_root
+
+CATALOG = FlagCatalog.load()
+
+
+class TestNewUserDefects:
+    def test_space_after_continuation_is_an_error(self) -> None:
+        """bash ends the command at '\\ ' + newline: that is an error, not a 'read as intended'."""
+        report = audit_text(fixture_text("15_trailing_space_after_backslash.sh"), profile="none")
+        parse = [f for f in report.findings if f.code == "parse"]
+        assert parse[0].severity is Status.FAIL
+        assert "not passed to the validator" in parse[0].message
+        assert report.errors >= 1
+
+    def test_known_jito_binary_gets_no_per_flag_jito_remark(self) -> None:
+        """A binary identified as Jito-Solana is not told 'keep it only if Jito' per Jito flag."""
+        text = (
+            "/home/sol/jito-solana/bin/agave-validator --ledger /l "
+            "--block-engine-url https://x --tip-payment-program-pubkey T1 --commission-bps 800\n"
+        )
+        report = audit_text(text, version="2.1", profile="none")
+        assert report.invocations[0].jito
+        assert not [f for f in report.findings if f.code == "jito-only"]
+        inferred = audit_text(text.replace("jito-solana", "opt"), version="2.1", profile="none")
+        assert [f for f in inferred.findings if f.code == "jito-only"]
+
+    def test_not_fixed_list_agrees_with_the_diff(self, tmp_path: Path) -> None:
+        """After --fix, the errors left in the corrected copy are exactly the 'not fixed' ones."""
+        text = (
+            "agave-validator --ledgr /l --rpc-port \\\n  --no-voting --no-voting "
+            "--dynamic-port-range 8000-8001 --identity\n"
+        )
+        path = tmp_path / "v.sh"
+        path.write_text(text)
+        report = fix(audit_text(text, source=str(path), version="2.1", profile="none"), text, path)
+        again = audit_text(
+            path.with_name("v.sh.agave-perf").read_text(), version="2.1", profile="none"
+        )
+        left = {f.flag for f in again.findings if f.severity is Status.FAIL}
+        not_fixed = {s.split(":")[0] for s in report.fix_skipped}
+        assert left
+        assert left <= not_fixed
+        assert {a.split(" ")[0] for a in report.fix_applied}.isdisjoint(left)
+
+    def test_unknown_release_is_a_usage_error_with_did_you_mean(self) -> None:
+        """--agave-version 9.9 names the known lines and suggests one; 4.3 (master's) is master."""
+        with pytest.raises(UsageError, match=r"no flag list for Agave 9\.9.*did you mean"):
+            audit_text("agave-validator --ledger /l\n", version="9.9")
+        assert CATALOG.resolve("4.3")[0].line == "master"
+
+    def test_misspelt_rpc_method_is_a_usage_error(self) -> None:
+        """--rpc-method getProgramAcounts is refused with the method it probably meant."""
+        with pytest.raises(UsageError, match="did you mean getProgramAccounts"):
+            audit_text("agave-validator --ledger /l\n", methods=("getProgramAcounts",))
+
+    def test_paths_not_on_this_host_are_said_not_found(self, tmp_path: Path) -> None:
+        """Auditing away from the node never claims ledger and accounts share a device."""
+        root = make_root(tmp_path, mounts="/dev/sda1 / ext4 rw 0 0\n")
+        text = "agave-validator --ledger /mnt/ledger --accounts /mnt/accounts\n"
+        report = audit_text(text, version="2.1", root=root)
+        codes = {f.code for f in report.findings}
+        assert "accounts-same-device" not in codes
+        assert "paths-not-found" in codes
+
+
+class TestRemovedBeforeOldest:
+    def test_table_names_are_in_no_shipped_list(self) -> None:
+        """Every 'removed before 1.16' name is absent from all lists; successors are present."""
+        known = CATALOG.all_names()
+        for name, successor in REMOVED_BEFORE_OLDEST.items():
+            assert name not in known
+            assert successor is None or successor in known
+
+    def test_old_flag_is_named_with_its_successor(self) -> None:
+        """--identity-keypair is 'removed before 1.16', with --identity to use and a rename."""
+        report = audit_text(
+            "solana-validator --identity-keypair id.json --ledger /l\n", version="1.16"
+        )
+        f = next(f for f in report.findings if f.flag == "--identity-keypair")
+        assert f.code == "removed"
+        assert f.message.startswith("removed before 1.16")
+        assert f.suggestion == "use --identity"
+        assert f.edit is not None
+        assert f.edit.new_name == "--identity"
+
+    def test_old_flag_without_successor_is_removed(self) -> None:
+        """--bpf-jit has no successor: remove it (the JIT is always used)."""
+        report = audit_text(
+            "agave-validator --bpf-jit --ledger /l\n", version="2.1", profile="none"
+        )
+        f = next(f for f in report.findings if f.flag == "--bpf-jit")
+        assert f.code == "removed"
+        assert f.suggestion == "remove it"
+
+
+GCC = re.compile(
+    r"^(?P<file>[^:]+)(?::(?P<line>\d+)(?::(?P<col>\d+))?)?: (error|warning|note): .+ \[[a-z-]+\]$"
+)
+
+
+class TestFormats:
+    def test_gcc_lines(self) -> None:
+        """--format gcc: one file:line:col: level: message [code] line per finding."""
+        text = fixture_text("09_misspelled_flags.sh")
+        report = audit_text(text, source="start.sh", profile="none")
+        lines = report.to_gcc().splitlines()
+        assert len(lines) == len(report.findings)
+        assert all(GCC.match(line) for line in lines), lines
+        first = next(line for line in lines if "--ledgr" in line)
+        assert first.startswith("start.sh:4:3: error: --ledgr: unknown flag")
+        assert first.endswith("[unknown]")
+
+    def test_gcc_levels_follow_the_status(self) -> None:
+        """fail prints as error, warn as warning, note as note."""
+        report = audit_text(fixture_text("17_deprecated_on_2x.sh"), source="s.sh", version="2.1")
+        levels = {m.group(4) for line in report.to_gcc().splitlines() if (m := GCC.match(line))}
+        assert {"warning", "note"} <= levels
+        assert report.to_gcc(Status.FAIL).count("\n") == report.errors
+
+    def test_sarif_has_the_required_structure(self) -> None:
+        """--format sarif: a SARIF 2.1.0 log with the keys the schema requires, one result per
+        finding, levels in the schema's set and regions that start at line 1 or later."""
+        report = audit_text(fixture_text("14_missing_value_duplicate_conflict.sh"), source="s.sh")
+        log = json.loads(json.dumps(report.to_sarif()))
+        assert log["version"] == "2.1.0"
+        assert log["$schema"].endswith("sarif-2.1.0.json")
+        (run,) = log["runs"]
+        driver = run["tool"]["driver"]
+        assert driver["name"] == "agave-perf"
+        rule_ids = {r["id"] for r in driver["rules"]}
+        assert len(run["results"]) == len(report.findings)
+        for result in run["results"]:
+            assert set(result) >= {"ruleId", "level", "message", "locations"}
+            assert result["ruleId"] in rule_ids
+            assert result["level"] in ("none", "note", "warning", "error")
+            assert result["message"]["text"]
+            loc = result["locations"][0]["physicalLocation"]
+            assert loc["artifactLocation"]["uri"] == "s.sh"
+            if "region" in loc:
+                assert loc["region"]["startLine"] >= 1
+                assert loc["region"]["startColumn"] >= 1
+        errors = [r for r in run["results"] if r["level"] == "error"]
+        assert len(errors) == report.errors
+
+    def test_json_shape_carries_status_and_column(self) -> None:
+        """--json findings keep their keys; severity is the status word, plus advice and col."""
+        report = audit_text(fixture_text("09_misspelled_flags.sh"), profile="rpc-trading")
+        found = report.to_json()["invocations"][0]["findings"]
+        assert {f["severity"] for f in found} <= {"fail", "warn", "note"}
+        first = found[0]
+        assert set(first) >= {
+            "severity",
+            "advice",
+            "flag",
+            "code",
+            "finding",
+            "suggestion",
+            "line",
+            "col",
+        }
