@@ -108,3 +108,102 @@ class TestRoundTrip:
         body = render("agave-validator", to_uses(rel, wanted), multiline=True).rstrip("\n")
         script = f"#!/bin/bash\nset -e\nexport RUST_LOG=info\nexec {body} 2>&1 | tee -a log\n"
         assert triples(read_back(rel, script)) == wanted
+
+
+def argv_words(rel: Release, wanted: list[Item]) -> list[str]:
+    """The argv of a generated case as separate words (what an exec-form list holds)."""
+    out: list[str] = []
+    for name, values, form in wanted:
+        if form == "equals":
+            out.append(f"{name}={values[0]}")
+            out.extend(values[1:])
+        else:
+            out.append(name)
+            out.extend(values)
+    return out
+
+
+def read_form(rel: Release, text: str, name: str) -> list[FlagUse | Positional]:
+    """Parse text as the named file and interpret its single invocation."""
+    parsed = parse(text, name)
+    assert len(parsed.invocations) == 1, parsed.kind
+    return interpret(parsed.invocations[0].argv, rel, CATALOG, jito=False)
+
+
+# values that survive a template or here-document unchanged (no tags, no delimiter line)
+PLAIN = st.from_regex(r"[A-Za-z0-9_./:,@+=-]{1,16}", fullmatch=True).filter(
+    lambda v: not v.startswith("-") and v not in SUBCOMMANDS and v != "run"
+)
+
+
+@st.composite
+def plain_command_lines(draw: st.DrawFn) -> Case:
+    """Like command_lines, with values a template/heredoc/list carries as they are."""
+    line = draw(st.sampled_from(CATALOG.lines))
+    specs = [s for s in CATALOG.get(line).flags if s.long]
+    items: list[Item] = []
+    for spec in draw(st.lists(st.sampled_from(specs), max_size=10)):
+        if spec.takes_value:
+            form = draw(st.sampled_from(["space", "equals"]))
+            extra = draw(st.lists(PLAIN, max_size=2)) if spec.greedy else []
+            items.append((f"--{spec.long}", (draw(PLAIN), *extra), form))
+        else:
+            items.append((f"--{spec.long}", (), "bare"))
+    return line, items
+
+
+class TestRoundTripForms:
+    @settings(max_examples=40, deadline=None)
+    @given(case=plain_command_lines(), quoted=st.booleans())
+    def test_heredoc_body_reads_as_the_script(self, case: Case, quoted: bool) -> None:
+        """A start script written by a here-document (quoted or not) gives the same flags."""
+        line, wanted = case
+        rel = CATALOG.get(line)
+        body = render("agave-validator", to_uses(rel, wanted), multiline=True)
+        if not quoted:
+            body = body.replace("\\\n", "\\\\\n")  # what an unquoted heredoc needs written
+        delim = "'EOF'" if quoted else "EOF"
+        text = f"#!/bin/bash\ncat > /home/sol/v.sh <<{delim}\n{body}EOF\nchmod +x /home/sol/v.sh\n"
+        assert triples(read_form(rel, text, "setup.sh")) == wanted
+
+    @settings(max_examples=40, deadline=None)
+    @given(case=plain_command_lines(), cut=st.integers(min_value=0, max_value=12))
+    def test_template_tags_between_lines_change_nothing(self, case: Case, cut: int) -> None:
+        """{% if %}/{% endif %} lines between continuation lines leave the flags as they were,
+        and every flag word's span is that flag in the template."""
+        line, wanted = case
+        rel = CATALOG.get(line)
+        lines = render("agave-validator", to_uses(rel, wanted), multiline=True).split("\n")
+        at = min(cut, len(lines) - 1) or 1
+        text = "\n".join([*lines[:at], "{% if rpc %}", *lines[at:-1], "{% endif %}", ""])
+        items = read_form(rel, text, "start.sh.j2")
+        assert triples(items) == wanted
+        for it in items:
+            assert isinstance(it, FlagUse)
+            assert it.name in text[it.flag_word.start : it.flag_word.end]
+
+    @settings(max_examples=40, deadline=None)
+    @given(case=plain_command_lines(), form=st.sampled_from(["docker", "compose", "k8s"]))
+    def test_exec_form_lists(self, case: Case, form: str) -> None:
+        """Dockerfile ENTRYPOINT/CMD, compose command: and Kubernetes args: lists give the
+        same flags, each item's span its quoted string in the file."""
+        import json
+
+        line, wanted = case
+        rel = CATALOG.get(line)
+        items = [json.dumps(w) for w in argv_words(rel, wanted)]
+        if form == "docker":
+            text = f'FROM x\nENTRYPOINT ["agave-validator"]\nCMD [{", ".join(items)}]\n'
+            name = "Dockerfile"
+        elif form == "compose":
+            text = f'services:\n  rpc:\n    command: ["agave-validator", {", ".join(items)}]\n'
+            name = "compose.yml"
+        else:
+            body = "".join(f"            - {i}\n" for i in items) or "            []\n"
+            text = (
+                "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: a\n"
+                f'      command: ["agave-validator"]\n      args:\n{body}'
+            )
+            name = "pod.yaml"
+        parsed = read_form(rel, text, name)
+        assert triples(parsed) == wanted
