@@ -1,4 +1,11 @@
-"""The audit: parse, pick the release, validate, advise, optionally fix; and its report."""
+"""The audit: parse, pick the release, validate, advise, optionally fix; and its report.
+
+The report renders as a table, ``--json``, ``--format gcc`` or ``--format sarif``. JSON
+shape: unchanged keys; each finding's ``severity`` is now the project's status word
+(``fail``/``warn``/``note``, were ``error``/``warning``/``info``/``advice``), with ``advice``
+(true for a tuning recommendation, formerly severity ``advice``) and ``col`` (1-based column,
+0 when unknown) added.
+"""
 
 from __future__ import annotations
 
