@@ -135,3 +135,27 @@ class TestWorkload:
         assert r.returncode == 0, r.stderr
         codes = {f["code"] for f in json.loads(r.stdout)["invocations"][0]["findings"]}
         assert "account-index-missing" in codes
+
+
+class TestReviewFormats:
+    def test_format_gcc_exits_1_with_one_line_per_finding(self) -> None:
+        """--format gcc prints file:line:col: error: lines and keeps exit 1 for errors."""
+        path = str(FIXTURES / "30_ansible_typo_in_if.sh.j2")
+        r = run(path, "--format", "gcc", "--profile", "none")
+        assert r.returncode == 1
+        assert r.stdout.startswith(f"{path}:5:5: error: --enable-rpc-transaction-histroy")
+
+    def test_format_sarif_is_one_json_log(self) -> None:
+        """--format sarif prints one SARIF 2.1.0 document whose errors match the audit."""
+        r = run(str(FIXTURES / "37_compose_list.yml"), "--format", "sarif", "--profile", "none")
+        assert r.returncode == 1
+        log = json.loads(r.stdout)
+        assert log["version"] == "2.1.0"
+        levels = [res["level"] for res in log["runs"][0]["results"]]
+        assert levels.count("error") == 1
+
+    def test_unknown_release_is_exit_2(self) -> None:
+        """--agave-version 9.9 is a usage error (exit 2) with a suggestion, not master."""
+        r = run(str(FIXTURES / "01_agave_array_exec.sh"), "--agave-version", "9.9")
+        assert r.returncode == 2
+        assert "did you mean" in r.stderr

@@ -373,6 +373,11 @@ def audit_text(
             what = f"read as a {parsed.kind}{noun}; {what}"
         hint = "; ".join(n.message for n in parsed.notes if "ExecStart runs" in n.message)
         hint = hint or parsed.hint
+        if not hint and parsed.kind in ("shell", "systemd"):
+            hint = (
+                "pass the script or unit that starts the validator, or its command line on "
+                "stdin (FILE '-')"
+            )
         raise UsageError(
             f"{source}: no agave-validator/solana-validator invocation found ({what})"
             + (f"; {hint}" if hint else "")
