@@ -971,28 +971,19 @@ def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> Parsed
         lead = len(body) - len(body.lstrip())
         cmd_text = body[lead + len(prefix) :]
         cmd_base = value_start + lead + len(prefix)
+        parsed = parse_shell(
+            cmd_text,
+            base=cmd_base,
+            systemd=True,
+            env=env,
+            line0=text.count("\n", 0, cmd_base),
+            skip_lines=skip_lines,
+        )
         if "@" in prefix:
             # @: the second word is argv[0]; drop it so the arguments line up
-            parsed = parse_shell(
-                cmd_text,
-                base=cmd_base,
-                systemd=True,
-                env=env,
-                line0=text.count("\n", 0, cmd_base),
-                skip_lines=skip_lines,
-            )
             for inv in parsed.invocations:
                 if inv.argv and VALIDATOR_RE.match(_basename(inv.argv[0].text)):
                     inv.argv = inv.argv[1:]
-        else:
-            parsed = parse_shell(
-                cmd_text,
-                base=cmd_base,
-                systemd=True,
-                env=env,
-                line0=text.count("\n", 0, cmd_base),
-                skip_lines=skip_lines,
-            )
         if not parsed.invocations and not parsed.subcommand_calls:
             # e.g. ExecStart=/home/sol/bin/validator.sh
             words = cmd_text.split()

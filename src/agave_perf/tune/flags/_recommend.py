@@ -41,74 +41,20 @@ METHOD_INDEXES = {
     "getTokenLargestAccounts": ("spl-token-mint",),
     "getTokenAccountsByDelegate": ("spl-token-mint", "program-id"),
 }
-# The HTTP JSON-RPC methods of an Agave node (rpc/src/rpc.rs), to check --rpc-method names.
-RPC_METHODS = frozenset(
-    [
-        "getAccountInfo",
-        "getBalance",
-        "getBlock",
-        "getBlockCommitment",
-        "getBlockHeight",
-        "getBlockProduction",
-        "getBlockTime",
-        "getBlocks",
-        "getBlocksWithLimit",
-        "getClusterNodes",
-        "getEpochInfo",
-        "getEpochSchedule",
-        "getFeeForMessage",
-        "getFirstAvailableBlock",
-        "getGenesisHash",
-        "getHealth",
-        "getHighestSnapshotSlot",
-        "getIdentity",
-        "getInflationGovernor",
-        "getInflationRate",
-        "getInflationReward",
-        "getLargestAccounts",
-        "getLatestBlockhash",
-        "getLeaderSchedule",
-        "getMaxRetransmitSlot",
-        "getMaxShredInsertSlot",
-        "getMinimumBalanceForRentExemption",
-        "getMultipleAccounts",
-        "getProgramAccounts",
-        "getRecentPerformanceSamples",
-        "getRecentPrioritizationFees",
-        "getSignatureStatuses",
-        "getSignaturesForAddress",
-        "getSlot",
-        "getSlotLeader",
-        "getSlotLeaders",
-        "getStakeMinimumDelegation",
-        "getSupply",
-        "getTokenAccountBalance",
-        "getTokenAccountsByDelegate",
-        "getTokenAccountsByOwner",
-        "getTokenLargestAccounts",
-        "getTokenSupply",
-        "getTransaction",
-        "getTransactionCount",
-        "getVersion",
-        "getVoteAccounts",
-        "isBlockhashValid",
-        "minimumLedgerSlot",
-        "requestAirdrop",
-        "sendTransaction",
-        "simulateTransaction",
-    ]
-)
 
 
 def check_methods(methods: tuple[str, ...]) -> None:
     """Refuse an RPC method name no Agave node serves, suggesting the closest one."""
+    if not methods:
+        return
     import difflib
 
+    from agave_perf.bench import HTTP_METHODS  # the one list of Agave's HTTP methods
     from agave_perf.errors import UsageError
 
     for m in methods:
-        if m not in RPC_METHODS:
-            close = difflib.get_close_matches(m, sorted(RPC_METHODS), n=1, cutoff=0.6)
+        if m not in HTTP_METHODS:
+            close = difflib.get_close_matches(m, sorted(HTTP_METHODS), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
             raise UsageError(f"--rpc-method {m}: not an Agave RPC method{hint}")
 

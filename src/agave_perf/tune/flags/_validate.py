@@ -612,18 +612,8 @@ def _classify_missing(
             last = catalog.get(older[-1]).lookup(bare, jito=True)
             repl = last.replaced_by if last is not None else None
             tgt = release.lookup(repl, jito=True) if repl else None
-            return [
-                FlagFinding(
-                    ERROR,
-                    it.name,
-                    "removed",
-                    f"removed from Jito-Solana in {_first_after(lines, tuple(older))} "
-                    f"(last in {older[-1]})",
-                    f"use --{repl}" if tgt is not None else "remove it",
-                    line,
-                    edit=Edit("rename", it, f"--{repl}") if tgt is not None else Edit("delete", it),
-                )
-            ]
+            msg = f"removed from Jito-Solana in {_first_after(lines, tuple(older))} "
+            return [_removed(it, msg + f"(last in {older[-1]})", repl, tgt, delete=True)]
         return [
             FlagFinding(
                 ERROR,
@@ -638,23 +628,8 @@ def _classify_missing(
     ancient, successor = catalog.removed_before_oldest(bare)
     if ancient:
         tgt = release.lookup(successor, jito=jito) if successor else None
-        return [
-            FlagFinding(
-                ERROR,
-                it.name,
-                "removed",
-                f"removed before {lines[0]} (a flag of older solana-validator releases)",
-                f"use --{successor}" if tgt is not None else "remove it",
-                line,
-                edit=(
-                    Edit("rename", it, f"--{successor}")
-                    if tgt is not None and successor
-                    else Edit("delete", it)
-                    if not it.value
-                    else None
-                ),
-            )
-        ]
+        msg = f"removed before {lines[0]} (a flag of older solana-validator releases)"
+        return [_removed(it, msg, successor, tgt, delete=it.value is None)]
     guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
     return [
         FlagFinding(
@@ -667,6 +642,17 @@ def _classify_missing(
             edit=Edit("rename", it, f"--{guess}") if guess else None,
         )
     ]
+
+
+def _removed(
+    it: FlagUse, message: str, repl: str | None, tgt: FlagSpec | None, *, delete: bool
+) -> FlagFinding:
+    """A flag this release no longer has: rename to its successor, else remove it."""
+    edit = Edit("rename", it, f"--{repl}") if tgt is not None and repl else None
+    if edit is None and delete:
+        edit = Edit("delete", it)
+    sugg = f"use --{repl}" if edit is not None and edit.kind == "rename" else "remove it"
+    return FlagFinding(ERROR, it.name, "removed", message, sugg, it.flag_word.line, edit=edit)
 
 
 def render(binary: str, items: list[FlagUse | Positional], *, multiline: bool = False) -> str:
