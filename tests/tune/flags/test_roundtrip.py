@@ -33,7 +33,7 @@ VALUE = st.text(
 
 
 @st.composite
-def command_lines(draw: st.DrawFn) -> Case:
+def command_lines(draw: st.DrawFn, values: st.SearchStrategy[str] = VALUE) -> Case:
     """A release line and a list of (flag, value, form) valid for it."""
     line = draw(st.sampled_from(CATALOG.lines))
     specs = [s for s in CATALOG.get(line).flags if s.long]
@@ -42,8 +42,8 @@ def command_lines(draw: st.DrawFn) -> Case:
         if spec.takes_value:
             form = draw(st.sampled_from(["space", "equals"]))
             # clap 2 lets a repeatable option take several values: --account-index a b
-            extra = draw(st.lists(VALUE, max_size=2)) if spec.greedy else []
-            items.append((f"--{spec.long}", (draw(VALUE), *extra), form))
+            extra = draw(st.lists(values, max_size=2)) if spec.greedy else []
+            items.append((f"--{spec.long}", (draw(values), *extra), form))
         else:
             items.append((f"--{spec.long}", (), "bare"))
     return line, items
@@ -136,25 +136,9 @@ PLAIN = st.from_regex(r"[A-Za-z0-9_./:,@+=-]{1,16}", fullmatch=True).filter(
 )
 
 
-@st.composite
-def plain_command_lines(draw: st.DrawFn) -> Case:
-    """Like command_lines, with values a template/heredoc/list carries as they are."""
-    line = draw(st.sampled_from(CATALOG.lines))
-    specs = [s for s in CATALOG.get(line).flags if s.long]
-    items: list[Item] = []
-    for spec in draw(st.lists(st.sampled_from(specs), max_size=10)):
-        if spec.takes_value:
-            form = draw(st.sampled_from(["space", "equals"]))
-            extra = draw(st.lists(PLAIN, max_size=2)) if spec.greedy else []
-            items.append((f"--{spec.long}", (draw(PLAIN), *extra), form))
-        else:
-            items.append((f"--{spec.long}", (), "bare"))
-    return line, items
-
-
 class TestRoundTripForms:
     @settings(max_examples=40, deadline=None)
-    @given(case=plain_command_lines(), quoted=st.booleans())
+    @given(case=command_lines(PLAIN), quoted=st.booleans())
     def test_heredoc_body_reads_as_the_script(self, case: Case, quoted: bool) -> None:
         """A start script written by a here-document (quoted or not) gives the same flags."""
         line, wanted = case
@@ -167,7 +151,7 @@ class TestRoundTripForms:
         assert triples(read_form(rel, text, "setup.sh")) == wanted
 
     @settings(max_examples=40, deadline=None)
-    @given(case=plain_command_lines(), cut=st.integers(min_value=0, max_value=12))
+    @given(case=command_lines(PLAIN), cut=st.integers(min_value=0, max_value=12))
     def test_template_tags_between_lines_change_nothing(self, case: Case, cut: int) -> None:
         """{% if %}/{% endif %} lines between continuation lines leave the flags as they were,
         and every flag word's span is that flag in the template."""
@@ -183,7 +167,7 @@ class TestRoundTripForms:
             assert it.name in text[it.flag_word.start : it.flag_word.end]
 
     @settings(max_examples=40, deadline=None)
-    @given(case=plain_command_lines(), form=st.sampled_from(["docker", "compose", "k8s"]))
+    @given(case=command_lines(PLAIN), form=st.sampled_from(["docker", "compose", "k8s"]))
     def test_exec_form_lists(self, case: Case, form: str) -> None:
         """Dockerfile ENTRYPOINT/CMD, compose command: and Kubernetes args: lists give the
         same flags, each item's span its quoted string in the file."""
