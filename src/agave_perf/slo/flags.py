@@ -48,7 +48,7 @@ def memory_flags(path: str | Path) -> tuple[list[MemoryFlag], str]:
         raise UsageError(f"cannot read validator script {path}: {err.strerror or err}") from None
     from agave_perf.tune.flags import parse
 
-    parsed = parse(text)
+    parsed = parse(text, str(path))
     args = [w.text for inv in parsed.invocations for w in inv.argv]
     reader = "the flags-audit parser"
     if not parsed.invocations:

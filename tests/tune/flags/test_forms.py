@@ -290,6 +290,14 @@ class TestFixOnForms:
         assert report.fix_applied == ["--rpc-threds -> --rpc-threads"]
         assert "+\t\t--rpc-threads 8 \\" in report.diff
 
+    def test_fix_in_an_unquoted_heredoc_maps_back_through_the_escapes(self) -> None:
+        """In <<EOF with \\\\ continuations, the renamed flag is the one in the file."""
+        text = fixture_text("24_heredoc_unquoted.sh").replace("--limit-ledger", "--limit-leger")
+        report = fix(audit_text(text, profile="none"), text, None)
+        assert report.fix_applied == ["--limit-leger-size -> --limit-ledger-size"]
+        assert report.fix_skipped == []
+        assert "-\t--limit-leger-size\n+\t--limit-ledger-size\n" in report.diff
+
     def test_fix_never_deletes_a_list_item(self) -> None:
         """Deleting from a YAML/JSON list would leave its separator: it is left to the operator."""
         text = (

@@ -407,7 +407,10 @@ def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
     no_edit = [
         f"{f.flag}: {f.message} (no automatic fix; change it by hand)"
         for f in report.findings
-        if f.edit is None and f.severity >= WARNING and not f.advice
+        if f.edit is None
+        and f.severity >= WARNING
+        and not f.advice
+        and (f.code != "parse" or f.severity is Status.FAIL)  # an unset $VAR is not wrong
     ]
     report.fix_skipped = result.skipped + no_edit
     name = path.name if path is not None else "stdin"
