@@ -19,8 +19,9 @@ the fixtures: tree-sitter parses a file in ~0.06 ms against ~0.24 ms here, both 
 what a user notices, but it found the invocation in 27 of 44 fixtures — its bash grammar
 has no idea of unit files, templates, Nix or YAML, treats here-document bodies as text, and
 its nodes still need quote removal, variable and array expansion and span bookkeeping, which
-is most of this module. jinja2's lexer tokenises Jinja templates but not Helm's Go
-templates, and the shell between its tokens still needs this reader. Masking templates to
+is most of this module. jinja2's lexer tokenises all 5 template fixtures (~0.1 ms), but
+reads Helm's Go templates as Jinja (``{{- if }}`` is no block to it), and the shell between
+its tokens still needs this reader. Masking templates to
 same-length text keeps every offset exact, which is what ``--fix`` and line:column need.
 """
 
