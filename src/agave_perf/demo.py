@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from agave_perf.cli._common import run_async
+from agave_perf.cli import run_async
 from agave_perf.config import SloSettings
 from agave_perf.errors import AgavePerfError
 from agave_perf.output import console, emit

@@ -19,9 +19,8 @@ from agave_perf.errors import (
     RpcTransportError,
 )
 from agave_perf.rpc import HandlerTransport, PubSubClient, RpcClient, decode, ws_url_for
-from agave_perf.simnet import SimCluster
-from agave_perf.simnet._rpc import Methods, handle_body
-from agave_perf.testing.silent import SilentListener
+from agave_perf.simnet import Methods, SimCluster, handle_body
+from agave_perf.testing import SilentListener
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ runs; :func:`render_report` writes one self-contained HTML file.
 """
 
 from agave_perf.bench._engine import Engine, LoadSpec, PreciseClock, SendWatch, arrivals
+from agave_perf.bench._env import parse_tags
 from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._hist import Histogram, Reservoir, merged
 from agave_perf.bench._landing import LandingWatch
@@ -60,6 +61,7 @@ __all__ = [
     "merged",
     "parse_accounts",
     "parse_slo",
+    "parse_tags",
     "parse_workload",
     "run_ab",
     "run_bench",

@@ -216,8 +216,7 @@ def bench(
     Exit 1 when an --slo is missed, 3 when the node is unreachable or fails mid-run
     (what was measured is kept, marked partial); Ctrl-C also keeps what was measured.
     """
-    from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo
-    from agave_perf.bench._env import parse_tags
+    from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo, parse_tags
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
     from agave_perf.store import open_store

@@ -88,7 +88,7 @@ def run_cmd(
     """Run cargo build --release and cargo test with the recommended settings; record the run."""
     from agave_perf.output import console
     from agave_perf.store import open_store
-    from agave_perf.tune.build._cfg import without_target_cpu
+    from agave_perf.tune.build import without_target_cpu
     from agave_perf.tune.build.audit import audit
     from agave_perf.tune.build.runner import run_build
 

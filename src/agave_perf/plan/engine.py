@@ -46,7 +46,7 @@ from agave_perf.plan.rollback import (
 from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
 from agave_perf.store import plan as db
-from agave_perf.tune.build._git import git, repo_state
+from agave_perf.tune.build import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
 from agave_perf.tune.build.cargo import CargoInterrupted
 

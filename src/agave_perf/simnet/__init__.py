@@ -5,6 +5,7 @@ tip and followers on free loopback ports; ``cluster.info()`` gives their URLs.
 """
 
 from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
+from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
 
@@ -12,8 +13,10 @@ __all__ = [
     "BUILTIN",
     "LAMPORTS_PER_SOL",
     "Distribution",
+    "Methods",
     "NodeInfo",
     "Scenario",
     "SimCluster",
+    "handle_body",
     "load_scenario",
 ]

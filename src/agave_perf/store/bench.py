@@ -25,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from agave_perf.bench._result import MethodStats, RunResult
+from agave_perf.bench import MethodStats, RunResult
 from agave_perf.errors import StoreError, UsageError
 from agave_perf.store._db import Schema, Store, metadata
 

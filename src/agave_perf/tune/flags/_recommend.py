@@ -114,7 +114,7 @@ class HostFacts:
 
     def device_of(self, path: str) -> str | None:
         """The device holding ``path`` by the longest mount-point prefix, or None."""
-        from agave_perf.tune.host._base import resolve_in_root
+        from agave_perf.tune.host import resolve_in_root
 
         best: tuple[int, str] | None = None
         # Resolved inside the root: a ledger behind a symlink is on its target's device.

@@ -7,7 +7,7 @@ every byte, even after a crash. Every path is relative to ``Host.root``, which i
 ``/`` on a real machine and a fake tree (:mod:`agave_perf.testing.fakeroot`) in tests.
 """
 
-from agave_perf.tune.host._base import Change, Host, HostFinding, Stage
+from agave_perf.tune.host._base import Change, Host, HostFinding, Stage, resolve_in_root
 from agave_perf.tune.host._commands import (
     STAGES,
     apply,
@@ -39,6 +39,7 @@ __all__ = [
     "load_profile",
     "plan",
     "profiles",
+    "resolve_in_root",
     "rollback",
     "select",
     "stage_names",

@@ -1,0 +1,116 @@
+"""Private modules stay private: only their own package imports ``agave_perf.X._y``.
+
+A package's ``__init__`` (with ``__all__``) is its public face; code outside the package
+imports from there. Tests mirror ``src/``: a test under ``tests/X/`` may import the private
+modules of ``agave_perf.X`` it tests, and nothing else private.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+TESTS = REPO / "tests"
+
+
+def module_name(path: Path, base: Path) -> str:
+    """The dotted name of a module file under ``base``."""
+    parts = list(path.relative_to(base).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported(tree: ast.AST, module: str, is_package: bool) -> Iterator[tuple[int, str]]:
+    """Every dotted name an import statement reaches: modules, and ``from M import n`` as M.n."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the importing module's package
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            yield node.lineno, target
+            for alias in node.names:
+                yield node.lineno, f"{target}.{alias.name}"
+
+
+def private_owner(name: str) -> str | None:
+    """For ``agave_perf.a.b._c.d`` return ``agave_perf.a.b``, the package owning ``_c``."""
+    parts = name.split(".")
+    if parts[0] != "agave_perf":
+        return None
+    for i, part in enumerate(parts):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def foreign_privates(
+    source: str, module: str, owner: str, *, is_package: bool = False
+) -> list[str]:
+    """The private modules of packages ``owner`` is not inside that ``source`` imports."""
+    found = set()
+    for line, name in imported(ast.parse(source), module, is_package):
+        pkg = private_owner(name)
+        if pkg is not None and owner != pkg and not owner.startswith(pkg + "."):
+            found.add(f"{line}: {name}")
+    return sorted(found)
+
+
+def violations(path: Path, module: str, owner: str) -> list[str]:
+    """Like :func:`foreign_privates` for a file, each prefixed with its path."""
+    text = path.read_text(encoding="utf-8")
+    found = foreign_privates(text, module, owner, is_package=path.name == "__init__.py")
+    return [f"{path.relative_to(REPO)}:{where}" for where in found]
+
+
+def owner_of_test(path: Path) -> str:
+    """The package a test file may see the privates of: tests/X/Y/... tests agave_perf.X.Y."""
+    return ".".join(["agave_perf", *path.relative_to(TESTS).parent.parts])
+
+
+class TestPrivateImports:
+    def test_src_imports_no_other_packages_private_modules(self) -> None:
+        """No module of agave_perf imports a private module of a package it is not part of."""
+        bad = []
+        for path in sorted((SRC / "agave_perf").rglob("*.py")):
+            module = module_name(path, SRC)
+            bad += violations(path, module, module)
+        assert bad == []
+
+    def test_tests_import_only_the_privates_they_test(self) -> None:
+        """A test under tests/X/ imports private modules of agave_perf.X only."""
+        bad = []
+        for path in sorted(TESTS.rglob("*.py")):
+            bad += violations(path, module_name(path, REPO), owner_of_test(path))
+        assert bad == []
+
+
+class TestChecker:
+    @pytest.mark.parametrize(
+        ("source", "module", "expected"),
+        [
+            ("from agave_perf.rpc._transport import Reply", "agave_perf.bench._x", 2),
+            ("import agave_perf.rpc._transport", "agave_perf.bench._x", 1),
+            ("from agave_perf.rpc import _transport", "agave_perf.bench._x", 1),
+            ("from ..rpc._transport import Reply", "agave_perf.bench._x", 2),
+            ("from agave_perf.rpc._transport import Reply", "agave_perf.rpc._client", 0),
+            ("from ._transport import Reply", "agave_perf.rpc._client", 0),
+            ("from agave_perf.rpc import Reply", "agave_perf.bench._x", 0),
+            ("from agave_perf._version import __version__", "agave_perf.cli.main", 0),
+            ("from agave_perf.rpc.__init__ import Reply", "agave_perf.bench._x", 0),
+        ],
+    )
+    def test_rule(self, source: str, module: str, expected: int) -> None:
+        """Absolute, relative and from-imports of a foreign private module are all caught."""
+        assert len(foreign_privates(source, module, module)) == expected, source
