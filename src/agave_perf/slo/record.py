@@ -10,6 +10,7 @@ evaluates the last one.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -94,24 +95,44 @@ def _well_typed(sample: Sample) -> bool:
     return all(check(getattr(sample, name)) for name, check in checks)
 
 
-def read_recording(path: str | Path) -> Recording:
-    """Read the last run of a recording; a torn last line (kill -9) is skipped and noted."""
+# A sample line is well under 1 KiB and a meta line a few KiB; a longer "line" means the
+# file is not a recording (``/dev/zero``, a binary), and reading on would have no bound.
+MAX_LINE = 1 << 20
+
+
+def _lines(path: str | Path) -> Iterator[bytes]:
+    """The lines of a recording, each at most MAX_LINE bytes; a longer one is a UsageError."""
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as f:
+            number = 0
+            while line := f.readline(MAX_LINE + 1):
+                number += 1
+                if len(line) > MAX_LINE:
+                    raise UsageError(
+                        f"{path}: not an agave-perf recording "
+                        f"(line {number} is longer than {MAX_LINE // 1024} KiB)"
+                    )
+                yield line
     except OSError as err:
         raise UsageError(f"cannot read recording {path}: {err.strerror or err}") from None
-    lines = raw.split(b"\n")
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read the last run of a recording; a torn last line (kill -9) is skipped and noted."""
     meta: dict[str, Any] | None = None
     runs = skipped = 0
     docs: list[dict[str, Any]] = []
-    for line in lines:
+    for line in _lines(path):
         if not line.strip():
             continue
         try:
             doc = orjson.loads(line)
         except orjson.JSONDecodeError:
-            skipped += 1
-            continue
+            doc = None
+        if meta is None and not (isinstance(doc, dict) and doc.get("k") == "meta"):
+            # the recorder writes the meta line first; anything else is another kind of file,
+            # refused at once rather than read to its end (which a device or pipe may not have)
+            raise UsageError(f"{path}: not an agave-perf recording (no meta line first)")
         if not isinstance(doc, dict):
             skipped += 1
             continue
@@ -123,7 +144,7 @@ def read_recording(path: str | Path) -> Recording:
             continue
         docs.append(doc)
     if meta is None:
-        raise UsageError(f"{path}: not an agave-perf recording (no meta line)")
+        raise UsageError(f"{path}: not an agave-perf recording (it is empty)")
     for key in ("t0", "started_unix"):
         if meta.get(key) is not None and not _number(meta[key]):
             raise UsageError(f"{path}: malformed recording (meta {key} = {meta[key]!r:.40})")
