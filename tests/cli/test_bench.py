@@ -74,7 +74,7 @@ class TestBadInput:
         assert "cannot reach the node" in p.stderr
         assert "Traceback" not in p.stderr
         listed = agave_perf("report", "--list", "--json", home=tmp_path)
-        assert json.loads(listed.stdout) == []
+        assert json.loads(listed.stdout)["runs"] == []
 
     def test_api_keys_are_redacted(self, tmp_path: Path) -> None:
         """An API key in the URL never reaches the output, even in errors."""
@@ -319,7 +319,7 @@ class TestWorkflow:
             )  # fmt: skip
         assert code == 0, err
         listed = agave_perf("report", "--list", "--json", "--store", url, home=tmp_path)
-        rows = json.loads(listed.stdout)
+        rows = json.loads(listed.stdout)["runs"]
         assert [r["id"] for r in rows] == [out["id"]]
         html = tmp_path / "pg.html"
         p = agave_perf("report", "where=pg", "-o", str(html), "--store", url, home=tmp_path)
@@ -346,7 +346,7 @@ class TestInterrupts:
         assert doc_out["partial_reason"].startswith("interrupted")
         assert doc_out["ok"] > 0
         assert f"partial results kept as run {doc_out['id']}" in err
-        listed = json.loads(agave_perf("report", "--list", "--json", home=tmp_path).stdout)
+        listed = json.loads(agave_perf("report", "--list", "--json", home=tmp_path).stdout)["runs"]
         assert listed[0]["id"] == doc_out["id"]
         assert listed[0]["partial"] is True
 

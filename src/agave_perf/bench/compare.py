@@ -231,7 +231,9 @@ class Comparison:
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
-        t.add_column("method", no_wrap=True)
+        # the one column rich may shorten (with …) to fit a terminal; off a terminal the
+        # console is unbounded (agave_perf.output) and names stay whole
+        t.add_column("method", overflow="ellipsis")
         t.add_column("metric", no_wrap=True)
         for col in ("A ms", "B ms", "change", "CI %", "p", "run var A/B"):
             t.add_column(col, justify="right", no_wrap=True)
@@ -246,7 +248,7 @@ class Comparison:
             var = "/".join("-" if c is None else f"{c:.0%}" for c in (d.cv_a, d.cv_b))
             style = {SLOWER: "red", FASTER: "green"}.get(d.verdict, "")
             t.add_row(
-                r.method,
+                Text(r.method, no_wrap=True, overflow="ellipsis"),
                 r.metric,
                 _ms(d.a),
                 _ms(d.b),

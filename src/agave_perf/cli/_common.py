@@ -24,6 +24,7 @@ class Runtime:
 
     as_json: bool = False
     config_path: str | None = None
+    emitted: bool = False  # a result went to stdout; an error then adds no second document
     _settings: config_mod.Settings | None = field(default=None, repr=False)
 
     @property
@@ -36,6 +37,7 @@ class Runtime:
     def emit(self, result: Renderable) -> None:
         """Print a result in the form the user asked for."""
         emit(result, as_json=self.as_json)
+        self.emitted = True
 
 
 def runtime(ctx: click.Context | None = None) -> Runtime:

@@ -218,7 +218,7 @@ def bench(
     """
     from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo, parse_tags
     from agave_perf.cli.check import http_url
-    from agave_perf.output import dumps
+    from agave_perf.output import document, dumps
     from agave_perf.store import open_store
     from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
     from agave_perf.store.bench import save_run
@@ -307,7 +307,7 @@ def bench(
             else result.to_json(full=True)
         )
         try:
-            Path(output).write_text(dumps(doc) + "\n", encoding="utf-8")
+            Path(output).write_text(dumps(document(doc)) + "\n", encoding="utf-8")
         except OSError as err:
             rt.emit(BenchOutput(result, stored, display))
             raise UsageError(f"cannot write {output}: {err.strerror or err}") from None

@@ -22,9 +22,9 @@ class RunList:
 
     rows: list[RunRow]
 
-    def to_json(self) -> Any:
-        """Plain data."""
-        return [r.to_json() for r in self.rows]
+    def to_json(self) -> dict[str, Any]:
+        """Plain data: the runs, newest first."""
+        return {"runs": [r.to_json() for r in self.rows]}
 
     def __rich__(self) -> Table:
         """A table of the runs."""

@@ -14,7 +14,7 @@ import click
 from agave_perf import paths
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.errors import UsageError
-from agave_perf.output import dumps
+from agave_perf.output import document, dumps
 from agave_perf.simnet import BUILTIN, SimCluster, load_scenario
 
 
@@ -48,7 +48,7 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
                 "payer_keypair": str(keypair),
                 "accounts": [str(p) for p in cluster.account_pool],
             }
-            print(dumps(doc), flush=True)
+            print(dumps(document(doc)), flush=True)
         else:
             for n in cluster.info():
                 print(f"{n.role:<8} {n.http} {n.ws}", flush=True)

@@ -413,10 +413,13 @@ class Criterion:
     target: str
     status: str  # pass | fail | n/a | info
     evidence: str
+    # stable key for programs (``check --json``): the name above is prose and may be reworded
+    id: str = field(kw_only=True)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
         return {
+            "id": self.id,
             "criterion": self.name,
             "measured": self.measured,
             "target": self.target,
@@ -475,7 +478,9 @@ def _lag_criterion(
     target = f"≤ {s.max_slot_lag} slots in ≥ {s.lag_quantile * 100:g} % of samples"
     name = "within tip (slot lag)"
     if lag.samples == 0 or lag.unknown == lag.samples:
-        return Criterion(name, "no samples", target, "fail", "the node's slot was never known")
+        return Criterion(
+            name, "no samples", target, "fail", "the node's slot was never known", id="slot_lag"
+        )
     ms = f" ≈ {lag.max * st.ms:.0f} ms" if not math.isnan(st.ms) and lag.max == lag.max else ""
     measured = f"{lag.fraction_ok * 100:.2f} % ok; max {lag.max:g}{ms}; p99 {lag.p99:g}"
     parts = [
@@ -501,7 +506,9 @@ def _lag_criterion(
     if lag.tip_source == "shred":
         parts.append("no reference: tip = the node's own getMaxShredInsertSlot")
     ok = lag.fraction_ok >= s.lag_quantile
-    return Criterion(name, measured, target, "pass" if ok else "fail", "; ".join(parts))
+    return Criterion(
+        name, measured, target, "pass" if ok else "fail", "; ".join(parts), id="slot_lag"
+    )
 
 
 def _latency_criterion(methods: list[MethodStats], s: SloSettings, rate: float) -> Criterion:
@@ -516,8 +523,9 @@ def _latency_criterion(methods: list[MethodStats], s: SloSettings, rate: float) 
                 target,
                 "fail",
                 f"no request samples, though the run asked for {rate:g} req/s",
+                id="latency_p95",
             )
-        return Criterion(name, "not measured", target, "n/a", "request rate is 0")
+        return Criterion(name, "not measured", target, "n/a", "request rate is 0", id="latency_p95")
     worst = max(methods, key=lambda m: m.p95_ms)
     bad = [m for m in methods if not m.p95_ms < s.latency_p95_ms]
     errors = sum(m.error_count for m in methods)
@@ -533,6 +541,7 @@ def _latency_criterion(methods: list[MethodStats], s: SloSettings, rate: float) 
         target,
         "fail" if bad else "pass",
         "; ".join(evidence),
+        id="latency_p95",
     )
 
 
@@ -540,9 +549,13 @@ def _memory_criterion(mem: MemoryStats | None, s: SloSettings) -> Criterion:
     target = f"{s.memory_metric} < {s.memory_limit_gib:g} GiB"
     name = "memory"
     if mem is None:
-        return Criterion(name, "not measured", target, "n/a", "give --pid or --process")
+        return Criterion(
+            name, "not measured", target, "n/a", "give --pid or --process", id="memory"
+        )
     if mem.samples == 0:
-        return Criterion(name, "no samples", target, "fail", "the process tree was not readable")
+        return Criterion(
+            name, "no samples", target, "fail", "the process tree was not readable", id="memory"
+        )
     limit = s.memory_limit_gib * GIB
     evidence = [METRIC_REASON[s.memory_metric]]
     if mem.normal_from is None:
@@ -563,6 +576,7 @@ def _memory_criterion(mem: MemoryStats | None, s: SloSettings) -> Criterion:
         target,
         "pass" if ok else "fail",
         "; ".join(evidence),
+        id="memory",
     )
 
 
@@ -609,6 +623,7 @@ def evaluate(
             "at polling resolution); ms after the first reference saw each slot"
             if tl.slots
             else "needs a reference",
+            id="time_lag",
         ),
         Criterion(
             "getHealth",
@@ -618,6 +633,7 @@ def evaluate(
             "info",
             "Agave's getHealth allows --health-check-slot-distance (default 128) slots; "
             "far looser than the lag SLO",
+            id="health",
         ),
         Criterion(
             "slot time",
@@ -626,6 +642,7 @@ def evaluate(
             "info",
             f"from {st.source}"
             + (f"; perf samples {st.perf_ms:.0f} ms" if not math.isnan(st.perf_ms) else ""),
+            id="slot_time",
         ),
     ]
     if connect_ms:
@@ -638,6 +655,7 @@ def evaluate(
                 "info",
                 f"{len(rtt)} connections; request latency includes the network, so p95 < 50 ms "
                 "is only meaningful from the same host or region",
+                id="network_rtt",
             )
         )
     if sending:
@@ -650,6 +668,7 @@ def evaluate(
                 "info",
                 f"{landing.landed}/{landing.sent} sendTransaction reached processed "
                 "(signatureSubscribe)",
+                id="landing",
             )
         )
     return Evaluation(
