@@ -18,15 +18,15 @@ demo: install
 	$(BIN)/python -m agave_perf.demo
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 typecheck: install
 	$(BIN)/mypy
 	$(BIN)/mypy tests/typing/api.py
 
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term
 
 test: lint typecheck pytest
 
