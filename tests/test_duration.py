@@ -6,7 +6,7 @@ import pytest
 
 from agave_perf.duration import parse_duration
 from agave_perf.errors import UsageError
-from agave_perf.simnet._scenario import parse_seconds
+from agave_perf.simnet import Distribution
 
 
 class TestParseDuration:
@@ -35,4 +35,4 @@ class TestParseDuration:
     def test_simnet_reads_the_same_grammar(self) -> None:
         """Scenario parameters accept what the command line accepts (one grammar)."""
         for text in ("250ms", "10s", "2m", "1h30m", "7"):
-            assert parse_seconds(text) == parse_duration(text)
+            assert Distribution.parse(f"const:{text}").a == parse_duration(text)
