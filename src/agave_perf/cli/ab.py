@@ -132,8 +132,7 @@ def ab(
     front of it, two providers. Exit 1 when B is significantly slower than A (or there
     are too few complete pairs to say), 3 when an endpoint is unreachable.
     """
-    from agave_perf.bench import BenchConfig, load_workload, run_ab
-    from agave_perf.bench._env import parse_tags
+    from agave_perf.bench import BenchConfig, load_workload, parse_tags, run_ab
     from agave_perf.bench.compare import compare
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps

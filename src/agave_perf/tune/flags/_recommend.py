@@ -106,7 +106,7 @@ class HostFacts:
 
     def exists(self, path: str) -> bool:
         """True when an absolute path exists on this host (below the root)."""
-        from agave_perf.tune.host._base import resolve_in_root
+        from agave_perf.tune.host import resolve_in_root
 
         if not path.startswith("/"):
             return False
