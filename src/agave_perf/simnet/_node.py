@@ -6,14 +6,13 @@ import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Protocol
 
 from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
 
-from agave_perf.simnet._ledger import Bank, Block, Ledger, TipBank
-
-if TYPE_CHECKING:
-    from agave_perf.simnet._cluster import SimCluster
+from agave_perf.simnet._ledger import Bank, Block, Ledger, TipBank, TxRecord
+from agave_perf.simnet._scenario import Behaviour, Scenario
 
 CONFIRM_DEPTH = 1  # blocks between processed and optimistically confirmed
 ROOT_DEPTH = 31  # blocks between processed and rooted (finalized)
@@ -50,10 +49,57 @@ class NodeView:
         )
 
 
+class ClusterView(Protocol):
+    """What a node, its RPC methods and its server need from the cluster around it.
+
+    Nodes, ``_rpc`` and ``_server`` see the cluster only through this protocol, so none of
+    them imports ``_cluster`` (which builds them): the simnet import graph stays acyclic.
+    """
+
+    scenario: Scenario
+    health_check_slot_distance: int
+
+    def slots_behind(self, node: Node) -> int | None:
+        """Slots ``node`` is behind the cluster's tip, or None when unknown."""
+        ...
+
+    def shred_slot(self) -> int:
+        """The highest slot whose shreds every node has received."""
+        ...
+
+    def forward(self, tx: VersionedTransaction, raw: bytes, *, verified: bool = False) -> None:
+        """Send a transaction on to the tip for inclusion."""
+        ...
+
+    def airdrop(self, to: Pubkey, lamports: int) -> TxRecord:
+        """Fund ``to`` from the faucet."""
+        ...
+
+    def behaviour(self, node: Node) -> Behaviour:
+        """The scenario's behaviour for ``node`` right now."""
+        ...
+
+    def elapsed(self) -> float:
+        """Seconds since the cluster started."""
+        ...
+
+    def record_fault(self, node: Node, fault: str, **extra: Any) -> None:
+        """Write an injected fault to the truth log."""
+        ...
+
+
+@dataclass(frozen=True)
+class Health:
+    """A node's health as Agave's RPC health check judges it."""
+
+    status: Literal["ok", "behind", "unknown"]
+    behind: int | None  # slots behind the tip; None when unknown
+
+
 class Node:
     """A tip (index 0) or a follower of the simnet cluster."""
 
-    def __init__(self, cluster: SimCluster, index: int, ledger: Ledger) -> None:
+    def __init__(self, cluster: ClusterView, index: int, ledger: Ledger) -> None:
         self.cluster = cluster
         self.index = index
         self.role = "tip" if index == 0 else "follower"
@@ -175,6 +221,16 @@ class Node:
                             },
                             sub.id,
                         )
+
+    # -- health -------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """Judge health the one way Agave does: behind by more than the distance is unhealthy."""
+        behind = self.cluster.slots_behind(self)
+        if behind is None:
+            return Health("unknown", None)
+        ok = behind <= self.cluster.health_check_slot_distance
+        return Health("ok" if ok else "behind", behind)
 
     # -- subscriptions ------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import based58
 import orjson
@@ -18,9 +18,7 @@ from solders.transaction import VersionedTransaction
 
 from agave_perf.simnet._encoding import ENCODINGS, EncodingError, encode_account
 from agave_perf.simnet._ledger import MAX_PROCESSING_AGE, ExecutionError, error_name
-
-if TYPE_CHECKING:
-    from agave_perf.simnet._node import Node
+from agave_perf.simnet._node import Health, Node
 
 SOLANA_CORE_VERSION = "2.3.13"  # the Agave release whose RPC behaviour simnet follows
 FEATURE_SET = 3294202862
@@ -167,13 +165,10 @@ class Methods:
 
     def get_health(self, params: Any) -> Any:
         _params(params, 0, 0)
-        behind = self.node.cluster.slots_behind(self.node)
-        if behind is None:
+        health = self.node.health()
+        if health.status == "unknown":
             raise RpcFailure(-32005, "Node is unhealthy", {"numSlotsBehind": None})
-        if behind > self.node.cluster.health_check_slot_distance:
-            raise RpcFailure(
-                -32005, f"Node is behind by {behind} slots", {"numSlotsBehind": behind}
-            )
+        _raise_if_behind(health)
         return "ok"
 
     def get_version(self, params: Any) -> Any:
@@ -373,11 +368,7 @@ class Methods:
             )
             if not all(tx.verify_with_results()):
                 raise RpcFailure(-32003, "Transaction signature verification failure")
-            behind = self.node.cluster.slots_behind(self.node)
-            if behind is not None and behind > self.node.cluster.health_check_slot_distance:
-                raise RpcFailure(
-                    -32005, f"Node is behind by {behind} slots", {"numSlotsBehind": behind}
-                )
+            _raise_if_behind(self.node.health())
             if not self.node.ledger.blockhash_valid(
                 str(tx.message.recent_blockhash), self._height(self.node.view.processed)
             ):
@@ -496,6 +487,16 @@ class Methods:
     def get_first_available_block(self, params: Any) -> Any:
         _params(params, 0, 0)
         return self.node.ledger.first_slot
+
+
+def _raise_if_behind(health: Health) -> None:
+    """Agave's answer to a request a node that is too far behind cannot serve."""
+    if health.status == "behind":
+        raise RpcFailure(
+            -32005,
+            f"Node is behind by {health.behind} slots",
+            {"numSlotsBehind": health.behind},
+        )
 
 
 def _sim_value(

@@ -7,11 +7,12 @@ import contextlib
 import random
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from agave_perf.simnet._node import ClusterView, Node
 from agave_perf.simnet._rpc import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -22,10 +23,6 @@ from agave_perf.simnet._rpc import (
     invalid_params,
     method_names,
 )
-
-if TYPE_CHECKING:
-    from agave_perf.simnet._cluster import SimCluster
-    from agave_perf.simnet._node import Node
 
 AGAVE_MAX_REQUEST_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 WS_QUEUE_LIMIT = 50_000
@@ -73,7 +70,7 @@ def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 class NodeServer:
     """Serves one node: JSON-RPC on the HTTP socket, PubSub on the WebSocket socket."""
 
-    def __init__(self, cluster: SimCluster, node: Node, max_body: int) -> None:
+    def __init__(self, cluster: ClusterView, node: Node, max_body: int) -> None:
         self.cluster = cluster
         self.node = node
         self.methods = Methods(node)
@@ -186,11 +183,7 @@ class NodeServer:
         return web.Response(body=answer, content_type="application/json")
 
     async def _health(self, request: web.Request) -> web.Response:
-        behind = self.cluster.slots_behind(self.node)
-        if behind is None:
-            return web.Response(text="unknown")
-        ok = behind <= self.cluster.health_check_slot_distance
-        return web.Response(text="ok" if ok else "behind")
+        return web.Response(text=self.node.health().status)
 
     # -- WebSocket ----------------------------------------------------------------------
 
