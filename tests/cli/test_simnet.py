@@ -66,6 +66,17 @@ class TestSimnetCommand:
         assert err.strip().splitlines()[-1].startswith("agave-perf: error: cannot listen")
         assert "Traceback" not in err
 
+    def test_port_in_use_writes_no_truth(self, tmp_path: Path) -> None:
+        """A start that fails on a taken port exits 2 and leaves no --truth file behind."""
+        truth = tmp_path / "truth.jsonl"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            proc = start("--port", str(s.getsockname()[1]), "--truth", str(truth))
+            proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert not truth.exists()
+
     @pytest.mark.parametrize("bad", ["--nodes=0", "--scenario=lag:slots=x", "--duration=soon"])
     def test_bad_arguments(self, bad: str) -> None:
         """Bad arguments exit 2 without a traceback."""

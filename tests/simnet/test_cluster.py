@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 
+import pytest
+
+from agave_perf.errors import SimnetError, UsageError
 from agave_perf.simnet import SimCluster
 from agave_perf.testing.slots import observe_slots
 
@@ -54,3 +58,44 @@ class TestSlotClock:
         assert again.info()[0].http.endswith(f":{port}")
         assert again.info()[0].ws.endswith(f":{port + 1}")
         await again.stop()
+
+
+class TestStartErrors:
+    async def test_busy_port_is_a_simnet_error_and_leaves_no_truth(self, tmp_path: Path) -> None:
+        """A start on a taken port raises SimnetError and writes no truth file at all."""
+        truth = tmp_path / "truth.jsonl"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            cluster = SimCluster(nodes=1, port=s.getsockname()[1], truth=truth)
+            with pytest.raises(SimnetError, match=r"cannot listen on 127\.0\.0\.1:"):
+                await cluster.start()
+        assert not truth.exists()
+
+    async def test_failed_start_keeps_the_previous_truth(self, tmp_path: Path) -> None:
+        """A failed start neither appends to nor truncates a truth file from an earlier run."""
+        truth = tmp_path / "truth.jsonl"
+        truth.write_text('{"kind":"start"}\n')
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            with pytest.raises(SimnetError):
+                await SimCluster(nodes=1, port=s.getsockname()[1], truth=truth).start()
+        assert truth.read_text() == '{"kind":"start"}\n'
+
+    async def test_a_new_run_truncates_the_truth(self, tmp_path: Path) -> None:
+        """Each run's truth file holds exactly one start and one stop, with Unix timestamps."""
+        truth = tmp_path / "truth.jsonl"
+        for _ in range(2):
+            async with SimCluster(nodes=1, slot_ms=50, truth=truth):
+                pass
+        records = [json.loads(line) for line in truth.read_text().splitlines()]
+        kinds = [r["kind"] for r in records]
+        assert kinds.count("start") == 1
+        assert kinds.count("stop") == 1
+        assert all(abs(r["t"] - time.time()) < 3600 for r in records)
+
+    def test_zero_nodes_is_a_usage_error(self) -> None:
+        """Asking for no node at all is the user's error, not a bare ValueError."""
+        with pytest.raises(UsageError):
+            SimCluster(nodes=0)

@@ -13,7 +13,6 @@ import click
 
 from agave_perf import paths
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
-from agave_perf.errors import UsageError
 from agave_perf.output import document, dumps
 from agave_perf.simnet import BUILTIN, SimCluster, load_scenario
 
@@ -27,11 +26,7 @@ def write_keypair(cluster: SimCluster) -> Path:
 
 
 async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> None:
-    try:
-        await cluster.start()
-    except OSError as err:
-        msg = f"cannot listen on {cluster.host}:{cluster.port}: {err.strerror or err}"
-        raise UsageError(msg) from None
+    await cluster.start()  # a port it cannot bind is a SimnetError: one line, exit 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -82,7 +77,10 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
 @click.option("--slot-ms", type=click.FloatRange(1, 60_000), default=None, help="Slot time.")
 @click.option("--duration", type=Duration(), default=None, help="Stop after this long (e.g. 30s).")
 @click.option(
-    "--truth", type=click.Path(dir_okay=False), default=None, help="Write ground truth JSONL here."
+    "--truth",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write ground truth JSONL here (truncated by each run; untouched if the start fails).",
 )
 @click.option(
     "--accounts",

@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from agave_perf.clock import Clock, MonotonicClock
+from agave_perf.errors import SimnetError, UsageError
 from agave_perf.simnet import _scenario
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
@@ -29,6 +30,7 @@ from agave_perf.simnet._timeline import FollowerModel, skipped
 
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
+THAW_EVERY_SLOTS = 150  # ~1 min at 400 ms slots: one full collection a minute
 STATUS_CACHE_SLOTS = 300  # slots a signature status is kept below the oldest root (Agave: 300)
 
 
@@ -71,7 +73,7 @@ class SimCluster:
         clock: Clock | None = None,
     ) -> None:
         if nodes < 1:
-            raise ValueError("a cluster needs at least one node")
+            raise UsageError("a cluster needs at least one node")
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario.load(scenario)
         self.slot_s = slot_ms / 1000.0
         self.port = port
@@ -103,6 +105,7 @@ class SimCluster:
         self.tip_slot = first_slot
         self.started = False
         self._pauses_seen: set[tuple[int, float]] = set()
+        self._freezes = 0
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -126,16 +129,27 @@ class SimCluster:
 
     async def start(self) -> None:
         """Bind every node's sockets, start serving and start the slot clock."""
-        if self._truth_path is not None:
-            self._truth_path.parent.mkdir(parents=True, exist_ok=True)
-            self._truth = self._truth_path.open("a", encoding="utf-8", buffering=1)
         try:
             for node in self.nodes:
                 http_port = self.port + 2 * node.index if self.port else 0
-                http_sock, ws_sock = bind_pair(self.host, http_port)
+                try:
+                    http_sock, ws_sock = bind_pair(self.host, http_port)
+                except OSError as exc:
+                    where = f"{self.host}:{http_port}" if http_port else self.host
+                    raise SimnetError(
+                        f"cannot listen on {where} for {node.name}: {exc.strerror or exc}"
+                    ) from exc
                 server = NodeServer(self, node, self.max_body)
                 self._servers.append(server)
                 await server.start(http_sock, ws_sock)
+            if self._truth_path is not None:
+                # opened only once serving: a failed start leaves the file untouched; each
+                # run starts its own truth (truncated), so records of two runs never mix
+                self._truth_path.parent.mkdir(parents=True, exist_ok=True)
+                self._truth = self._truth_path.open("w", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            await self.stop()
+            raise SimnetError(f"cannot start simnet: {exc}") from exc
         except BaseException:
             await self.stop()
             raise
@@ -239,8 +253,15 @@ class SimCluster:
         """Bound memory like a node does, and keep the garbage collector off the hot path."""
         oldest_root = min(n.view.finalized for n in self.nodes)
         self.ledger.prune(oldest_root - STATUS_CACHE_SLOTS)
-        # Blocks, statuses and account versions live for hundreds of slots; without this
-        # every full collection re-scans them all and stalls requests for tens of ms.
+        # Blocks, statuses and account versions live for hundreds of slots; freezing them
+        # keeps full collections from re-scanning them all (tens of ms of stalled requests).
+        # Collect first, so this slot's cyclic garbage (a rejected request's objects) is freed
+        # rather than frozen for ever; and now and then thaw, so cycles that died after being
+        # frozen (requests in flight at a freeze) are freed too: memory stays bounded.
+        self._freezes += 1
+        if self._freezes % THAW_EVERY_SLOTS == 0:
+            gc.unfreeze()
+        gc.collect()
         gc.freeze()
 
     async def _drive_follower(self, index: int) -> None:
