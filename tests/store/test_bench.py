@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agave_perf.bench import MethodStats, Reservoir, RunResult, Schedule
@@ -10,6 +12,7 @@ from agave_perf.errors import UsageError
 from agave_perf.store import open_store
 from agave_perf.store._db import Store, normalize_url
 from agave_perf.store.bench import list_runs, load_run, resolve, save_run
+from tests.cli._simnet import agave_perf
 
 
 def make_run(
@@ -135,3 +138,27 @@ class TestLookup:
         store = Store("postgresql://u@127.0.0.1:1/db")  # no connection is made here
         assert store.engine.dialect.driver == "psycopg"
         store.close()
+
+
+class TestHostileRefs:
+    def test_huge_latest_count_is_a_usage_error(self) -> None:
+        """latest~N with more digits than a 64-bit LIMIT holds is a usage error, not a crash."""
+        with open_store("") as store:
+            save_run(store, make_run("20260101-000000-aaaa", "2026-01-01T00:00:00+00:00"))
+            with pytest.raises(UsageError, match="latest~N"):
+                resolve(store, "latest~99999999999999999999999")
+
+    def test_overlong_ref_is_a_usage_error(self) -> None:
+        """A 300-character run reference is refused with its length."""
+        with open_store("") as store, pytest.raises(UsageError, match="300 characters"):
+            resolve(store, "a" * 300)
+
+    @pytest.mark.parametrize("ref", ["latest~99999999999999999999999", "r" * 300])
+    def test_compare_exits_2_with_one_line(self, tmp_path: Path, ref: str) -> None:
+        """`compare` given a hostile reference exits 2 with one line on stderr (it exited 70)."""
+        url = f"sqlite:///{tmp_path / 'runs.db'}"
+        with open_store(url) as store:
+            save_run(store, make_run("20260101-000000-aaaa", "2026-01-01T00:00:00+00:00"))
+        p = agave_perf("compare", "latest", ref, "--store", url, home=tmp_path)
+        assert p.returncode == 2, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr

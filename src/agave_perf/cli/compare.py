@@ -40,13 +40,21 @@ def read_run_file(path: Path) -> tuple[list[RunResult], str]:
         raise UsageError(f"{path}: not a benchmark run written by agave-perf: {err}") from None
 
 
+def is_run_file(ref: str) -> bool:
+    """Say whether a run reference names an existing file (a too-long name is not one)."""
+    try:
+        return Path(ref).is_file()
+    except (OSError, ValueError):
+        # ENAMETOOLONG or an embedded NUL: not a file, so it is a store reference.
+        return False
+
+
 def load_ref(ref: str, store: Store | None) -> tuple[list[RunResult], str]:
     """The runs a reference stands for: a file, or from the store (a series, an A/B arm, a run)."""
     from agave_perf.store.bench import load_group
 
-    path = Path(ref)
-    if path.is_file():
-        return read_run_file(path)
+    if is_run_file(ref):
+        return read_run_file(Path(ref))
     if store is None:
         raise UsageError(f"'{ref}' is not a file and no store is open")
     return load_group(store, ref)
@@ -165,7 +173,7 @@ def compare(
     from agave_perf.store import open_store
 
     rt = runtime()
-    need_store = not (Path(a).is_file() and Path(b).is_file())
+    need_store = not (is_run_file(a) and is_run_file(b))
     if need_store:
         with open_store(store_url or rt.settings.store.url) as store:
             (runs_a, label_a), (runs_b, label_b) = load_ref(a, store), load_ref(b, store)

@@ -76,7 +76,7 @@ def report(
     series stands for its whole series.
     """
     from agave_perf.bench.report import write_report
-    from agave_perf.cli.compare import load_ref, read_run_file
+    from agave_perf.cli.compare import is_run_file, load_ref, read_run_file
     from agave_perf.store import open_store
     from agave_perf.store.bench import list_runs as stored_runs
 
@@ -88,7 +88,7 @@ def report(
         return
     if not runs:
         raise UsageError("name at least one run (id, tag k=v, latest, or a file); see --list")
-    if all(Path(r).is_file() for r in runs):
+    if all(is_run_file(r) for r in runs):
         loaded = [read_run_file(Path(r)) for r in runs]
     else:
         with open_store(url) as store:

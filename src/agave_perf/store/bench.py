@@ -181,13 +181,26 @@ def list_runs(store: Store, *, tags: dict[str, str] | None = None, limit: int = 
         return [_row(r) for r in conn.execute(query)]
 
 
+# A run id is a timestamp plus a short suffix; 200 characters leaves room for
+# tag references while staying far below any path or SQL limit.
+MAX_REF_CHARS = 200
+# latest~N beyond this many digits would overflow the database's 64-bit LIMIT.
+MAX_BACK_DIGITS = 9
+
+
 def resolve(store: Store, ref: str) -> str:
     """Turn ``latest``, ``latest~N``, a tag ``k=v[,k=v]``, an id or unique id prefix into an id."""
     store.ensure(SCHEMA)
+    if len(ref) > MAX_REF_CHARS:
+        # A longer reference cannot name a run; say so instead of letting the
+        # database or the file system fail on it.
+        raise UsageError(f"run reference is {len(ref)} characters (at most {MAX_REF_CHARS})")
     if ref == "latest" or ref.startswith("latest~"):
         count = ref.partition("~")[2] or "0"
-        if not (count.isascii() and count.isdigit()):
-            raise UsageError(f"'{ref}': write latest or latest~N (N runs back, N >= 0)")
+        if not (count.isascii() and count.isdigit()) or len(count) > MAX_BACK_DIGITS:
+            raise UsageError(
+                f"'{ref}': write latest or latest~N (N runs back, 0 <= N < 10**{MAX_BACK_DIGITS})"
+            )
         back = int(count)
         rows = list_runs(store, limit=back + 1)
         if len(rows) <= back:
