@@ -25,6 +25,8 @@ def read_run_file(path: Path) -> tuple[list[RunResult], str]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if doc.get("format") == "agave-perf-series/1":
             return [RunResult.from_json(r) for r in doc["runs"]], f"series:{doc['series']}"
+        if doc.get("format") == "agave-perf-report-data/1":  # a report's raw-data download
+            return [RunResult.from_json(r) for r in doc["runs"]], path.name
         if doc.get("format") == "agave-perf-ab/1":
             raise UsageError(
                 f"{path}: an A/B session holds both sides; compare its arms with "

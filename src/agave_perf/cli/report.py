@@ -39,6 +39,7 @@ class RunList:
             "p95",
             "p99",
             "errors",
+            "tags",
             "",
         ):
             t.add_column(col)
@@ -53,6 +54,7 @@ class RunList:
                 f"{r.p95_ms:.2f}",
                 f"{r.p99_ms:.2f}",
                 str(r.errors),
+                ",".join(f"{k}={v}" for k, v in sorted(r.tags.items())),
                 "partial" if r.partial else "",
             )
         return t

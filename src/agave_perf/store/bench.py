@@ -9,7 +9,7 @@ document (``bench_runs.document``), and its tags as rows (``bench_tags``) so
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
@@ -96,6 +96,7 @@ class RunRow:
     errors: int
     partial: bool
     slo_passed: bool | None
+    tags: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
@@ -178,7 +179,14 @@ def list_runs(store: Store, *, tags: dict[str, str] | None = None, limit: int = 
         query = query.join(t, and_(t.c.run_id == bench_runs.c.id, t.c.key == k, t.c.value == v))
     query = query.order_by(bench_runs.c.started_at.desc(), bench_runs.c.id.desc()).limit(limit)
     with store.begin() as conn:
-        return [_row(r) for r in conn.execute(query)]
+        rows = [_row(r) for r in conn.execute(query)]
+        if rows:
+            ids = [r.id for r in rows]
+            by_id = {r.id: r for r in rows}
+            found = conn.execute(select(bench_tags).where(bench_tags.c.run_id.in_(ids)))
+            for tag in found.mappings():
+                by_id[tag["run_id"]].tags[tag["key"]] = tag["value"]
+        return rows
 
 
 # A run id is a timestamp plus a short suffix; 200 characters leaves room for
