@@ -158,16 +158,17 @@ class TestStatistics:
         assert not c.regressions
 
     def test_shift_below_the_thresholds_is_not_a_verdict(self, pool: np.ndarray) -> None:
-        """A real 20 % shift below a 50 % threshold, or below a 10 ms floor: no verdict."""
+        """A real 20 % shift below a 50 % threshold, or below a 200 ms floor: no verdict."""
         rng = np.random.default_rng(14)
         a, b = series(pool, rng, drift=0.01), series(pool, rng, scale=1.2, drift=0.01)
         assert compare(a, b, threshold=0.5, **FAST).verdict == SAME
-        assert compare(a, b, min_effect_ms=10, **FAST).verdict == SAME
+        assert compare(a, b, min_effect_ms=200, **FAST).verdict == SAME
         overall = next(
             r for r in compare(a, b, **FAST).rows if r.method == "all" and r.metric == "p50"
         )
-        assert overall.p_value is not None
-        assert overall.p_value < 1e-3
+        # the shift itself is certain: the row's own test rejects by far
+        assert overall.decision.p_value is not None
+        assert overall.decision.p_value < 1e-3
 
     def test_ci_brackets_the_true_change(self, pool: np.ndarray) -> None:
         """The hierarchical CI of the p50 change contains the injected +20 %."""
