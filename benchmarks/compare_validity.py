@@ -49,7 +49,7 @@ from benchmarks.watch_overhead import free_port
 
 OUT = Path(__file__).parent / "results" / "compare_validity.json"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
-RUN_S = float(os.environ.get("BENCH_RUN_SECONDS", "1" if QUICK else "3"))
+RUN_S = float(os.environ.get("BENCH_RUN_SECONDS", "1" if QUICK else "2"))
 RATE = 300
 N = 3 if QUICK else 5
 SERIES_A = 4 if QUICK else 8  # C(8, 2) = 28 independent pairs, 20 used
@@ -86,7 +86,7 @@ def one_run(url: str, out_dir: Path, home: Path) -> RunResult:
     env = {**os.environ, "AGAVE_PERF_HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-m", "agave_perf", "bench", "--rpc", url, "--workload", "reads",
-         "--rate", str(RATE), "--duration", f"{RUN_S}s", "--warmup", "1s", "--no-store",
+         "--rate", str(RATE), "--duration", f"{RUN_S}s", "--warmup", "0.5s", "--no-store",
          "-o", str(path), "--json"],
         capture_output=True, env=env, check=False,
     )  # fmt: skip
@@ -97,12 +97,25 @@ def one_run(url: str, out_dir: Path, home: Path) -> RunResult:
 
 def measure_series(url: str, count: int, runs: int, tmp: Path) -> list[list[RunResult]]:
     """``count`` series of ``runs`` runs each, interleaving series so drift spreads evenly."""
-    series: list[list[RunResult]] = [[] for _ in range(count)]
+    return measure_groups([(url, count)], runs, tmp)[0]
+
+
+def measure_groups(
+    groups: list[tuple[str, int]], runs: int, tmp: Path
+) -> list[list[list[RunResult]]]:
+    """Series of several nodes, one run at a time round-robin over every series of every node.
+
+    Machine drift (other processes, CPU frequency, caches) then falls on every series
+    alike, as in the real use: A and B measured in the same period.
+    """
+    out: list[list[list[RunResult]]] = [[[] for _ in range(n)] for _, n in groups]
     for _ in range(runs):
-        for s in series:
-            s.append(one_run(url, tmp, tmp / "home"))
-            time.sleep(0.2)  # a short pause between runs, as --repeat does
-    return series
+        for k in range(max(n for _, n in groups)):
+            for g, (url, n) in enumerate(groups):
+                if k < n:
+                    out[g][k].append(one_run(url, tmp, tmp / "home"))
+                    time.sleep(0.2)  # a short pause between runs, as --repeat does
+    return out
 
 
 def old_method(a: RunResult, b: RunResult) -> str:
@@ -180,8 +193,7 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
             "false_verdicts": len(old) - old.count(SAME),
         }
         out["mde_colocated"] = mde(loop)
-        a = measure_series(a_url, SERIES_A, N, tmp)
-        b = measure_series(b_url, SERIES_B, N, tmp)
+        a, b = measure_groups([(a_url, SERIES_A), (b_url, SERIES_B)], N, tmp)
         pairs = list(combinations(range(len(a)), 2))[:PAIRS]
         out["aa_10ms"] = judge_pairs([(a[i], a[j]) for i, j in pairs])
         old = [old_method(a[i][0], a[j][0]) for i, j in pairs]
@@ -208,6 +220,7 @@ def gates(tmp: Path) -> dict[str, Any]:
     verdicts = []
     try:
         for _ in range(GATE_RUNS):
+            # the baseline is measured first and the candidate after it, as a plan does
             base = measure_series(url, 1, 3, tmp)[0]
             cand = measure_series(url, 1, 3, tmp)[0]
             v = compare(base, cand, resamples=1000).verdict
