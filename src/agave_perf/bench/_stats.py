@@ -287,6 +287,72 @@ def _failure_verdict(va: Sequence[float], vb: Sequence[float]) -> Verdict | None
     return None
 
 
+def _conclude(
+    method: Method,
+    *,
+    a: float,
+    b: float,
+    change: float,
+    ci: tuple[float, float] | None,
+    p: float | None,
+    runs: tuple[int, int],
+    values: tuple[Sequence[float], Sequence[float]],
+    threshold: float,
+    min_effect_s: float,
+    alpha: float,
+) -> Decision:
+    """The decision from the evidence both judges compute (one rule, one shape)."""
+    verdict = (
+        decide(
+            change=change,
+            delta_s=b - a,
+            ci=ci,
+            p_value=p,
+            runs_a=runs[0],
+            runs_b=runs[1],
+            threshold=threshold,
+            min_effect_s=min_effect_s,
+            alpha=alpha,
+        )
+        if math.isfinite(change)
+        else (FEW_RUNS if min(runs) < MIN_RUNS else UNKNOWN)
+    )
+    return Decision(
+        a=a,
+        b=b,
+        change=change,
+        ci_low=ci[0] if ci else None,
+        ci_high=ci[1] if ci else None,
+        p_value=p,
+        runs_a=runs[0],
+        runs_b=runs[1],
+        cv_a=variation(values[0]),
+        cv_b=variation(values[1]),
+        method=method,
+        verdict=verdict,
+    )
+
+
+def _failed(
+    method: Method, failed: Verdict, a: float, b: float, change: float, runs: tuple[int, int]
+) -> Decision:
+    """The decision when failures decide: no interval, no test."""
+    return Decision(
+        a=a,
+        b=b,
+        change=change,
+        ci_low=None,
+        ci_high=None,
+        p_value=None,
+        runs_a=runs[0],
+        runs_b=runs[1],
+        cv_a=None,
+        cv_b=None,
+        method=method,
+        verdict=failed,
+    )
+
+
 def judge_series(
     runs_a: Sequence[Array],
     runs_b: Sequence[Array],
@@ -318,53 +384,25 @@ def judge_series(
     ci: tuple[float, float] | None = None
     p: float | None = None
     if failed is not None:
-        return Decision(
-            a=a,
-            b=b,
-            change=change if failed != UNKNOWN else math.nan,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            runs_a=len(usable_a),
-            runs_b=len(usable_b),
-            cv_a=None,
-            cv_b=None,
-            method="hierarchical",
-            verdict=failed,
-        )
+        change = change if failed != UNKNOWN else math.nan
+        return _failed("hierarchical", failed, a, b, change, (len(usable_a), len(usable_b)))
     if usable_a and usable_b:
         ci = hierarchical_ci(
             usable_a, usable_b, q, resamples=resamples, confidence=confidence, rng=rng
         )
         p = welch_p(va, vb)
-    verdict = (
-        decide(
-            change=change,
-            delta_s=b - a,
-            ci=ci,
-            p_value=p,
-            runs_a=len(usable_a),
-            runs_b=len(usable_b),
-            threshold=threshold,
-            min_effect_s=min_effect_s,
-            alpha=alpha,
-        )
-        if math.isfinite(change)
-        else (FEW_RUNS if min(len(usable_a), len(usable_b)) < MIN_RUNS else UNKNOWN)
-    )
-    return Decision(
+    return _conclude(
+        "hierarchical",
         a=a,
         b=b,
         change=change,
-        ci_low=ci[0] if ci else None,
-        ci_high=ci[1] if ci else None,
-        p_value=p,
-        runs_a=len(usable_a),
-        runs_b=len(usable_b),
-        cv_a=variation(va),
-        cv_b=variation(vb),
-        method="hierarchical",
-        verdict=verdict,
+        ci=ci,
+        p=p,
+        runs=(len(usable_a), len(usable_b)),
+        values=(va, vb),
+        threshold=threshold,
+        min_effect_s=min_effect_s,
+        alpha=alpha,
     )
 
 
@@ -385,20 +423,8 @@ def judge_pairs(
     values = [(run_metric(x, q), run_metric(y, q)) for x, y in usable]
     failed = _failure_verdict([x for x, _ in values], [y for _, y in values])
     if failed is not None:
-        return Decision(
-            a=math.nan,
-            b=math.nan,
-            change=math.inf if failed == SLOWER else -1.0 if failed == FASTER else math.nan,
-            ci_low=None,
-            ci_high=None,
-            p_value=None,
-            runs_a=len(usable),
-            runs_b=len(usable),
-            cv_a=None,
-            cv_b=None,
-            method="paired",
-            verdict=failed,
-        )
+        change = math.inf if failed == SLOWER else -1.0 if failed == FASTER else math.nan
+        return _failed("paired", failed, math.nan, math.nan, change, (len(usable), len(usable)))
     keep = [i for i, (x, y) in enumerate(values) if not (math.isinf(x) or math.isinf(y))]
     usable = [usable[i] for i in keep]
     values = [values[i] for i in keep]
@@ -413,32 +439,16 @@ def judge_pairs(
     if usable:
         ci = paired_ci(usable, q, resamples=resamples, confidence=confidence, rng=rng)
         p = paired_p(values)
-    verdict = (
-        decide(
-            change=change,
-            delta_s=b - a,
-            ci=ci,
-            p_value=p,
-            runs_a=len(usable),
-            runs_b=len(usable),
-            threshold=threshold,
-            min_effect_s=min_effect_s,
-            alpha=alpha,
-        )
-        if math.isfinite(change)
-        else (FEW_RUNS if len(usable) < MIN_RUNS else UNKNOWN)
-    )
-    return Decision(
+    return _conclude(
+        "paired",
         a=a,
         b=b,
         change=change,
-        ci_low=ci[0] if ci else None,
-        ci_high=ci[1] if ci else None,
-        p_value=p,
-        runs_a=len(usable),
-        runs_b=len(usable),
-        cv_a=variation(va),
-        cv_b=variation(vb),
-        method="paired",
-        verdict=verdict,
+        ci=ci,
+        p=p,
+        runs=(len(usable), len(usable)),
+        values=(va, vb),
+        threshold=threshold,
+        min_effect_s=min_effect_s,
+        alpha=alpha,
     )

@@ -27,7 +27,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from agave_perf.slo.stages import StageDurations
 
@@ -41,16 +41,7 @@ Cause = Literal[
     "none",
     "unknown",
 ]
-CAUSES: Final[tuple[Cause, ...]] = (
-    "replay-bound",
-    "shred-arrival",
-    "repair",
-    "replay-starved",
-    "heavy-blocks",
-    "rpc-contention",
-    "none",
-    "unknown",
-)
+CAUSES: Final[tuple[Cause, ...]] = get_args(Cause)
 STAGE_NAMES: Final = ("arrival", "download", "queue", "replay", "confirmation")
 
 MIN_SLOTS = 5  # fewer slots with a stage measured say nothing about that stage

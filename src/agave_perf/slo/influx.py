@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -39,6 +38,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from agave_perf.errors import UsageError
+from agave_perf.net import listen
 from agave_perf.redact import redact_url
 
 # Agave's own batches at its cap are 40,000 points in 10 s (~6 MB); beyond 32 MiB a
@@ -290,19 +290,12 @@ class InfluxReceiver:
             app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
-            sock.listen(128)
-        except OSError as err:
-            sock.close()
+            sock = listen(self.host, self.port, option="--metrics-listen")
+        except UsageError:
             await self._runner.cleanup()
             self._runner = None
-            raise UsageError(
-                f"--metrics-listen {self.host}:{self.port}: {err.strerror or err}"
-            ) from None
+            raise
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         if self.forward:

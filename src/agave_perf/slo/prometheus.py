@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from agave_perf.errors import UsageError
+from agave_perf.net import listen
 from agave_perf.slo.evaluate import slot_time_stats, window_status
 from agave_perf.slo.samples import (
     Fault,
@@ -201,18 +201,11 @@ class MetricsServer:
             app, access_log=None, handle_signals=False, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self.host, self.port))
-            sock.listen(128)
-        except OSError as err:
-            sock.close()
+            sock = listen(self.host, self.port, option="--prometheus")
+        except UsageError:
             await self._runner.cleanup()
-            raise UsageError(
-                f"--prometheus {self.host}:{self.port}: {err.strerror or err}"
-            ) from None
+            raise
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self._task = asyncio.create_task(self._refresh())

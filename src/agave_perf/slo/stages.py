@@ -25,7 +25,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from agave_perf.rpc import PubSubClient
 
@@ -38,15 +38,7 @@ Stage = Literal[
     "optimisticConfirmation",
     "root",
 ]
-STAGES: tuple[Stage, ...] = (
-    "firstShredReceived",
-    "completed",
-    "createdBank",
-    "frozen",
-    "dead",
-    "optimisticConfirmation",
-    "root",
-)
+STAGES: tuple[Stage, ...] = get_args(Stage)
 FAR_FUTURE_SLOTS = 48  # tpu-client-next's bound on plausible slot announcements
 RECENT_SLOTS = 48  # how many recent slots the median is taken over
 
