@@ -29,6 +29,7 @@ from agave_perf.accel._backend import Backend, Pool
 from agave_perf.accel._cache import (
     AccountCache,
     AccountKey,
+    Blockhash,
     Commitment,
     commitment_of,
     slice_data,
@@ -394,33 +395,28 @@ class Accelerator:
     def _ctx(self, slot: int, value: Any) -> dict[str, Any]:
         return {"context": {"apiVersion": self._api_version, "slot": slot}, "value": value}
 
-    def _cache_slot(self, params: list[Any]) -> Any:
-        cfg = params[0] if params and isinstance(params[0], dict) else {}
+    def _fresh(self, params: list[Any], cfg: Any) -> tuple[Backend, Commitment, Blockhash] | None:
+        """The best backend's blockhash entry at the asked commitment, if servable now."""
         b = self._best()
         if b is None:
             return None
-        c = self._commitment(cfg)
+        c = self._commitment(cfg if isinstance(cfg, dict) else {})
         bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
-        return None if bh is None else bh.context_slot
+        return None if bh is None else (b, c, bh)
+
+    def _cache_slot(self, params: list[Any]) -> Any:
+        got = self._fresh(params, params[0] if params else None)
+        return None if got is None else got[2].context_slot
 
     def _cache_block_height(self, params: list[Any]) -> Any:
-        cfg = params[0] if params and isinstance(params[0], dict) else {}
-        b = self._best()
-        if b is None:
-            return None
-        c = self._commitment(cfg)
-        bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
-        return None if bh is None else bh.block_height
+        got = self._fresh(params, params[0] if params else None)
+        return None if got is None else got[2].block_height
 
     def _cache_latest_blockhash(self, params: list[Any]) -> Any:
-        cfg = params[0] if params and isinstance(params[0], dict) else {}
-        b = self._best()
-        if b is None:
+        got = self._fresh(params, params[0] if params else None)
+        if got is None:
             return None
-        c = self._commitment(cfg)
-        bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
-        if bh is None:
-            return None
+        bh = got[2]
         return self._ctx(
             bh.context_slot,
             {"blockhash": bh.blockhash, "lastValidBlockHeight": bh.last_valid_block_height},
@@ -429,14 +425,12 @@ class Accelerator:
     def _cache_blockhash_valid(self, params: list[Any]) -> Any:
         if not params or not isinstance(params[0], str):
             return None  # let the backend word the error
-        cfg = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
-        b = self._best()
-        if b is None:
+        got = self._fresh(params, params[1] if len(params) > 1 else None)
+        if got is None:
             return None
-        c = self._commitment(cfg)
-        bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
+        b, c, bh = got
         valid = b.blockhashes.is_valid(params[0], c)
-        if bh is None or valid is None:
+        if valid is None:
             return None
         return self._ctx(bh.context_slot, valid)
 
