@@ -17,10 +17,13 @@ class RefusingPubSub:
 
     def __init__(self) -> None:
         self.open = 0
+        self.gate = asyncio.Event()  # the handshake is answered once this is set
+        self.gate.set()
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        await self.gate.wait()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.open += 1
@@ -86,6 +89,27 @@ class TestLandingWatch:
             watch.after_send("2" * 64, True)
             assert [s.error for s in got] == ["no_websocket", "no_websocket"]
             await watch.stop()
+        finally:
+            await server.stop()
+
+    async def test_the_first_sends_wait_for_the_opening_handshake(self) -> None:
+        """ready() ends only when the first handshake has: a run's first send is then watched."""
+        server = RefusingPubSub()
+        server.gate.clear()
+        await server.start()
+        try:
+            watch = LandingWatch(server.url, lambda _s: None, timeout=5.0)
+            watch.start()
+            ready = asyncio.create_task(watch.ready())
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert not ready.done()  # the handshake is still being held by the server
+            server.gate.set()
+            await asyncio.wait_for(ready, timeout=5)
+            assert watch.connected_once
+            watch.before_send("1" * 64, 0.0)
+            assert watch._follows["1" * 64].task is not None  # watched, not "no_websocket"
+            await watch.stop(grace=0)
         finally:
             await server.stop()
 

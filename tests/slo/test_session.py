@@ -10,7 +10,14 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from agave_perf.config import SloSettings
-from agave_perf.errors import UsageError
+from agave_perf.errors import (
+    RpcHttpError,
+    RpcProtocolError,
+    RpcResponseError,
+    RpcTimeout,
+    RpcTransportError,
+    UsageError,
+)
 from agave_perf.simnet import Distribution, SimCluster
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
@@ -277,15 +284,35 @@ class TestStayedDown:
             SloSettings(request_rate=0),
         )
         monitor.t0, monitor.ended = 0.0, 60.0
-        monitor.node.last_ok = 59.5
-        monitor.references[0].last_ok = 10.0
-        monitor.references[0].last_error = "timeout"
+        node, ref = monitor.node, monitor.references[0]
+        node.observe(100, 59.5, "poll")
+        ref.observe(100, 10.0, "poll")
+        ref.last_error = "timeout"
         err = monitor.stayed_down()
         assert err is not None
         assert err.exit_code == 3
         assert str(err).startswith("http://***@127.0.0.1:2/")
         assert "the last 50 s" in str(err)
-        monitor.references[0].last_ok = 50.0  # a 10 s gap in a 60 s run is not "stayed down"
+        ref.observe(101, 50.0, "poll")  # a 10 s gap in a 60 s run is not "stayed down"
         assert monitor.stayed_down() is None
-        monitor.node.last_ok = None
+        node.last_heard = None
         assert "the whole run" in str(monitor.stayed_down())
+
+    def test_an_endpoint_answering_errors_is_up_not_down(self) -> None:
+        """JSON-RPC errors, malformed replies and 429s are answers; timeouts and 5xx are not."""
+        monitor = Monitor(Sources(rpc="http://127.0.0.1:1"), SloSettings(request_rate=0))
+        monitor.t0, monitor.ended = 0.0, 60.0
+        node = monitor.node
+        node.observe(100, 10.0, "poll")  # the last slot it gave, 50 s before the end
+        node.answered(RpcTimeout("timed out"), 58.0)
+        node.answered(RpcHttpError(503), 58.5)
+        node.answered(RpcTransportError("refused"), 59.0)
+        assert "the last 50 s" in str(monitor.stayed_down())
+        for answer in (
+            RpcResponseError(-32603, "Internal error"),
+            RpcProtocolError("not JSON-RPC"),
+            RpcHttpError(429),
+        ):
+            node.last_heard = 10.0
+            node.answered(answer, 59.0)
+            assert monitor.stayed_down() is None, answer

@@ -76,6 +76,16 @@ class LandingWatch:
         """Open the socket in the background; sends before it is up go unwatched."""
         self._reconnect()
 
+    async def ready(self) -> None:
+        """Wait for the first handshake to end (bounded by ``timeout``), up or not.
+
+        The run's first sends are watched like the rest: without this, sends made while
+        the socket is still opening would go unwatched on a slow or loaded machine.
+        """
+        task = self._connecting
+        if task is not None:
+            await asyncio.shield(task)
+
     def _up(self) -> bool:
         return self.client is not None and not self.client.closed.is_set()
 

@@ -233,6 +233,7 @@ async def run_bench(
                 clock=clock,
             )
             landing.start()
+            await landing.ready()
         spec = LoadSpec(
             rate=cfg.rate,
             duration=cfg.duration,

@@ -261,16 +261,19 @@ class Monitor:
         ]
 
     def stayed_down(self) -> RpcTransportError | None:
-        """The first endpoint that gave nothing for the last stretch of the run, if any."""
+        """The first endpoint that answered nothing for the last stretch of the run, if any.
+
+        Error answers count as answers: a node that replies with JSON-RPC errors or 429s is
+        up and failing its SLOs (exit 1), not unreachable (exit 3).
+        """
         end = self.ended if self.ended is not None else self.clock.now()
         window = max(5.0, 0.25 * (end - self.t0))
         for s in (self.node, *self.references):
             if s.ws_up:
                 continue
-            if s.last_ok is None or end - s.last_ok > window:
-                since = (
-                    "the whole run" if s.last_ok is None else f"the last {end - s.last_ok:.0f} s"
-                )
+            heard = s.last_heard
+            if heard is None or end - heard > window:
+                since = "the whole run" if heard is None else f"the last {end - heard:.0f} s"
                 why = f" (last error: {s.last_error})" if s.last_error else ""
                 return RpcTransportError(f"stayed down for {since}{why}", endpoint=s.endpoint)
         return None

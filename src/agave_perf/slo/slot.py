@@ -89,6 +89,9 @@ class EndpointStream:
         self.mode = "starting"  # ws | poll | starting
         self.ws_up = False
         self.last_ok: float | None = None
+        # last answer of any kind that shows the endpoint serving (a slot, a JSON-RPC error,
+        # a malformed reply, a 429): an endpoint that answers badly is failing, not down
+        self.last_heard: float | None = None
         self.last_error = ""
         self.first_seen: OrderedDict[int, tuple[float, bool]] = OrderedDict()
         self.new_slots: list[int] = []  # slots first seen since the ticker last looked
@@ -107,6 +110,7 @@ class EndpointStream:
     def observe(self, slot: int, t: float, source: str) -> None:
         """Take a slot the endpoint reported at ``t``; remember when each slot was first seen."""
         self.last_ok = t
+        self.heard(t)
         prev = self.slot
         if prev is not None and slot <= prev:
             return
@@ -121,6 +125,18 @@ class EndpointStream:
         while len(self.first_seen) > FIRST_SEEN_KEEP:
             self.first_seen.popitem(last=False)
         self.emit(SlotSeen(t, self.endpoint, self.role, slot, source))
+
+    def heard(self, t: float) -> None:
+        """Note that the endpoint answered at ``t`` (whatever the answer said)."""
+        if self.last_heard is None or t > self.last_heard:
+            self.last_heard = t
+
+    def answered(self, err: RpcError, t: float) -> None:
+        """Note ``err`` as heard from the endpoint when it is an answer, not an absence."""
+        if isinstance(err, (RpcResponseError, RpcProtocolError)) or (
+            isinstance(err, RpcHttpError) and err.status == 429
+        ):
+            self.heard(t)
 
     def fault(self, kind: str, method: str = "", detail: str = "") -> None:
         """Count a failure of this endpoint."""
@@ -190,6 +206,7 @@ class EndpointStream:
         try:
             slot = parse_slot(await self.client.call("getSlot", PROCESSED))
         except RpcError as err:
+            self.answered(err, self.clock.now())
             # silent socket and no answer either: nothing shows this endpoint is alive
             self.fault("ws_stale", "slotSubscribe", f"silent and getSlot failed: {err}")
             return True
@@ -225,6 +242,7 @@ class EndpointStream:
             value = await self.client.call("getSlot", PROCESSED)
             slot = parse_slot(value)
         except RpcError as err:
+            self.answered(err, self.clock.now())
             self.fault(classify(err), "getSlot", str(err))
             if isinstance(err, RpcHttpError) and err.status == 429:
                 self._slow_down(err.retry_after)
