@@ -1,20 +1,27 @@
-"""The phase benchmark measures the configured node and refuses to score a failing run."""
+"""The phase benchmark measures series on the configured node and judges them run by run."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 
+from agave_perf.bench import plan_gate
 from agave_perf.errors import GateFailed
-from agave_perf.plan.gates import BenchGate, GateContext, gain_pct, phase_benchmark
+from agave_perf.plan.gates import BenchGate, BenchMeasurement, GateContext, phase_benchmark
 from agave_perf.simnet import SimCluster
 from agave_perf.store import open_store
 from agave_perf.store.bench import list_runs
 
 
-def context(tmp_path: Path, baseline: dict[str, float] | None = None) -> GateContext:
+def context(
+    tmp_path: Path, baseline: BenchMeasurement | None = None, said: list[str] | None = None
+) -> GateContext:
+    base = None
+    if baseline is not None:  # what the plan records as the phase baseline
+        base = {"score": baseline.score, "unit": baseline.unit, "detail": baseline.detail}
     return GateContext(
         repo=tmp_path,
         commit="c0ffee",
@@ -24,7 +31,8 @@ def context(tmp_path: Path, baseline: dict[str, float] | None = None) -> GateCon
         phase=1,
         features=(),
         log_dir=tmp_path,
-        baseline=baseline,  # type: ignore[arg-type]
+        baseline=base,
+        announce=(said if said is not None else []).append,
     )
 
 
@@ -32,40 +40,81 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None
     cfg = tmp_path / "agave-perf.toml"
     cfg.write_text(
         f'[gate]\nbench_rpc = "{url}"\nbench_workload = "reads"\n'
-        "bench_rate = 100\nbench_duration_s = 2\n"
+        "bench_rate = 100\nbench_duration_s = 1\nbench_repeat = 3\n"
     )
     monkeypatch.setenv("AGAVE_PERF_CONFIG", str(cfg))
+    # shorter warm-ups and pauses than a real gate's; the series are still independent runs
+    monkeypatch.setattr(plan_gate, "WARMUP_S", 0.3)
+    monkeypatch.setattr(plan_gate, "PAUSE_S", 0.2)
+
+
+def free_port() -> int:
+    """A loopback port free now (simnet's tip takes it, PubSub the next one)."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no two adjacent free loopback ports")
 
 
 class TestPhaseBenchmark:
-    async def test_slower_node_scores_worse(
+    async def test_slower_node_fails_the_gate_and_the_same_node_passes(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A node 20 ms slower scores about 20 ms worse, the gate calls it a regression,
-        and each measurement is stored as a tagged benchmark run."""
+        """Against a baseline series at 20 ms, a 40 ms node is a significant regression and
+        the unchanged 20 ms node passes (no significant change); every run is stored as a run
+        of its series, and the gate says beforehand what it will measure and for how long."""
         bench = phase_benchmark()
         assert bench is not None
-        scores = []
-        for sc in ("latency:dist=const,mean=5ms", "latency:dist=const,mean=25ms"):
-            async with SimCluster(nodes=1, scenario=sc, slot_ms=100) as c:
-                configure(tmp_path, monkeypatch, c.info()[0].http)
-                scores.append(await asyncio.to_thread(bench.measure, context(tmp_path)))
-        fast, slow = scores
-        assert fast.unit == slow.unit == "ms p95"
-        # floors are the injected latency; the gap allows for a loaded machine's tail
-        assert fast.score >= 4.9
-        assert slow.score >= 24.9
-        assert slow.score - fast.score > 12
-        assert gain_pct({"score": fast.score}, slow) < -100  # much slower = a large negative gain
-        async with SimCluster(nodes=1, scenario="latency:dist=const,mean=25ms", slot_ms=100) as c:
+        fast_node = "latency:dist=const,mean=20ms"
+        port = free_port()  # the gate's node is one URL; the slower node takes its place
+        async with SimCluster(nodes=1, scenario=fast_node, slot_ms=100, port=port) as c:
             configure(tmp_path, monkeypatch, c.info()[0].http)
-            base = {"score": fast.score}
-            result = await asyncio.to_thread(BenchGate().run, context(tmp_path, base))
-        assert not result.passed
-        assert "regression" in result.output_tail
+            said: list[str] = []
+            base = await asyncio.to_thread(bench.measure, context(tmp_path, said=said))
+            same = await asyncio.to_thread(BenchGate().run, context(tmp_path, base))
+        assert said
+        assert "3 run(s) of reads at 100 req/s for 1 s" in said[0]
+        assert base.unit == "ms p95"
+        assert base.score >= 19.9  # the floor is the injected latency
+        assert len(base.detail["run_ids"]) == 3
+        assert same.passed, same.output_tail
+        assert same.detail["verdict"] == "no significant change"
+        assert same.detail["runs"] == [3, 3]
+        assert "hierarchical" in same.detail["decided_by"]
+        slow_node = "latency:dist=const,mean=40ms"
+        async with SimCluster(nodes=1, scenario=slow_node, slot_ms=100, port=port) as c:
+            configure(tmp_path, monkeypatch, c.info()[0].http)
+            slow = await asyncio.to_thread(BenchGate().run, context(tmp_path, base))
+        assert not slow.passed
+        assert slow.detail["verdict"] == "slower"
+        assert slow.detail["gain_pct"] < -50  # twice the latency: a large negative gain
+        low, high = slow.detail["gain_ci_pct"]
+        assert low <= slow.detail["gain_pct"] <= high < 0
+        assert "not passed" in slow.output_tail
         with open_store() as store:
             runs = list_runs(store)
-        assert len(runs) == 3
+        assert len(runs) == 9
+        assert len({r.tags["series"] for r in runs}) == 3
+
+    async def test_a_single_run_baseline_is_not_judged(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A baseline without a series (an older version's) has no run-to-run variance: the
+        gate does not pass on it and says to record the baseline again."""
+        bench = phase_benchmark()
+        assert bench is not None
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            configure(tmp_path, monkeypatch, c.info()[0].http)
+            old = BenchMeasurement(1.0, "ms p95", higher_is_better=False)
+            result = await asyncio.to_thread(BenchGate().run, context(tmp_path, old))
+        assert not result.passed
+        assert "re-record it" in result.output_tail
 
     async def test_failing_node_is_not_scored(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -60,7 +60,9 @@ def _engine(agave: Path | None) -> Iterator[PlanEngine]:
     from agave_perf.store import open_store
 
     with open_store(store_url()) as store:
-        yield Engine.open(store, agave)
+        engine = Engine.open(store, agave)
+        engine.announce = lambda msg: click.echo(f"agave-perf: {msg}", err=True)
+        yield engine
 
 
 @click.group("plan")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +32,8 @@ from agave_perf.plan.catalog import Catalog, Task
 from agave_perf.plan.gates import (
     GateContext,
     GateResult,
-    gain_pct,
     gate_for,
+    judge,
     phase_benchmark,
     unavailable_reason,
 )
@@ -162,6 +162,8 @@ class PlanEngine:
         self.repo = Path(plan.agave_path)
         self._catalog: Catalog | None = None
         self._last_seq: int | None = None
+        # where long steps say what they are about to do (the CLI prints it on stderr)
+        self.announce: Callable[[str], None] = lambda _msg: None
 
     # ------------------------------------------------------------------ opening
 
@@ -293,6 +295,7 @@ class PlanEngine:
             baseline=baseline if baseline and "score" in baseline else None,
             build_env=self.build_env(state),
             flags_file=Path(self.plan.flags_file) if self.plan.flags_file else None,
+            announce=self.announce,
         )
 
     # -------------------------------------------------------------------- steps
@@ -589,23 +592,32 @@ class PlanEngine:
             )
             return PhaseGateResult(phase, None, None, None, expected, "no baseline", False, msg)
         m = bench.measure(ctx)
-        gain = gain_pct(base, m)
+        judged = judge(bench, base, m)
+        gain = judged.gain_pct
         lo, hi = expected
+        ci_lo, ci_hi = judged.ci_pct
+        # with a CI, the phase is below/above the expected range only when all of it is
+        low = ci_hi if ci_hi is not None else gain
+        high = ci_lo if ci_lo is not None else gain
         verdict = (
-            "below expected"
-            if gain < lo
-            else ("above expected" if gain > hi else "within expected")
+            "below expected" if low < lo else ("above expected" if high > hi else "within expected")
         )
-        passed = gain >= 0
+        passed = judged.passes
         msg = (
             f"{m.score:g} {m.unit} vs baseline {base['score']:g} {base.get('unit', '')}".rstrip()
-            + ("" if passed else "; a regression: the phase may not close")
+            + f"; {judged.describe()}"
+            + ("" if passed else "; the phase may not close on this")
         )
         measured = {
             "score": m.score,
             "unit": m.unit,
             "higher_is_better": m.higher_is_better,
             "commit": ctx.commit,
+            "gain_ci_pct": list(judged.ci_pct),
+            "comparison": judged.verdict,
+            "decided_by": judged.decided_by,
+            "runs": list(judged.runs),
+            **({"series_id": m.detail["series_id"]} if "series_id" in m.detail else {}),
         }
         ev = self._phase_evidence(
             ctx,

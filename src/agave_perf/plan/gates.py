@@ -6,7 +6,10 @@ A gate is anything with a ``name`` and ``run(context) -> GateResult``. Built in:
   that are on (``-v`` so the log proves the settings reached rustc);
 - ``test``: ``cargo test`` (same features and settings);
 - ``bench``: the phase benchmark compared with the baseline recorded at the
-  phase's start; needs a :class:`PhaseBenchmark` provider.
+  phase's start; needs a :class:`PhaseBenchmark` provider. A provider that measures
+  series of runs also judges them (:class:`SeriesJudge`): the gate then passes on
+  run-level statistics (no significant regression over enough runs), never on one
+  score against another.
 
 Other command groups plug in without this module knowing them: importing
 ``agave_perf.slo.plan_gate`` may call :func:`register_gate` for ``check``, and
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agave_perf.tune.build.cargo import run_cargo
 from agave_perf.tune.build.runner import flag_evidence
@@ -51,6 +54,8 @@ class GateContext:
     baseline: dict[str, Any] | None = None
     build_env: dict[str, str] = field(default_factory=dict)
     flags_file: Path | None = None  # the validator start script the plan manages
+    # tells the user what a long gate is doing before it does it (stderr in the CLI)
+    announce: Callable[[str], None] = field(default=lambda _msg: None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,56 @@ class PhaseBenchmark(Protocol):
     def measure(self, context: GateContext) -> BenchMeasurement:
         """Run the benchmark and return its score."""
         ...
+
+
+@dataclass(frozen=True)
+class BenchJudgement:
+    """A phase benchmark measurement judged against the baseline."""
+
+    verdict: str  # the comparison's verdict (faster, slower, no significant change, ...)
+    gain_pct: float  # improvement over the baseline in percent, positive = better
+    ci_pct: tuple[float | None, float | None] = (None, None)  # CI of the gain, percent
+    runs: tuple[int, int] = (1, 1)  # baseline runs, new runs
+    decided_by: str = "one score against the other"
+    passes: bool = False  # what the gate concludes: no regression it can see
+
+    def describe(self) -> str:
+        """One line: the gain, its CI, over how many runs, by what, and the verdict."""
+        lo, hi = self.ci_pct
+        ci = f" [CI {lo:+.1f}..{hi:+.1f}%]" if lo is not None and hi is not None else ""
+        return (
+            f"gain {self.gain_pct:+.1f}%{ci} over {self.runs[1]} vs {self.runs[0]} run(s), "
+            f"{self.decided_by}: {self.verdict}"
+        )
+
+
+@runtime_checkable
+class SeriesJudge(Protocol):
+    """A phase benchmark that measures series of runs and judges them with run statistics."""
+
+    def judge(self, baseline: dict[str, Any], new: BenchMeasurement) -> BenchJudgement:
+        """Compare the new measurement's runs with the baseline's."""
+        ...
+
+
+def judge(
+    bench: PhaseBenchmark,
+    baseline: dict[str, Any],
+    new: BenchMeasurement,
+    tolerance_pct: float = 2.0,
+) -> BenchJudgement:
+    """Judge ``new`` against ``baseline``: the provider's statistics, else the score alone."""
+    if isinstance(bench, SeriesJudge):
+        return bench.judge(baseline, new)
+    # a provider of one score: nothing tells its noise apart from a change, so say so
+    gain = gain_pct(baseline, new)
+    passes = gain >= -tolerance_pct
+    return BenchJudgement(
+        "within tolerance" if passes else "regression",
+        round(gain, 3),
+        decided_by=f"one score against the other (±{tolerance_pct:g}% tolerance)",
+        passes=passes,
+    )
 
 
 _GATES: dict[str, Callable[[], Gate]] = {}
@@ -269,8 +324,7 @@ class BenchGate:
             )
         start = time.monotonic()
         new = bench.measure(context)
-        gain = gain_pct(context.baseline, new)
-        passed = gain >= -self.tolerance_pct
+        verdict = judge(bench, context.baseline, new, self.tolerance_pct)
         return GateResult(
             self.name,
             "phase benchmark",
@@ -278,9 +332,18 @@ class BenchGate:
             round(time.monotonic() - start, 3),
             context.commit,
             f"score {new.score:g} {new.unit} vs baseline {context.baseline['score']:g}: "
-            f"{gain:+.1f}% ({'ok' if passed else 'regression'})",
-            passed,
-            {"score": new.score, "unit": new.unit, "gain_pct": round(gain, 3), **new.detail},
+            f"{verdict.describe()} ({'ok' if verdict.passes else 'not passed'})",
+            verdict.passes,
+            {
+                "score": new.score,
+                "unit": new.unit,
+                "gain_pct": verdict.gain_pct,
+                "gain_ci_pct": list(verdict.ci_pct),
+                "verdict": verdict.verdict,
+                "decided_by": verdict.decided_by,
+                "runs": list(verdict.runs),
+                **new.detail,
+            },
         )
 
 
