@@ -18,9 +18,10 @@ Per condition:
   its false-verdict rate is the baseline of the ratio.
 * **Minimum detectable effect** at N = 3, 5, 10 from the measured between-run variation.
 
-Finally 10 plan bench-gate decisions on an unchanged node: a baseline series (N = 3) and
-a candidate series (N = 3) through ``compare``; a gate fails on "slower" or on anything but
-a verdict of no regression with enough runs.
+Finally 10 decisions of the plan's own bench gate on an unchanged node (the code
+``plan gate`` runs): a baseline series (N = 3), then 10 candidate series (N = 3) each
+judged against it; a gate fails on "slower" or on anything but a verdict of no
+regression with enough runs.
 
 Targets (issue 11): ≤ 1 false verdict in 20 A/A in both conditions, ≥ 18/20 detections of
 +10 %, 0 false gate failures in 10. Writes ``benchmarks/results/compare_validity.json``.
@@ -214,19 +215,37 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
 
 
 def gates(tmp: Path) -> dict[str, Any]:
-    """Plan bench-gate decisions on an unchanged node: baseline N=3 vs candidate N=3."""
+    """The plan's own bench gate on an unchanged node: one baseline series, then 10 gates.
+
+    This is the code ``plan gate`` runs (the registered phase benchmark and ``BenchGate``),
+    configured through an ``agave-perf.toml`` as a user would: each gate measures a new
+    series of ``bench_repeat`` = 3 runs and judges it against the baseline series.
+    """
+    from agave_perf.plan.gates import BenchGate, GateContext, phase_benchmark
+
     node, url = start_node("steady")
+    cfg = tmp / "gate.toml"
+    cfg.write_text(
+        f'[gate]\nbench_rpc = "{url}"\nbench_workload = "reads"\nbench_rate = {RATE}\n'
+        f"bench_duration_s = {RUN_S}\nbench_repeat = 3\n"
+        f'[store]\nurl = "sqlite:///{tmp / "gates.db"}"\n'
+    )
+    os.environ["AGAVE_PERF_CONFIG"] = str(cfg)
     failures = 0
     verdicts = []
     try:
+        ctx = GateContext(tmp, "unchanged", "main", False, "bench.aa", 1, (), tmp)
+        bench = phase_benchmark()
+        assert bench is not None
+        m = bench.measure(ctx)  # the baseline, measured first as a plan does
+        base = {"score": m.score, "unit": m.unit, "detail": m.detail}
         for _ in range(GATE_RUNS):
-            # the baseline is measured first and the candidate after it, as a plan does
-            base = measure_series(url, 1, 3, tmp)[0]
-            cand = measure_series(url, 1, 3, tmp)[0]
-            v = compare(base, cand, resamples=1000).verdict
-            verdicts.append(v)
-            failures += v == SLOWER
+            r = BenchGate().run(GateContext(tmp, "unchanged", "main", False, "bench.aa", 1, (),
+                                            tmp, baseline=base))  # fmt: skip
+            verdicts.append(r.detail.get("verdict", r.output_tail))
+            failures += not r.passed
     finally:
+        os.environ.pop("AGAVE_PERF_CONFIG", None)
         node.terminate()
         node.wait(10)
     return {"gate_runs": GATE_RUNS, "false_failures": failures, "verdicts": verdicts}

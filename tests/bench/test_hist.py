@@ -5,8 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agave_perf.bench import Histogram, Reservoir, merged
+
+latencies = st.lists(
+    st.floats(min_value=0.0, max_value=7200.0, allow_nan=False), min_size=1, max_size=300
+)
 
 
 class TestHistogram:
@@ -59,6 +65,31 @@ class TestHistogram:
         assert h.count == 0
         assert h.quantile(0.99) == 0.0
         assert h.summary()["p99_ms"] == 0.0
+
+
+class TestReadsAgreeWithTheLibrary:
+    @settings(max_examples=40, deadline=None)  # the library side is slow: ~0.1 s an example
+    @given(values=latencies, qs=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6))
+    def test_quantiles_and_mean_are_the_libraries_own(
+        self, values: list[float], qs: list[float]
+    ) -> None:
+        """The numpy reads give exactly what hdrh's own (slow, Python) reads give."""
+        h = Histogram()
+        for v in values:
+            h.record(v)
+        lib = h._h
+        for q in qs:
+            assert h.quantile(q) == lib.get_value_at_percentile(q * 100.0) / 1e6
+        assert h.mean == pytest.approx(lib.get_mean_value() / 1e6, rel=1e-12)
+
+    def test_a_decoded_histogram_reads_the_same(self) -> None:
+        """Stored (encoded) runs read back with the same figures as when they were measured."""
+        h = Histogram()
+        rng = random.Random(3)
+        for _ in range(2000):
+            h.record(rng.expovariate(50))
+        back = Histogram.decode(h.encode())
+        assert back.summary() == h.summary()
 
 
 class TestReservoir:

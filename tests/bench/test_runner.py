@@ -21,6 +21,7 @@ from agave_perf.bench import (
     parse_workload,
     run_bench,
 )
+from agave_perf.clock import VirtualClock
 from agave_perf.errors import RpcTransportError
 from agave_perf.rpc import Reply
 from agave_perf.simnet import Distribution, SimCluster, load_scenario
@@ -225,14 +226,19 @@ class TestFailures:
 
 
 class SaturatingServer:
-    """A Transport with a capacity: fast below ``capacity`` req/s, slow above it (real time)."""
+    """A Transport with a capacity: fast below ``capacity`` req/s, slow above it.
+
+    It keeps the loop's time, so on the virtual loop the ramp is exact and does not
+    depend on how busy the machine is (a loaded machine makes the load generator
+    itself fall behind, which the ramp rightly refuses to call capacity).
+    """
 
     def __init__(self, capacity: float) -> None:
         self.capacity = capacity
         self.recent: list[float] = []
 
     async def send(self, body: bytes, *, timeout: float) -> Reply:
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         self.recent = [t for t in self.recent if t > now - 0.25]
         self.recent.append(now)
         latency = 0.001 if len(self.recent) / 0.25 <= self.capacity else 0.08
@@ -244,14 +250,14 @@ class SaturatingServer:
 
 
 class TestFindMax:
-    async def test_ramp_finds_the_capacity(self) -> None:
+    async def test_ramp_finds_the_capacity(self, virtual_clock: VirtualClock) -> None:
         """Doubling then bisecting finds the highest rate meeting p95<50ms within 10 %."""
-        async with SimCluster(nodes=1, slot_ms=100) as c:
+        async with SimCluster(nodes=1, slot_ms=100, clock=virtual_clock) as c:
             cfg = BenchConfig(
                 http(c), load_workload("slot"), rate=100, duration=0.6,
                 slos=[parse_slo("p95<50ms")], transport=SaturatingServer(capacity=450),
             )  # fmt: skip
-            ramp = await find_max(cfg, precision=0.1)
+            ramp = await find_max(cfg, precision=0.1, clock=virtual_clock)
         assert 380 <= ramp.best_rate <= 450, ramp.to_json()
         rates = [s.rate for s in ramp.steps]
         assert rates[:4] == [100, 200, 400, 800]
@@ -270,7 +276,7 @@ class DeadAboveServer:
         self.recent: list[float] = []
 
     async def send(self, body: bytes, *, timeout: float) -> Reply:
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         self.recent = [t for t in self.recent if t > now - 0.25]
         self.recent.append(now)
         if len(self.recent) / 0.25 > self.capacity:
@@ -282,22 +288,26 @@ class DeadAboveServer:
 
 
 class TestFindMaxFailures:
-    async def test_a_step_where_the_node_stops_answering_does_not_end_the_ramp(self) -> None:
+    async def test_a_step_where_the_node_stops_answering_does_not_end_the_ramp(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """A step aborted for no answers is a failed step; the ramp still bisects to capacity."""
-        async with SimCluster(nodes=1, slot_ms=100) as c:
+        async with SimCluster(nodes=1, slot_ms=100, clock=virtual_clock) as c:
             cfg = BenchConfig(
                 http(c), load_workload("slot"), rate=100, duration=0.8, abort_after=0.2,
                 slos=[parse_slo("p95<50ms")], transport=DeadAboveServer(capacity=450),
             )  # fmt: skip
             # a stop event, as the CLI passes one for Ctrl-C
-            ramp = await find_max(cfg, precision=0.1, stop=asyncio.Event())
+            ramp = await find_max(cfg, precision=0.1, stop=asyncio.Event(), clock=virtual_clock)
         assert any("node stopped answering" in r for r in ramp.reasons), ramp.reasons
         assert len(ramp.steps) > 4, [s.rate for s in ramp.steps]
         assert 300 <= ramp.best_rate <= 450, ramp.to_json()
 
-    async def test_node_gone_between_steps_keeps_the_steps(self) -> None:
+    async def test_node_gone_between_steps_keeps_the_steps(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """A node unreachable at the start of a step ends the ramp; earlier steps are kept."""
-        c = SimCluster(nodes=1, slot_ms=100)
+        c = SimCluster(nodes=1, slot_ms=100, clock=virtual_clock)
         await c.start()
         stopping: list[asyncio.Task[None]] = []
 
@@ -310,7 +320,7 @@ class TestFindMaxFailures:
                 http(c), load_workload("slot"), rate=100, duration=0.6,
                 slos=[parse_slo("p95<50ms")], transport=SaturatingServer(capacity=10_000),
             )  # fmt: skip
-            ramp = await find_max(cfg, progress=progress)
+            ramp = await find_max(cfg, progress=progress, clock=virtual_clock)
         finally:
             await asyncio.gather(*stopping)
             await c.stop()

@@ -1,7 +1,11 @@
 """Latency histograms (HdrHistogram, microsecond units) and bounded raw-sample reservoirs.
 
 A :class:`Histogram` records every latency, merges with others and encodes to
-a compact base64 string, so runs are stored in full. A :class:`Reservoir` keeps
+a compact base64 string, so runs are stored in full. Recording, merging and
+encoding are the ``hdrh`` library's; reading (quantiles, mean) is done here on a
+numpy view of its counts array with the library's own bucket bounds, because the
+library walks its ~23,000 buckets in Python for every quantile and mean — seconds
+per stored run with many per-second histograms. A :class:`Reservoir` keeps
 a uniform random sample of raw values (Vitter's algorithm R) for statistics
 that need individual samples, such as the Mann-Whitney test in ``compare``.
 """
@@ -9,6 +13,7 @@ that need individual samples, such as the Mann-Whitney test in ``compare``.
 from __future__ import annotations
 
 import base64
+import functools
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +26,24 @@ LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: any longer wait is a timeout, not a latency
 SIGNIFICANT_FIGURES = 3
 RESERVOIR_SIZE = 10_000
+
+
+IntArray = np.ndarray[Any, np.dtype[np.int64]]
+
+
+@functools.lru_cache(maxsize=8)
+def _bounds(lowest: int, highest: int, figures: int) -> tuple[IntArray, IntArray, IntArray]:
+    """Per counts-array index: the bucket's lowest, highest and median equivalent value.
+
+    Taken from the library itself once per layout, so every figure read here is the
+    one ``hdrh`` would give (percentiles report the bucket's highest equivalent value,
+    the mean weights each bucket by its median, as HdrHistogram does everywhere).
+    """
+    h = HdrHistogram(lowest, highest, figures)
+    low = np.array([h.get_value_from_index(i) for i in range(h.counts_len)], dtype=np.int64)
+    high = np.array([h.get_highest_equivalent_value(int(v)) for v in low], dtype=np.int64)
+    median = low + ((high - low + 1) >> 1)
+    return low, high, median
 
 
 class Histogram:
@@ -45,19 +68,33 @@ class Histogram:
         """Number of recorded values."""
         return int(self._h.get_total_count())
 
+    def _view(self) -> tuple[IntArray, tuple[IntArray, IntArray, IntArray]]:
+        h = self._h
+        counts = np.ctypeslib.as_array(h.counts)[: h.counts_len].astype(np.int64, copy=False)
+        return counts, _bounds(
+            h.lowest_trackable_value, h.highest_trackable_value, h.significant_figures
+        )
+
     def quantile(self, q: float) -> float:
         """Return the q-quantile (0..1) in seconds; 0 when empty."""
-        if self.count == 0:
-            return 0.0
-        return float(self._h.get_value_at_percentile(q * 100.0)) / 1e6
+        return self.quantiles((q,))[q]
 
     def quantiles(self, qs: Iterable[float]) -> dict[float, float]:
         """Return several quantiles (0..1) in seconds with one pass over the counts."""
         qs = list(qs)
-        if self.count == 0:
+        total = self.count
+        if total == 0:
             return dict.fromkeys(qs, 0.0)
-        values = self._h.get_percentile_to_value_dict([q * 100.0 for q in qs])
-        return {q: float(values[q * 100.0]) / 1e6 for q in qs}
+        counts, (low, high, _) = self._view()
+        cumulative = np.cumsum(counts)
+        out = {}
+        for q in qs:
+            percentile = min(q * 100.0, 100.0)
+            # the library's rank: the count at the percentile, rounded, at least 1
+            target = max(int(percentile * total / 100 + 0.5), 1)
+            i = min(int(np.searchsorted(cumulative, target)), len(counts) - 1)
+            out[q] = float(high[i] if percentile else low[i]) / 1e6
+        return out
 
     def percentile(self, p: float) -> float:
         """Return the p-th percentile (0..100) in seconds."""
@@ -76,7 +113,11 @@ class Histogram:
     @property
     def mean(self) -> float:
         """Mean in seconds."""
-        return float(self._h.get_mean_value()) / 1e6 if self.count else 0.0
+        total = self.count
+        if not total:
+            return 0.0
+        counts, (_, _, median) = self._view()
+        return float(np.dot(counts, median)) / total / 1e6
 
     def merge(self, other: Histogram) -> Histogram:
         """Add every value of ``other`` into this histogram and return self."""

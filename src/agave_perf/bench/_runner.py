@@ -407,6 +407,7 @@ async def find_max(
     precision: float = 0.05,
     stop: asyncio.Event | None = None,
     progress: Callable[[Engine], None] | None = None,
+    clock: Clock | None = None,
 ) -> FindMax:
     """Double the rate until a step fails, then bisect to ``precision``; each step is a run."""
     steps: list[RunResult] = []
@@ -421,7 +422,7 @@ async def find_max(
         step_stop = asyncio.Event()
         forward = asyncio.create_task(_forward(stop, step_stop)) if stop is not None else None
         try:
-            run = await run_bench(step_cfg, stop=step_stop, progress=progress)
+            run = await run_bench(step_cfg, clock=clock, stop=step_stop, progress=progress)
         except RpcError as err:
             if not steps:
                 raise
