@@ -94,13 +94,13 @@ class TestRecorder:
 
 class TestReplay:
     def test_hour_replays_fast_with_other_settings(self, tmp_path: Path) -> None:
-        """A synthetic hour replays in < 3 s; a looser threshold turns its fail into a pass."""
+        """A synthetic hour replays; a looser threshold turns its fail into a pass.
+
+        (How fast: ``python -m benchmarks.slo_replay`` measures it, next to a baseline.)
+        """
         path = tmp_path / "hour.jsonl"
         write_hour(path)
-        start = time.perf_counter()
         strict = replay_verdict(read_recording(path), SloSettings(), source=path.name)
-        elapsed = time.perf_counter() - start
-        assert elapsed < 3.0
         assert strict.failed
         longest = strict.to_json()["slot_lag"]["longest_excursion"]
         assert longest["start_s"] == EXCURSION[0]
