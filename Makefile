@@ -26,7 +26,7 @@ typecheck: install
 	$(BIN)/mypy tests/typing/api.py
 
 pytest: install
-	$(BIN)/pytest -q --cov --cov-report=term
+	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term
 
 test: lint typecheck pytest
 

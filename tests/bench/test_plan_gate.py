@@ -66,9 +66,13 @@ class TestPhaseBenchmark:
     async def test_slower_node_fails_the_gate_and_the_same_node_passes(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Against a baseline series at 20 ms, a 40 ms node is a significant regression and
+        """Against a baseline series at 20 ms, a 200 ms node is a significant regression and
         the unchanged 20 ms node passes (no significant change); every run is stored as a run
-        of its series, and the gate says beforehand what it will measure and for how long."""
+        of its series, and the gate says beforehand what it will measure and for how long.
+
+        (The slow node is 10x slower so that a loaded machine's between-run noise, tens of
+        milliseconds at p95, cannot hide it; the power at small effects is measured by
+        benchmarks/compare_validity.py.)"""
         bench = phase_benchmark()
         assert bench is not None
         fast_node = "latency:dist=const,mean=20ms"
@@ -87,13 +91,13 @@ class TestPhaseBenchmark:
         assert same.detail["verdict"] == "no significant change"
         assert same.detail["runs"] == [3, 3]
         assert "hierarchical" in same.detail["decided_by"]
-        slow_node = "latency:dist=const,mean=40ms"
+        slow_node = "latency:dist=const,mean=200ms"
         async with SimCluster(nodes=1, scenario=slow_node, slot_ms=100, port=port) as c:
             configure(tmp_path, monkeypatch, c.info()[0].http)
             slow = await asyncio.to_thread(BenchGate().run, context(tmp_path, base))
         assert not slow.passed
         assert slow.detail["verdict"] == "slower"
-        assert slow.detail["gain_pct"] < -50  # twice the latency: a large negative gain
+        assert slow.detail["gain_pct"] < -100  # far slower: a large negative gain
         low, high = slow.detail["gain_ci_pct"]
         assert low <= slow.detail["gain_pct"] <= high < 0
         assert "not passed" in slow.output_tail

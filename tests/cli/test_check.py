@@ -249,16 +249,21 @@ class TestFaults:
     def test_ctrl_c_is_not_a_pass(self, runs: Runs) -> None:
         """SIGINT mid-check prints the verdict over what was kept, then exits 130, never 0."""
         node, tip = urls(runs.steady)
-        proc = spawn(
-            "check", "--duration", "60s", "--rpc", node, "--reference", tip, "--json",
-            home=runs.home,
-        )  # fmt: skip
-        time.sleep(3.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        # the check must be measuring when SIGINT comes; on a loaded machine its start-up can
+        # take longer than the first wait, and then the attempt proves nothing: wait longer
+        for wait in (3.0, 6.0, 12.0):
+            proc = spawn(
+                "check", "--duration", "60s", "--rpc", node, "--reference", tip, "--json",
+                home=runs.home,
+            )  # fmt: skip
+            time.sleep(wait)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+            doc = json.loads(out) if out.strip() else {}
+            if "duration_s" in doc:
+                break
         assert proc.returncode == 130, err
-        doc = json.loads(out)
-        assert doc["duration_s"] < 10
+        assert doc["duration_s"] < 20
         assert doc["slot_lag"]["samples"] >= 5
         assert any("interrupted after" in n for n in doc["notes"])
         assert "interrupted" in err
