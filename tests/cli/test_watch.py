@@ -41,6 +41,30 @@ class TestWatchCli:
         assert len(back.samples.of(LagSample)) >= 25
         assert len(back.samples.of(RequestSample)) >= 10
 
+    def test_failed_verdict_exits_1_like_check(self, tmp_path: Path) -> None:
+        """A window that fails an SLO exits 1 (as check does), titled as watch's own verdict."""
+        with simnet("lag:slots=8", tmp_path) as net:
+            node, tip = net["nodes"][1]["http"], net["nodes"][0]["http"]
+            r = agave_perf(
+                "watch", "--rpc", node, "--reference", tip, "--duration", "2s",
+                "--rate", "0", "--max-slot-lag", "2", "--no-dashboard",
+                home=tmp_path,
+            )  # fmt: skip
+            j = agave_perf(
+                "watch", "--rpc", node, "--reference", tip, "--duration", "2s",
+                "--rate", "0", "--max-slot-lag", "2", "--json",
+                home=tmp_path,
+            )  # fmt: skip
+        assert r.returncode == 1, r.stderr
+        assert "agave-perf watch " in r.stdout
+        assert "agave-perf check " not in r.stdout
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("agave-perf: error: SLO failed: within tip")
+        assert j.returncode == 1, j.stderr
+        doc = json.loads(j.stdout)
+        assert doc["ok"] is False
+        assert doc["command"] == "watch"
+
     def test_ctrl_c_keeps_measurements(self, tmp_path: Path) -> None:
         """SIGINT stops an open-ended watch with exit 0 and a verdict over what was sampled."""
         with simnet("steady", tmp_path) as net:

@@ -2,7 +2,8 @@
 
 A rich dashboard (1 s refresh, its own task), ``--record FILE.jsonl`` (every sample,
 append-only) and ``--prometheus HOST:PORT`` (``/metrics``, 127.0.0.1 unless told
-otherwise). On Ctrl-C it prints the verdict over the kept window and exits 0.
+otherwise). On Ctrl-C it prints the verdict over the kept window and exits as ``check``
+does: 0 all pass, 1 an SLO failed, 3 an endpoint stayed down.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.cli.check import build_sources, flag_notes, slo_settings, source_options
+from agave_perf.errors import SloFailed
 from agave_perf.output import console
 
 if TYPE_CHECKING:
@@ -153,9 +155,12 @@ def watch(
             recorder.close()
     down = monitor.stayed_down()
     verdict = monitor.verdict(notes=notes)
+    verdict.command = "watch"
     if down is not None:
         # what was measured before the endpoint went away is kept, then exit 3
         verdict.notes.append(f"{down}: the verdict covers what was measured until then")
         rt.emit(verdict)
         raise down
     rt.emit(verdict)
+    if verdict.failed:
+        raise SloFailed(f"SLO failed: {verdict.reason()}")

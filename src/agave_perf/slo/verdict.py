@@ -42,6 +42,7 @@ class Verdict:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     replayed: str = ""
+    command: str = "check"  # the command whose verdict this is: "check" or "watch"
 
     @property
     def failed(self) -> bool:
@@ -59,7 +60,7 @@ class Verdict:
         ev = self.evaluation
         source = f"replay of {self.replayed}" if self.replayed else f"{self.duration:.0f} s"
         refs = ", ".join(self.references) or "none (node's own view)"
-        head = Text(f"agave-perf check {self.node} ({source})\nreferences: {refs}")
+        head = Text(f"agave-perf {self.command} {self.node} ({source})\nreferences: {refs}")
         table = Table(title="SLO verdict", title_justify="left", expand=False)
         for col in ("criterion", "measured", "target", "result"):
             table.add_column(col, overflow="fold")
@@ -116,6 +117,7 @@ class Verdict:
         mem = ev.memory
         return {
             "ok": not self.failed,
+            "command": self.command,
             "node": self.node,
             "references": self.references,
             "duration_s": round(self.duration, 3),
