@@ -316,3 +316,76 @@ class TestStayedDown:
             node.last_heard = 10.0
             node.answered(answer, 59.0)
             assert monitor.stayed_down() is None, answer
+
+
+@pytest.mark.integration
+class TestNodeDies:
+    async def test_missing_answers_are_misses_not_old_values(self) -> None:
+        """After the node and its process die: health counts misses, nothing shows its last value.
+
+        The verdict's getHealth row counts the unanswered probes, the dashboard says the node
+        and the process are gone, and the exporter's node slot is NaN with ``up`` 0 while the
+        reference stays up.
+        """
+        import io
+        import sys
+
+        from rich.console import Console
+
+        from agave_perf.slo.dashboard import Dashboard
+        from agave_perf.slo.prometheus import Exporter, MetricsServer
+        from agave_perf.slo.samples import HealthSample
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(600)"
+        )
+        healthy = asyncio.Event()
+
+        def watch_health(s: Sample) -> None:
+            if isinstance(s, HealthSample) and s.ok:
+                healthy.set()
+
+        async with SimCluster(nodes=1, slot_ms=100) as ref_net:
+            node_net = SimCluster(nodes=1, slot_ms=100)
+            await node_net.start()
+            node, ref = node_net.info()[0], ref_net.info()[0]
+            monitor = Monitor(
+                Sources(rpc=node.http, references=[ref.http], pid=proc.pid),
+                SloSettings(request_rate=0),
+                sinks=[watch_health],
+            )
+            exporter = Exporter()
+            monitor.sinks.append(exporter)
+            server = MetricsServer(exporter, monitor, "127.0.0.1", 0)
+
+            async def kill_node() -> None:
+                await healthy.wait()
+                await node_net.stop()
+                proc.kill()
+                await proc.wait()
+
+            killer = asyncio.create_task(kill_node())
+            try:
+                await monitor.run(7.0)
+            finally:
+                await killer
+        verdict = monitor.verdict()
+        health = next(c for c in verdict.evaluation.criteria if c.id == "health")
+        doc = verdict.to_json()["health"]
+        assert doc["unanswered"] >= 2
+        assert doc["ok"] < doc["samples"]
+        assert "unanswered" in health.measured
+        out = io.StringIO()
+        Console(file=out, width=160, no_color=True).print(Dashboard(monitor, Console()).render())
+        frame = out.getvalue()
+        health_line = next(line for line in frame.splitlines() if "getHealth" in line)
+        assert "no answer" in health_line
+        assert "process gone" in frame
+        assert "processes" not in frame
+        server.refresh()
+        text = exporter.exposition().decode()
+        assert f'agave_perf_slot{{endpoint="{node.http}",role="node"}} NaN' in text
+        assert f'agave_perf_endpoint_up{{endpoint="{node.http}",role="node"}} 0.0' in text
+        assert f'agave_perf_endpoint_up{{endpoint="{ref.http}",role="reference"}} 1.0' in text
+        assert 'agave_perf_memory_bytes{kind="anon"} NaN' in text
+        assert "agave_perf_build_info{version=" in text

@@ -54,6 +54,18 @@ def sparkline(values: list[float], top: float) -> str:
     return "".join(out)
 
 
+HEALTH_STALE_S = 5.0  # getHealth runs at 1 Hz with a 2 s timeout: older than this is silence
+
+
+def health_text(h: HealthSample, now: float) -> str:
+    """The dashboard's getHealth cell: the last answer, or how long the node has been silent."""
+    if now - h.t > HEALTH_STALE_S:
+        return f"no answer for {now - h.t:.0f} s"
+    if not h.answered:
+        return f"no answer ({h.error})"
+    return "ok" if h.ok else f"behind {h.behind}" if h.behind else h.error
+
+
 class _Timed(Protocol):
     @property
     def t(self) -> float: ...
@@ -121,13 +133,14 @@ class Dashboard:
         )
         health: list[HealthSample] = list(by[HealthSample.K])[-1:]
         if health:
-            h = health[0]
-            top.add_row(
-                "getHealth", "ok" if h.ok else f"behind {h.behind}" if h.behind else h.error
-            )
+            top.add_row("getHealth", health_text(health[0], now))
         top.add_row("slot time", f"{slot_ms:.0f} ms (observed)" if slot_ms == slot_ms else "-")
         mem: list[MemorySample] = _recent(by[MemorySample.K], now - self.window_s)
-        if mem:
+        gone = [f for f in list(by[Fault.K])[-50:] if f.kind == "process_gone"]
+        if gone and (not mem or gone[-1].t > mem[-1].t):
+            # the process is gone: its last tree is history, not what runs now
+            top.add_row("memory", f"{gone[-1].endpoint}: process gone")
+        elif mem:
             s = mem[-1]
             top.add_row(
                 "memory",

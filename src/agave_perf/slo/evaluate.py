@@ -259,6 +259,7 @@ class HealthStats:
     behind: int
     errors: int
     max_behind: int | None
+    unanswered: int = 0  # asked and got no answer at all (node down, timeout)
 
 
 def health_stats(samples: Iterable[HealthSample]) -> HealthStats:
@@ -271,6 +272,7 @@ def health_stats(samples: Iterable[HealthSample]) -> HealthStats:
         behind=sum(1 for s in items if not s.ok and s.behind is not None),
         errors=sum(1 for s in items if not s.ok and s.behind is None),
         max_behind=max(behind) if behind else None,
+        unanswered=sum(1 for s in items if not s.answered),
     )
 
 
@@ -628,6 +630,7 @@ def evaluate(
         Criterion(
             "getHealth",
             f"ok {health.ok}/{health.samples}"
+            + (f", {health.unanswered} unanswered" if health.unanswered else "")
             + (f", max behind {health.max_behind}" if health.max_behind is not None else ""),
             "shown, not an SLO",
             "info",

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from agave_perf._version import __version__
 from agave_perf.errors import UsageError
 from agave_perf.net import listen
 from agave_perf.slo.evaluate import slot_time_stats, window_status
@@ -120,6 +121,16 @@ class Exporter:
             ["slo"],
             registry=r,
         )
+        self.up = Gauge(
+            "agave_perf_endpoint_up",
+            "1 while the endpoint's slot is current (subscription open or a poll answered)",
+            ["role", "endpoint"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "agave_perf_build_info", "agave-perf's version (always 1)", ["version"], registry=r
+        )
+        self.build_info.labels(__version__).set(1)
         self._slot_ms = 0.0
 
     def __call__(self, s: Sample) -> None:
@@ -166,6 +177,15 @@ class Exporter:
             self.faults.labels(s.endpoint, s.kind).inc()
             if s.method == "getHealth":  # no answer is not "ok"
                 self.health.set(0)
+            elif s.kind == "process_gone":  # nothing is measured: NaN, not the last tree's size
+                for kind in ("anon", "file", "shmem", "swap", "pss"):
+                    self.memory.labels(kind).set(math.nan)
+
+    def endpoint_state(self, role: str, endpoint: str, up: bool) -> None:
+        """Set an endpoint's ``up`` gauge; a slot that is not current reads NaN, not its last."""
+        self.up.labels(role, endpoint).set(1 if up else 0)
+        if not up:
+            self.slot.labels(role, endpoint).set(math.nan)
 
     def observed_slot_ms(self, ms: float) -> None:
         """Use the live observed slot time when the node publishes no performance samples."""
@@ -228,8 +248,12 @@ class MetricsServer:
                 self.exporter.slo_burn.labels(st.slo).set(st.burn)
         seen = list(m.data.by_kind[SlotSeen.K])[-200:]
         self.exporter.observed_slot_ms(slot_time_stats(seen, []).observed_ms)
+        now = m.clock.now()
+        for stream in (m.node, *m.references):
+            self.exporter.endpoint_state(stream.role, stream.endpoint, stream.alive(now))
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        self.refresh()  # a scrape sees the state of now, not of the last 2 s tick
         body = self.exporter.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -67,6 +67,7 @@ class HealthSample:
     ok: bool
     behind: int | None = None
     error: str = ""
+    answered: bool = True  # False: no answer at all (down, timeout), a miss, not an old value
 
 
 @dataclass(frozen=True, slots=True)

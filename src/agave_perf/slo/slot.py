@@ -321,6 +321,8 @@ class NodeProbe:
                 )
             except RpcError as err:
                 self._fault(err, "getHealth")
+                # a getHealth that got no answer is a miss: never let the last "ok" stand
+                self.emit(HealthSample(self.clock.now(), False, None, classify(err), False))
 
         await self._every(1.0, once)
 

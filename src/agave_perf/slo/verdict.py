@@ -175,6 +175,7 @@ class Verdict:
                 "behind": ev.health.behind,
                 "errors": ev.health.errors,
                 "max_behind": ev.health.max_behind,
+                "unanswered": ev.health.unanswered,
                 "counts_for_slo": False,
             },
             "latency_ms": {
