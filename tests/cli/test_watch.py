@@ -102,6 +102,17 @@ class TestDashboard:
         assert "slot_lag" in text
         assert "ok" in text
 
+    def test_catch_up_row_when_behind(self) -> None:
+        """A node behind the tip and gaining shows its catch-up rate and ETA, as solana catchup."""
+        monitor = Monitor(Sources(rpc="http://127.0.0.1:1"), SloSettings(request_rate=0))
+        now = monitor.clock.now()
+        for i in range(100):
+            lag = round(80 - 4 * i / 10)
+            monitor.emit(LagSample(now - 10 + i * 0.1, 1000, 1000 - lag, lag, "references"))
+        out = io.StringIO()
+        Console(file=out, width=160, no_color=True).print(Dashboard(monitor, Console()).render())
+        assert "gaining 4.0 slots/s, ETA" in out.getvalue()
+
     def test_sparkline_scale(self) -> None:
         """Values map onto eight block heights; unknown values stay blank."""
         assert sparkline([0.0, 5.0, 10.0, float("nan")], 10.0) == "▁▅█ "

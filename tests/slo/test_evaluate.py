@@ -12,6 +12,7 @@ from agave_perf.bench import MethodStats
 from agave_perf.config import SloSettings
 from agave_perf.slo.evaluate import (
     GIB,
+    catch_up,
     evaluate,
     lag_stats,
     latency_stats,
@@ -89,6 +90,45 @@ class TestLagExamples:
         assert quantile([1, 2, 3, 4], 0.5) == 2
         assert quantile([1, 2, 3, 4], 0.99) == 4
         assert math.isnan(quantile([], 0.5))
+
+
+class TestCatchUp:
+    def test_gaining_node_gets_rate_and_eta(self) -> None:
+        """Lag falling 100 -> 70 over 10 s is 3 slots/s gained; ETA to the threshold follows."""
+        values: list[int | None] = [round(100 - 3 * i / 10) for i in range(101)]
+        gain = catch_up(ticks(values), 5)
+        assert gain.rate == pytest.approx(3.0, rel=0.01)
+        assert gain.eta_s == pytest.approx((70 - 5) / 3.0, rel=0.02)
+        assert "gaining 3.0 slots/s, ETA 22 s to ≤ 5 slots" in gain.describe()
+
+    def test_falling_behind_and_caught_up(self) -> None:
+        """A growing lag is a loss with no ETA; a lag within the threshold is caught up."""
+        losing = catch_up(ticks([10 + i // 10 for i in range(50)]), 5)
+        assert losing.rate < 0
+        assert losing.eta_s is None
+        assert "falling behind at 1.0 slots/s" in losing.describe()
+        assert catch_up(ticks([3] * 20), 5).describe().startswith("caught up")
+        assert not catch_up(ticks([None, None]), 5).behind
+
+    def test_rate_fitted_over_the_recent_span_only(self) -> None:
+        """An old fall does not hide a node that stopped gaining in the last 30 s."""
+        values: list[int | None] = [200 - i for i in range(100)] + [100] * 400
+        gain = catch_up(ticks(values), 5)
+        assert gain.rate == pytest.approx(0.0, abs=1e-9)
+        assert gain.describe().endswith("not gaining")
+
+    def test_verdict_shows_catch_up_when_behind(self) -> None:
+        """check's verdict gets a catch-up row (and JSON) only when the node ends behind."""
+        data = SampleSet()
+        data.extend(ticks([round(60 - 2 * i / 10) for i in range(101)]))
+        ev = evaluate(data, SloSettings(), t0=0.0, memory=False)
+        row = next(c for c in ev.criteria if c.id == "catch_up")
+        assert "gaining 2.0 slots/s" in row.measured
+        ok = SampleSet()
+        ok.extend(ticks([1] * 50))
+        assert all(
+            c.id != "catch_up" for c in evaluate(ok, SloSettings(), t0=0.0, memory=False).criteria
+        )
 
 
 class TestLatency:

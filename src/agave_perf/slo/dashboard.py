@@ -20,6 +20,7 @@ from rich.text import Text
 
 from agave_perf.slo.evaluate import (
     GIB,
+    catch_up,
     latency_stats,
     memory_value,
     quantile,
@@ -118,6 +119,9 @@ class Dashboard:
             ms = f" ≈ {last.lag * slot_ms:.0f} ms" if slot_ms == slot_ms else ""
             lag_text = f"{last.lag} slots{ms} (tip {last.tip}, node {last.node})"
         top.add_row("slot lag now", lag_text)
+        gain = catch_up(lag_all, st.max_slot_lag)
+        if gain.behind:
+            top.add_row("catch-up", gain.describe())
         step = max(1, round(st.sample_hz))
         series = [float(s.lag) if s.lag is not None else math.nan for s in lag_all[-60 * step :]]
         per_second = series[::step]

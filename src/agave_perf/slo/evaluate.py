@@ -109,6 +109,90 @@ def _intervals(ts: Sequence[float]) -> list[float]:
     return out
 
 
+CATCH_UP_SPAN_S = 30.0  # the trailing stretch the rate is fitted over (solana catchup: since start)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """How fast a node behind the tip closes the gap, as ``solana catchup`` reports it."""
+
+    lag: int | None  # the last known lag (slots)
+    rate: float  # slots per second gained on the tip (negative: falling further behind)
+    eta_s: float | None  # seconds until within ``threshold`` at that rate; None if not gaining
+    threshold: int
+    span_s: float  # the stretch the rate was fitted over
+    samples: int
+
+    @property
+    def behind(self) -> bool:
+        """Whether the node is outside the lag threshold now."""
+        return self.lag is not None and self.lag > self.threshold
+
+    def describe(self) -> str:
+        """One phrase: caught up, or behind by N slots, gaining/losing at R slots/s, ETA."""
+        if self.lag is None:
+            return "unknown (no current lag)"
+        if not self.behind:
+            return f"caught up ({self.lag} slots behind, within {self.threshold})"
+        head = f"{self.lag} slots behind, "
+        if self.samples < 2 or math.isnan(self.rate):
+            return head + "rate not known yet"
+        if self.eta_s is not None:
+            return (
+                head + f"gaining {self.rate:.1f} slots/s, ETA {_duration(self.eta_s)} "
+                f"to ≤ {self.threshold} slots"
+            )
+        if self.rate < 0:
+            return head + f"falling behind at {-self.rate:.1f} slots/s"
+        return head + "not gaining"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (rate in slots/s, positive = gaining)."""
+        return {
+            "lag": self.lag,
+            "behind": self.behind,
+            "rate_slots_per_s": None if math.isnan(self.rate) else round(self.rate, 3),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "threshold": self.threshold,
+            "span_s": round(self.span_s, 3),
+        }
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as ``42 s``, ``3 min 20 s`` or ``2 h 5 min``."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def catch_up(
+    samples: Sequence[LagSample], threshold: int, span_s: float = CATCH_UP_SPAN_S
+) -> CatchUp:
+    """The catch-up rate: a least-squares slope of lag over the last ``span_s`` of known lag."""
+    known = [s for s in samples if s.lag is not None]
+    if not known:
+        return CatchUp(None, math.nan, None, threshold, 0.0, 0)
+    end = known[-1].t
+    recent = [s for s in known if s.t >= end - span_s]
+    lag = recent[-1].lag
+    assert lag is not None
+    ts = [s.t for s in recent]
+    span = ts[-1] - ts[0]
+    if len(recent) < 2 or span <= 0:
+        return CatchUp(lag, math.nan, None, threshold, span, len(recent))
+    mt = sum(ts) / len(ts)
+    ys = [float(s.lag) for s in recent if s.lag is not None]
+    my = sum(ys) / len(ys)
+    cov = sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True))
+    var = sum((t - mt) ** 2 for t in ts)
+    rate = -cov / var  # lag shrinking = slots gained
+    eta = (lag - threshold) / rate if rate > 0 and lag > threshold else None
+    return CatchUp(lag, rate, eta, threshold, span, len(recent))
+
+
 def lag_stats(samples: Sequence[LagSample], threshold: int) -> LagStats:
     """Summarise lag ticks: quantiles, time over ``threshold``, excursions, unknown time."""
     ts = [s.t for s in samples]
@@ -441,6 +525,7 @@ class Evaluation:
     shred: ShredStats
     health: HealthStats
     latency: list[MethodStats]
+    catch_up: CatchUp
     landing: LandingStats
     memory: MemoryStats | None
     faults: dict[str, dict[str, int]]
@@ -602,6 +687,7 @@ def evaluate(
     lag_samples = data.of(LagSample)
     health_samples = data.of(HealthSample)
     lag = lag_stats(lag_samples, settings.max_slot_lag)
+    gain = catch_up(lag_samples, settings.max_slot_lag)
     tl = time_lag_stats(data.of(TimeLag))
     st = slot_time_stats(data.of(SlotSeen), data.of(SlotTime))
     sh = shred_stats(data.of(ShredSample))
@@ -648,6 +734,18 @@ def evaluate(
             id="slot_time",
         ),
     ]
+    if gain.behind:
+        criteria.append(
+            Criterion(
+                "catch-up",
+                gain.describe(),
+                "shown",
+                "info",
+                f"slope of the lag over the last {gain.span_s:.0f} s ({gain.samples} ticks), "
+                "as solana catchup reports it: positive = gaining on the tip",
+                id="catch_up",
+            )
+        )
     if connect_ms:
         rtt = sorted(connect_ms)
         criteria.append(
@@ -682,6 +780,7 @@ def evaluate(
         shred=sh,
         health=health,
         latency=methods,
+        catch_up=gain,
         landing=landing,
         memory=mem,
         faults=fault_counts(data.of(Fault)),

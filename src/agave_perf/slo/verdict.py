@@ -149,6 +149,7 @@ class Verdict:
                 },
                 "flagged_references": lag.flagged,
             },
+            "catch_up": ev.catch_up.to_json(),
             "time_lag_ms": {
                 "slots": ev.time_lag.slots,
                 "exact": ev.time_lag.exact,
