@@ -19,6 +19,7 @@ from agave_perf.bench import (
     load_workload,
     parse_slo,
     parse_workload,
+    ramp_plan,
     run_bench,
 )
 from agave_perf.clock import VirtualClock
@@ -359,3 +360,21 @@ class TestLandingAccounting:
         assert landing.missed == sent  # none landed while the run lasted
         back = RunResult.from_json(json.loads(json.dumps(run.to_json(full=True))))
         assert back.notifications["signatureSubscribe"].missed == sent
+
+
+class TestRampPlan:
+    def test_find_max_says_its_steps_and_longest_time(self) -> None:
+        """--find-max names its rates, step length and the most it can take before it starts."""
+        cfg = BenchConfig("http://127.0.0.1:1", load_workload("reads"), rate=50, duration=30)
+        plan = ramp_plan(cfg)
+        assert f"steps of 30 s (+ {cfg.warmup:g} s warm-up)" in plan
+        assert "at 50, 100, 200, 400, 800, … req/s" in plan
+        step = 30 + cfg.warmup
+        assert f"at most 12 steps ≈ {int(12 * step) // 60} min" in plan
+        short = ramp_plan(
+            BenchConfig(
+                "http://127.0.0.1:1", load_workload("reads"), rate=50, duration=2, warmup=0
+            ),
+            max_rate=200,
+        )
+        assert "at 50, 100, 200 req/s" in short

@@ -21,7 +21,7 @@ from agave_perf.bench._result import (
     SloVerdict,
     failing_quantile,
 )
-from agave_perf.bench._runner import BenchConfig, FindMax, find_max, run_bench
+from agave_perf.bench._runner import BenchConfig, FindMax, find_max, ramp_plan, run_bench
 from agave_perf.bench._series import AbSession, Series, abba_order, run_ab, run_series
 from agave_perf.bench._slo import Slo, parse_slo
 from agave_perf.bench._workload import BUILTIN_WORKLOADS, HTTP_METHODS, Call, Subscribe, Workload
@@ -63,6 +63,7 @@ __all__ = [
     "parse_slo",
     "parse_tags",
     "parse_workload",
+    "ramp_plan",
     "run_ab",
     "run_bench",
     "run_series",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -399,12 +400,44 @@ def step_failure(run: RunResult) -> str:
     return ""
 
 
+FIND_MAX_STEPS = 12
+FIND_MAX_PRECISION = 0.05
+
+
+def ramp_plan(
+    cfg: BenchConfig,
+    *,
+    max_rate: float = 1e6,
+    max_steps: int = FIND_MAX_STEPS,
+    precision: float = FIND_MAX_PRECISION,
+) -> str:
+    """What ``--find-max`` will do and the longest it can take, said before it starts."""
+    step_s = cfg.warmup + cfg.duration
+    doubling: list[float] = [cfg.rate]
+    while len(doubling) < max_steps and doubling[-1] < max_rate:
+        doubling.append(min(doubling[-1] * 2, max_rate))
+    shown = ", ".join(f"{r:g}" for r in doubling[:5]) + (", …" if len(doubling) > 5 else "")
+    # after the first failing step, halving the bracket reaches the precision in this many
+    bisect = max(1, math.ceil(math.log2(0.5 / precision)))
+    return (
+        f"find-max: steps of {cfg.duration:g} s (+ {cfg.warmup:g} s warm-up) at {shown} req/s "
+        f"until a step fails, then about {bisect} bisecting steps to {precision:.0%}; "
+        f"at most {max_steps} steps ≈ {_minutes(max_steps * step_s)} "
+        "(--duration sets the step length)"
+    )
+
+
+def _minutes(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
+
+
 async def find_max(
     cfg: BenchConfig,
     *,
     max_rate: float = 1e6,
-    max_steps: int = 12,
-    precision: float = 0.05,
+    max_steps: int = FIND_MAX_STEPS,
+    precision: float = FIND_MAX_PRECISION,
     stop: asyncio.Event | None = None,
     progress: Callable[[Engine], None] | None = None,
     clock: Clock | None = None,

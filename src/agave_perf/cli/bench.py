@@ -271,6 +271,11 @@ def bench(
     if repeat > 1 and find_max:
         raise UsageError("--repeat and --find-max do not combine (a ramp is one run per rate)")
     show = not rt.as_json and sys.stderr.isatty()
+    if find_max:
+        from agave_perf.bench import ramp_plan
+
+        # a ramp runs for minutes: say how long before spending them
+        click.echo(ramp_plan(cfg, max_rate=max_rate), err=True)
     result = run_async(
         _run(
             cfg,
