@@ -280,6 +280,9 @@ class TestReadmePorts:
 
 @pytest.mark.integration
 class TestReadme:
+    # about 35 commands, each a fresh interpreter and some a few seconds of measuring:
+    # about 90 s on an idle 2-core machine, so the suite's 120 s would fail under load
+    @pytest.mark.timeout(420)
     def test_every_command_runs_or_says_why_not(self, env: Env) -> None:
         """Each README command exits as documented with no traceback, or is skipped with why."""
         commands = readme_commands(README.read_text())
