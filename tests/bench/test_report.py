@@ -118,3 +118,17 @@ class TestLayout:
         width = re.search(r"<title>W=([\d.]+)</title>", out)
         assert width is not None, out[:400]
         assert float(width.group(1)) <= 1400
+
+
+class TestNothingAnswered:
+    def test_a_method_that_always_failed_is_na_not_zero(self) -> None:
+        """A method with every request failed reads n/a in the report, never p50 0.00 ms."""
+        r = run("20261203-000000-aaaa", 1.0, {"phase": "0"}, 1)
+        dead = MethodStats("sendTransaction", errors={"timeout": 40})
+        dead.sent = 40
+        r.methods["sendTransaction"] = dead
+        html, _ = render_html([([r], "a")])
+        row = re.search(r"<tr><td class=\"l\">sendTransaction</td>.*?</tr>", html, re.S)
+        assert row is not None
+        assert "n/a" in row.group(0)
+        assert "0.00" not in row.group(0)

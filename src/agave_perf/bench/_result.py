@@ -395,10 +395,15 @@ class RunResult:
         """Summary, per-method table, schedule and errors."""
         parts: list[RenderableType] = []
         state = Text("PARTIAL: " + self.partial_reason, style="bold red") if self.partial else None
+        # a closed loop sends as fast as answers come back: it has no rate of its own
+        load = (
+            "closed-loop, as fast as answered"
+            if self.mode == "closed"
+            else f"{self.mode}-loop {self.arrival} {self.rate:g} req/s"
+        )
         head = Text(
             f"run {self.id}  {self.workload.get('name', '?')} → {self.target}  "
-            f"{self.mode}-loop {self.arrival} {self.rate:g} req/s × {self.elapsed_s:.1f}s, "
-            f"{self.connections} connections"
+            f"{load} × {self.elapsed_s:.1f}s, {self.connections} connections"
         )
         parts.append(head)
         if state is not None:
@@ -419,15 +424,14 @@ class RunResult:
             else:
                 c, r, ok, err = m.corrected, m.raw, m.ok, m.error_count
             cq, rq = c.quantiles((0.5, 0.95, 0.99)), r.quantiles((0.5, 0.99))
-            t.add_row(
-                name,
-                str(ok),
-                str(err),
-                *(f"{cq[q] * 1e3:.2f}" for q in (0.5, 0.95, 0.99)),
-                f"{c.max * 1e3:.2f}",
-                f"{rq[0.5] * 1e3:.2f}",
-                f"{rq[0.99] * 1e3:.2f}",
+            # nothing answered: no latency to show (0.00 would read as instant answers)
+            cells = (
+                [f"{cq[q] * 1e3:.2f}" for q in (0.5, 0.95, 0.99)] + [f"{c.max * 1e3:.2f}"]
+                if c.count
+                else ["n/a"] * 4
             )
+            raw = [f"{rq[q] * 1e3:.2f}" for q in (0.5, 0.99)] if r.count else ["n/a"] * 2
+            t.add_row(name, str(ok), str(err), *cells, *raw)
         parts.append(t)
         s = self.schedule
         parts.append(
@@ -451,9 +455,10 @@ class RunResult:
         for n in self.notifications.values():
             what = "delay from send" if n.kind == "delay" else "interval"
             p50, p99 = n.hist.quantile(0.5) * 1e3, n.hist.quantile(0.99) * 1e3
+            timing = f"{what} p50 {p50:.1f} ms, p99 {p99:.1f} ms" if n.count else f"{what} n/a"
             parts.append(
                 Text(
-                    f"{n.name}: {n.count} notifications, {what} p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+                    f"{n.name}: {n.count} notifications, {timing}"
                     + (f", {n.drops} socket drops" if n.drops else "")
                     + (f", {n.missed} never landed" if n.missed else "")
                 )

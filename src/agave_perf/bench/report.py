@@ -191,6 +191,13 @@ def _charts(runs: list[RunResult]) -> dict[str, Any]:
     }
 
 
+def latency_cell(summary: dict[str, Any], key: str, digits: int = 2) -> str:
+    """A latency of a histogram summary in ms, or n/a when nothing was answered (never 0.00)."""
+    if not summary.get("count"):
+        return "n/a"
+    return f"{float(summary[key]):.{digits}f}"
+
+
 def _group_name(runs: list[RunResult], ref_label: str) -> str:
     """A group named by what its runs share: user tags, and how many runs."""
     first = label(runs[0]).split(" #")[0] if runs else ref_label
@@ -241,6 +248,7 @@ def render_html(
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["lat"] = latency_cell
     template = env.get_template("report.html.j2")
     html = template.render(
         runs=runs,
