@@ -109,6 +109,31 @@ class TestFakeProc:
         with pytest.raises(UsageError):
             find_process("solana-validator", proc)
 
+    def test_process_name_says_which_pid_it_measured(self, tmp_path: Path) -> None:
+        """With several top-level matches, the verdict names the PID measured and the others."""
+        from agave_perf.config import SloSettings
+        from agave_perf.slo import Monitor, Sources
+
+        kb = {"RssAnon": 1}
+        proc = fake_proc(
+            tmp_path,
+            {
+                400: (1, "agave-validator", kb, 1),
+                300: (1, "agave-validator", kb, 1),
+                301: (300, "agave-validator", kb, 1),
+            },
+        )
+        monitor = Monitor(
+            Sources(rpc="http://127.0.0.1:1", process="agave-validator"),
+            SloSettings(request_rate=0),
+            proc=proc,
+        )
+        assert monitor.pid == 300
+        assert (
+            "--process agave-validator: measuring PID 300 of 2 matching (300, 400); "
+            "give --pid to choose" in monitor.notes
+        )
+
     def test_gone_process_is_a_fault(self, tmp_path: Path) -> None:
         """A root process that exited yields a fault, not a zero-memory sample."""
         got: list[object] = []

@@ -57,6 +57,11 @@ def process_tree(root: int, proc: Path = Path("/proc")) -> list[int]:
 
 def find_process(name: str, proc: Path = Path("/proc")) -> int:
     """Return the top-most process whose command name or argv[0] basename is ``name``."""
+    return process_candidates(name, proc)[0]
+
+
+def process_candidates(name: str, proc: Path = Path("/proc")) -> list[int]:
+    """The top-most processes named ``name``, lowest PID first (the one ``--process`` takes)."""
     matches = []
     for pid in _pids(proc):
         base = proc / str(pid)
@@ -70,7 +75,7 @@ def find_process(name: str, proc: Path = Path("/proc")) -> int:
     if not matches:
         raise UsageError(f"no process named {name!r} is running")
     top = [p for p in matches if _ppid(proc, p) not in matches]
-    return min(top or matches)
+    return sorted(top or matches)
 
 
 def _status_kb(text: str, key: str) -> int:

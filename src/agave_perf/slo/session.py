@@ -24,7 +24,7 @@ from agave_perf.errors import RpcError, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
 from agave_perf.slo.evaluate import evaluate
 from agave_perf.slo.latency import LatencySampler
-from agave_perf.slo.memory import MemorySampler, find_process
+from agave_perf.slo.memory import MemorySampler, process_candidates
 from agave_perf.slo.record import Recording
 from agave_perf.slo.samples import Sample, SampleSet
 from agave_perf.slo.slot import (
@@ -112,8 +112,16 @@ class Monitor:
             else None
         )
         pid = sources.pid
+        self.notes: list[str] = []
         if pid is None and sources.process:
-            pid = find_process(sources.process, proc)
+            found = process_candidates(sources.process, proc)
+            pid = found[0]
+            others = (
+                f" of {len(found)} matching ({', '.join(map(str, found))}); give --pid to choose"
+                if len(found) > 1
+                else ""
+            )
+            self.notes.append(f"--process {sources.process}: measuring PID {pid}{others}")
         self.pid = pid
         self.memory = (
             MemorySampler(pid, self.emit, proc=proc, clock=self.clock) if pid is not None else None
@@ -121,7 +129,6 @@ class Monitor:
         self.t0 = self.clock.now()
         self.started_unix = time.time()
         self.ended: float | None = None
-        self.notes: list[str] = []
         self.on_start: list[Callable[[float, float], None]] = []
         if not sources.references:
             self.notes.append(
