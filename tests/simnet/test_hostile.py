@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -89,4 +92,78 @@ class TestOversizedBodies:
         assert post_oversized(host, port, 4000) > 0
         wait_slots(host, port, 3)
         grown_mib = (rss_kib(pid) - before) / 1024
+        assert grown_mib < 40, f"RSS grew {grown_mib:.0f} MiB"
+
+
+def stalled_reader(port: int, subscriptions: int = 60) -> socket.socket:
+    """A PubSub client that subscribes to busy streams, then never reads again."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing: keep it small
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n", 1)[0]
+    methods = ("slotSubscribe", "slotsUpdatesSubscribe", "rootSubscribe")
+    for i in range(subscriptions):
+        data = json.dumps({"jsonrpc": "2.0", "id": i, "method": methods[i % 3]}).encode()
+        mask = os.urandom(4)
+        size = bytes([0x80 | len(data)]) if len(data) < 126 else b"\xfe" + len(data).to_bytes(2)
+        s.sendall(b"\x81" + size + mask + bytes(b ^ mask[j % 4] for j, b in enumerate(data)))
+    return s
+
+
+def cut_off(s: socket.socket) -> bool:
+    """Whether the server reset the connection, read from TCP_INFO (the client reads nothing)."""
+    tcp_close = 7  # tcpi_state after a reset (linux/tcp_states.h TCP_CLOSE)
+    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == tcp_close
+
+
+@pytest.fixture
+def small_queue_simnet() -> Iterator[tuple[int, int, int]]:
+    """A one-node simnet whose PubSub queue bound is 1 MiB per connection: (pid, http, ws)."""
+    cmd = [sys.executable, "-m", "agave_perf", "simnet", "--nodes", "1", "--port", "0"]
+    cmd += ["--slot-ms", "20", "--rpc-pubsub-queue-capacity-bytes", str(1 << 20), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        node = json.loads(proc.stdout.readline())["nodes"][0]
+        http, ws = urlsplit(node["http"]), urlsplit(node["ws"])
+        assert http.port
+        assert ws.port
+        yield proc.pid, http.port, ws.port
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class TestStalledReaders:
+    @pytest.mark.timeout(240)
+    def test_clients_that_stop_reading_are_cut_off_and_memory_returns(
+        self, small_queue_simnet: tuple[int, int, int]
+    ) -> None:
+        """3 PubSub clients that stop reading are disconnected at the queue bound; RSS bounded."""
+        pid, http_port, port = small_queue_simnet
+        wait_slots("127.0.0.1", http_port, 100)  # past start-up growth before the baseline
+        before = rss_kib(pid)
+        readers = [stalled_reader(port) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 150  # a bound on a hang, not a pacing threshold
+            while not all(cut_off(s) for s in readers):
+                assert time.monotonic() < deadline, "a stalled PubSub client was never cut off"
+                time.sleep(0.2)  # polling the sockets' state, not pacing the test
+            wait_slots("127.0.0.1", http_port, 50)  # the cut connections' buffers are freed
+            grown_mib = (rss_kib(pid) - before) / 1024
+        finally:
+            for s in readers:
+                s.close()
+        # 3 connections x 1 MiB bound, plus kernel and aiohttp buffers: far below the
+        # ~200 MB per stalled connection an unbounded queue reached
         assert grown_mib < 40, f"RSS grew {grown_mib:.0f} MiB"

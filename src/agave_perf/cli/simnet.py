@@ -14,7 +14,7 @@ import click
 from agave_perf import paths
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.output import document, dumps
-from agave_perf.simnet import BUILTIN, SimCluster, load_scenario
+from agave_perf.simnet import BUILTIN, WS_QUEUE_BYTES, WS_QUEUE_ITEMS, SimCluster, load_scenario
 
 
 def write_keypair(cluster: SimCluster) -> Path:
@@ -99,6 +99,23 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
     show_default=True,
     help="getRecentPerformanceSamples period.",
 )
+@click.option(
+    "--rpc-pubsub-queue-capacity-items",
+    "queue_items",
+    type=click.IntRange(1),
+    default=WS_QUEUE_ITEMS,
+    show_default=True,
+    help="PubSub messages queued for one connection before a client that stops reading is "
+    "disconnected (Agave's flag of that name bounds the node's queue: 10000000).",
+)
+@click.option(
+    "--rpc-pubsub-queue-capacity-bytes",
+    "queue_bytes",
+    type=click.IntRange(1024),
+    default=WS_QUEUE_BYTES,
+    show_default=True,
+    help="The same bound in bytes (Agave: 268435456).",
+)
 @standard_options
 def simnet(
     nodes: int | None,
@@ -111,6 +128,8 @@ def simnet(
     accounts: int,
     health_check_slot_distance: int,
     perf_sample_secs: float,
+    queue_items: int,
+    queue_bytes: int,
 ) -> None:
     """Start an embedded Solana-RPC-compatible cluster on loopback (tip first)."""
     rt = runtime()
@@ -125,5 +144,7 @@ def simnet(
         accounts=accounts,
         health_check_slot_distance=health_check_slot_distance,
         perf_sample_s=perf_sample_secs,
+        pubsub_queue_items=queue_items,
+        pubsub_queue_bytes=queue_bytes,
     )
     run_async(_serve(cluster, duration, rt.as_json))

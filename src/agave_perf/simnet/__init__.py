@@ -8,10 +8,13 @@ from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
+from agave_perf.simnet._server import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
 
 __all__ = [
     "BUILTIN",
     "LAMPORTS_PER_SOL",
+    "WS_QUEUE_BYTES",
+    "WS_QUEUE_ITEMS",
     "Distribution",
     "Methods",
     "NodeInfo",

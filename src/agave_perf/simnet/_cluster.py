@@ -25,7 +25,13 @@ from agave_perf.simnet import _scenario
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
 from agave_perf.simnet._scenario import Behaviour, Scenario
-from agave_perf.simnet._server import AGAVE_MAX_REQUEST_BODY, NodeServer, bind_pair
+from agave_perf.simnet._server import (
+    AGAVE_MAX_REQUEST_BODY,
+    WS_QUEUE_BYTES,
+    WS_QUEUE_ITEMS,
+    NodeServer,
+    bind_pair,
+)
 from agave_perf.simnet._timeline import FollowerModel, skipped
 
 LAMPORTS_PER_SOL = 1_000_000_000
@@ -70,6 +76,8 @@ class SimCluster:
         health_check_slot_distance: int = 128,
         perf_sample_s: float = 60.0,
         max_body: int = AGAVE_MAX_REQUEST_BODY,
+        pubsub_queue_items: int = WS_QUEUE_ITEMS,
+        pubsub_queue_bytes: int = WS_QUEUE_BYTES,
         clock: Clock | None = None,
     ) -> None:
         if nodes < 1:
@@ -82,6 +90,7 @@ class SimCluster:
         self.health_check_slot_distance = health_check_slot_distance
         self.perf_sample_s = perf_sample_s
         self.max_body = max_body
+        self.pubsub_queue = (pubsub_queue_items, pubsub_queue_bytes)
         self.clock = clock or MonotonicClock()
         self.ledger = Ledger(self.scenario.seed, first_slot)
         seed = self.scenario.seed
@@ -139,7 +148,13 @@ class SimCluster:
                     raise SimnetError(
                         f"cannot listen on {where} for {node.name}: {exc.strerror or exc}"
                     ) from exc
-                server = NodeServer(self, node, self.max_body)
+                server = NodeServer(
+                    self,
+                    node,
+                    self.max_body,
+                    queue_items=self.pubsub_queue[0],
+                    queue_bytes=self.pubsub_queue[1],
+                )
                 self._servers.append(server)
                 await server.start(http_sock, ws_sock)
             if self._truth_path is not None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import struct
 import time
 from typing import Any
 
@@ -25,7 +26,13 @@ from agave_perf.simnet._rpc import (
 )
 
 AGAVE_MAX_REQUEST_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
-WS_QUEUE_LIMIT = 50_000
+# A PubSub client that stops reading is cut off once this much waits to be sent to it, as
+# Agave does with --rpc-pubsub-queue-capacity-items/-bytes (defaults 10,000,000 items and
+# 256 MiB, one queue for the node): simnet bounds each connection, and smaller, so a test
+# or a laptop never holds hundreds of MB for one stalled socket.
+WS_QUEUE_ITEMS = 100_000
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+WS_QUEUE_BYTES = 16 * 1024 * 1024
 TIMEOUT_HANG_S = 300.0
 
 
@@ -70,11 +77,22 @@ def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 class NodeServer:
     """Serves one node: JSON-RPC on the HTTP socket, PubSub on the WebSocket socket."""
 
-    def __init__(self, cluster: ClusterView, node: Node, max_body: int) -> None:
+    def __init__(
+        self,
+        cluster: ClusterView,
+        node: Node,
+        max_body: int,
+        *,
+        queue_items: int = WS_QUEUE_ITEMS,
+        queue_bytes: int = WS_QUEUE_BYTES,
+    ) -> None:
         self.cluster = cluster
         self.node = node
         self.methods = Methods(node)
         self.max_body = max_body
+        self.queue_items = queue_items
+        self.queue_bytes = queue_bytes
+        self.slow_consumers = 0  # PubSub connections cut off for not reading
         self._rng = random.Random(f"{cluster.scenario.seed}:faults:{node.index}")
         self._runners: list[web.AppRunner] = []
         self._ws: set[web.WebSocketResponse] = set()
@@ -193,12 +211,33 @@ class NodeServer:
         self._ws.add(ws)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         my_subs: set[int] = set()
+        pending = [0]  # bytes queued and not yet handed to the socket
+        cut = [False]
 
         def send(payload: dict[str, Any]) -> None:
-            if queue.qsize() >= WS_QUEUE_LIMIT:
-                queue.put_nowait(None)  # a consumer that cannot keep up is disconnected
+            if cut[0]:
                 return
-            queue.put_nowait(orjson.dumps(payload))
+            data = orjson.dumps(payload)
+            if queue.qsize() >= self.queue_items or pending[0] + len(data) > self.queue_bytes:
+                # a consumer that stopped reading: drop the connection and what it has queued
+                # (a close frame would wait behind the same full socket)
+                cut[0] = True
+                self.slow_consumers += 1
+                self.cluster.record_fault(self.node, "slow_consumer", queued=pending[0])
+                while not queue.empty():
+                    queue.get_nowait()
+                pending[0] = 0
+                if request.transport is not None:
+                    sock = request.transport.get_extra_info("socket")
+                    if sock is not None:
+                        # reset, not FIN: a FIN would wait behind the unread data, and the
+                        # kernel would keep that buffer for the client that does not read
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    request.transport.abort()
+                queue.put_nowait(None)
+                return
+            pending[0] += len(data)
+            queue.put_nowait(data)
 
         def notify(method: str, result: Any, sub_id: int) -> None:
             send(
@@ -211,8 +250,11 @@ class NodeServer:
 
         async def writer() -> None:
             while (item := await queue.get()) is not None:
+                await self._wait_out_pause()  # a paused node notifies nothing either
+                pending[0] -= len(item)
                 await ws.send_str(item.decode())
-            await ws.close()
+            if not cut[0]:
+                await ws.close()
 
         async def dropper() -> None:
             while True:
