@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 
 import aiohttp
@@ -69,6 +70,20 @@ class TestSkipsAndPauses:
         assert skipped
         assert not skipped & processed
         assert block.block_height == len(c.ledger.block_slots) - 1
+
+    async def test_pause_holds_notifications_too(self) -> None:
+        """A paused node sends no PubSub notification either: the stream has a pause-long gap."""
+        async with SimCluster(nodes=1, scenario="pause:every=1s,for=0.4s", slot_ms=50) as c:
+            arrivals: list[float] = []
+            async with aiohttp.ClientSession() as s, s.ws_connect(c.info()[0].ws) as ws:
+                await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "slotSubscribe"})
+                end = time.monotonic() + 2.2
+                while time.monotonic() < end:
+                    msg = await ws.receive(timeout=2)
+                    if '"slotNotification"' in msg.data:
+                        arrivals.append(time.monotonic())
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        assert max(gaps) >= 0.3  # slots come every 50 ms; only a pause makes a 0.4 s gap
 
     async def test_pause_holds_answers(self) -> None:
         """During a pause the node answers nothing until the pause ends, and the truth says when."""
