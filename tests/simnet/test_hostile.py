@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -167,3 +169,63 @@ class TestStalledReaders:
         # 3 connections x 1 MiB bound, plus kernel and aiohttp buffers: far below the
         # ~200 MB per stalled connection an unbounded queue reached
         assert grown_mib < 40, f"RSS grew {grown_mib:.0f} MiB"
+
+
+@pytest.fixture
+def simnet_with_stderr(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """A one-node simnet whose stderr goes to a file: (process, http port, stderr path)."""
+    err = tmp_path / "stderr.txt"
+    cmd = [sys.executable, "-m", "agave_perf", "simnet", "--nodes", "1", "--port", "0", "--json"]
+    with err.open("w") as sink:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=sink, text=True)
+    try:
+        assert proc.stdout is not None
+        url = urlsplit(json.loads(proc.stdout.readline())["nodes"][0]["http"])
+        assert url.port
+        yield proc, url.port, err
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+class TestHalfSentRequests:
+    def test_disconnects_mid_request_are_counted_not_tracebacks(
+        self, simnet_with_stderr: tuple[subprocess.Popen[str], int, Path]
+    ) -> None:
+        """500 clients that leave mid-body print no traceback; the count is said at exit."""
+        proc, port, err = simnet_with_stderr
+        for _ in range(500):
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 1000\r\n\r\n{"jsonrpc"'
+                )
+        assert rpc("127.0.0.1", port, "getHealth") == "ok"
+        proc.terminate()
+        proc.wait(timeout=30)
+        text = err.read_text()
+        assert "Traceback" not in text
+        assert len(text.splitlines()) <= 3, text[:2000]
+        assert "client disconnects" in text
+
+    @pytest.mark.timeout(180)
+    def test_slowloris_connections_are_closed(
+        self, simnet_with_stderr: tuple[subprocess.Popen[str], int, Path]
+    ) -> None:
+        """Connections that never finish their headers are closed by the server."""
+        _, port, _ = simnet_with_stderr
+        socks = []
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the rest
+            socks.append(s)
+        try:
+            for s in socks:
+                s.settimeout(120)  # a bound on a hang: the server's header timeout is 10 s
+                with contextlib.suppress(ConnectionResetError):  # a reset is as good
+                    assert s.recv(1024) == b""  # closed by the server, no answer
+        finally:
+            for s in socks:
+                s.close()

@@ -57,7 +57,11 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
     finally:
+        stats = cluster.connection_stats()
         await cluster.stop()
+    said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items() if v)
+    if said:
+        print(f"connections: {said}", file=sys.stderr, flush=True)
 
 
 @click.command()

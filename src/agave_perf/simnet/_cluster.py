@@ -205,6 +205,14 @@ class SimCluster:
             self._truth = None
         self.started = False
 
+    def connection_stats(self) -> dict[str, int]:
+        """Clients the servers let go: gone mid-request, too slow to send, too slow to read."""
+        return {
+            "client_disconnects": sum(s.disconnects for s in self._servers),
+            "slow_requests_closed": sum(s.slow_requests for s in self._servers),
+            "slow_pubsub_readers_cut": sum(s.slow_consumers for s in self._servers),
+        }
+
     def info(self) -> list[NodeInfo]:
         """Return the nodes' names, roles and URLs, tip first."""
         return [NodeInfo(n.name, n.role, n.http_url, n.ws_url) for n in self.nodes]

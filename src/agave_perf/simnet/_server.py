@@ -32,6 +32,59 @@ AGAVE_MAX_REQUEST_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 # or a laptop never holds hundreds of MB for one stalled socket.
 WS_QUEUE_ITEMS = 100_000
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+# A connection must finish its request line and headers this soon after it opens, and a body
+# this soon after its headers (slowloris: 1,400 half-sent requests held sockets for minutes)
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 10.0
+
+
+class HeaderDeadline(asyncio.Protocol):
+    """Passes a connection to aiohttp's handler; closes it if its first headers are too slow."""
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float, on_timeout: Any) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self.on_timeout = on_timeout
+        self._tail = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expire)
+        self.inner.connection_made(transport)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            self.on_timeout()
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen:
+                self._timer.cancel()
+                self._timer = None
+            self._tail = seen[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 WS_QUEUE_BYTES = 16 * 1024 * 1024
 TIMEOUT_HANG_S = 300.0
 
@@ -93,6 +146,9 @@ class NodeServer:
         self.queue_items = queue_items
         self.queue_bytes = queue_bytes
         self.slow_consumers = 0  # PubSub connections cut off for not reading
+        self.disconnects = 0  # clients gone mid-request: counted, never a traceback
+        self.slow_requests = 0  # connections closed for slow headers or 408 for a slow body
+        self._servers: list[asyncio.Server] = []
         self._rng = random.Random(f"{cluster.scenario.seed}:faults:{node.index}")
         self._runners: list[web.AppRunner] = []
         self._ws: set[web.WebSocketResponse] = set()
@@ -110,7 +166,14 @@ class NodeServer:
         for app, sock in ((http_app, http_sock), (ws_app, ws_sock)):
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            handler = runner.server
+            assert handler is not None
+
+            def guarded(handler: web.Server = handler) -> asyncio.Protocol:
+                return HeaderDeadline(handler(), HEADER_TIMEOUT_S, self._slow)
+
+            loop = asyncio.get_running_loop()
+            self._servers.append(await loop.create_server(guarded, sock=sock))
             self._runners.append(runner)
         host, port = http_sock.getsockname()[:2]
         self.node.http_url = f"http://{host}:{port}"
@@ -123,6 +186,9 @@ class NodeServer:
         for ws in list(self._ws):
             with contextlib.suppress(Exception):
                 await ws.close()
+        for srv in self._servers:
+            srv.close()
+        self._servers.clear()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -168,9 +234,17 @@ class NodeServer:
 
     async def _http(self, request: web.Request) -> web.StreamResponse:
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise
+        except TimeoutError:
+            self._slow()
+            return web.Response(status=408, text="Request Timeout")
+        except ConnectionResetError:
+            # the client went away mid-request: a count, not an error with a traceback
+            self.disconnects += 1
+            return web.Response(status=400)
         await self._wait_out_pause()
         methods = method_names(body)
         first = methods[0] if methods else ""
@@ -199,6 +273,9 @@ class NodeServer:
             return web.Response(body=payload, content_type="application/json")
         answer = handle_body(self.methods, body)
         return web.Response(body=answer, content_type="application/json")
+
+    def _slow(self) -> None:
+        self.slow_requests += 1
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text=self.node.health().status)
