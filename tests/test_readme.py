@@ -149,6 +149,8 @@ def substitute(command: str, env: Env) -> tuple[list[str], str | None]:
         ("http://10.0.0.6:8899", f"http://127.0.0.1:{env.base + 4}"),
         ("https://sender.example/", tip),
         ("--prometheus 127.0.0.1:9184", "--prometheus 127.0.0.1:0"),
+        # the checks ran against the fixture's cluster: score them against its truth
+        ("simnet score truth.jsonl", "simnet score cluster-truth.jsonl"),
         ("--rpc URL", f"--rpc http://127.0.0.1:{env.base + 2}"),
         ("/home/sol/bin/validator.sh", str(env.cwd / "validator.sh")),
         ("payer.json", str(env.keypair)),
@@ -225,6 +227,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         e = Env(cwd, home, base, other, accel, Path(), sleeper.pid, root, agave)
         args, _ = substitute(cluster_cmd, e)
         args[args.index("--duration") + 1] = "600s"  # it serves every other example
+        args += ["--truth", str(cwd / "cluster-truth.jsonl")]  # what `simnet score` reads
         cluster = stack.enter_context(
             subprocess.Popen(
                 args,
@@ -251,6 +254,7 @@ EXPECT: dict[str, frozenset[int]] = {
     "agave-perf host rollback": OK,
     "agave-perf plan": OK,
     "agave-perf report": OK,
+    "agave-perf simnet score": OK,
 }
 
 

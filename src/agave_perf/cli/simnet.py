@@ -64,7 +64,7 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
         print(f"connections: {said}", file=sys.stderr, flush=True)
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--nodes", type=click.IntRange(1, 16), default=None, help="Tip plus followers.")
 @click.option(
     "--scenario",
@@ -121,7 +121,9 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
     help="The same bound in bytes (Agave: 268435456).",
 )
 @standard_options
+@click.pass_context
 def simnet(
+    ctx: click.Context,
     nodes: int | None,
     scenario: str | None,
     port: int | None,
@@ -135,7 +137,13 @@ def simnet(
     queue_items: int,
     queue_bytes: int,
 ) -> None:
-    """Start an embedded Solana-RPC-compatible cluster on loopback (tip first)."""
+    """Start an embedded Solana-RPC-compatible cluster on loopback (tip first).
+
+    `agave-perf simnet score TRUTH RECORDING` scores a check/watch recording against
+    the ground truth of the run it measured.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     rt = runtime()
     cfg = rt.settings.simnet
     cluster = SimCluster(
@@ -152,3 +160,16 @@ def simnet(
         pubsub_queue_bytes=queue_bytes,
     )
     run_async(_serve(cluster, duration, rt.as_json))
+
+
+@simnet.command("score")
+@click.argument("truth", type=click.Path(dir_okay=False, exists=True))
+@click.argument("recording", type=click.Path(dir_okay=False, exists=True))
+@standard_options
+def score_command(truth: str, recording: str) -> None:
+    """How close a check/watch recording came to a simnet --truth file of the same run."""
+    from agave_perf.simnet import TruthFile, score
+    from agave_perf.slo import read_recording
+
+    rt = runtime()
+    rt.emit(score(TruthFile.read(truth), read_recording(recording), name=Path(recording).name))

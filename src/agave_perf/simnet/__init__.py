@@ -8,6 +8,7 @@ from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
+from agave_perf.simnet._score import Score, TruthFile, score
 from agave_perf.simnet._server import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
 
 __all__ = [
@@ -19,7 +20,10 @@ __all__ = [
     "Methods",
     "NodeInfo",
     "Scenario",
+    "Score",
     "SimCluster",
+    "TruthFile",
     "handle_body",
     "load_scenario",
+    "score",
 ]
