@@ -178,8 +178,10 @@ def substitute(command: str, env: Env) -> tuple[list[str], str | None]:
         sub = args[3:5]
         if sub[0] == "host":
             args[5:5] = ["--root", str(env.root)]
-        open_ended = sub[0] in ("simnet", "watch") or (
-            sub[0] == "check" and "--duration" not in args and "--replay" not in args
+        open_ended = (
+            (sub[0] == "simnet" and sub[1:] != ["score"])
+            or sub[0] == "watch"
+            or (sub[0] == "check" and "--duration" not in args and "--replay" not in args)
         )
         if open_ended:
             args += ["--duration", "2s" if sub[0] == "simnet" else "3s"]
@@ -218,7 +220,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     from tests.tune.build.workspaces import make_workspace
 
     make_workspace(agave)
-    base, other, accel = free_ports(6), free_ports(2), free_ports(2)
+    base, other, accel = free_ports(6), free_ports(4), free_ports(2)
     first = readme_commands(README.read_text())
     cluster_cmd = next(c for c in first if c.startswith("agave-perf simnet --nodes 3"))
     with contextlib.ExitStack() as stack:
@@ -272,7 +274,7 @@ class TestReadmePorts:
         held: dict[int, str] = {}
         for command in readme_commands(README.read_text()):
             args = shlex.split(command)
-            if args[:2] != ["agave-perf", "simnet"]:
+            if args[:2] != ["agave-perf", "simnet"] or "score" in args:
                 continue
             value = dict(itertools.pairwise(args))
             nodes = int(value.get("--nodes", SimnetSettings().nodes))
