@@ -22,11 +22,13 @@ from solders.transaction import VersionedTransaction
 from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.errors import SimnetError, UsageError
 from agave_perf.simnet import _scenario
+from agave_perf.simnet._config import NodeConfig, parse_validator_args
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import AGAVE_MAX_REQUEST_BODY, NodeServer, bind_pair
 from agave_perf.simnet._timeline import FollowerModel, skipped
+from agave_perf.simnet._world import TokenWorld
 
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
@@ -71,9 +73,14 @@ class SimCluster:
         perf_sample_s: float = 60.0,
         max_body: int = AGAVE_MAX_REQUEST_BODY,
         clock: Clock | None = None,
+        validator_args: str | NodeConfig | None = None,
+        token_accounts: int = 0,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
+        if isinstance(validator_args, str):
+            validator_args = parse_validator_args(validator_args)
+        self.node_config = validator_args or NodeConfig()
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario.load(scenario)
         self.slot_s = slot_ms / 1000.0
         self.port = port
@@ -83,15 +90,18 @@ class SimCluster:
         self.perf_sample_s = perf_sample_s
         self.max_body = max_body
         self.clock = clock or MonotonicClock()
-        self.ledger = Ledger(self.scenario.seed, first_slot)
+        self.ledger = Ledger(self.scenario.seed, first_slot, self.node_config.indexes.kinds)
         seed = self.scenario.seed
         self.payer = Keypair.from_seed(hashlib.sha256(f"simnet-payer:{seed}".encode()).digest())
         self.account_pool = [
             Pubkey(hashlib.sha256(f"simnet-account:{seed}:{i}".encode()).digest())
             for i in range(accounts)
         ]
+        if token_accounts < 0:
+            raise UsageError("--accounts must be 0 or more")
+        self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
         self._genesis(funded or [])
-        self.nodes = [Node(self, i, self.ledger) for i in range(nodes)]
+        self.nodes = [Node(self, i, self.ledger, self.node_config) for i in range(nodes)]
         self._models = {i: FollowerModel(self.scenario, i, self.slot_s) for i in range(1, nodes)}
         self._queues: dict[int, deque[tuple[float, int]]] = {i: deque() for i in range(1, nodes)}
         self._wakeups: dict[int, asyncio.Event] = {}
@@ -110,13 +120,16 @@ class SimCluster:
     # -- set-up -------------------------------------------------------------------------
 
     def _genesis(self, funded: list[Pubkey]) -> None:
-        g = self.ledger.genesis
-        g[self.payer.pubkey()] = Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default())
+        add = self.ledger.add_genesis
+        add(self.payer.pubkey(), Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default()))
         for pk in funded:
-            g[pk] = Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default())
+            add(pk, Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default()))
         for i, pk in enumerate(self.account_pool):
             data = hashlib.shake_256(f"data:{i}".encode()).digest(165)
-            g[pk] = Account(2_039_280, data, Pubkey.default())
+            add(pk, Account(2_039_280, data, Pubkey.default()))
+        if self.world is not None:
+            for pk, account in self.world.build():
+                add(pk, account)
 
     async def __aenter__(self) -> SimCluster:
         await self.start()
@@ -159,6 +172,7 @@ class SimCluster:
             "start",
             scenario=self.scenario.to_json(),
             slot_ms=self.slot_s * 1000,
+            validator=self.node_config.to_json(),
             first_slot=self.first_slot,
             nodes=[n.to_json() for n in self.info()],
         )

@@ -45,9 +45,19 @@ def encode_account(
     if data_slice is not None:
         offset, length = data_slice
         data = data[offset : offset + length]
+    return _ui_account(account, encode_data(data, encoding))
+
+
+def encode_parsed(account: Account, program: str, parsed: dict[str, Any]) -> dict[str, Any]:
+    """Return an account whose data account-decoder parsed (jsonParsed), as UiAccount JSON."""
+    size = len(account.data)
+    return _ui_account(account, {"program": program, "parsed": parsed, "space": size})
+
+
+def _ui_account(account: Account, data: Any) -> dict[str, Any]:
     return {
         "lamports": account.lamports,
-        "data": encode_data(data, encoding),
+        "data": data,
         "owner": str(account.owner),
         "executable": account.executable,
         "rentEpoch": 18446744073709551615 if account.rent_epoch == 0 else account.rent_epoch,

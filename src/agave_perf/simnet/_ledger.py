@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
+
+from agave_perf.simnet._accounts import IndexKind, SecondaryIndex
 
 MAX_PROCESSING_AGE = 150  # blocks a blockhash stays valid (Agave's MAX_PROCESSING_AGE)
 FEE_PER_SIGNATURE = 5000
@@ -109,7 +112,9 @@ def new_svm() -> LiteSVM:
 class Ledger:
     """Blocks, account versions, signature statuses and blockhashes of the whole cluster."""
 
-    def __init__(self, seed: int, first_slot: int) -> None:
+    def __init__(
+        self, seed: int, first_slot: int, indexes: frozenset[IndexKind] = frozenset()
+    ) -> None:
         self.seed = seed
         self.first_slot = first_slot
         self.blocks: dict[int, Block] = {}
@@ -121,6 +126,20 @@ class Ledger:
         self.genesis_hash = str(Hash(hashlib.sha256(f"simnet-genesis:{seed}".encode()).digest()))
         self.transaction_count = 0
         self.pending: Block | None = None
+        # kept for the index kinds any node runs with; each node decides whether to use it
+        self.index = SecondaryIndex(indexes)
+
+    def add_genesis(self, pubkey: Pubkey, account: Account) -> None:
+        """Put an account in the genesis state (before any bank is made)."""
+        self.genesis[pubkey] = account
+        self.index.add(pubkey, account)
+
+    def all_keys(self) -> Iterator[Pubkey]:
+        """Every pubkey that ever had an account: what an unindexed scan walks."""
+        yield from self.genesis
+        for pubkey in self._versions:
+            if pubkey not in self.genesis:
+                yield pubkey
 
     # -- blocks -------------------------------------------------------------------------
 
@@ -140,10 +159,13 @@ class Ledger:
         self.blockhashes[block.blockhash] = block
         for tx in block.txs:
             self.statuses[tx.signature] = tx
+        index = self.index if self.index.kinds else None
         for pubkey, account in block.writes:
             slots, accounts = self._versions.setdefault(pubkey, ([], []))
             slots.append(block.slot)
             accounts.append(account)
+            if index is not None:
+                index.add(pubkey, account)
         self.transaction_count += len(block.txs)
         self.pending = None
         return block

@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
+from agave_perf.simnet._config import NodeConfig
 from agave_perf.simnet._ledger import Bank, Block, Ledger, TipBank, TxRecord
 from agave_perf.simnet._scenario import Behaviour, Scenario
 
@@ -99,8 +100,11 @@ class Health:
 class Node:
     """A tip (index 0) or a follower of the simnet cluster."""
 
-    def __init__(self, cluster: ClusterView, index: int, ledger: Ledger) -> None:
+    def __init__(
+        self, cluster: ClusterView, index: int, ledger: Ledger, config: NodeConfig | None = None
+    ) -> None:
         self.cluster = cluster
+        self.config = config or NodeConfig()
         self.index = index
         self.role = "tip" if index == 0 else "follower"
         self.name = "tip" if index == 0 else f"follower-{index}"

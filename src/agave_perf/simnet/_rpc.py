@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 from collections.abc import Callable
 from typing import Any
 
 import based58
 import orjson
+from solders.account import Account
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from agave_perf.simnet._encoding import ENCODINGS, EncodingError, encode_account
+from agave_perf.simnet._accounts import AccountQueries, KeyExcluded
+from agave_perf.simnet._encoding import ENCODINGS, EncodingError, encode_account, encode_parsed
+from agave_perf.simnet._filters import FilterError, Filters, parse_filters
 from agave_perf.simnet._ledger import MAX_PROCESSING_AGE, ExecutionError, error_name
 from agave_perf.simnet._node import Health, Node
+from agave_perf.simnet._token import (
+    NATIVE_DECIMALS,
+    NATIVE_MINT,
+    TOKEN_PROGRAM_ID,
+    TOKEN_PROGRAMS,
+    account_mint,
+    parsed_account,
+    parsed_mint,
+    program_name,
+    ui_amount,
+    unpack_account,
+    unpack_mint,
+)
 
 SOLANA_CORE_VERSION = "2.3.13"  # the Agave release whose RPC behaviour simnet follows
 FEATURE_SET = 3294202862
@@ -28,6 +45,8 @@ MAX_SIGNATURE_STATUSES = 256
 MAX_TX_BYTES = 1232
 MAX_BASE58_TX = 1683
 MAX_BASE64_TX = 1644
+NUM_LARGEST_ACCOUNTS = 20
+MAX_BASE58_PUBKEY = 44
 
 
 class RpcFailure(Exception):
@@ -83,13 +102,31 @@ def _config(value: Any, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
+def invalid_param(detail: str) -> RpcFailure:
+    """Agave's -32602 for a value its own checks refuse (``Invalid param: ...``)."""
+    return RpcFailure(-32602, f"Invalid param: {detail}")
+
+
 def _pubkey(value: Any) -> Pubkey:
     if not isinstance(value, str):
         raise invalid_params(f"invalid type: {type(value).__name__}, expected a string")
+    if len(value) > MAX_BASE58_PUBKEY:
+        raise invalid_param("WrongSize")  # solana-pubkey's ParsePubkeyError, as Debug
     try:
-        return Pubkey.from_string(value)
+        raw = based58.b58decode(value.encode())
     except ValueError:
-        raise RpcFailure(-32602, "Invalid param: Invalid") from None
+        raise invalid_param("Invalid") from None
+    if len(raw) != 32:
+        raise invalid_param("WrongSize")
+    return Pubkey.from_bytes(raw)
+
+
+def _bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_params(f"invalid type: {type(value).__name__}, expected a boolean")
+    return value
 
 
 def _u64(value: Any, what: str = "u64") -> int:
@@ -126,7 +163,14 @@ class Methods:
             "getRecentPerformanceSamples": self.get_perf_samples,
             "getTransactionCount": self.get_transaction_count,
             "getFirstAvailableBlock": self.get_first_available_block,
+            "getProgramAccounts": self.get_program_accounts,
+            "getTokenAccountsByOwner": self.get_token_accounts_by_owner,
+            "getTokenAccountsByDelegate": self.get_token_accounts_by_delegate,
+            "getTokenAccountBalance": self.get_token_account_balance,
+            "getTokenSupply": self.get_token_supply,
+            "getTokenLargestAccounts": self.get_token_largest_accounts,
         }
+        self.queries = AccountQueries(node.ledger, node.ledger.index, node.config.indexes)
 
     # -- context ------------------------------------------------------------------------
 
@@ -238,10 +282,222 @@ class Methods:
         return self._slot(cfg), encoding, data_slice
 
     def _encode(self, pubkey: Pubkey, slot: int, enc: str, ds: tuple[int, int] | None) -> Any:
+        return self._encode_account(self.node.ledger.account(pubkey, slot), slot, enc, ds, {})
+
+    def _encode_account(
+        self,
+        account: Account | None,
+        slot: int,
+        enc: str,
+        ds: tuple[int, int] | None,
+        decimals: dict[Pubkey, int | None],
+    ) -> Any:
+        """UiAccount JSON; jsonParsed token accounts and mints are parsed like Agave's."""
+        if enc == "jsonParsed" and account is not None and account.owner in TOKEN_PROGRAMS:
+            parsed = self._parse_token(bytes(account.data), slot, decimals)
+            if parsed is not None:
+                return encode_parsed(account, program_name(account.owner), parsed)
         try:
-            return encode_account(self.node.ledger.account(pubkey, slot), enc, ds)
+            return encode_account(account, enc, ds)
         except EncodingError as err:
             raise RpcFailure(-32600, str(err)) from None
+
+    def _mint_decimals(
+        self, mint: Pubkey, slot: int, cache: dict[Pubkey, int | None]
+    ) -> int | None:
+        if mint not in cache:
+            if mint == NATIVE_MINT:
+                cache[mint] = NATIVE_DECIMALS
+            else:
+                acct = self.node.ledger.account(mint, slot)
+                parsed = unpack_mint(bytes(acct.data)) if acct is not None else None
+                cache[mint] = parsed.decimals if parsed is not None else None
+        return cache[mint]
+
+    def _parse_token(
+        self, data: bytes, slot: int, cache: dict[Pubkey, int | None]
+    ) -> dict[str, Any] | None:
+        """account-decoder's parse_token: an account (with its mint's decimals) or a mint."""
+        acct = unpack_account(data)
+        if acct is not None:
+            mint = account_mint(data)
+            decimals = self._mint_decimals(mint, slot, cache) if mint is not None else None
+            # without the mint's decimals Agave cannot parse the account (falls back to binary)
+            return parsed_account(acct, decimals) if decimals is not None else None
+        mint_state = unpack_mint(data)
+        return parsed_mint(mint_state) if mint_state is not None else None
+
+    # -- program and token accounts ------------------------------------------------------
+
+    def _keyed(
+        self,
+        keyed: list[tuple[Pubkey, Account]],
+        slot: int,
+        encoding: str,
+        data_slice: tuple[int, int] | None,
+        program: Pubkey,
+    ) -> list[dict[str, Any]]:
+        cache: dict[Pubkey, int | None] = {}
+        if encoding == "jsonParsed" and program in TOKEN_PROGRAMS:
+            out = []
+            for pubkey, account in keyed:
+                parsed = self._parse_token(bytes(account.data), slot, cache)
+                # Agave leaves out what it cannot parse rather than mixing encodings
+                if parsed is not None:
+                    ui = encode_parsed(account, program_name(account.owner), parsed)
+                    out.append({"pubkey": str(pubkey), "account": ui})
+            return out
+        return [
+            {
+                "pubkey": str(pk),
+                "account": self._encode_account(a, slot, encoding, data_slice, cache),
+            }
+            for pk, a in keyed
+        ]
+
+    def _scan(
+        self, run: Callable[[], list[tuple[Pubkey, Account]]]
+    ) -> list[tuple[Pubkey, Account]]:
+        try:
+            return run()
+        except KeyExcluded as exc:
+            raise RpcFailure(
+                -32010,
+                f"{exc.key} excluded from account secondary indexes; "
+                "this RPC method unavailable for key",
+            ) from None
+
+    def get_program_accounts(self, params: Any) -> Any:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(
+            cfg,
+            {
+                "commitment",
+                "minContextSlot",
+                "encoding",
+                "dataSlice",
+                "filters",
+                "withContext",
+                "sortResults",
+            },
+        )
+        with_context = _bool(cfg.get("withContext"), False)
+        sort_results = _bool(cfg.get("sortResults"), True)
+        program = _pubkey(key)
+        try:
+            filters = parse_filters(cfg.get("filters"))
+        except FilterError as err:
+            raise RpcFailure(-32602, str(err)) from None
+        slot, encoding, data_slice = self._account_cfg(
+            {k: v for k, v in cfg.items() if k not in ("filters", "withContext", "sortResults")}
+        )
+        keyed = self._scan(lambda: self.queries.program_accounts(slot, program, filters))
+        if not sort_results:
+            keyed.reverse()  # any order is allowed; newest-first shows it is not sorted
+        value = self._keyed(keyed, slot, encoding, data_slice, program)
+        return self._ctx(slot, value) if with_context else value
+
+    def _token_filter(self, value: Any, slot: int) -> tuple[Pubkey, Pubkey | None]:
+        """The token program and optional mint of a ``{"mint"}``/``{"programId"}`` filter."""
+        if not isinstance(value, dict):
+            raise invalid_params(
+                f"invalid type: {type(value).__name__}, expected enum RpcTokenAccountsFilter"
+            )
+        if len(value) != 1 or next(iter(value)) not in ("mint", "programId"):
+            name = next(iter(value), "")
+            raise invalid_params(f"unknown variant `{name}`, expected `mint` or `programId`")
+        ((kind, text),) = value.items()
+        key = _pubkey(text)
+        if kind == "programId":
+            if key not in TOKEN_PROGRAMS:
+                raise invalid_param("unrecognized Token program id")
+            return key, None
+        owner, _ = self._mint_owner_and_decimals(key, slot)
+        if owner not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        return owner, key
+
+    def _mint_owner_and_decimals(self, mint: Pubkey, slot: int) -> tuple[Pubkey, int]:
+        """Agave's get_mint_owner_and_additional_data (the native mint needs no account)."""
+        if mint == NATIVE_MINT:
+            return TOKEN_PROGRAM_ID, NATIVE_DECIMALS
+        acct = self.node.ledger.account(mint, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find mint")
+        state = unpack_mint(bytes(acct.data))
+        if state is None:
+            raise invalid_param("Token mint could not be unpacked")
+        return acct.owner, state.decimals
+
+    def _by_key(self, params: Any, delegate: bool) -> Any:
+        key, token_filter, cfg = _params(params, 2, 3)
+        cfg = _config(cfg, {"commitment", "minContextSlot", "encoding", "dataSlice"})
+        who = _pubkey(key)
+        slot, encoding, data_slice = self._account_cfg(cfg)
+        program, mint = self._token_filter(token_filter, slot)
+        queries = self.queries
+        if delegate:
+            # COption tag 1 then the delegate at 76, as Agave filters for it
+            base = Filters(memcmp=((72, b"\x01\x00\x00\x00"), (76, bytes(who))))
+            if mint is not None:
+                keyed = self._scan(lambda: queries.by_mint(slot, program, mint, base))
+            else:
+                keyed = self._scan(
+                    lambda: queries.scan_program(slot, program, base.with_token_state())
+                )
+        else:
+            base = Filters() if mint is None else Filters(memcmp=((0, bytes(mint)),))
+            keyed = self._scan(lambda: queries.by_owner(slot, program, who, base))
+        return self._ctx(slot, self._keyed(keyed, slot, encoding, data_slice, program))
+
+    def get_token_accounts_by_owner(self, params: Any) -> Any:
+        return self._by_key(params, delegate=False)
+
+    def get_token_accounts_by_delegate(self, params: Any) -> Any:
+        return self._by_key(params, delegate=True)
+
+    def _commitment_only(self, params: Any) -> tuple[Pubkey, int]:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment"})
+        return _pubkey(key), self._slot(cfg)
+
+    def get_token_account_balance(self, params: Any) -> Any:
+        pubkey, slot = self._commitment_only(params)
+        acct = self.node.ledger.account(pubkey, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find account")
+        state = unpack_account(bytes(acct.data)) if acct.owner in TOKEN_PROGRAMS else None
+        if state is None:
+            raise invalid_param("not a Token account")
+        _, decimals = self._mint_owner_and_decimals(state.mint, slot)
+        return self._ctx(slot, ui_amount(state.amount, decimals))
+
+    def get_token_supply(self, params: Any) -> Any:
+        mint, slot = self._commitment_only(params)
+        acct = self.node.ledger.account(mint, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find account")
+        if acct.owner not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        state = unpack_mint(bytes(acct.data))
+        if state is None:
+            raise invalid_param("mint could not be unpacked")
+        return self._ctx(slot, ui_amount(state.supply, state.decimals))
+
+    def get_token_largest_accounts(self, params: Any) -> Any:
+        mint, slot = self._commitment_only(params)
+        program, decimals = self._mint_owner_and_decimals(mint, slot)
+        if program not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        keyed = self._scan(lambda: self.queries.by_mint(slot, program, mint, Filters()))
+        balances = []
+        for pubkey, account in keyed:
+            state = unpack_account(bytes(account.data))
+            balances.append((state.amount if state is not None else 0, bytes(pubkey), pubkey))
+        # the 20 largest, largest first; ties go to the larger pubkey, as Agave's heap orders
+        top = heapq.nlargest(NUM_LARGEST_ACCOUNTS, balances, key=lambda b: (b[0], b[1]))
+        value = [{"address": str(pk), **ui_amount(amount, decimals)} for amount, _, pk in top]
+        return self._ctx(slot, value)
 
     def get_account_info(self, params: Any) -> Any:
         key, cfg = _params(params, 1, 2)
