@@ -89,7 +89,7 @@ class TokenWorld:
     def amount(self, i: int) -> int:
         """The balance of token account ``i``: spread over six orders of magnitude."""
         h = int.from_bytes(hashlib.blake2b(f"{self.seed}:{i}".encode(), digest_size=8).digest())
-        return (h % 1_000_000) * 10 ** (h % 6)
+        return int((h % 1_000_000) * 10 ** (h % 6))
 
     def delegate(self, i: int) -> Pubkey | None:
         """Every tenth account has delegated to the next owner."""
