@@ -77,7 +77,7 @@ def parse_validator_args(text: str) -> NodeConfig:
     for finding in validate(inv, items, release, catalog, jito=False):
         if finding.severity is Status.FAIL:
             hint = f" ({finding.suggestion})" if finding.suggestion else ""
-            raise UsageError(f"--validator-args: {finding.message}{hint}")
+            raise UsageError(f"--validator-args: {finding.flag}: {finding.message}{hint}")
     kinds: set[IndexKind] = set()
     include: set[Pubkey] = set()
     exclude: set[Pubkey] = set()

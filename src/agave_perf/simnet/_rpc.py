@@ -135,6 +135,27 @@ def _u64(value: Any, what: str = "u64") -> int:
     return value
 
 
+# rpc_minimal: what a node started without --full-rpc-api serves (Agave's rpc_service.rs
+# registers the bank, accounts, accounts-scan and full method sets only with it)
+MINIMAL_METHODS = frozenset(
+    {
+        "getBalance",
+        "getBlockHeight",
+        "getEpochInfo",
+        "getGenesisHash",
+        "getHealth",
+        "getHighestSnapshotSlot",
+        "getIdentity",
+        "getLeaderSchedule",
+        "getSlot",
+        "getTransactionCount",
+        "getVersion",
+        "getVoteAccounts",
+    }
+)
+HISTORY_NOT_AVAILABLE = RpcFailure(-32011, "Transaction history is not available from this node")
+
+
 class Methods:
     """Agave's JSON-RPC methods, answered from one node's view of the ledger."""
 
@@ -170,6 +191,8 @@ class Methods:
             "getTokenSupply": self.get_token_supply,
             "getTokenLargestAccounts": self.get_token_largest_accounts,
         }
+        if not node.config.full_rpc_api:
+            self.table = {k: v for k, v in self.table.items() if k in MINIMAL_METHODS}
         self.queries = AccountQueries(node.ledger, node.ledger.index, node.config.indexes)
 
     # -- context ------------------------------------------------------------------------
@@ -639,7 +662,8 @@ class Methods:
 
     def get_signature_statuses(self, params: Any) -> Any:
         sigs, cfg = _params(params, 1, 2)
-        _config(cfg, {"searchTransactionHistory"})
+        if _config(cfg, {"searchTransactionHistory"}).get("searchTransactionHistory"):
+            self._check_history()
         if not isinstance(sigs, list) or not all(isinstance(s, str) for s in sigs):
             raise invalid_params("invalid type, expected a sequence of strings")
         if len(sigs) > MAX_SIGNATURE_STATUSES:
@@ -669,8 +693,13 @@ class Methods:
             )
         return self._ctx(view.processed, out)
 
+    def _check_history(self) -> None:
+        if not self.node.config.transaction_history:
+            raise HISTORY_NOT_AVAILABLE
+
     def get_transaction(self, params: Any) -> Any:
         sig, cfg = _params(params, 1, 2)
+        self._check_history()
         if isinstance(cfg, str):
             cfg = {"encoding": cfg}
         cfg = _config(cfg, {"commitment", "encoding", "maxSupportedTransactionVersion"})

@@ -69,6 +69,18 @@ class TokenWorld:
             pool_program=_key(seed, "pool-program", 0),
         )
 
+    def summary(self) -> dict[str, object]:
+        """Plain data naming the seeded keys a client needs (owners are derived, not listed)."""
+        return {
+            "accounts": self.accounts,
+            "mints": [str(m) for m in self.mints],
+            "token_programs": [str(self.token_program(i)) for i in range(MINTS)],
+            "owners": len(self.owners),
+            "owner_sample": [str(o) for o in self.owners[:16]],
+            "pool_program": str(self.pool_program),
+            "pools": [str(p) for p in self.pools],
+        }
+
     def token_program(self, mint_index: int) -> Pubkey:
         """The program owning mint ``mint_index`` and its accounts."""
         return TOKEN_2022_PROGRAM_ID if mint_index == MINTS - 1 else TOKEN_PROGRAM_ID
