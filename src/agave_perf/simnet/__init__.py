@@ -8,6 +8,7 @@ from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
+from agave_perf.simnet._world import TokenWorld
 
 __all__ = [
     "BUILTIN",
@@ -17,6 +18,7 @@ __all__ = [
     "NodeInfo",
     "Scenario",
     "SimCluster",
+    "TokenWorld",
     "handle_body",
     "load_scenario",
 ]

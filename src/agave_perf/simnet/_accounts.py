@@ -65,8 +65,8 @@ class AccountSource(Protocol):
         """The account at the end of ``slot``."""
         ...
 
-    def all_keys(self) -> Iterator[Pubkey]:
-        """Every pubkey that ever had an account."""
+    def scan(self, slot: int) -> Iterator[tuple[Pubkey, Account | None]]:
+        """Every account as of ``slot``."""
         ...
 
 
@@ -112,11 +112,10 @@ Keyed = list[tuple[Pubkey, Account]]
 
 
 def _collect(
-    source: AccountSource, slot: int, keys: Iterable[Pubkey], program: Pubkey, filters: Filters
+    items: Iterable[tuple[Pubkey, Account | None]], program: Pubkey, filters: Filters
 ) -> Keyed:
     out: Keyed = []
-    for pubkey in keys:
-        account = source.account(pubkey, slot)
+    for pubkey, account in items:
         if account is None or account.lamports == 0 or account.owner != program:
             continue
         if filters.allows(account.data):
@@ -167,10 +166,13 @@ class AccountQueries:
         if self.config.enabled("program-id"):
             if not self.config.include_key(program):
                 raise KeyExcluded(program)
-            keys: Iterable[Pubkey] = self.index.candidates("program-id", program)
-        else:
-            keys = self.source.all_keys()
-        return _collect(self.source, slot, keys, program, filters)
+            keys = self.index.candidates("program-id", program)
+            return _collect(self._at(slot, keys), program, filters)
+        return _collect(self.source.scan(slot), program, filters)
+
+    def _at(self, slot: int, keys: Iterable[Pubkey]) -> Iterator[tuple[Pubkey, Account | None]]:
+        account = self.source.account
+        return ((k, account(k, slot)) for k in keys)
 
     def by_owner(self, slot: int, program: Pubkey, owner: Pubkey, filters: Filters) -> Keyed:
         """Token accounts of ``owner`` under ``program`` passing ``filters``."""
@@ -179,7 +181,7 @@ class AccountQueries:
             if not self.config.include_key(owner):
                 raise KeyExcluded(owner)
             keys = self.index.candidates("spl-token-owner", owner)
-            return _collect(self.source, slot, keys, program, filters)
+            return _collect(self._at(slot, keys), program, filters)
         return self.scan_program(slot, program, filters)
 
     def by_mint(self, slot: int, program: Pubkey, mint: Pubkey, filters: Filters) -> Keyed:
@@ -189,5 +191,5 @@ class AccountQueries:
             if not self.config.include_key(mint):
                 raise KeyExcluded(mint)
             keys = self.index.candidates("spl-token-mint", mint)
-            return _collect(self.source, slot, keys, program, filters)
+            return _collect(self._at(slot, keys), program, filters)
         return self.scan_program(slot, program, filters)

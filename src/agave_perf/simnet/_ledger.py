@@ -134,12 +134,15 @@ class Ledger:
         self.genesis[pubkey] = account
         self.index.add(pubkey, account)
 
-    def all_keys(self) -> Iterator[Pubkey]:
-        """Every pubkey that ever had an account: what an unindexed scan walks."""
-        yield from self.genesis
-        for pubkey in self._versions:
-            if pubkey not in self.genesis:
-                yield pubkey
+    def scan(self, slot: int) -> Iterator[tuple[Pubkey, Account | None]]:
+        """Every account as of ``slot``: what an unindexed scan walks, one by one."""
+        versions, genesis = self._versions, self.genesis
+        for pubkey, account in genesis.items():
+            # an account never written since genesis needs no version lookup
+            yield pubkey, (self.account(pubkey, slot) if pubkey in versions else account)
+        for pubkey in versions:
+            if pubkey not in genesis:
+                yield pubkey, self.account(pubkey, slot)
 
     # -- blocks -------------------------------------------------------------------------
 
