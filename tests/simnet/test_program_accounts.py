@@ -23,7 +23,8 @@ from agave_perf.simnet._world import POOL_MINT_A_OFFSET, TokenWorld
 
 ACCOUNTS = 400
 ALL_INDEXES = (
-    "--account-index program-id --account-index spl-token-owner --account-index spl-token-mint"
+    "--full-rpc-api --account-index program-id --account-index spl-token-owner "
+    "--account-index spl-token-mint"
 )
 
 
@@ -241,7 +242,8 @@ class TestIndexes:
         plan = TokenWorld.plan(SimCluster(nodes=1).scenario.seed, ACCOUNTS)
         owner, other = plan.owners[0], plan.owners[1]
         loop, cluster = _start(
-            validator_args=f"--account-index spl-token-owner --account-index-include-key {owner}"
+            validator_args="--full-rpc-api --account-index spl-token-owner "
+            f"--account-index-include-key {owner}"
         )
         try:
             prog = {"programId": str(TOKEN_PROGRAM_ID)}

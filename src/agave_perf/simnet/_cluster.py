@@ -25,6 +25,7 @@ from agave_perf.simnet import _scenario
 from agave_perf.simnet._config import NodeConfig, parse_validator_args
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
+from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import AGAVE_MAX_REQUEST_BODY, NodeServer, bind_pair
 from agave_perf.simnet._timeline import FollowerModel, skipped
@@ -33,6 +34,7 @@ from agave_perf.simnet._world import TokenWorld
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
 THAW_EVERY_SLOTS = 150  # ~1 min at 400 ms slots: one full collection a minute
+SHRED_VERSION = 50093  # simnet's cluster: any fixed value every node agrees on
 STATUS_CACHE_SLOTS = 300  # slots a signature status is kept below the oldest root (Agave: 300)
 
 
@@ -333,6 +335,40 @@ class SimCluster:
         """Execute a faucet transfer on the tip."""
         rec: TxRecord = self.tip.bank.airdrop(to, lamports)  # type: ignore[attr-defined]
         return rec
+
+    def leader(self) -> Pubkey:
+        """The tip's identity: it produces every block, so it leads every slot."""
+        return self.tip.identity
+
+    def contact_infos(self) -> list[dict[str, Any]]:
+        """getClusterNodes: each node's identity, RPC and PubSub addresses and version.
+
+        simnet has no gossip, TPU or TVU sockets (transactions arrive over RPC), so those are
+        null, as Agave reports a socket a node does not advertise.
+        """
+        out = []
+        for node in self.nodes:
+            rpc = node.http_url.removeprefix("http://") or None
+            pubsub = node.ws_url.removeprefix("ws://") or None
+            out.append(
+                {
+                    "pubkey": str(node.identity),
+                    "gossip": None,
+                    "tvu": None,
+                    "tpu": None,
+                    "tpuQuic": None,
+                    "tpuForwards": None,
+                    "tpuForwardsQuic": None,
+                    "tpuVote": None,
+                    "serveRepair": None,
+                    "rpc": rpc,
+                    "pubsub": pubsub,
+                    "version": SOLANA_CORE_VERSION,
+                    "featureSet": FEATURE_SET,
+                    "shredVersion": SHRED_VERSION,
+                }
+            )
+        return out
 
     # -- truth --------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
 
 from agave_perf.simnet._accounts import IndexKind, SecondaryIndex
+from agave_perf.simnet._fees import compute_budget, writable_keys
 
 MAX_PROCESSING_AGE = 150  # blocks a blockhash stays valid (Agave's MAX_PROCESSING_AGE)
 FEE_PER_SIGNATURE = 5000
@@ -75,6 +76,7 @@ class TxRecord:
     raw: bytes
     pre_balances: list[int]
     post_balances: list[int]
+    keys: tuple[Pubkey, ...] = ()  # the static account keys, for getSignaturesForAddress
 
 
 @dataclass
@@ -88,6 +90,27 @@ class Block:
     produced_at: float  # unix time
     txs: list[TxRecord] = field(default_factory=list)
     writes: list[tuple[Pubkey, Account | None]] = field(default_factory=list)
+    _fees: tuple[int, dict[Pubkey, int]] | None = field(default=None, repr=False)
+
+    def prioritization_fees(self) -> tuple[int, dict[Pubkey, int]]:
+        """Agave's per-block fee record: the lowest compute-unit price of its transactions
+        (0 for none) and, per writable account, the lowest price of transactions writing it.
+
+        Worked out on first use from the transactions' bytes, so sending pays nothing for it.
+        """
+        if self._fees is None:
+            lowest: int | None = None
+            per_account: dict[Pubkey, int] = {}
+            for tx in self.txs:
+                if not tx.raw:
+                    continue  # faucet transfers are not priced transactions
+                message = VersionedTransaction.from_bytes(tx.raw).message
+                price = compute_budget(message)[1]
+                lowest = price if lowest is None else min(lowest, price)
+                for key in writable_keys(message):
+                    per_account[key] = min(per_account.get(key, price), price)
+            self._fees = (lowest or 0, per_account)
+        return self._fees
 
 
 class ExecutionError(Exception):
@@ -337,6 +360,7 @@ class TipBank(Bank):
             raw=raw,
             pre_balances=pre,
             post_balances=[a.lamports if a else 0 for a in post_accounts],
+            keys=tuple(keys),
         )
         block.txs.append(rec)
         block.writes.extend(zip(keys, post_accounts, strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -88,6 +89,14 @@ class ClusterView(Protocol):
         """Write an injected fault to the truth log."""
         ...
 
+    def contact_infos(self) -> list[dict[str, Any]]:
+        """Every node as getClusterNodes describes it."""
+        ...
+
+    def leader(self) -> Pubkey:
+        """The identity that leads every slot (the tip's)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Health:
@@ -109,6 +118,8 @@ class Node:
         self.role = "tip" if index == 0 else "follower"
         self.name = "tip" if index == 0 else f"follower-{index}"
         self.ledger = ledger
+        seed = f"simnet-identity:{ledger.seed}:{index}".encode()
+        self.identity = Pubkey(hashlib.sha256(seed).digest())  # its validator identity
         self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
         self._blocks: list[int] = []  # slots this node has processed, ascending
         self.view = NodeView(-1, -1, -1)

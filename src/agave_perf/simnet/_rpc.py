@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +16,28 @@ from typing import Any
 import based58
 import orjson
 from solders.account import Account
+from solders.message import from_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from agave_perf.simnet._accounts import AccountQueries, KeyExcluded
-from agave_perf.simnet._encoding import ENCODINGS, EncodingError, encode_account, encode_parsed
+from agave_perf.simnet._encoding import (
+    ENCODINGS,
+    EncodingError,
+    encode_account,
+    encode_parsed,
+    ui_transaction,
+)
+from agave_perf.simnet._fees import fee as message_fee
+from agave_perf.simnet._fees import writable_keys
 from agave_perf.simnet._filters import FilterError, Filters, parse_filters
-from agave_perf.simnet._ledger import MAX_PROCESSING_AGE, ExecutionError, error_name
+from agave_perf.simnet._ledger import (
+    MAX_PROCESSING_AGE,
+    Block,
+    ExecutionError,
+    TxRecord,
+    error_name,
+)
 from agave_perf.simnet._node import Health, Node
 from agave_perf.simnet._token import (
     NATIVE_DECIMALS,
@@ -46,6 +62,11 @@ MAX_TX_BYTES = 1232
 MAX_BASE58_TX = 1683
 MAX_BASE64_TX = 1644
 NUM_LARGEST_ACCOUNTS = 20
+MAX_PRIORITIZATION_FEE_ADDRESSES = 128  # MAX_TX_ACCOUNT_LOCKS
+RECENT_FEE_BLOCKS = 150  # the prioritization fee cache's MAX_NUM_RECENT_BLOCKS
+MAX_SIGNATURES_FOR_ADDRESS = 1000
+MAX_BLOCKS_RANGE = 500_000  # MAX_GET_CONFIRMED_BLOCKS_RANGE
+MAX_SLOT_LEADERS = 5000
 MAX_BASE58_PUBKEY = 44
 
 
@@ -100,6 +121,11 @@ def _config(value: Any, allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise invalid_params(f"unknown field `{sorted(unknown)[0]}`")
     return value
+
+
+def agave_invalid(message: str) -> RpcFailure:
+    """Agave's own -32602 (``Error::invalid_params(text)``): the text as is, no serde prefix."""
+    return RpcFailure(-32602, message)
 
 
 def invalid_param(detail: str) -> RpcFailure:
@@ -190,6 +216,19 @@ class Methods:
             "getTokenAccountBalance": self.get_token_account_balance,
             "getTokenSupply": self.get_token_supply,
             "getTokenLargestAccounts": self.get_token_largest_accounts,
+            "getRecentPrioritizationFees": self.get_recent_prioritization_fees,
+            "getFeeForMessage": self.get_fee_for_message,
+            "getSignaturesForAddress": self.get_signatures_for_address,
+            "getBlock": self.get_block,
+            "getBlocks": self.get_blocks,
+            "getBlocksWithLimit": self.get_blocks_with_limit,
+            "getBlockTime": self.get_block_time,
+            "getClusterNodes": self.get_cluster_nodes,
+            "getLeaderSchedule": self.get_leader_schedule,
+            "getSlotLeader": self.get_slot_leader,
+            "getSlotLeaders": self.get_slot_leaders,
+            "getEpochSchedule": self.get_epoch_schedule,
+            "getIdentity": self.get_identity,
         }
         if not node.config.full_rpc_api:
             self.table = {k: v for k, v in self.table.items() if k in MINIMAL_METHODS}
@@ -533,7 +572,7 @@ class Methods:
         if not isinstance(keys, list):
             raise invalid_params("invalid type, expected a sequence")
         if len(keys) > MAX_MULTIPLE_ACCOUNTS:
-            raise invalid_params(f"Too many inputs provided; max {MAX_MULTIPLE_ACCOUNTS}")
+            raise agave_invalid(f"Too many inputs provided; max {MAX_MULTIPLE_ACCOUNTS}")
         pubkeys = [_pubkey(k) for k in keys]
         slot, encoding, data_slice = self._account_cfg(cfg)
         return self._ctx(slot, [self._encode(p, slot, encoding, data_slice) for p in pubkeys])
@@ -556,7 +595,7 @@ class Methods:
         try:
             if encoding == "base58":
                 if len(data) > MAX_BASE58_TX:
-                    raise invalid_params(
+                    raise agave_invalid(
                         f"base58 encoded solana_transaction::versioned::VersionedTransaction "
                         f"too large: {len(data)} bytes (max: encoded/raw {MAX_BASE58_TX}/"
                         f"{MAX_TX_BYTES})"
@@ -564,24 +603,24 @@ class Methods:
                 raw = based58.b58decode(data.encode())
             elif encoding == "base64":
                 if len(data) > MAX_BASE64_TX:
-                    raise invalid_params(
+                    raise agave_invalid(
                         f"base64 encoded solana_transaction::versioned::VersionedTransaction "
                         f"too large: {len(data)} bytes (max: encoded/raw {MAX_BASE64_TX}/"
                         f"{MAX_TX_BYTES})"
                     )
                 raw = base64.b64decode(data, validate=True)
             else:
-                raise invalid_params(
+                raise agave_invalid(
                     f"unsupported encoding: {encoding}. Supported encodings: base58, base64"
                 )
         except (binascii.Error, ValueError) as err:
             if isinstance(err, RpcFailure):
                 raise
-            raise invalid_params(f"invalid {encoding} encoding: {err}") from None
+            raise agave_invalid(f"invalid {encoding} encoding: {err}") from None
         try:
             tx = VersionedTransaction.from_bytes(raw)
         except (ValueError, Exception) as err:  # solders raises its own error types
-            raise invalid_params(f"failed to deserialize VersionedTransaction: {err}") from None
+            raise agave_invalid(f"failed to deserialize VersionedTransaction: {err}") from None
         return tx, raw
 
     def simulate_transaction(self, params: Any) -> Any:
@@ -600,7 +639,7 @@ class Methods:
         )
         tx, _ = self._decode_tx(data, cfg.get("encoding") or "base58")
         if cfg.get("sigVerify") and cfg.get("replaceRecentBlockhash"):
-            raise invalid_params("sigVerify may not be used with replaceRecentBlockhash")
+            raise agave_invalid("sigVerify may not be used with replaceRecentBlockhash")
         slot = self._slot(cfg)
         replacement = None
         if cfg.get("sigVerify") and not all(tx.verify_with_results()):
@@ -667,12 +706,12 @@ class Methods:
         if not isinstance(sigs, list) or not all(isinstance(s, str) for s in sigs):
             raise invalid_params("invalid type, expected a sequence of strings")
         if len(sigs) > MAX_SIGNATURE_STATUSES:
-            raise invalid_params(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
+            raise agave_invalid(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
         view = self.node.view
         out: list[Any] = []
         for s in sigs:
             if not 64 <= len(s) <= 88:
-                raise invalid_params("Invalid param: Invalid")
+                raise invalid_param("Invalid")
             rec = self.node.ledger.status(s, view.processed)
             if rec is None:
                 out.append(None)
@@ -707,7 +746,7 @@ class Methods:
             raise invalid_params("invalid type, expected a string")
         commitment = cfg.get("commitment") or "finalized"
         if commitment == "processed":
-            raise invalid_params("Method does not support commitment below `confirmed`")
+            raise agave_invalid("Method does not support commitment below `confirmed`")
         slot = self._slot({"commitment": commitment})
         rec = self.node.ledger.status(sig, slot)
         if rec is None or not rec.raw:
@@ -729,7 +768,7 @@ class Methods:
         elif encoding == "base58":
             transaction = [based58.b58encode(rec.raw).decode(), "base58"]
         else:
-            transaction = orjson.loads(tx.to_json())
+            transaction = ui_transaction(tx)
         result: dict[str, Any] = {
             "slot": rec.slot,
             "blockTime": int(block.produced_at),
@@ -753,6 +792,299 @@ class Methods:
             result["version"] = version
         return result
 
+    # -- fees ---------------------------------------------------------------------------
+
+    def get_recent_prioritization_fees(self, params: Any) -> Any:
+        (keys,) = _params(params, 0, 1)
+        if keys is None:
+            keys = []
+        if not isinstance(keys, list):
+            raise invalid_params("invalid type, expected a sequence of strings")
+        if len(keys) > MAX_PRIORITIZATION_FEE_ADDRESSES:
+            raise agave_invalid(f"Too many inputs provided; max {MAX_PRIORITIZATION_FEE_ADDRESSES}")
+        pubkeys = [_pubkey(k) for k in keys]
+        ledger, slot = self.node.ledger, self.node.view.processed
+        out = []
+        for block in ledger.blocks_between(slot - RECENT_FEE_BLOCKS * 4, slot)[-RECENT_FEE_BLOCKS:]:
+            lowest, per_account = block.prioritization_fees()
+            fee = lowest
+            for key in pubkeys:
+                fee = max(fee, per_account.get(key, 0))
+            out.append({"slot": block.slot, "prioritizationFee": fee})
+        return out
+
+    def get_fee_for_message(self, params: Any) -> Any:
+        data, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment", "minContextSlot"})
+        if not isinstance(data, str):
+            raise invalid_params("invalid type, expected a string")
+        try:
+            raw = base64.b64decode(data, validate=True)
+            message = from_bytes_versioned(raw)
+        except (binascii.Error, ValueError, Exception) as err:  # solders raises its own errors
+            raise agave_invalid(f"invalid base64 encoding: {err}") from None
+        slot = self._slot(cfg)
+        blockhash = str(message.recent_blockhash)
+        valid = self.node.ledger.blockhash_valid(blockhash, self._height(slot))
+        return self._ctx(slot, message_fee(message) if valid else None)
+
+    # -- history --------------------------------------------------------------------------
+
+    def _confirmed_slot(self, cfg: dict[str, Any]) -> int:
+        commitment = cfg.get("commitment") or "finalized"
+        if commitment in ("processed", "recent", "single"):
+            raise agave_invalid("Method does not support commitment below `confirmed`")
+        return self._slot({**cfg, "commitment": commitment})
+
+    def get_signatures_for_address(self, params: Any) -> Any:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment", "minContextSlot", "before", "until", "limit"})
+        self._check_history()
+        address = _pubkey(key)
+        before, until = cfg.get("before"), cfg.get("until")
+        for sig in (before, until):
+            if sig is not None and (not isinstance(sig, str) or not 64 <= len(sig) <= 88):
+                raise invalid_param("Invalid")
+        limit = (
+            MAX_SIGNATURES_FOR_ADDRESS if cfg.get("limit") is None else _u64(cfg["limit"], "usize")
+        )
+        if limit == 0 or limit > MAX_SIGNATURES_FOR_ADDRESS:
+            raise agave_invalid(f"Invalid limit; max {MAX_SIGNATURES_FOR_ADDRESS}")
+        slot = self._confirmed_slot({k: cfg.get(k) for k in ("commitment", "minContextSlot")})
+        finalized = self.node.view.finalized
+        out: list[dict[str, Any]] = []
+        started = before is None
+        for block in reversed(self.node.ledger.blocks_between(-1, slot)):
+            for tx in reversed(block.txs):
+                if not started:
+                    started = tx.signature == before
+                    continue
+                if tx.signature == until:
+                    return out
+                if address in tx.keys:
+                    out.append(
+                        {
+                            "signature": tx.signature,
+                            "slot": block.slot,
+                            "err": tx.err,
+                            "memo": None,
+                            "blockTime": int(block.produced_at),
+                            "confirmationStatus": (
+                                "finalized" if block.slot <= finalized else "confirmed"
+                            ),
+                        }
+                    )
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    def _block_at(self, slot: int, upto: int) -> Block:
+        """The produced block at ``slot`` a node may serve up to ``upto``, or Agave's error."""
+        ledger = self.node.ledger
+        if slot > upto:
+            raise _block_error("not-available", slot)
+        if slot < ledger.block_slots[0]:
+            first = ledger.block_slots[0]
+            raise RpcFailure(
+                -32001,
+                f"Block {slot} cleaned up, does not exist on node. First available block: {first}",
+            )
+        block = ledger.blocks.get(slot)
+        if block is None:
+            raise _block_error("skipped", slot)
+        return block
+
+    def get_block(self, params: Any) -> Any:
+        slot_param, cfg = _params(params, 1, 2)
+        if isinstance(cfg, str):
+            cfg = {"encoding": cfg}
+        cfg = _config(
+            cfg,
+            {
+                "commitment",
+                "encoding",
+                "transactionDetails",
+                "rewards",
+                "maxSupportedTransactionVersion",
+            },
+        )
+        slot = _u64(slot_param)
+        self._check_history()
+        encoding = cfg.get("encoding") or "json"
+        if encoding not in ("json", "jsonParsed", "base58", "base64", "binary"):
+            raise invalid_params(f"unknown variant `{encoding}`")
+        details = cfg.get("transactionDetails") or "full"
+        if details not in ("full", "signatures", "accounts", "none"):
+            raise invalid_params(f"unknown variant `{details}`")
+        rewards = _bool(cfg.get("rewards"), True)
+        max_version = cfg.get("maxSupportedTransactionVersion")
+        if max_version is not None:
+            _u64(max_version, "u8")
+        upto = self._confirmed_slot({"commitment": cfg.get("commitment")})
+        block = self._block_at(slot, upto)
+        parent = self.node.ledger.blocks.get(block.parent)
+        result: dict[str, Any] = {
+            "blockHeight": block.block_height,
+            "blockTime": int(block.produced_at),
+            "blockhash": block.blockhash,
+            "parentSlot": block.parent,
+            "previousBlockhash": parent.blockhash if parent else block.blockhash,
+        }
+        txs = [tx for tx in block.txs if tx.raw]
+        if details == "signatures":
+            result["signatures"] = [tx.signature for tx in txs]
+        elif details in ("full", "accounts"):
+            result["transactions"] = [
+                self._block_tx(tx, encoding, details, max_version) for tx in txs
+            ]
+        if rewards:
+            result["rewards"] = []
+        return result
+
+    def _block_tx(self, rec: TxRecord, encoding: str, details: str, max_version: Any) -> Any:
+        tx = VersionedTransaction.from_bytes(rec.raw)
+        version: Any = "legacy" if str(tx.version) == "Legacy.Legacy" else 0
+        if version == 0 and max_version is None:
+            raise RpcFailure(
+                -32015,
+                "Transaction version (0) is not supported by the requesting client. "
+                "Please try the request again with the following configuration parameter: "
+                '"maxSupportedTransactionVersion": 0',
+            )
+        meta: dict[str, Any] = {
+            "err": rec.err,
+            "status": {"Ok": None} if rec.err is None else {"Err": rec.err},
+            "fee": rec.fee,
+            "preBalances": rec.pre_balances,
+            "postBalances": rec.post_balances,
+        }
+        if details == "accounts":
+            signers = tx.message.header.num_required_signatures
+            writable = set(writable_keys(tx.message))
+            transaction: Any = {
+                "signatures": [str(s) for s in tx.signatures],
+                "accountKeys": [
+                    {
+                        "pubkey": str(k),
+                        "writable": k in writable,
+                        "signer": i < signers,
+                        "source": "transaction",
+                    }
+                    for i, k in enumerate(tx.message.account_keys)
+                ],
+            }
+        elif encoding == "base64":
+            transaction = [base64.b64encode(rec.raw).decode(), "base64"]
+        elif encoding in ("base58", "binary"):
+            transaction = [based58.b58encode(rec.raw).decode(), "base58"]
+        else:
+            transaction = ui_transaction(tx)
+        if details == "full":
+            meta.update(
+                {
+                    "innerInstructions": [],
+                    "logMessages": rec.logs,
+                    "preTokenBalances": [],
+                    "postTokenBalances": [],
+                    "rewards": [],
+                    "loadedAddresses": {"writable": [], "readonly": []},
+                    "computeUnitsConsumed": rec.units,
+                }
+            )
+        out: dict[str, Any] = {"transaction": transaction, "meta": meta}
+        if max_version is not None:
+            out["version"] = version
+        return out
+
+    def _blocks_cfg(self, cfg: Any) -> int:
+        cfg = _config(cfg, {"commitment", "minContextSlot"})
+        return self._confirmed_slot(cfg)
+
+    def get_blocks(self, params: Any) -> Any:
+        start, end, cfg = _params(params, 1, 3)
+        if isinstance(end, dict) and cfg is None:
+            end, cfg = None, end
+        start = _u64(start, "u64")
+        upto = self._blocks_cfg(cfg)
+        last = min(start + MAX_BLOCKS_RANGE if end is None else _u64(end, "u64"), upto)
+        if last < start:
+            return []
+        if last - start > MAX_BLOCKS_RANGE:
+            raise agave_invalid(f"Slot range too large; max {MAX_BLOCKS_RANGE}")
+        return [b.slot for b in self.node.ledger.blocks_between(start - 1, last)]
+
+    def get_blocks_with_limit(self, params: Any) -> Any:
+        start, limit, cfg = _params(params, 2, 3)
+        start, limit = _u64(start, "u64"), _u64(limit, "usize")
+        if limit > MAX_BLOCKS_RANGE:
+            raise agave_invalid(f"Limit too large; max {MAX_BLOCKS_RANGE}")
+        upto = self._blocks_cfg(cfg)
+        return [b.slot for b in self.node.ledger.blocks_between(start - 1, upto)[:limit]]
+
+    def get_block_time(self, params: Any) -> Any:
+        (slot,) = _params(params, 1, 1)
+        block = self._block_at(_u64(slot), self.node.view.confirmed)
+        return int(block.produced_at)
+
+    # -- cluster ----------------------------------------------------------------------------
+
+    def get_cluster_nodes(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return self.node.cluster.contact_infos()
+
+    def _leader(self) -> Pubkey:
+        """Every simnet block is produced by the tip: it leads every slot."""
+        return self.node.cluster.leader()
+
+    def get_leader_schedule(self, params: Any) -> Any:
+        slot, cfg = _params(params, 0, 2)
+        if isinstance(slot, dict) and cfg is None:
+            slot, cfg = None, slot
+        cfg = _config(cfg, {"commitment", "identity"})
+        if cfg.get("identity") is not None:
+            _pubkey(cfg["identity"])
+        current = self._slot({"commitment": cfg.get("commitment")})
+        epoch = (current if slot is None else _u64(slot)) // SLOTS_PER_EPOCH
+        if epoch > current // SLOTS_PER_EPOCH + 1:
+            return None  # Agave knows the schedule of this epoch and the next only
+        leader = str(self._leader())
+        if cfg.get("identity") not in (None, leader):
+            return {}
+        return {leader: _all_slot_indexes()}
+
+    def get_slot_leader(self, params: Any) -> Any:
+        (cfg,) = _params(params, 0, 1)
+        self._slot(_config(cfg, {"commitment", "minContextSlot"}))
+        return str(self._leader())
+
+    def get_slot_leaders(self, params: Any) -> Any:
+        start, limit = _params(params, 2, 2)
+        start, limit = _u64(start, "u64"), _u64(limit, "u64")
+        if limit > MAX_SLOT_LEADERS:
+            raise agave_invalid(f"Invalid limit; max {MAX_SLOT_LEADERS}")
+        current_epoch = self.node.view.processed // SLOTS_PER_EPOCH
+        last_epoch = (start + max(limit, 1) - 1) // SLOTS_PER_EPOCH
+        if start // SLOTS_PER_EPOCH < current_epoch - 1 or last_epoch > current_epoch + 1:
+            bad = last_epoch if last_epoch > current_epoch + 1 else start // SLOTS_PER_EPOCH
+            raise agave_invalid(
+                f"Invalid slot range: leader schedule for epoch {bad} is unavailable"
+            )
+        return [str(self._leader())] * limit
+
+    def get_epoch_schedule(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return {
+            "slotsPerEpoch": SLOTS_PER_EPOCH,
+            "leaderScheduleSlotOffset": SLOTS_PER_EPOCH,
+            "warmup": False,
+            "firstNormalEpoch": 0,
+            "firstNormalSlot": 0,
+        }
+
+    def get_identity(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return {"identity": str(self.node.identity)}
+
     def get_max_shred_insert_slot(self, params: Any) -> Any:
         _params(params, 0, 0)
         return max(self.node.view.processed, self.node.cluster.shred_slot())
@@ -761,7 +1093,7 @@ class Methods:
         (limit,) = _params(params, 0, 1)
         n = 720 if limit is None else _u64(limit, "usize")
         if n > 720:
-            raise invalid_params("Invalid limit; max 720")
+            raise agave_invalid("Invalid limit; max 720")
         return self.node.perf_samples[:n]
 
     def get_transaction_count(self, params: Any) -> Any:
@@ -772,6 +1104,15 @@ class Methods:
     def get_first_available_block(self, params: Any) -> Any:
         _params(params, 0, 0)
         return self.node.ledger.first_slot
+
+
+def _block_error(kind: str, slot: int) -> RpcFailure:
+    """Agave's custom errors for a block it cannot serve."""
+    if kind == "skipped":
+        return RpcFailure(
+            -32007, f"Slot {slot} was skipped, or missing due to ledger jump to recent snapshot"
+        )
+    return RpcFailure(-32004, f"Block not available for slot {slot}")
 
 
 def _raise_if_behind(health: Health) -> None:
@@ -817,6 +1158,12 @@ def _describe(err: Any) -> str:
         "AccountNotFound": ("Attempt to debit an account but found no record of a prior credit."),
         "InsufficientFundsForFee": "Insufficient funds for fee",
     }.get(name, f"Error processing Instruction: {name}" if name == "InstructionError" else name)
+
+
+@functools.cache
+def _all_slot_indexes() -> list[int]:
+    """A sole leader's schedule: every slot index of the epoch (built once)."""
+    return list(range(SLOTS_PER_EPOCH))
 
 
 # --------------------------------------------------------------------------- request path
