@@ -155,6 +155,29 @@ class TestRealTraffic:
         assert any("simulated" in n for n in run.notes)
         assert sum(run.errors.values()) == 0
 
+    @pytest.mark.integration
+    async def test_dex_and_scan_against_a_token_world(self) -> None:
+        """dex and scan find their token keys in simnet's seeded world and get no errors."""
+        indexes = "--full-rpc-api --account-index program-id --account-index spl-token-owner"
+        async with SimCluster(
+            nodes=1, slot_ms=100, token_accounts=2000, validator_args=indexes
+        ) as c:
+            for name in ("dex", "scan"):
+                run = await run_bench(
+                    BenchConfig(http(c), load_workload(name), rate=50, duration=1)
+                )
+                assert sum(run.errors.values()) == 0, (name, run.errors)
+                assert run.methods["getProgramAccounts"].ok > 0
+                assert any("simnet token world" in n for n in run.notes)
+
+    async def test_token_workload_without_keys_is_a_usage_error(self) -> None:
+        """Without a [tokens] table or a seeded simnet, dex says what it needs in one line."""
+        from agave_perf.errors import UsageError
+
+        async with SimCluster(nodes=1, slot_ms=100) as c:
+            with pytest.raises(UsageError, match="needs token keys"):
+                await run_bench(BenchConfig(http(c), load_workload("dex"), rate=10, duration=1))
+
     async def test_given_accounts_and_a_keypair_object_are_used(self) -> None:
         """Accounts given in the config (check's --account) come first; a Keypair is a payer."""
         clock = "SysvarC1ock11111111111111111111111111111111"

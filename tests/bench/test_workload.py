@@ -197,3 +197,50 @@ class TestRequests:
         bad.write_text("[1, 2, 3]")
         with pytest.raises(UsageError, match="64 bytes"):
             load_keypair(str(bad))
+
+
+class TestTokenPlaceholders:
+    KEY = "So11111111111111111111111111111111111111112"
+
+    def test_tokens_table_fills_placeholders(self) -> None:
+        """$owner, $mint, $program and $pools:N come from [tokens], nested in filters too."""
+        from agave_perf.bench._params import TokenKeys
+
+        text = toml(
+            '[[call]]\nmethod = "getProgramAccounts"\n'
+            'params = ["$program", { filters = [{ memcmp = { offset = 8, bytes = "$mint" } }] }]\n'
+            '[[call]]\nmethod = "getMultipleAccounts"\nparams = ["$pools:3"]\n'
+            '[[call]]\nmethod = "getTokenAccountsByOwner"\nparams = ["$owner", {}]\n',
+            f'[tokens]\nowners = ["{self.KEY}"]\nmints = ["{self.KEY}"]\n'
+            f'program = "{self.KEY}"\npools = ["{self.KEY}"]\n',
+        )
+        wl = parse_workload(text)
+        assert wl.uses_tokens()
+        keys = TokenKeys(*(wl.tokens[k] for k in ("owners", "mints", "program", "pools")))
+        b = RequestBuilder(wl, [], TxFactory(None, []), tokens=keys)
+        bodies = [orjson.loads(b.next()[1]) for _ in range(30)]
+        by_method = {d["method"]: d["params"] for d in bodies}
+        assert by_method["getProgramAccounts"][0] == self.KEY
+        assert by_method["getProgramAccounts"][1]["filters"][0]["memcmp"]["bytes"] == self.KEY
+        assert by_method["getMultipleAccounts"][0] == [self.KEY] * 3
+        assert by_method["getTokenAccountsByOwner"][0] == self.KEY
+
+    @pytest.mark.parametrize(
+        ("extra", "why"),
+        [
+            ("[tokens]\nowner = []\n", "takes only owners"),
+            ('[tokens]\nowners = ["nope"]\n', "is not a base58 pubkey"),
+            ("[tokens]\nmints = []\n", "non-empty key list"),
+        ],
+    )
+    def test_bad_tokens_table(self, extra: str, why: str) -> None:
+        """A malformed [tokens] table is one usage error line."""
+        with pytest.raises(UsageError, match=why):
+            parse_workload(toml('[[call]]\nmethod = "getSlot"\n', extra))
+
+    def test_pools_count_is_bounded(self) -> None:
+        """$pools:N takes 1..100 like $accounts:N."""
+        with pytest.raises(UsageError, match="between 1 and 100"):
+            parse_workload(
+                toml('[[call]]\nmethod = "getMultipleAccounts"\nparams = ["$pools:0"]\n')
+            )

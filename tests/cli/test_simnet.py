@@ -84,3 +84,27 @@ class TestSimnetCommand:
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 2
         assert "Traceback" not in err
+
+
+class TestValidatorArgsAndAccounts:
+    def test_misspelled_flag_is_one_line_exit_2(self) -> None:
+        """--validator-args with a flag no Agave release has is refused before anything binds."""
+        proc = start("--port", "0", "--validator-args", "--acount-index program-id")
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert err.strip().count("\n") == 0
+        assert "--acount-index" in err
+        assert "did you mean --account-index" in err
+
+    def test_json_names_the_token_world_and_flags(self) -> None:
+        """--accounts N seeds token accounts; --json names mints, pools and the node flags."""
+        proc = start(
+            "--port", "0", "--slot-ms", "50", "--duration", "1s", "--json",
+            "--accounts", "1000", "--validator-args", "--full-rpc-api --account-index program-id",
+        )  # fmt: skip
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        doc = json.loads(out.splitlines()[0])
+        assert doc["token_world"]["accounts"] == 1000
+        assert len(doc["token_world"]["mints"]) == 8
+        assert doc["validator"]["account_indexes"] == ["program-id"]

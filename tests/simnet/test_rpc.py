@@ -324,6 +324,18 @@ _requests = st.fixed_dictionaries(
                     "isBlockhashValid",
                     "getTransaction",
                     "getRecentPerformanceSamples",
+                    "getRecentPrioritizationFees",
+                    "getFeeForMessage",
+                    "getSignaturesForAddress",
+                    "getBlock",
+                    "getBlocks",
+                    "getBlocksWithLimit",
+                    "getBlockTime",
+                    "getLeaderSchedule",
+                    "getSlotLeaders",
+                    "getProgramAccounts",
+                    "getTokenAccountsByOwner",
+                    "getTokenLargestAccounts",
                     "nope",
                 ]
             )

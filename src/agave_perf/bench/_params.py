@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from solders.transaction import Transaction
 from agave_perf.bench._workload import Call, Workload
 from agave_perf.errors import RpcError, UsageError
 from agave_perf.rpc import RpcClient
+from agave_perf.simnet import TokenWorld
 
 # Accounts that exist on every cluster: the fallback when nothing better is known.
 WELL_KNOWN = (
@@ -136,6 +138,54 @@ async def account_pool(
     return list(WELL_KNOWN), "well-known sysvars and programs"
 
 
+@dataclass(frozen=True)
+class TokenKeys:
+    """The keys token placeholders draw from: owners, mints, a scanned program, its pools."""
+
+    owners: tuple[str, ...]
+    mints: tuple[str, ...]
+    program: tuple[str, ...]
+    pools: tuple[str, ...]
+
+
+async def token_keys(client: RpcClient, workload: Workload, seed: int = 1) -> tuple[TokenKeys, str]:
+    """Choose the token keys: the workload's [tokens] table, else simnet's seeded world.
+
+    Against ``simnet --accounts N`` the owners are read from the first seeded token
+    accounts (one getMultipleAccounts), so they are owners that really hold tokens.
+    """
+    t = workload.tokens
+    if {"owners", "mints", "program", "pools"} <= set(t):
+        keys = TokenKeys(t["owners"], t["mints"], t["program"], t["pools"])
+        return keys, "workload [tokens]"
+    world = TokenWorld.plan(seed, SIMNET_POOL_PROBE)
+    probe = [str(world.token_account(i)) for i in range(SIMNET_POOL_PROBE)]
+    try:
+        res = await client.call("getMultipleAccounts", probe, {"encoding": "base64"})
+    except RpcError:
+        res = {}
+    values = res.get("value", []) if isinstance(res, dict) else []
+    owners = sorted(
+        {
+            str(Pubkey.from_bytes(base64.b64decode(v["data"][0])[32:64]))
+            for v in values
+            if isinstance(v, dict) and isinstance(v.get("data"), list)
+        }
+    )
+    if not owners:
+        raise UsageError(
+            f"workload {workload.name} needs token keys: give a [tokens] table (owners, mints, "
+            "program, pools) or run it against 'agave-perf simnet --accounts N'"
+        )
+    keys = TokenKeys(
+        owners=tuple(t.get("owners", owners)),
+        mints=tuple(t.get("mints", [str(m) for m in world.mints])),
+        program=tuple(t.get("program", [str(world.pool_program)])),
+        pools=tuple(t.get("pools", [str(p) for p in world.pools])),
+    )
+    return keys, f"simnet token world ({len(owners)} owners probed)"
+
+
 class Signatures:
     """Signatures of recent sends, to query their status like a bot does."""
 
@@ -200,8 +250,10 @@ class RequestBuilder:
         *,
         seed: int = 1,
         simulate_sends: bool = False,
+        tokens: TokenKeys | None = None,
     ) -> None:
         self.rng = random.Random(seed)
+        self.tokens = tokens
         self.accounts = accounts or list(WELL_KNOWN)
         self.txs = txs
         self.signatures = Signatures()
@@ -248,6 +300,13 @@ class RequestBuilder:
                 tx, sig = self.txs.build()
                 sig_out.append(sig)
                 return tx
+            if self.tokens is not None:
+                t = self.tokens
+                if kind == "pools":
+                    return [self.rng.choice(t.pools) for _ in range(int(n))]
+                pool = {"owner": t.owners, "mint": t.mints, "program": t.program}.get(kind)
+                if pool:
+                    return pool[self.rng.randrange(len(pool))]
             return v
         if isinstance(v, list | tuple):
             return [self._fill(x, sig_out) for x in v]

@@ -24,7 +24,13 @@ from agave_perf.bench import _env
 from agave_perf.bench._engine import Engine, LoadSpec
 from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._landing import LandingWatch
-from agave_perf.bench._params import RequestBuilder, TxFactory, account_pool, load_keypair
+from agave_perf.bench._params import (
+    RequestBuilder,
+    TxFactory,
+    account_pool,
+    load_keypair,
+    token_keys,
+)
 from agave_perf.bench._result import Notifications, RunResult
 from agave_perf.bench._slo import Slo, evaluate
 from agave_perf.bench._workload import Workload
@@ -203,7 +209,13 @@ async def run_bench(
             res = await control.call("getLatestBlockhash", {"commitment": "processed"})
             txs.set_blockhash(res["value"]["blockhash"])
             background.append(asyncio.create_task(_refresh_blockhash(control, txs)))
-        builder = RequestBuilder(wl, accounts, txs, seed=cfg.seed, simulate_sends=payer is None)
+        tokens = None
+        if wl.uses_tokens():
+            tokens, token_source = await token_keys(control, wl)
+            notes.append(f"token keys: {token_source}")
+        builder = RequestBuilder(
+            wl, accounts, txs, seed=cfg.seed, simulate_sends=payer is None, tokens=tokens
+        )
         send_idx = (
             builder.methods.index("sendTransaction") if "sendTransaction" in builder.methods else -1
         )

@@ -21,6 +21,10 @@ A workload file looks like this::
 Parameter placeholders: ``$account``, ``$accounts:N``, ``$signature``,
 ``$signatures:N`` (signatures of earlier sends), ``$transaction`` (a signed
 transfer, base64; real and funded with ``--keypair``, else only simulated).
+Token placeholders: ``$owner`` (a token-account owner), ``$mint``, ``$program`` (a
+program whose accounts are scanned, e.g. a DEX's pools) and ``$pools:N``; their keys come
+from an optional ``[tokens]`` table (``owners``, ``mints``, ``program``, ``pools``) or,
+against ``simnet --accounts N``, from simnet's seeded token world.
 Built-in workloads live in ``agave_perf/data/workloads/``.
 """
 
@@ -100,8 +104,11 @@ HTTP_METHODS = frozenset(
 # Subscriptions whose notifications we can time: intervals (slot/root) or landing delay.
 SUBSCRIPTIONS = frozenset({"slotSubscribe", "rootSubscribe", "signatureSubscribe"})
 
-_PLACEHOLDER = re.compile(r"^\$(account|accounts|signature|signatures|transaction)(?::(\d+))?$")
-BUILTIN_WORKLOADS = ("trading", "reads", "send", "slot")
+_PLACEHOLDER = re.compile(
+    r"^\$(account|accounts|signature|signatures|transaction|owner|mint|program|pools)(?::(\d+))?$"
+)
+TOKEN_PLACEHOLDERS = frozenset({"owner", "mint", "program", "pools"})
+BUILTIN_WORKLOADS = ("trading", "reads", "send", "slot", "dex", "scan")
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,7 @@ class Workload:
     description: str = ""
     accounts_file: str = ""
     accounts: tuple[str, ...] = ()
+    tokens: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the [tokens] table
     source: str = ""  # the file it came from, or "builtin"
     text: str = field(default="", repr=False, compare=False)
 
@@ -170,6 +178,10 @@ class Workload:
     def uses(self, kind: str) -> bool:
         """Return whether any call uses the placeholder ``kind``."""
         return any(kind in c.placeholders() for c in self.calls)
+
+    def uses_tokens(self) -> bool:
+        """Return whether any call needs token keys ($owner, $mint, $program, $pools:N)."""
+        return any(c.placeholders() & TOKEN_PLACEHOLDERS for c in self.calls)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data describing the workload."""
@@ -195,12 +207,12 @@ def _check_params(params: Any, where: str) -> None:
         if params.startswith("$") and not _PLACEHOLDER.match(params):
             raise UsageError(
                 f"{where}: unknown placeholder '{params}' (use $account, $accounts:N, "
-                "$signature, $signatures:N, $transaction)"
+                "$signature, $signatures:N, $transaction, $owner, $mint, $program, $pools:N)"
             )
         m = _PLACEHOLDER.match(params)
-        if m and m.group(1) in ("accounts", "signatures"):
+        if m and m.group(1) in ("accounts", "signatures", "pools"):
             n = int(m.group(2) or 0)
-            limit = 100 if m.group(1) == "accounts" else 256
+            limit = 256 if m.group(1) == "signatures" else 100
             if not 1 <= n <= limit:
                 raise UsageError(f"{where}: '{params}' needs a count between 1 and {limit}")
     elif isinstance(params, list):
@@ -217,7 +229,7 @@ def parse(text: str, source: str = "workload") -> Workload:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"workload {source}: not valid TOML: {err}") from None
-    unknown = set(data) - {"name", "description", "accounts", "call", "subscribe"}
+    unknown = set(data) - {"name", "description", "accounts", "tokens", "call", "subscribe"}
     if unknown:
         raise UsageError(f"workload {source}: unknown key(s) {', '.join(sorted(unknown))}")
     calls: list[Call] = []
@@ -290,6 +302,7 @@ def parse(text: str, source: str = "workload") -> Workload:
             raise UsageError(
                 f"workload {source}: [accounts] list: {a!r} is not a base58 pubkey"
             ) from None
+    tokens = _tokens(data.get("tokens", {}), source)
     name = data.get("name", Path(source).stem)
     return Workload(
         name=str(name),
@@ -298,9 +311,31 @@ def parse(text: str, source: str = "workload") -> Workload:
         description=str(data.get("description", "")),
         accounts_file=str(acc.get("file", "")),
         accounts=tuple(str(a) for a in acc.get("list", [])),
+        tokens=tokens,
         source=source,
         text=text,
     )
+
+
+def _tokens(table: Any, source: str) -> dict[str, tuple[str, ...]]:
+    """Read the [tokens] table: lists of base58 keys (``program`` may be one key)."""
+    keys = ("owners", "mints", "program", "pools")
+    if not isinstance(table, dict) or set(table) - set(keys):
+        raise UsageError(f"workload {source}: [tokens] takes only {', '.join(keys)}")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, value in table.items():
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"workload {source}: [tokens] {key} must be a non-empty key list")
+        for v in values:
+            try:
+                Pubkey.from_string(v if isinstance(v, str) else "")
+            except ValueError:
+                raise UsageError(
+                    f"workload {source}: [tokens] {key}: {v!r} is not a base58 pubkey"
+                ) from None
+        out[key] = tuple(values)
+    return out
 
 
 def load(spec: str) -> Workload:

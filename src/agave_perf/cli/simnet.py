@@ -42,12 +42,22 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
                 "payer": str(cluster.payer.pubkey()),
                 "payer_keypair": str(keypair),
                 "accounts": [str(p) for p in cluster.account_pool],
+                "validator": cluster.node_config.to_json(),
             }
+            if cluster.world is not None:
+                doc["token_world"] = cluster.world.summary()
             print(dumps(document(doc)), flush=True)
         else:
             for n in cluster.info():
                 print(f"{n.role:<8} {n.http} {n.ws}", flush=True)
             print(f"payer    {cluster.payer.pubkey()} keypair {keypair}", flush=True)
+            if cluster.world is not None:
+                w = cluster.world
+                print(
+                    f"tokens   {w.accounts} accounts over {len(w.mints)} mints, "
+                    f"{len(w.owners)} owners; pools owned by {w.pool_program}",
+                    flush=True,
+                )
             print(
                 f"scenario {cluster.scenario.name}, slot {cluster.slot_s * 1000:g} ms; "
                 "Ctrl-C stops",
@@ -88,10 +98,16 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
 )
 @click.option(
     "--accounts",
-    type=click.IntRange(0, 100_000),
-    default=16,
+    type=click.IntRange(0, 2_000_000),
+    default=0,
     show_default=True,
-    help="Genesis accounts for read workloads.",
+    help="SPL token accounts to seed (over 8 mints, 4 per owner) plus 16 pool accounts.",
+)
+@click.option(
+    "--validator-args",
+    default=None,
+    metavar="FLAGS",
+    help="agave-validator flags every node runs with, e.g. '--account-index program-id'.",
 )
 @click.option(
     "--health-check-slot-distance", type=click.IntRange(0), default=128, show_default=True
@@ -132,6 +148,7 @@ def simnet(
     duration: float | None,
     truth: str | None,
     accounts: int,
+    validator_args: str | None,
     health_check_slot_distance: int,
     perf_sample_secs: float,
     queue_items: int,
@@ -153,7 +170,8 @@ def simnet(
         port=cfg.port if port is None else port,
         host=host,
         truth=truth,
-        accounts=accounts,
+        token_accounts=accounts,
+        validator_args=validator_args,
         health_check_slot_distance=health_check_slot_distance,
         perf_sample_s=perf_sample_secs,
         pubsub_queue_items=queue_items,

@@ -10,6 +10,7 @@ from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
 from agave_perf.simnet._score import Score, TruthFile, score
 from agave_perf.simnet._server import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
+from agave_perf.simnet._world import TokenWorld
 
 __all__ = [
     "BUILTIN",
@@ -22,6 +23,7 @@ __all__ = [
     "Scenario",
     "Score",
     "SimCluster",
+    "TokenWorld",
     "TruthFile",
     "handle_body",
     "load_scenario",

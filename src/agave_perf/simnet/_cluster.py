@@ -22,8 +22,10 @@ from solders.transaction import VersionedTransaction
 from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.errors import SimnetError, UsageError
 from agave_perf.simnet import _scenario
+from agave_perf.simnet._config import NodeConfig, parse_validator_args
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
+from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import (
     AGAVE_MAX_REQUEST_BODY,
@@ -33,10 +35,12 @@ from agave_perf.simnet._server import (
     bind_pair,
 )
 from agave_perf.simnet._timeline import FollowerModel, skipped
+from agave_perf.simnet._world import TokenWorld
 
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
 THAW_EVERY_SLOTS = 150  # ~1 min at 400 ms slots: one full collection a minute
+SHRED_VERSION = 50093  # simnet's cluster: any fixed value every node agrees on
 STATUS_CACHE_SLOTS = 300  # slots a signature status is kept below the oldest root (Agave: 300)
 
 
@@ -79,9 +83,14 @@ class SimCluster:
         pubsub_queue_items: int = WS_QUEUE_ITEMS,
         pubsub_queue_bytes: int = WS_QUEUE_BYTES,
         clock: Clock | None = None,
+        validator_args: str | NodeConfig | None = None,
+        token_accounts: int = 0,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
+        if isinstance(validator_args, str):
+            validator_args = parse_validator_args(validator_args)
+        self.node_config = validator_args or NodeConfig()
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario.load(scenario)
         self.slot_s = slot_ms / 1000.0
         self.port = port
@@ -92,15 +101,18 @@ class SimCluster:
         self.max_body = max_body
         self.pubsub_queue = (pubsub_queue_items, pubsub_queue_bytes)
         self.clock = clock or MonotonicClock()
-        self.ledger = Ledger(self.scenario.seed, first_slot)
+        self.ledger = Ledger(self.scenario.seed, first_slot, self.node_config.indexes.kinds)
         seed = self.scenario.seed
         self.payer = Keypair.from_seed(hashlib.sha256(f"simnet-payer:{seed}".encode()).digest())
         self.account_pool = [
             Pubkey(hashlib.sha256(f"simnet-account:{seed}:{i}".encode()).digest())
             for i in range(accounts)
         ]
+        if token_accounts < 0:
+            raise UsageError("--accounts must be 0 or more")
+        self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
         self._genesis(funded or [])
-        self.nodes = [Node(self, i, self.ledger) for i in range(nodes)]
+        self.nodes = [Node(self, i, self.ledger, self.node_config) for i in range(nodes)]
         self._models = {i: FollowerModel(self.scenario, i, self.slot_s) for i in range(1, nodes)}
         self._queues: dict[int, deque[tuple[float, int]]] = {i: deque() for i in range(1, nodes)}
         self._wakeups: dict[int, asyncio.Event] = {}
@@ -119,13 +131,16 @@ class SimCluster:
     # -- set-up -------------------------------------------------------------------------
 
     def _genesis(self, funded: list[Pubkey]) -> None:
-        g = self.ledger.genesis
-        g[self.payer.pubkey()] = Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default())
+        add = self.ledger.add_genesis
+        add(self.payer.pubkey(), Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default()))
         for pk in funded:
-            g[pk] = Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default())
+            add(pk, Account(1000 * LAMPORTS_PER_SOL, b"", Pubkey.default()))
         for i, pk in enumerate(self.account_pool):
             data = hashlib.shake_256(f"data:{i}".encode()).digest(165)
-            g[pk] = Account(2_039_280, data, Pubkey.default())
+            add(pk, Account(2_039_280, data, Pubkey.default()))
+        if self.world is not None:
+            for pk, account in self.world.build():
+                add(pk, account)
 
     async def __aenter__(self) -> SimCluster:
         await self.start()
@@ -174,6 +189,7 @@ class SimCluster:
             "start",
             scenario=self.scenario.to_json(),
             slot_ms=self.slot_s * 1000,
+            validator=self.node_config.to_json(),
             first_slot=self.first_slot,
             nodes=[n.to_json() for n in self.info()],
         )
@@ -342,6 +358,40 @@ class SimCluster:
         """Execute a faucet transfer on the tip."""
         rec: TxRecord = self.tip.bank.airdrop(to, lamports)  # type: ignore[attr-defined]
         return rec
+
+    def leader(self) -> Pubkey:
+        """The tip's identity: it produces every block, so it leads every slot."""
+        return self.tip.identity
+
+    def contact_infos(self) -> list[dict[str, Any]]:
+        """getClusterNodes: each node's identity, RPC and PubSub addresses and version.
+
+        simnet has no gossip, TPU or TVU sockets (transactions arrive over RPC), so those are
+        null, as Agave reports a socket a node does not advertise.
+        """
+        out = []
+        for node in self.nodes:
+            rpc = node.http_url.removeprefix("http://") or None
+            pubsub = node.ws_url.removeprefix("ws://") or None
+            out.append(
+                {
+                    "pubkey": str(node.identity),
+                    "gossip": None,
+                    "tvu": None,
+                    "tpu": None,
+                    "tpuQuic": None,
+                    "tpuForwards": None,
+                    "tpuForwardsQuic": None,
+                    "tpuVote": None,
+                    "serveRepair": None,
+                    "rpc": rpc,
+                    "pubsub": pubsub,
+                    "version": SOLANA_CORE_VERSION,
+                    "featureSet": FEATURE_SET,
+                    "shredVersion": SHRED_VERSION,
+                }
+            )
+        return out
 
     # -- truth --------------------------------------------------------------------------
 

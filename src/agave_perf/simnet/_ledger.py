@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ from solders.rpc.responses import RpcSimulateTransactionResult
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
+
+from agave_perf.simnet._accounts import IndexKind, SecondaryIndex
+from agave_perf.simnet._fees import compute_budget, writable_keys
 
 MAX_PROCESSING_AGE = 150  # blocks a blockhash stays valid (Agave's MAX_PROCESSING_AGE)
 FEE_PER_SIGNATURE = 5000
@@ -72,6 +76,7 @@ class TxRecord:
     raw: bytes
     pre_balances: list[int]
     post_balances: list[int]
+    keys: tuple[Pubkey, ...] = ()  # the static account keys, for getSignaturesForAddress
 
 
 @dataclass
@@ -85,6 +90,27 @@ class Block:
     produced_at: float  # unix time
     txs: list[TxRecord] = field(default_factory=list)
     writes: list[tuple[Pubkey, Account | None]] = field(default_factory=list)
+    _fees: tuple[int, dict[Pubkey, int]] | None = field(default=None, repr=False)
+
+    def prioritization_fees(self) -> tuple[int, dict[Pubkey, int]]:
+        """Agave's per-block fee record: the lowest compute-unit price of its transactions
+        (0 for none) and, per writable account, the lowest price of transactions writing it.
+
+        Worked out on first use from the transactions' bytes, so sending pays nothing for it.
+        """
+        if self._fees is None:
+            lowest: int | None = None
+            per_account: dict[Pubkey, int] = {}
+            for tx in self.txs:
+                if not tx.raw:
+                    continue  # faucet transfers are not priced transactions
+                message = VersionedTransaction.from_bytes(tx.raw).message
+                price = compute_budget(message)[1]
+                lowest = price if lowest is None else min(lowest, price)
+                for key in writable_keys(message):
+                    per_account[key] = min(per_account.get(key, price), price)
+            self._fees = (lowest or 0, per_account)
+        return self._fees
 
 
 class ExecutionError(Exception):
@@ -109,7 +135,9 @@ def new_svm() -> LiteSVM:
 class Ledger:
     """Blocks, account versions, signature statuses and blockhashes of the whole cluster."""
 
-    def __init__(self, seed: int, first_slot: int) -> None:
+    def __init__(
+        self, seed: int, first_slot: int, indexes: frozenset[IndexKind] = frozenset()
+    ) -> None:
         self.seed = seed
         self.first_slot = first_slot
         self.blocks: dict[int, Block] = {}
@@ -121,6 +149,23 @@ class Ledger:
         self.genesis_hash = str(Hash(hashlib.sha256(f"simnet-genesis:{seed}".encode()).digest()))
         self.transaction_count = 0
         self.pending: Block | None = None
+        # kept for the index kinds any node runs with; each node decides whether to use it
+        self.index = SecondaryIndex(indexes)
+
+    def add_genesis(self, pubkey: Pubkey, account: Account) -> None:
+        """Put an account in the genesis state (before any bank is made)."""
+        self.genesis[pubkey] = account
+        self.index.add(pubkey, account)
+
+    def scan(self, slot: int) -> Iterator[tuple[Pubkey, Account | None]]:
+        """Every account as of ``slot``: what an unindexed scan walks, one by one."""
+        versions, genesis = self._versions, self.genesis
+        for pubkey, account in genesis.items():
+            # an account never written since genesis needs no version lookup
+            yield pubkey, (self.account(pubkey, slot) if pubkey in versions else account)
+        for pubkey in versions:
+            if pubkey not in genesis:
+                yield pubkey, self.account(pubkey, slot)
 
     # -- blocks -------------------------------------------------------------------------
 
@@ -140,10 +185,13 @@ class Ledger:
         self.blockhashes[block.blockhash] = block
         for tx in block.txs:
             self.statuses[tx.signature] = tx
+        index = self.index if self.index.kinds else None
         for pubkey, account in block.writes:
             slots, accounts = self._versions.setdefault(pubkey, ([], []))
             slots.append(block.slot)
             accounts.append(account)
+            if index is not None:
+                index.add(pubkey, account)
         self.transaction_count += len(block.txs)
         self.pending = None
         return block
@@ -312,6 +360,7 @@ class TipBank(Bank):
             raw=raw,
             pre_balances=pre,
             post_balances=[a.lamports if a else 0 for a in post_accounts],
+            keys=tuple(keys),
         )
         block.txs.append(rec)
         block.writes.extend(zip(keys, post_accounts, strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any, Literal, Protocol
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
+from agave_perf.simnet._config import NodeConfig
 from agave_perf.simnet._ledger import Bank, Block, Ledger, TipBank, TxRecord
 from agave_perf.simnet._scenario import Behaviour, Scenario
 
@@ -87,6 +89,14 @@ class ClusterView(Protocol):
         """Write an injected fault to the truth log."""
         ...
 
+    def contact_infos(self) -> list[dict[str, Any]]:
+        """Every node as getClusterNodes describes it."""
+        ...
+
+    def leader(self) -> Pubkey:
+        """The identity that leads every slot (the tip's)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Health:
@@ -99,12 +109,17 @@ class Health:
 class Node:
     """A tip (index 0) or a follower of the simnet cluster."""
 
-    def __init__(self, cluster: ClusterView, index: int, ledger: Ledger) -> None:
+    def __init__(
+        self, cluster: ClusterView, index: int, ledger: Ledger, config: NodeConfig | None = None
+    ) -> None:
         self.cluster = cluster
+        self.config = config or NodeConfig()
         self.index = index
         self.role = "tip" if index == 0 else "follower"
         self.name = "tip" if index == 0 else f"follower-{index}"
         self.ledger = ledger
+        seed = f"simnet-identity:{ledger.seed}:{index}".encode()
+        self.identity = Pubkey(hashlib.sha256(seed).digest())  # its validator identity
         self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
         self._blocks: list[int] = []  # slots this node has processed, ascending
         self.view = NodeView(-1, -1, -1)

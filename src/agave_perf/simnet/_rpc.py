@@ -8,17 +8,50 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import heapq
 from collections.abc import Callable
 from typing import Any
 
 import based58
 import orjson
+from solders.account import Account
+from solders.message import from_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from agave_perf.simnet._encoding import ENCODINGS, EncodingError, encode_account
-from agave_perf.simnet._ledger import MAX_PROCESSING_AGE, ExecutionError, error_name
+from agave_perf.simnet._accounts import AccountQueries, KeyExcluded
+from agave_perf.simnet._encoding import (
+    ENCODINGS,
+    EncodingError,
+    encode_account,
+    encode_parsed,
+    ui_transaction,
+)
+from agave_perf.simnet._fees import fee as message_fee
+from agave_perf.simnet._fees import writable_keys
+from agave_perf.simnet._filters import FilterError, Filters, parse_filters
+from agave_perf.simnet._ledger import (
+    MAX_PROCESSING_AGE,
+    Block,
+    ExecutionError,
+    TxRecord,
+    error_name,
+)
 from agave_perf.simnet._node import Health, Node
+from agave_perf.simnet._token import (
+    NATIVE_DECIMALS,
+    NATIVE_MINT,
+    TOKEN_PROGRAM_ID,
+    TOKEN_PROGRAMS,
+    account_mint,
+    parsed_account,
+    parsed_mint,
+    program_name,
+    ui_amount,
+    unpack_account,
+    unpack_mint,
+)
 
 SOLANA_CORE_VERSION = "2.3.13"  # the Agave release whose RPC behaviour simnet follows
 FEATURE_SET = 3294202862
@@ -28,6 +61,13 @@ MAX_SIGNATURE_STATUSES = 256
 MAX_TX_BYTES = 1232
 MAX_BASE58_TX = 1683
 MAX_BASE64_TX = 1644
+NUM_LARGEST_ACCOUNTS = 20
+MAX_PRIORITIZATION_FEE_ADDRESSES = 128  # MAX_TX_ACCOUNT_LOCKS
+RECENT_FEE_BLOCKS = 150  # the prioritization fee cache's MAX_NUM_RECENT_BLOCKS
+MAX_SIGNATURES_FOR_ADDRESS = 1000
+MAX_BLOCKS_RANGE = 500_000  # MAX_GET_CONFIRMED_BLOCKS_RANGE
+MAX_SLOT_LEADERS = 5000
+MAX_BASE58_PUBKEY = 44
 
 
 class RpcFailure(Exception):
@@ -83,19 +123,63 @@ def _config(value: Any, allowed: set[str]) -> dict[str, Any]:
     return value
 
 
+def agave_invalid(message: str) -> RpcFailure:
+    """Agave's own -32602 (``Error::invalid_params(text)``): the text as is, no serde prefix."""
+    return RpcFailure(-32602, message)
+
+
+def invalid_param(detail: str) -> RpcFailure:
+    """Agave's -32602 for a value its own checks refuse (``Invalid param: ...``)."""
+    return RpcFailure(-32602, f"Invalid param: {detail}")
+
+
 def _pubkey(value: Any) -> Pubkey:
     if not isinstance(value, str):
         raise invalid_params(f"invalid type: {type(value).__name__}, expected a string")
+    if len(value) > MAX_BASE58_PUBKEY:
+        raise invalid_param("WrongSize")  # solana-pubkey's ParsePubkeyError, as Debug
     try:
-        return Pubkey.from_string(value)
+        raw = based58.b58decode(value.encode())
     except ValueError:
-        raise RpcFailure(-32602, "Invalid param: Invalid") from None
+        raise invalid_param("Invalid") from None
+    if len(raw) != 32:
+        raise invalid_param("WrongSize")
+    return Pubkey.from_bytes(raw)
+
+
+def _bool(value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid_params(f"invalid type: {type(value).__name__}, expected a boolean")
+    return value
 
 
 def _u64(value: Any, what: str = "u64") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise invalid_params(f"invalid type: {type(value).__name__}, expected {what}")
     return value
+
+
+# rpc_minimal: what a node started without --full-rpc-api serves (Agave's rpc_service.rs
+# registers the bank, accounts, accounts-scan and full method sets only with it)
+MINIMAL_METHODS = frozenset(
+    {
+        "getBalance",
+        "getBlockHeight",
+        "getEpochInfo",
+        "getGenesisHash",
+        "getHealth",
+        "getHighestSnapshotSlot",
+        "getIdentity",
+        "getLeaderSchedule",
+        "getSlot",
+        "getTransactionCount",
+        "getVersion",
+        "getVoteAccounts",
+    }
+)
+HISTORY_NOT_AVAILABLE = RpcFailure(-32011, "Transaction history is not available from this node")
 
 
 class Methods:
@@ -126,7 +210,29 @@ class Methods:
             "getRecentPerformanceSamples": self.get_perf_samples,
             "getTransactionCount": self.get_transaction_count,
             "getFirstAvailableBlock": self.get_first_available_block,
+            "getProgramAccounts": self.get_program_accounts,
+            "getTokenAccountsByOwner": self.get_token_accounts_by_owner,
+            "getTokenAccountsByDelegate": self.get_token_accounts_by_delegate,
+            "getTokenAccountBalance": self.get_token_account_balance,
+            "getTokenSupply": self.get_token_supply,
+            "getTokenLargestAccounts": self.get_token_largest_accounts,
+            "getRecentPrioritizationFees": self.get_recent_prioritization_fees,
+            "getFeeForMessage": self.get_fee_for_message,
+            "getSignaturesForAddress": self.get_signatures_for_address,
+            "getBlock": self.get_block,
+            "getBlocks": self.get_blocks,
+            "getBlocksWithLimit": self.get_blocks_with_limit,
+            "getBlockTime": self.get_block_time,
+            "getClusterNodes": self.get_cluster_nodes,
+            "getLeaderSchedule": self.get_leader_schedule,
+            "getSlotLeader": self.get_slot_leader,
+            "getSlotLeaders": self.get_slot_leaders,
+            "getEpochSchedule": self.get_epoch_schedule,
+            "getIdentity": self.get_identity,
         }
+        if not node.config.full_rpc_api:
+            self.table = {k: v for k, v in self.table.items() if k in MINIMAL_METHODS}
+        self.queries = AccountQueries(node.ledger, node.ledger.index, node.config.indexes)
 
     # -- context ------------------------------------------------------------------------
 
@@ -238,10 +344,222 @@ class Methods:
         return self._slot(cfg), encoding, data_slice
 
     def _encode(self, pubkey: Pubkey, slot: int, enc: str, ds: tuple[int, int] | None) -> Any:
+        return self._encode_account(self.node.ledger.account(pubkey, slot), slot, enc, ds, {})
+
+    def _encode_account(
+        self,
+        account: Account | None,
+        slot: int,
+        enc: str,
+        ds: tuple[int, int] | None,
+        decimals: dict[Pubkey, int | None],
+    ) -> Any:
+        """UiAccount JSON; jsonParsed token accounts and mints are parsed like Agave's."""
+        if enc == "jsonParsed" and account is not None and account.owner in TOKEN_PROGRAMS:
+            parsed = self._parse_token(bytes(account.data), slot, decimals)
+            if parsed is not None:
+                return encode_parsed(account, program_name(account.owner), parsed)
         try:
-            return encode_account(self.node.ledger.account(pubkey, slot), enc, ds)
+            return encode_account(account, enc, ds)
         except EncodingError as err:
             raise RpcFailure(-32600, str(err)) from None
+
+    def _mint_decimals(
+        self, mint: Pubkey, slot: int, cache: dict[Pubkey, int | None]
+    ) -> int | None:
+        if mint not in cache:
+            if mint == NATIVE_MINT:
+                cache[mint] = NATIVE_DECIMALS
+            else:
+                acct = self.node.ledger.account(mint, slot)
+                parsed = unpack_mint(bytes(acct.data)) if acct is not None else None
+                cache[mint] = parsed.decimals if parsed is not None else None
+        return cache[mint]
+
+    def _parse_token(
+        self, data: bytes, slot: int, cache: dict[Pubkey, int | None]
+    ) -> dict[str, Any] | None:
+        """account-decoder's parse_token: an account (with its mint's decimals) or a mint."""
+        acct = unpack_account(data)
+        if acct is not None:
+            mint = account_mint(data)
+            decimals = self._mint_decimals(mint, slot, cache) if mint is not None else None
+            # without the mint's decimals Agave cannot parse the account (falls back to binary)
+            return parsed_account(acct, decimals) if decimals is not None else None
+        mint_state = unpack_mint(data)
+        return parsed_mint(mint_state) if mint_state is not None else None
+
+    # -- program and token accounts ------------------------------------------------------
+
+    def _keyed(
+        self,
+        keyed: list[tuple[Pubkey, Account]],
+        slot: int,
+        encoding: str,
+        data_slice: tuple[int, int] | None,
+        program: Pubkey,
+    ) -> list[dict[str, Any]]:
+        cache: dict[Pubkey, int | None] = {}
+        if encoding == "jsonParsed" and program in TOKEN_PROGRAMS:
+            out = []
+            for pubkey, account in keyed:
+                parsed = self._parse_token(bytes(account.data), slot, cache)
+                # Agave leaves out what it cannot parse rather than mixing encodings
+                if parsed is not None:
+                    ui = encode_parsed(account, program_name(account.owner), parsed)
+                    out.append({"pubkey": str(pubkey), "account": ui})
+            return out
+        return [
+            {
+                "pubkey": str(pk),
+                "account": self._encode_account(a, slot, encoding, data_slice, cache),
+            }
+            for pk, a in keyed
+        ]
+
+    def _scan(
+        self, run: Callable[[], list[tuple[Pubkey, Account]]]
+    ) -> list[tuple[Pubkey, Account]]:
+        try:
+            return run()
+        except KeyExcluded as exc:
+            raise RpcFailure(
+                -32010,
+                f"{exc.key} excluded from account secondary indexes; "
+                "this RPC method unavailable for key",
+            ) from None
+
+    def get_program_accounts(self, params: Any) -> Any:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(
+            cfg,
+            {
+                "commitment",
+                "minContextSlot",
+                "encoding",
+                "dataSlice",
+                "filters",
+                "withContext",
+                "sortResults",
+            },
+        )
+        with_context = _bool(cfg.get("withContext"), False)
+        sort_results = _bool(cfg.get("sortResults"), True)
+        program = _pubkey(key)
+        try:
+            filters = parse_filters(cfg.get("filters"))
+        except FilterError as err:
+            raise RpcFailure(-32602, str(err)) from None
+        slot, encoding, data_slice = self._account_cfg(
+            {k: v for k, v in cfg.items() if k not in ("filters", "withContext", "sortResults")}
+        )
+        keyed = self._scan(lambda: self.queries.program_accounts(slot, program, filters))
+        if not sort_results:
+            keyed.reverse()  # any order is allowed; newest-first shows it is not sorted
+        value = self._keyed(keyed, slot, encoding, data_slice, program)
+        return self._ctx(slot, value) if with_context else value
+
+    def _token_filter(self, value: Any, slot: int) -> tuple[Pubkey, Pubkey | None]:
+        """The token program and optional mint of a ``{"mint"}``/``{"programId"}`` filter."""
+        if not isinstance(value, dict):
+            raise invalid_params(
+                f"invalid type: {type(value).__name__}, expected enum RpcTokenAccountsFilter"
+            )
+        if len(value) != 1 or next(iter(value)) not in ("mint", "programId"):
+            name = next(iter(value), "")
+            raise invalid_params(f"unknown variant `{name}`, expected `mint` or `programId`")
+        ((kind, text),) = value.items()
+        key = _pubkey(text)
+        if kind == "programId":
+            if key not in TOKEN_PROGRAMS:
+                raise invalid_param("unrecognized Token program id")
+            return key, None
+        owner, _ = self._mint_owner_and_decimals(key, slot)
+        if owner not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        return owner, key
+
+    def _mint_owner_and_decimals(self, mint: Pubkey, slot: int) -> tuple[Pubkey, int]:
+        """Agave's get_mint_owner_and_additional_data (the native mint needs no account)."""
+        if mint == NATIVE_MINT:
+            return TOKEN_PROGRAM_ID, NATIVE_DECIMALS
+        acct = self.node.ledger.account(mint, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find mint")
+        state = unpack_mint(bytes(acct.data))
+        if state is None:
+            raise invalid_param("Token mint could not be unpacked")
+        return acct.owner, state.decimals
+
+    def _by_key(self, params: Any, delegate: bool) -> Any:
+        key, token_filter, cfg = _params(params, 2, 3)
+        cfg = _config(cfg, {"commitment", "minContextSlot", "encoding", "dataSlice"})
+        who = _pubkey(key)
+        slot, encoding, data_slice = self._account_cfg(cfg)
+        program, mint = self._token_filter(token_filter, slot)
+        queries = self.queries
+        if delegate:
+            # COption tag 1 then the delegate at 76, as Agave filters for it
+            base = Filters(memcmp=((72, b"\x01\x00\x00\x00"), (76, bytes(who))))
+            if mint is not None:
+                keyed = self._scan(lambda: queries.by_mint(slot, program, mint, base))
+            else:
+                keyed = self._scan(
+                    lambda: queries.scan_program(slot, program, base.with_token_state())
+                )
+        else:
+            base = Filters() if mint is None else Filters(memcmp=((0, bytes(mint)),))
+            keyed = self._scan(lambda: queries.by_owner(slot, program, who, base))
+        return self._ctx(slot, self._keyed(keyed, slot, encoding, data_slice, program))
+
+    def get_token_accounts_by_owner(self, params: Any) -> Any:
+        return self._by_key(params, delegate=False)
+
+    def get_token_accounts_by_delegate(self, params: Any) -> Any:
+        return self._by_key(params, delegate=True)
+
+    def _commitment_only(self, params: Any) -> tuple[Pubkey, int]:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment"})
+        return _pubkey(key), self._slot(cfg)
+
+    def get_token_account_balance(self, params: Any) -> Any:
+        pubkey, slot = self._commitment_only(params)
+        acct = self.node.ledger.account(pubkey, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find account")
+        state = unpack_account(bytes(acct.data)) if acct.owner in TOKEN_PROGRAMS else None
+        if state is None:
+            raise invalid_param("not a Token account")
+        _, decimals = self._mint_owner_and_decimals(state.mint, slot)
+        return self._ctx(slot, ui_amount(state.amount, decimals))
+
+    def get_token_supply(self, params: Any) -> Any:
+        mint, slot = self._commitment_only(params)
+        acct = self.node.ledger.account(mint, slot)
+        if acct is None or acct.lamports == 0:
+            raise invalid_param("could not find account")
+        if acct.owner not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        state = unpack_mint(bytes(acct.data))
+        if state is None:
+            raise invalid_param("mint could not be unpacked")
+        return self._ctx(slot, ui_amount(state.supply, state.decimals))
+
+    def get_token_largest_accounts(self, params: Any) -> Any:
+        mint, slot = self._commitment_only(params)
+        program, decimals = self._mint_owner_and_decimals(mint, slot)
+        if program not in TOKEN_PROGRAMS:
+            raise invalid_param("not a Token mint")
+        keyed = self._scan(lambda: self.queries.by_mint(slot, program, mint, Filters()))
+        balances = []
+        for pubkey, account in keyed:
+            state = unpack_account(bytes(account.data))
+            balances.append((state.amount if state is not None else 0, bytes(pubkey), pubkey))
+        # the 20 largest, largest first; ties go to the larger pubkey, as Agave's heap orders
+        top = heapq.nlargest(NUM_LARGEST_ACCOUNTS, balances, key=lambda b: (b[0], b[1]))
+        value = [{"address": str(pk), **ui_amount(amount, decimals)} for amount, _, pk in top]
+        return self._ctx(slot, value)
 
     def get_account_info(self, params: Any) -> Any:
         key, cfg = _params(params, 1, 2)
@@ -254,7 +572,7 @@ class Methods:
         if not isinstance(keys, list):
             raise invalid_params("invalid type, expected a sequence")
         if len(keys) > MAX_MULTIPLE_ACCOUNTS:
-            raise invalid_params(f"Too many inputs provided; max {MAX_MULTIPLE_ACCOUNTS}")
+            raise agave_invalid(f"Too many inputs provided; max {MAX_MULTIPLE_ACCOUNTS}")
         pubkeys = [_pubkey(k) for k in keys]
         slot, encoding, data_slice = self._account_cfg(cfg)
         return self._ctx(slot, [self._encode(p, slot, encoding, data_slice) for p in pubkeys])
@@ -277,7 +595,7 @@ class Methods:
         try:
             if encoding == "base58":
                 if len(data) > MAX_BASE58_TX:
-                    raise invalid_params(
+                    raise agave_invalid(
                         f"base58 encoded solana_transaction::versioned::VersionedTransaction "
                         f"too large: {len(data)} bytes (max: encoded/raw {MAX_BASE58_TX}/"
                         f"{MAX_TX_BYTES})"
@@ -285,24 +603,24 @@ class Methods:
                 raw = based58.b58decode(data.encode())
             elif encoding == "base64":
                 if len(data) > MAX_BASE64_TX:
-                    raise invalid_params(
+                    raise agave_invalid(
                         f"base64 encoded solana_transaction::versioned::VersionedTransaction "
                         f"too large: {len(data)} bytes (max: encoded/raw {MAX_BASE64_TX}/"
                         f"{MAX_TX_BYTES})"
                     )
                 raw = base64.b64decode(data, validate=True)
             else:
-                raise invalid_params(
+                raise agave_invalid(
                     f"unsupported encoding: {encoding}. Supported encodings: base58, base64"
                 )
         except (binascii.Error, ValueError) as err:
             if isinstance(err, RpcFailure):
                 raise
-            raise invalid_params(f"invalid {encoding} encoding: {err}") from None
+            raise agave_invalid(f"invalid {encoding} encoding: {err}") from None
         try:
             tx = VersionedTransaction.from_bytes(raw)
         except (ValueError, Exception) as err:  # solders raises its own error types
-            raise invalid_params(f"failed to deserialize VersionedTransaction: {err}") from None
+            raise agave_invalid(f"failed to deserialize VersionedTransaction: {err}") from None
         return tx, raw
 
     def simulate_transaction(self, params: Any) -> Any:
@@ -321,7 +639,7 @@ class Methods:
         )
         tx, _ = self._decode_tx(data, cfg.get("encoding") or "base58")
         if cfg.get("sigVerify") and cfg.get("replaceRecentBlockhash"):
-            raise invalid_params("sigVerify may not be used with replaceRecentBlockhash")
+            raise agave_invalid("sigVerify may not be used with replaceRecentBlockhash")
         slot = self._slot(cfg)
         replacement = None
         if cfg.get("sigVerify") and not all(tx.verify_with_results()):
@@ -383,16 +701,17 @@ class Methods:
 
     def get_signature_statuses(self, params: Any) -> Any:
         sigs, cfg = _params(params, 1, 2)
-        _config(cfg, {"searchTransactionHistory"})
+        if _config(cfg, {"searchTransactionHistory"}).get("searchTransactionHistory"):
+            self._check_history()
         if not isinstance(sigs, list) or not all(isinstance(s, str) for s in sigs):
             raise invalid_params("invalid type, expected a sequence of strings")
         if len(sigs) > MAX_SIGNATURE_STATUSES:
-            raise invalid_params(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
+            raise agave_invalid(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
         view = self.node.view
         out: list[Any] = []
         for s in sigs:
             if not 64 <= len(s) <= 88:
-                raise invalid_params("Invalid param: Invalid")
+                raise invalid_param("Invalid")
             rec = self.node.ledger.status(s, view.processed)
             if rec is None:
                 out.append(None)
@@ -413,8 +732,13 @@ class Methods:
             )
         return self._ctx(view.processed, out)
 
+    def _check_history(self) -> None:
+        if not self.node.config.transaction_history:
+            raise HISTORY_NOT_AVAILABLE
+
     def get_transaction(self, params: Any) -> Any:
         sig, cfg = _params(params, 1, 2)
+        self._check_history()
         if isinstance(cfg, str):
             cfg = {"encoding": cfg}
         cfg = _config(cfg, {"commitment", "encoding", "maxSupportedTransactionVersion"})
@@ -422,7 +746,7 @@ class Methods:
             raise invalid_params("invalid type, expected a string")
         commitment = cfg.get("commitment") or "finalized"
         if commitment == "processed":
-            raise invalid_params("Method does not support commitment below `confirmed`")
+            raise agave_invalid("Method does not support commitment below `confirmed`")
         slot = self._slot({"commitment": commitment})
         rec = self.node.ledger.status(sig, slot)
         if rec is None or not rec.raw:
@@ -444,7 +768,7 @@ class Methods:
         elif encoding == "base58":
             transaction = [based58.b58encode(rec.raw).decode(), "base58"]
         else:
-            transaction = orjson.loads(tx.to_json())
+            transaction = ui_transaction(tx)
         result: dict[str, Any] = {
             "slot": rec.slot,
             "blockTime": int(block.produced_at),
@@ -468,6 +792,299 @@ class Methods:
             result["version"] = version
         return result
 
+    # -- fees ---------------------------------------------------------------------------
+
+    def get_recent_prioritization_fees(self, params: Any) -> Any:
+        (keys,) = _params(params, 0, 1)
+        if keys is None:
+            keys = []
+        if not isinstance(keys, list):
+            raise invalid_params("invalid type, expected a sequence of strings")
+        if len(keys) > MAX_PRIORITIZATION_FEE_ADDRESSES:
+            raise agave_invalid(f"Too many inputs provided; max {MAX_PRIORITIZATION_FEE_ADDRESSES}")
+        pubkeys = [_pubkey(k) for k in keys]
+        ledger, slot = self.node.ledger, self.node.view.processed
+        out = []
+        for block in ledger.blocks_between(slot - RECENT_FEE_BLOCKS * 4, slot)[-RECENT_FEE_BLOCKS:]:
+            lowest, per_account = block.prioritization_fees()
+            fee = lowest
+            for key in pubkeys:
+                fee = max(fee, per_account.get(key, 0))
+            out.append({"slot": block.slot, "prioritizationFee": fee})
+        return out
+
+    def get_fee_for_message(self, params: Any) -> Any:
+        data, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment", "minContextSlot"})
+        if not isinstance(data, str):
+            raise invalid_params("invalid type, expected a string")
+        try:
+            raw = base64.b64decode(data, validate=True)
+            message = from_bytes_versioned(raw)
+        except (binascii.Error, ValueError, Exception) as err:  # solders raises its own errors
+            raise agave_invalid(f"invalid base64 encoding: {err}") from None
+        slot = self._slot(cfg)
+        blockhash = str(message.recent_blockhash)
+        valid = self.node.ledger.blockhash_valid(blockhash, self._height(slot))
+        return self._ctx(slot, message_fee(message) if valid else None)
+
+    # -- history --------------------------------------------------------------------------
+
+    def _confirmed_slot(self, cfg: dict[str, Any]) -> int:
+        commitment = cfg.get("commitment") or "finalized"
+        if commitment in ("processed", "recent", "single"):
+            raise agave_invalid("Method does not support commitment below `confirmed`")
+        return self._slot({**cfg, "commitment": commitment})
+
+    def get_signatures_for_address(self, params: Any) -> Any:
+        key, cfg = _params(params, 1, 2)
+        cfg = _config(cfg, {"commitment", "minContextSlot", "before", "until", "limit"})
+        self._check_history()
+        address = _pubkey(key)
+        before, until = cfg.get("before"), cfg.get("until")
+        for sig in (before, until):
+            if sig is not None and (not isinstance(sig, str) or not 64 <= len(sig) <= 88):
+                raise invalid_param("Invalid")
+        limit = (
+            MAX_SIGNATURES_FOR_ADDRESS if cfg.get("limit") is None else _u64(cfg["limit"], "usize")
+        )
+        if limit == 0 or limit > MAX_SIGNATURES_FOR_ADDRESS:
+            raise agave_invalid(f"Invalid limit; max {MAX_SIGNATURES_FOR_ADDRESS}")
+        slot = self._confirmed_slot({k: cfg.get(k) for k in ("commitment", "minContextSlot")})
+        finalized = self.node.view.finalized
+        out: list[dict[str, Any]] = []
+        started = before is None
+        for block in reversed(self.node.ledger.blocks_between(-1, slot)):
+            for tx in reversed(block.txs):
+                if not started:
+                    started = tx.signature == before
+                    continue
+                if tx.signature == until:
+                    return out
+                if address in tx.keys:
+                    out.append(
+                        {
+                            "signature": tx.signature,
+                            "slot": block.slot,
+                            "err": tx.err,
+                            "memo": None,
+                            "blockTime": int(block.produced_at),
+                            "confirmationStatus": (
+                                "finalized" if block.slot <= finalized else "confirmed"
+                            ),
+                        }
+                    )
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    def _block_at(self, slot: int, upto: int) -> Block:
+        """The produced block at ``slot`` a node may serve up to ``upto``, or Agave's error."""
+        ledger = self.node.ledger
+        if slot > upto:
+            raise _block_error("not-available", slot)
+        if slot < ledger.block_slots[0]:
+            first = ledger.block_slots[0]
+            raise RpcFailure(
+                -32001,
+                f"Block {slot} cleaned up, does not exist on node. First available block: {first}",
+            )
+        block = ledger.blocks.get(slot)
+        if block is None:
+            raise _block_error("skipped", slot)
+        return block
+
+    def get_block(self, params: Any) -> Any:
+        slot_param, cfg = _params(params, 1, 2)
+        if isinstance(cfg, str):
+            cfg = {"encoding": cfg}
+        cfg = _config(
+            cfg,
+            {
+                "commitment",
+                "encoding",
+                "transactionDetails",
+                "rewards",
+                "maxSupportedTransactionVersion",
+            },
+        )
+        slot = _u64(slot_param)
+        self._check_history()
+        encoding = cfg.get("encoding") or "json"
+        if encoding not in ("json", "jsonParsed", "base58", "base64", "binary"):
+            raise invalid_params(f"unknown variant `{encoding}`")
+        details = cfg.get("transactionDetails") or "full"
+        if details not in ("full", "signatures", "accounts", "none"):
+            raise invalid_params(f"unknown variant `{details}`")
+        rewards = _bool(cfg.get("rewards"), True)
+        max_version = cfg.get("maxSupportedTransactionVersion")
+        if max_version is not None:
+            _u64(max_version, "u8")
+        upto = self._confirmed_slot({"commitment": cfg.get("commitment")})
+        block = self._block_at(slot, upto)
+        parent = self.node.ledger.blocks.get(block.parent)
+        result: dict[str, Any] = {
+            "blockHeight": block.block_height,
+            "blockTime": int(block.produced_at),
+            "blockhash": block.blockhash,
+            "parentSlot": block.parent,
+            "previousBlockhash": parent.blockhash if parent else block.blockhash,
+        }
+        txs = [tx for tx in block.txs if tx.raw]
+        if details == "signatures":
+            result["signatures"] = [tx.signature for tx in txs]
+        elif details in ("full", "accounts"):
+            result["transactions"] = [
+                self._block_tx(tx, encoding, details, max_version) for tx in txs
+            ]
+        if rewards:
+            result["rewards"] = []
+        return result
+
+    def _block_tx(self, rec: TxRecord, encoding: str, details: str, max_version: Any) -> Any:
+        tx = VersionedTransaction.from_bytes(rec.raw)
+        version: Any = "legacy" if str(tx.version) == "Legacy.Legacy" else 0
+        if version == 0 and max_version is None:
+            raise RpcFailure(
+                -32015,
+                "Transaction version (0) is not supported by the requesting client. "
+                "Please try the request again with the following configuration parameter: "
+                '"maxSupportedTransactionVersion": 0',
+            )
+        meta: dict[str, Any] = {
+            "err": rec.err,
+            "status": {"Ok": None} if rec.err is None else {"Err": rec.err},
+            "fee": rec.fee,
+            "preBalances": rec.pre_balances,
+            "postBalances": rec.post_balances,
+        }
+        if details == "accounts":
+            signers = tx.message.header.num_required_signatures
+            writable = set(writable_keys(tx.message))
+            transaction: Any = {
+                "signatures": [str(s) for s in tx.signatures],
+                "accountKeys": [
+                    {
+                        "pubkey": str(k),
+                        "writable": k in writable,
+                        "signer": i < signers,
+                        "source": "transaction",
+                    }
+                    for i, k in enumerate(tx.message.account_keys)
+                ],
+            }
+        elif encoding == "base64":
+            transaction = [base64.b64encode(rec.raw).decode(), "base64"]
+        elif encoding in ("base58", "binary"):
+            transaction = [based58.b58encode(rec.raw).decode(), "base58"]
+        else:
+            transaction = ui_transaction(tx)
+        if details == "full":
+            meta.update(
+                {
+                    "innerInstructions": [],
+                    "logMessages": rec.logs,
+                    "preTokenBalances": [],
+                    "postTokenBalances": [],
+                    "rewards": [],
+                    "loadedAddresses": {"writable": [], "readonly": []},
+                    "computeUnitsConsumed": rec.units,
+                }
+            )
+        out: dict[str, Any] = {"transaction": transaction, "meta": meta}
+        if max_version is not None:
+            out["version"] = version
+        return out
+
+    def _blocks_cfg(self, cfg: Any) -> int:
+        cfg = _config(cfg, {"commitment", "minContextSlot"})
+        return self._confirmed_slot(cfg)
+
+    def get_blocks(self, params: Any) -> Any:
+        start, end, cfg = _params(params, 1, 3)
+        if isinstance(end, dict) and cfg is None:
+            end, cfg = None, end
+        start = _u64(start, "u64")
+        upto = self._blocks_cfg(cfg)
+        last = min(start + MAX_BLOCKS_RANGE if end is None else _u64(end, "u64"), upto)
+        if last < start:
+            return []
+        if last - start > MAX_BLOCKS_RANGE:
+            raise agave_invalid(f"Slot range too large; max {MAX_BLOCKS_RANGE}")
+        return [b.slot for b in self.node.ledger.blocks_between(start - 1, last)]
+
+    def get_blocks_with_limit(self, params: Any) -> Any:
+        start, limit, cfg = _params(params, 2, 3)
+        start, limit = _u64(start, "u64"), _u64(limit, "usize")
+        if limit > MAX_BLOCKS_RANGE:
+            raise agave_invalid(f"Limit too large; max {MAX_BLOCKS_RANGE}")
+        upto = self._blocks_cfg(cfg)
+        return [b.slot for b in self.node.ledger.blocks_between(start - 1, upto)[:limit]]
+
+    def get_block_time(self, params: Any) -> Any:
+        (slot,) = _params(params, 1, 1)
+        block = self._block_at(_u64(slot), self.node.view.confirmed)
+        return int(block.produced_at)
+
+    # -- cluster ----------------------------------------------------------------------------
+
+    def get_cluster_nodes(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return self.node.cluster.contact_infos()
+
+    def _leader(self) -> Pubkey:
+        """Every simnet block is produced by the tip: it leads every slot."""
+        return self.node.cluster.leader()
+
+    def get_leader_schedule(self, params: Any) -> Any:
+        slot, cfg = _params(params, 0, 2)
+        if isinstance(slot, dict) and cfg is None:
+            slot, cfg = None, slot
+        cfg = _config(cfg, {"commitment", "identity"})
+        if cfg.get("identity") is not None:
+            _pubkey(cfg["identity"])
+        current = self._slot({"commitment": cfg.get("commitment")})
+        epoch = (current if slot is None else _u64(slot)) // SLOTS_PER_EPOCH
+        if epoch > current // SLOTS_PER_EPOCH + 1:
+            return None  # Agave knows the schedule of this epoch and the next only
+        leader = str(self._leader())
+        if cfg.get("identity") not in (None, leader):
+            return {}
+        return {leader: _all_slot_indexes()}
+
+    def get_slot_leader(self, params: Any) -> Any:
+        (cfg,) = _params(params, 0, 1)
+        self._slot(_config(cfg, {"commitment", "minContextSlot"}))
+        return str(self._leader())
+
+    def get_slot_leaders(self, params: Any) -> Any:
+        start, limit = _params(params, 2, 2)
+        start, limit = _u64(start, "u64"), _u64(limit, "u64")
+        if limit > MAX_SLOT_LEADERS:
+            raise agave_invalid(f"Invalid limit; max {MAX_SLOT_LEADERS}")
+        current_epoch = self.node.view.processed // SLOTS_PER_EPOCH
+        last_epoch = (start + max(limit, 1) - 1) // SLOTS_PER_EPOCH
+        if start // SLOTS_PER_EPOCH < current_epoch - 1 or last_epoch > current_epoch + 1:
+            bad = last_epoch if last_epoch > current_epoch + 1 else start // SLOTS_PER_EPOCH
+            raise agave_invalid(
+                f"Invalid slot range: leader schedule for epoch {bad} is unavailable"
+            )
+        return [str(self._leader())] * limit
+
+    def get_epoch_schedule(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return {
+            "slotsPerEpoch": SLOTS_PER_EPOCH,
+            "leaderScheduleSlotOffset": SLOTS_PER_EPOCH,
+            "warmup": False,
+            "firstNormalEpoch": 0,
+            "firstNormalSlot": 0,
+        }
+
+    def get_identity(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        return {"identity": str(self.node.identity)}
+
     def get_max_shred_insert_slot(self, params: Any) -> Any:
         _params(params, 0, 0)
         return max(self.node.view.processed, self.node.cluster.shred_slot())
@@ -476,7 +1093,7 @@ class Methods:
         (limit,) = _params(params, 0, 1)
         n = 720 if limit is None else _u64(limit, "usize")
         if n > 720:
-            raise invalid_params("Invalid limit; max 720")
+            raise agave_invalid("Invalid limit; max 720")
         return self.node.perf_samples[:n]
 
     def get_transaction_count(self, params: Any) -> Any:
@@ -487,6 +1104,15 @@ class Methods:
     def get_first_available_block(self, params: Any) -> Any:
         _params(params, 0, 0)
         return self.node.ledger.first_slot
+
+
+def _block_error(kind: str, slot: int) -> RpcFailure:
+    """Agave's custom errors for a block it cannot serve."""
+    if kind == "skipped":
+        return RpcFailure(
+            -32007, f"Slot {slot} was skipped, or missing due to ledger jump to recent snapshot"
+        )
+    return RpcFailure(-32004, f"Block not available for slot {slot}")
 
 
 def _raise_if_behind(health: Health) -> None:
@@ -532,6 +1158,12 @@ def _describe(err: Any) -> str:
         "AccountNotFound": ("Attempt to debit an account but found no record of a prior credit."),
         "InsufficientFundsForFee": "Insufficient funds for fee",
     }.get(name, f"Error processing Instruction: {name}" if name == "InstructionError" else name)
+
+
+@functools.cache
+def _all_slot_indexes() -> list[int]:
+    """A sole leader's schedule: every slot index of the epoch (built once)."""
+    return list(range(SLOTS_PER_EPOCH))
 
 
 # --------------------------------------------------------------------------- request path

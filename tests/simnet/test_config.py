@@ -1,0 +1,105 @@
+"""Validator flags shape a simnet node the way they shape an Agave node."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from solders.pubkey import Pubkey
+
+from agave_perf.errors import UsageError
+from agave_perf.simnet import Methods, SimCluster, handle_body
+from agave_perf.simnet._config import NodeConfig, parse_validator_args
+
+
+class TestParse:
+    def test_flags_become_a_node_config(self) -> None:
+        """Indexes (repeated or several values), keys, history, full API, threads are read."""
+        key = Pubkey.new_unique()
+        cfg = parse_validator_args(
+            "--account-index program-id spl-token-mint --account-index spl-token-owner "
+            f"--account-index-exclude-key {key} --enable-rpc-transaction-history "
+            "--full-rpc-api --rpc-threads 2 --rpc-pubsub-enable-block-subscription "
+            "--limit-ledger-size"
+        )
+        assert cfg.indexes.kinds == {"program-id", "spl-token-mint", "spl-token-owner"}
+        assert not cfg.indexes.include_key(key)
+        assert cfg.indexes.include_key(Pubkey.new_unique())
+        assert (cfg.transaction_history, cfg.full_rpc_api, cfg.block_subscription) == (
+            True,
+            True,
+            True,
+        )
+        assert cfg.rpc_threads == 2
+        assert cfg.to_json()["args"][-1] == "--limit-ledger-size"
+
+    @pytest.mark.parametrize(
+        ("args", "fragment"),
+        [
+            ("--acount-index program-id", "--acount-index: unknown flag"),
+            ("--account-index foo", "'foo' is not one of program-id, spl-token-owner"),
+            ("--rpc-threads", "--rpc-threads needs a value"),
+            ("--rpc-threads many", "invalid value 'many' for --rpc-threads"),
+            ("--account-index-include-key nope", "not a base58 pubkey"),
+            (
+                f"--account-index-include-key {Pubkey.default()} "
+                f"--account-index-exclude-key {Pubkey.default()}",
+                "cannot be used with",
+            ),
+            ("run", "unexpected argument 'run'"),
+            ("'unclosed", "cannot read"),
+        ],
+    )
+    def test_refused_like_the_validator(self, args: str, fragment: str) -> None:
+        """Unknown, misspelled or valueless flags, bad values and conflicts are usage errors."""
+        with pytest.raises(UsageError) as err:
+            parse_validator_args(args)
+        assert fragment in str(err.value)
+        assert "\n" not in str(err.value)
+
+    def test_no_flags_keeps_simnets_defaults(self) -> None:
+        """Without --validator-args a node has history and the full API, and no indexes."""
+        cfg = NodeConfig()
+        assert cfg.transaction_history
+        assert cfg.full_rpc_api
+        assert not cfg.indexes.kinds
+
+
+def _answer(methods: Methods, method: str, *params: object) -> dict[str, object]:
+    body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    doc: dict[str, object] = orjson.loads(handle_body(methods, body))
+    return doc
+
+
+class TestNodeBehaviour:
+    def test_without_full_api_or_history(self) -> None:
+        """Given flags without --full-rpc-api, only rpc_minimal answers; with it but without
+        --enable-rpc-transaction-history, getTransaction is Agave's -32011."""
+        loop = asyncio.new_event_loop()
+        minimal = SimCluster(nodes=1, validator_args="--account-index program-id")
+        full = SimCluster(nodes=1, validator_args="--full-rpc-api")
+        try:
+            for c in (minimal, full):
+                loop.run_until_complete(c.start())
+            m = Methods(minimal.tip)
+            assert _answer(m, "getProgramAccounts", str(Pubkey.default()))["error"] == {
+                "code": -32601,
+                "message": "Method not found",
+            }
+            assert "result" in _answer(m, "getSlot")
+            f = Methods(full.tip)
+            assert _answer(f, "getTransaction", "1" * 88)["error"] == {
+                "code": -32011,
+                "message": "Transaction history is not available from this node",
+            }
+            statuses = _answer(
+                f, "getSignatureStatuses", ["1" * 88], {"searchTransactionHistory": True}
+            )
+            assert statuses["error"] == _answer(f, "getTransaction", "1" * 88)["error"]
+            truth = next(r for r in full.truth if r["kind"] == "start")
+            assert truth["validator"]["args"] == ["--full-rpc-api"]
+        finally:
+            for c in (minimal, full):
+                loop.run_until_complete(c.stop())
+            loop.close()
