@@ -4,13 +4,17 @@
 tip and followers on free loopback ports; ``cluster.info()`` gives their URLs.
 """
 
+# ruff: noqa: I001
+
 from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
+
+# _world before _score: _score reaches bench, whose parameters import TokenWorld from here
+from agave_perf.simnet._world import TokenWorld
 from agave_perf.simnet._score import Score, TruthFile, score
 from agave_perf.simnet._server import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
-from agave_perf.simnet._world import TokenWorld
 
 __all__ = [
     "BUILTIN",
