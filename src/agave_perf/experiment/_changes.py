@@ -72,14 +72,13 @@ def _append(text: str, name: str, additions: list[str]) -> str:
         return text
     inv = _invocation(text, name)
     last = inv.argv[-1] if inv.argv else inv.binary
-    words = [w for w in [inv.binary, *inv.argv] if w.fixable]
     if not last.fixable:
         raise UsageError(f"start script {name}: its command ends in {last.text!r}, not a literal")
-    continued = len(words) > 1 and "\\\n" in text[words[-2].end : last.start]
+    continued = "\\\n" in text[inv.binary.end : last.start]
     if continued:
         line_start = text.rfind("\n", 0, last.start) + 1
-        indent = text[line_start : last.start]
-        indent = indent if not indent.strip() else "  "
+        line = text[line_start : last.start]
+        indent = line[: len(line) - len(line.lstrip())] or "  "
         piece = "".join(f" \\\n{indent}{a}" for a in additions)
     else:
         piece = "".join(f" {a}" for a in additions)
