@@ -243,3 +243,44 @@ class TestRun:
         assert done.interrupted is not None
         assert len(list((state.dir / "runs").glob("*.json"))) == 1  # the baseline's run
         assert_back_at_start(state, root, before)
+
+
+STALL_SCRIPT = """#!/usr/bin/env bash
+agave-validator() {{ exec ${{AGAVE_PERF:-agave-perf}} simnet --nodes 2 --port {port} "$@"; }}
+agave-validator \\
+  --slot-ms 20 \\
+  --scenario steady
+"""
+
+
+class TestGuardrail:
+    def test_a_variant_that_falls_behind_is_rolled_back_at_once(self, tmp_path: Path) -> None:
+        """The stalled follower breaks lag > 50 for 1 s; it is failed, restored, restarted."""
+        base = _free_base()
+        script = tmp_path / "validator.sh"
+        script.write_text(STALL_SCRIPT.format(port=base))
+        script.chmod(0o755)
+        original = script.read_bytes()
+        doc = spec_doc(
+            f"http://127.0.0.1:{base + 2}",
+            name="stall",
+            start_script="validator.sh",
+            restart={"spawn": True, "timeout": "60s", "stop_grace": "5s"},
+            guardrails={"max_lag": 50, "lag_for": "1s", "down_for": "30s"},
+            variant=[{"name": "stalls", "set": {"--scenario": "stall:after=1s,for=60s,node=1"}}],
+        )
+        doc["measure"] |= {"duration": "5s", "max_lag": 5, "poll": "0.1s"}
+        spec_path = tmp_path / "exp.toml"
+        spec_path.write_text("# written by the test\n")
+        state = create_state(parse_spec(doc), doc, spec_path, Path("/"), False, original)
+        done = asyncio.run(execute(state))
+        assert "stalls" in done.failed
+        assert "guardrail: lag above 50 slots for " in done.failed["stalls"]
+        records = [json.loads(x) for x in (state.dir / "steps.jsonl").read_text().splitlines()]
+        kinds = [r["type"] for r in records]
+        at = kinds.index("failed")
+        assert kinds[at + 1] == "rolled-back"  # before any other step is taken
+        assert done.ended is not None
+        assert done.ended["decision"] == "rollback"
+        assert script.read_bytes() == original
+        assert not (state.dir / "node.pid").exists()  # the node agave-perf started is stopped

@@ -72,6 +72,11 @@ class Prober:
         return Probe(max(0, tip - slot), healthy)
 
 
+# The runs this process started, so stopping one reaps it (no zombie, no ResourceWarning);
+# a run started by an earlier process (before a crash) is found by its pid file alone.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class Process:
     """The run of the start script agave-perf spawned (``restart.spawn``), by pid file."""
 
@@ -113,17 +118,16 @@ class Process:
             pid = found[0]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
+            own = _SPAWNED.pop(pid, None)
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and self._start_time(pid) == found[1]:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)  # reap our own child, so it is not a zombie
-                if Path(f"/proc/{pid}/stat").exists() and not self.alive():
-                    break
+            while time.monotonic() < deadline and self.alive():
+                if own is not None:
+                    own.poll()  # reaps our own child, so it does not linger as a zombie
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+            if own is not None:
+                own.wait(grace)
         with contextlib.suppress(FileNotFoundError):
             self.pidfile.unlink()
 
@@ -139,6 +143,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _SPAWNED[proc.pid] = proc
         start = self._start_time(proc.pid) or "?"
         tmp = self.pidfile.with_suffix(".tmp")
         tmp.write_text(f"{proc.pid} {start}\n")
