@@ -7,4 +7,4 @@ agave-validator() { exec ${AGAVE_PERF:-agave-perf} simnet --nodes 2 --port 18960
 
 agave-validator \
   --slot-ms 100 \
-  --scenario latency:dist=normal,mean=2ms,sd=0.5ms
+  --scenario latency:dist=normal,mean=10ms,sd=0.5ms

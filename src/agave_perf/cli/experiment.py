@@ -186,3 +186,23 @@ def report(experiment_id: str | None) -> None:
     from agave_perf import experiment as ex
 
     runtime().emit(_view(ex.load_state(ex.resolve(experiment_id)), detail=True))
+
+
+@experiment.command("rollback")
+@click.argument("experiment_id", required=False)
+@standard_options
+def rollback(experiment_id: str | None) -> None:
+    """Undo what an ended experiment kept: its journaled changes are restored exactly."""
+    from agave_perf import experiment as ex
+    from agave_perf.experiment._report import RollbackView
+
+    state = ex.load_state(ex.resolve(experiment_id))
+    if state.ended is None:
+        raise UsageError(
+            f"experiment {state.id} has not ended; `agave-perf experiment resume --abort` "
+            "rolls it back and ends it"
+        )
+    target = ex.target_for(state)
+    restored = target.restore(state.id)
+    identical = target.script_real.read_bytes() == state.baseline
+    runtime().emit(RollbackView(state.id, restored, identical, state.spec.restart.kind()))

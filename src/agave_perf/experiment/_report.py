@@ -243,3 +243,36 @@ class DryRunView:
         parts.append(self.budget)
         parts.append(Text("dry run: nothing was changed", style="dim"))
         return Group(*parts)
+
+
+@dataclass
+class RollbackView:
+    """``experiment rollback``: what was restored, and whether the script is as it began."""
+
+    experiment: str
+    restored: list[str]
+    script_identical: bool
+    restart: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "experiment": self.experiment,
+            "restored": self.restored,
+            "script_identical": self.script_identical,
+        }
+
+    def __rich__(self) -> RenderableType:
+        """One line per restored path, then what is left to do."""
+        if not self.restored:
+            head = f"experiment {self.experiment}: nothing of it is applied"
+        else:
+            head = f"experiment {self.experiment}: restored {', '.join(self.restored)}"
+        same = "byte-identical to" if self.script_identical else "DIFFERENT from"
+        parts: list[RenderableType] = [
+            Text(head, style="bold"),
+            Text(f"the start script is {same} the one the experiment started with"),
+        ]
+        if self.restored and self.restart != "spawn":
+            parts.append(Text("restart the node to run the restored configuration", style="yellow"))
+        return Group(*parts)
