@@ -34,9 +34,7 @@ def _view(state: Any, *, detail: bool) -> Any:
     ]
     budget = ex.estimate(state.spec, remaining, catchup_slots_per_s=rates[-1] if rates else None)
     target = ex.target_for(state)
-    from agave_perf.experiment._report import ExperimentView
-
-    return ExperimentView(
+    return ex.ExperimentView(
         state, budget, ex.applied_arm(state), target.pending(state.id), detail=detail
     )
 
@@ -90,7 +88,6 @@ def experiment() -> None:
 def run(file: Path, root: Path, calibrate: bool, dry_run: bool) -> None:
     """Run the experiment in FILE against its node."""
     from agave_perf import experiment as ex
-    from agave_perf.experiment._report import DryRunView
 
     rt = runtime()
     spec = ex.load_spec(file)
@@ -109,7 +106,7 @@ def run(file: Path, root: Path, calibrate: bool, dry_run: bool) -> None:
         budget = ex.estimate(spec, steps, slot_time_s=run_async(_slot_time(spec.measure.rpc)))
         if "files-journal" in journal:
             journal = "the experiment's directory"
-        rt.emit(DryRunView(spec, steps, planned, budget, target.script_name, journal))
+        rt.emit(ex.DryRunView(spec, steps, planned, budget, target.script_name, journal))
         return
     for ref in ("current",):
         try:
@@ -148,7 +145,6 @@ def run(file: Path, root: Path, calibrate: bool, dry_run: bool) -> None:
 def resume(experiment_id: str | None, abort: bool) -> None:
     """Continue an experiment after a crash or reboot (the newest one by default)."""
     from agave_perf import experiment as ex
-    from agave_perf.experiment._state import Journal
 
     state = ex.load_state(ex.resolve(experiment_id))
     if state.ended is not None:
@@ -161,7 +157,9 @@ def resume(experiment_id: str | None, abort: bool) -> None:
             "taking it again"
         )
     if abort and state.interrupted is None:
-        Journal(state.dir).append({"type": "interrupt", "reason": "aborted by resume --abort"})
+        ex.StepJournal(state.dir).append(
+            {"type": "interrupt", "reason": "aborted by resume --abort"}
+        )
         state.interrupted = "aborted by resume --abort"
     stop = None if not abort else asyncio.Event()
     state = run_async(ex.execute(state, say=_progress, stop=stop))
@@ -194,7 +192,6 @@ def report(experiment_id: str | None) -> None:
 def rollback(experiment_id: str | None) -> None:
     """Undo what an ended experiment kept: its journaled changes are restored exactly."""
     from agave_perf import experiment as ex
-    from agave_perf.experiment._report import RollbackView
 
     state = ex.load_state(ex.resolve(experiment_id))
     if state.ended is None:
@@ -205,4 +202,4 @@ def rollback(experiment_id: str | None) -> None:
     target = ex.target_for(state)
     restored = target.restore(state.id)
     identical = target.script_real.read_bytes() == state.baseline
-    runtime().emit(RollbackView(state.id, restored, identical, state.spec.restart.kind()))
+    runtime().emit(ex.RollbackView(state.id, restored, identical, state.spec.restart.kind()))

@@ -14,11 +14,13 @@ from agave_perf.experiment._changes import Planned, Target, edit_script
 from agave_perf.experiment._decide import Decision, VariantResult, decide
 from agave_perf.experiment._guard import Guard, Settle
 from agave_perf.experiment._node import NodeFailed, Probe, Prober
+from agave_perf.experiment._report import DryRunView, ExperimentView, RollbackView
 from agave_perf.experiment._run import Machine, applied_arm, execute, measured_runs, target_for
 from agave_perf.experiment._spec import BASELINE, Guardrails, Measure, Restart, Spec, Variant
 from agave_perf.experiment._spec import load as load_spec
 from agave_perf.experiment._spec import parse as parse_spec
 from agave_perf.experiment._state import CRASH_ENV, State, Step, plan_steps, resolve
+from agave_perf.experiment._state import Journal as StepJournal
 from agave_perf.experiment._state import create as create_state
 from agave_perf.experiment._state import load as load_state
 
@@ -28,6 +30,8 @@ __all__ = [
     "ArmCost",
     "Budget",
     "Decision",
+    "DryRunView",
+    "ExperimentView",
     "Guard",
     "Guardrails",
     "Machine",
@@ -37,10 +41,12 @@ __all__ = [
     "Probe",
     "Prober",
     "Restart",
+    "RollbackView",
     "Settle",
     "Spec",
     "State",
     "Step",
+    "StepJournal",
     "Target",
     "Variant",
     "VariantResult",
