@@ -117,11 +117,14 @@ class TestRunStatusReport:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """The node never answers: the arms end, decision rollback, script as it was."""
-        path = write_experiment(tmp_path, closed_port())
+        path = write_experiment(tmp_path, closed_port(), extra='plan_task = "P1.2"')
         code, out, _ = cli(capsys, "experiment", "run", str(path), "--json")
         assert code == 0
         d = doc(out)
         assert d["decision"] == "rollback"
+        evidence = json.loads(Path(d["evidence"]).read_text())
+        assert evidence["task"] == "P1.2"
+        assert evidence["passed"] is False
         assert "baseline failed at wait baseline (pair 1)" in d["interrupted"]
         assert d["ended"]["script_identical"] is True
         assert (tmp_path / "validator.sh").read_text() == SCRIPT

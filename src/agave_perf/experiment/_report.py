@@ -88,6 +88,10 @@ class ExperimentView:
                 for st in s.steps
             ],
             "remaining_budget": self.budget.to_json(),
+            "plan_task": s.spec.plan_task,
+            "evidence": str(s.dir / "evidence.json")
+            if (s.dir / "evidence.json").is_file()
+            else None,
         }
         if self.detail:
             out["comparison"] = decided

@@ -294,6 +294,22 @@ class Machine:
             }
         return decision.to_json()
 
+    def _evidence(self, decided: dict[str, Any], identical: bool) -> None:
+        """The decision with its comparison and runs, for the plan task the file names."""
+        doc = {
+            "format": "agave-perf-experiment-evidence/1",
+            "task": self.spec.plan_task,
+            "experiment": self.state.id,
+            "passed": decided["decision"] == "keep",
+            "decision": decided,
+            "runs": sorted(p.name for p in (self.state.dir / "runs").glob("*.json")),
+            "script_identical": identical,
+        }
+        path = evidence_path(self.state)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, default=str))
+        os.replace(tmp, path)
+
     async def _finish(self) -> dict[str, Any]:
         decided = next(
             (
@@ -327,9 +343,16 @@ class Machine:
             "script_identical": identical,
             "note": note,
         }
+        if self.spec.plan_task:
+            self._evidence(decided, identical)
         self.journal.append(end)
         self.state.ended = end
         return {**result, "arm": final, "script_identical": identical}
+
+
+def evidence_path(state: State) -> Path:
+    """Where an experiment that names a plan task leaves its evidence."""
+    return state.dir / "evidence.json"
 
 
 async def execute(
