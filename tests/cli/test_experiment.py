@@ -116,10 +116,10 @@ class TestRunStatusReport:
     def test_a_baseline_that_never_comes_up_ends_rolled_back_and_is_reported(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """The node never answers: the arms end, decision rollback, script as it was."""
+        """The node never answers: the arms end, decision rollback, exit 3, script as it was."""
         path = write_experiment(tmp_path, closed_port(), extra='plan_task = "P1.2"')
         code, out, _ = cli(capsys, "experiment", "run", str(path), "--json")
-        assert code == 0
+        assert code == 3  # the node under test could not be used
         d = doc(out)
         assert d["decision"] == "rollback"
         evidence = json.loads(Path(d["evidence"]).read_text())

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from agave_perf.cli._common import run_async, runtime, standard_options
-from agave_perf.errors import EXIT_INTERRUPTED, ConfigError, UsageError
+from agave_perf.errors import EXIT_INTERRUPTED, EXIT_UNREACHABLE, ConfigError, UsageError
 from agave_perf.output import console
 
 
@@ -55,9 +55,15 @@ async def _slot_time(rpc: str) -> float | None:
 
 
 def _finish(state: Any, as_json: bool) -> None:
+    """Print the outcome; exit 3 when the baseline node could not be used, 130 on Ctrl-C."""
     rt = runtime()
     rt.emit(_view(state, detail=True))
     if state.ended is None:
+        raise SystemExit(EXIT_INTERRUPTED)
+    why = state.interrupted or ""
+    if why.startswith("baseline failed"):
+        raise SystemExit(EXIT_UNREACHABLE)
+    if why.startswith("interrupted"):
         raise SystemExit(EXIT_INTERRUPTED)
 
 

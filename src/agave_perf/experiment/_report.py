@@ -107,12 +107,18 @@ class ExperimentView:
         t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("#", "step", "state", "detail"):
             t.add_column(col, no_wrap=True, justify="right" if col == "#" else "left")
+        skipped = 0
         for st in s.steps:
             state = step_state(s, st)
-            if not self.detail and state == "skipped":
+            if state == "skipped":
+                skipped += 1
                 continue
             t.add_row(str(st.n), st.label(), state, _step_detail(s, st))
         parts: list[RenderableType] = [head, t]
+        if skipped:
+            parts.append(
+                Text(f"{skipped} steps skipped (interrupted, or of a failed variant)", style="dim")
+            )
         for variant, why in s.failed.items():
             parts.append(Text(f"variant {variant} failed and was rolled back: {why}", style="red"))
         if s.interrupted:

@@ -284,7 +284,7 @@ class Machine:
         decision = decide(
             self.spec, self.state.calibrate, measured_runs(self.state), dict(self.state.failed)
         )
-        if self.state.interrupted is not None and decision.outcome == "keep":
+        if self.state.interrupted is not None:
             # an interrupted experiment ends on the baseline, whatever it had measured
             return {
                 **decision.to_json(),
