@@ -9,11 +9,12 @@ decision (:mod:`._decide`) is the paired run-level comparison of ``compare``; th
 budget (:mod:`._budget`) says up front what it will cost.
 """
 
+from agave_perf.errors import NodeFailed
 from agave_perf.experiment._budget import ArmCost, Budget, estimate
 from agave_perf.experiment._changes import Planned, Target, edit_script
 from agave_perf.experiment._decide import Decision, VariantResult, decide
 from agave_perf.experiment._guard import Guard, Settle
-from agave_perf.experiment._node import NodeFailed, Probe, Prober
+from agave_perf.experiment._node import Probe, Prober
 from agave_perf.experiment._report import DryRunView, ExperimentView, RollbackView
 from agave_perf.experiment._run import Machine, applied_arm, execute, measured_runs, target_for
 from agave_perf.experiment._spec import BASELINE, Guardrails, Measure, Restart, Spec, Variant

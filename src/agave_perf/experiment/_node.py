@@ -20,14 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agave_perf.errors import AgavePerfError, RpcError, UsageError
+from agave_perf.errors import NodeFailed, RpcError, UsageError
 from agave_perf.experiment._guard import Guard, Settle
 from agave_perf.experiment._spec import Spec
 from agave_perf.rpc import RpcClient
-
-
-class NodeFailed(AgavePerfError):
-    """The arm's node did not come up, or broke a guardrail; the arm is failed."""
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from agave_perf.bench import BenchConfig, RunResult, load_workload, parse_slo, run_bench
-from agave_perf.errors import RpcError
+from agave_perf.errors import NodeFailed, RpcError
 from agave_perf.experiment._changes import Target
 from agave_perf.experiment._decide import decide
 from agave_perf.experiment._node import (
-    NodeFailed,
     Prober,
     restart,
     stop_spawned,
