@@ -20,8 +20,9 @@
     │   ├── SloFailed                   exit 1  a success criterion was not met
     │   ├── HostCheckFailed             exit 1  a host setting failed its check
     │   └── FlagsAuditFailed            exit 1  the flags audit found errors
-    └── GateFailed                      exit 1  a plan gate (build, test, bench) failed
-        └── PlanRuleViolation           exit 1  a plan rule refused the step
+    ├── GateFailed                      exit 1  a plan gate (build, test, bench) failed
+    │   └── PlanRuleViolation           exit 1  a plan rule refused the step
+    └── NodeFailed                      exit 3  an experiment arm's node is down or too far behind
 
 Every error renders as one line (``str(err)``); endpoints in messages are
 always redacted by whoever raises, so the CLI can print them as they are.
@@ -151,3 +152,9 @@ class GateFailed(AgavePerfError):
 
 class PlanRuleViolation(GateFailed):
     """A plan rule (one component at a time, gates before done) refused the step."""
+
+
+class NodeFailed(AgavePerfError):
+    """An experiment arm's node did not come up, or broke a guardrail; the arm is failed."""
+
+    exit_code = EXIT_UNREACHABLE

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "build": "agave_perf.cli.build:build",
     "check": "agave_perf.cli.check:check",
     "compare": "agave_perf.cli.compare:compare",
+    "experiment": "agave_perf.cli.experiment:experiment",
     "flags": "agave_perf.cli.flags:flags",
     "host": "agave_perf.cli.host:host",
     "plan": "agave_perf.cli.plan:plan",

@@ -47,6 +47,7 @@ import fcntl
 import hashlib
 import json
 import os
+import posixpath
 import signal
 import stat
 import time
@@ -350,10 +351,11 @@ def _merge(legacy: list[Txn], current: list[Txn]) -> list[Txn]:
 class Journal:
     """The journal of one root directory (``/`` on a real host, a fake tree in tests)."""
 
-    def __init__(self, root: Path, *, legacy: Path | None = None) -> None:
+    def __init__(self, root: Path, *, legacy: Path | None = None, file: str | None = None) -> None:
         self.fs = RootFS(root)
         self.root = self.fs.root
-        self.host_file = f"{STATE_DIR}/{JOURNAL_NAME}"
+        # ``file``: a journal of its own (an experiment's), still a path inside the root
+        self.host_file = file or f"{STATE_DIR}/{JOURNAL_NAME}"
         self.path = self.fs.host_path(self.host_file)
         # A journal an older version kept under $AGAVE_PERF_HOME for this root, if any.
         self.legacy = legacy
@@ -416,7 +418,7 @@ class Journal:
     def _locked(self) -> Iterator[None]:
         lock = f"{self.host_file}.lock"
         try:
-            self.fs.makedirs(STATE_DIR)
+            self.fs.makedirs(posixpath.dirname(self.host_file))
             fd = self.fs.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise TuningError(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from agave_perf.tune.flags._audit import AuditReport, audit_text, fix
 from agave_perf.tune.flags._catalog import FlagCatalog, FlagSpec, Release
-from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse
+from agave_perf.tune.flags._fix import FixResult, apply_edits
+from agave_perf.tune.flags._parse import Invocation, ParsedInput, Word, parse, quote
 from agave_perf.tune.flags._recommend import PROFILES, HostFacts
 from agave_perf.tune.flags._validate import (
+    Edit,
     FlagFinding,
     FlagUse,
     Positional,
@@ -18,6 +20,8 @@ from agave_perf.tune.flags._validate import (
 __all__ = [
     "PROFILES",
     "AuditReport",
+    "Edit",
+    "FixResult",
     "FlagCatalog",
     "FlagFinding",
     "FlagSpec",
@@ -28,10 +32,12 @@ __all__ = [
     "Positional",
     "Release",
     "Word",
+    "apply_edits",
     "audit_text",
     "fix",
     "interpret",
     "parse",
+    "quote",
     "render",
     "validate",
 ]
