@@ -265,21 +265,8 @@ class Target:
                     stage="experiment",
                     label=f"{planned.arm}: start script flags",
                 )
+            from agave_perf.tune import host as host_mod
+
             for change in planned.host:
-                if change.kind == "file":
-                    txn.write_file(
-                        change.path,
-                        change.new,
-                        mode=change.mode if change.old is None else None,
-                        stage=change.stage,
-                        label=change.label,
-                    )
-                else:
-                    txn.write_knob(
-                        change.path,
-                        change.new,
-                        restore=change.restore,
-                        stage=change.stage,
-                        label=change.label,
-                    )
+                host_mod.write_change(txn, change)  # the host journal's own rule for each kind
             return txn.id

@@ -17,6 +17,7 @@ from agave_perf.tune.host._commands import (
     select,
     stage_names,
     status,
+    write_change,
 )
 from agave_perf.tune.host._profile import Profile
 from agave_perf.tune.host._profile import available as profiles
@@ -44,4 +45,5 @@ __all__ = [
     "select",
     "stage_names",
     "status",
+    "write_change",
 ]

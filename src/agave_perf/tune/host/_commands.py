@@ -19,7 +19,7 @@ from agave_perf.tune.host.memory import SwapStage, ThpStage
 from agave_perf.tune.host.network import NicStage
 from agave_perf.tune.host.sysctl import SysctlStage
 from agave_perf.tune.host.timesync import TimeSyncStage
-from agave_perf.tune.journal import Journal
+from agave_perf.tune.journal import Journal, Transaction
 
 STAGES: tuple[Stage, ...] = (
     SysctlStage(),
@@ -125,22 +125,7 @@ def apply(host: Host, stages: Sequence[Stage], *, yes: bool) -> ApplyReport:
     }
     with journal.transaction(meta) as txn:
         for change in changes:
-            if change.kind == "file":
-                txn.write_file(
-                    change.path,
-                    change.new,
-                    mode=change.mode if change.old is None else None,
-                    stage=change.stage,
-                    label=change.label,
-                )
-            else:
-                txn.write_knob(
-                    change.path,
-                    change.new,
-                    restore=change.restore,
-                    stage=change.stage,
-                    label=change.label,
-                )
+            write_change(txn, change)
     host.forget()
     after = check(host, [s for s in stages if s.name in touched])
     remaining = [f for f in after.findings if f.status != Status.OK and f.fixable]
@@ -176,3 +161,19 @@ def status(host: Host) -> StatusReport:
     """Return the changes in place on this root."""
     journal = Journal.for_root(host.root)
     return StatusReport(host.root, journal.path, journal.pending(), legacy=journal.legacy)
+
+
+def write_change(txn: Transaction, change: Change) -> None:
+    """Write one planned host change through a journal transaction (file or kernel knob)."""
+    if change.kind == "file":
+        txn.write_file(
+            change.path,
+            change.new,
+            mode=change.mode if change.old is None else None,
+            stage=change.stage,
+            label=change.label,
+        )
+    else:
+        txn.write_knob(
+            change.path, change.new, restore=change.restore, stage=change.stage, label=change.label
+        )
