@@ -356,6 +356,7 @@ def _bench_then(tmp_path: Path, act: str) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+@pytest.mark.integration
 class TestInterrupts:
     def test_ctrl_c_keeps_a_partial_run(self, tmp_path: Path) -> None:
         """SIGINT mid-run exits 130, says where the partial result went, stores it as partial."""

@@ -246,6 +246,7 @@ class TestFaults:
         assert f"127.0.0.1:{runs.ref_port}" in r.stderr
         assert urls(runs.steady)[0] not in r.stderr
 
+    @pytest.mark.integration
     def test_ctrl_c_is_not_a_pass(self, runs: Runs) -> None:
         """SIGINT mid-check prints the verdict over what was kept, then exits 130, never 0."""
         node, tip = urls(runs.steady)
