@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from agave_perf.bench import plan_gate
+from agave_perf.bench.storage import list_runs
 from agave_perf.errors import GateFailed
 from agave_perf.plan.gates import BenchGate, BenchMeasurement, GateContext, phase_benchmark
 from agave_perf.simnet import SimCluster
 from agave_perf.store import open_store
-from agave_perf.store.bench import list_runs
 
 
 def context(

@@ -11,7 +11,7 @@ import pytest
 
 from agave_perf.plan import GateContext, GateResult
 from agave_perf.plan.gates import gate_for, overriding_gate
-from tests.plan.test_engine import cli, init, one_line_error, status, task_of
+from tests.plan.helpers import cli, init, one_line_error, status, task_of
 from tests.tune.build.workspaces import git, make_workspace
 
 

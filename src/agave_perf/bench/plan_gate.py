@@ -25,6 +25,7 @@ from agave_perf.bench._series import run_series
 from agave_perf.bench._stats import FEW_RUNS, SLOWER, UNKNOWN
 from agave_perf.bench._workload import load as load_workload
 from agave_perf.bench.compare import compare
+from agave_perf.bench.storage import load_group, save_run
 from agave_perf.errors import GateFailed, RpcError, UsageError
 from agave_perf.plan.gates import (
     BenchJudgement,
@@ -33,7 +34,6 @@ from agave_perf.plan.gates import (
     register_phase_benchmark,
 )
 from agave_perf.store import open_store
-from agave_perf.store.bench import load_group, save_run
 
 PAUSE_S = 2.0  # between the runs of a series (as `bench --repeat`)
 WARMUP_S = 1.0  # each run's own warm-up, discarded

@@ -134,11 +134,10 @@ def ab(
     """
     from agave_perf.bench import BenchConfig, load_workload, parse_tags, run_ab
     from agave_perf.bench.compare import compare
+    from agave_perf.bench.storage import BENCH_SCHEMA, save_run
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
     from agave_perf.store import open_store
-    from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
-    from agave_perf.store.bench import save_run
 
     rt = runtime()
     cfg_b = rt.settings.bench

@@ -217,11 +217,10 @@ def bench(
     (what was measured is kept, marked partial); Ctrl-C also keeps what was measured.
     """
     from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo, parse_tags
+    from agave_perf.bench.storage import BENCH_SCHEMA, save_run
     from agave_perf.cli.check import http_url
     from agave_perf.output import document, dumps
     from agave_perf.store import open_store
-    from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
-    from agave_perf.store.bench import save_run
 
     rt = runtime()
     cfg_b = rt.settings.bench

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from agave_perf.errors import StoreError
 from agave_perf.plan.catalog import Catalog, Phase, Task
-from agave_perf.store.plan import Event, Evidence, PlanRow
+from agave_perf.plan.storage import Event, Evidence, PlanRow
 
 # rollback-manual: the rollback could only tell the operator what to run (host journal
 # without journaled changes); the task may be rolled back again or restarted.

@@ -1,4 +1,4 @@
-"""The plan engine: init, start, gate, done, rollback and the phase gate, on the results store.
+"""The plan workflow: init, start, gate, done, rollback and the phase gate, on the results store.
 
 Every command appends events or evidence; none updates or deletes them. The
 rules of the seed plan are checked here:
@@ -28,6 +28,7 @@ from rich.text import Text
 from agave_perf.errors import AgavePerfError, PlanRuleViolation, StoreError, UsageError
 from agave_perf.paths import state_path
 from agave_perf.plan import catalog as catalog_mod
+from agave_perf.plan import storage as db
 from agave_perf.plan.catalog import Catalog, Task
 from agave_perf.plan.gates import (
     GateContext,
@@ -45,7 +46,6 @@ from agave_perf.plan.rollback import (
 )
 from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
-from agave_perf.store import plan as db
 from agave_perf.tune.build import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
 from agave_perf.tune.build.cargo import CargoInterrupted
@@ -153,7 +153,7 @@ def _interrupted(kind: str, ctx: GateContext, stop: KeyboardInterrupt) -> GateRe
     return GateResult(kind, "", None, 0.0, ctx.commit, "interrupted (Ctrl-C)", False)
 
 
-class PlanEngine:
+class PlanWorkflow:
     """One plan of one checkout, backed by the results store."""
 
     def __init__(self, store: Store, plan: db.PlanRow) -> None:
@@ -178,7 +178,7 @@ class PlanEngine:
         host_root: Path | None = None,
         target_cpu: str | None = None,
         reset: bool = False,
-    ) -> PlanEngine:
+    ) -> PlanWorkflow:
         """Create the plan state of a checkout (``reset`` archives the old one, evidence kept)."""
         repo = agave.resolve()
         if not repo.is_dir():
@@ -211,7 +211,7 @@ class PlanEngine:
         return cls(store, plan)
 
     @classmethod
-    def open(cls, store: Store, agave: Path | None = None) -> PlanEngine:
+    def open(cls, store: Store, agave: Path | None = None) -> PlanWorkflow:
         """Open the active plan of a checkout (default: the one holding the cwd)."""
         plans = db.active_plans(store)
         if agave is not None:
@@ -427,23 +427,23 @@ class PlanEngine:
             if stopped is not None:
                 break
         rows = [
-            {
-                "plan_id": self.plan.id,
-                "run_id": run_id,
-                "task_id": task.id,
-                "gate": r.gate,
-                "at": now(),
-                "commit": ctx.commit,
-                "dirty": ctx.dirty,
-                "branch": ctx.branch,
-                "command": r.command,
-                "exit_code": r.exit_code,
-                "duration_s": r.duration_s,
-                "output_tail": r.output_tail,
-                "passed": r.passed,
-                "features": list(ctx.features),
-                "detail": {**r.detail, "build_env": ctx.build_env},
-            }
+            db.NewEvidence(
+                plan_id=self.plan.id,
+                run_id=run_id,
+                task_id=task.id,
+                gate=r.gate,
+                at=now(),
+                commit=ctx.commit,
+                dirty=ctx.dirty,
+                branch=ctx.branch,
+                command=r.command,
+                exit_code=r.exit_code,
+                duration_s=r.duration_s,
+                output_tail=r.output_tail,
+                passed=r.passed,
+                features=list(ctx.features),
+                detail={**r.detail, "build_env": ctx.build_env},
+            )
             for r in results
         ]
         run = GateRun(task.id, run_id, db.add_evidence(self.store, rows))
@@ -648,23 +648,23 @@ class PlanEngine:
         return db.add_evidence(
             self.store,
             [
-                {
-                    "plan_id": self.plan.id,
-                    "run_id": run_id,
-                    "task_id": ctx.task_id,
-                    "gate": "phase-bench",
-                    "at": now(),
-                    "commit": ctx.commit,
-                    "dirty": ctx.dirty,
-                    "branch": ctx.branch,
-                    "command": "phase benchmark",
-                    "exit_code": None,
-                    "duration_s": 0.0,
-                    "output_tail": tail,
-                    "passed": passed,
-                    "features": list(ctx.features),
-                    "detail": detail,
-                }
+                db.NewEvidence(
+                    plan_id=self.plan.id,
+                    run_id=run_id,
+                    task_id=ctx.task_id,
+                    gate="phase-bench",
+                    at=now(),
+                    commit=ctx.commit,
+                    dirty=ctx.dirty,
+                    branch=ctx.branch,
+                    command="phase benchmark",
+                    exit_code=None,
+                    duration_s=0.0,
+                    output_tail=tail,
+                    passed=passed,
+                    features=list(ctx.features),
+                    detail=detail,
+                )
             ],
         )[0]
 
