@@ -1,6 +1,6 @@
 """The plan's phase benchmark: series of trading-workload runs, judged with run statistics.
 
-Importing this module registers the provider (see :mod:`agave_perf.plan.gates`); the
+``TradingP95`` is listed in :data:`agave_perf.plan.gates.PLUGINS`, which loads it; the
 ``bench`` gate and ``plan gate --phase N`` then compare its series with the phase
 baseline's through :func:`agave_perf.bench.compare.compare` — the same run-level
 statistics as ``agave-perf compare`` on the "all methods" p95 — so a gate passes on
@@ -31,7 +31,6 @@ from agave_perf.plan.gates import (
     BenchJudgement,
     BenchMeasurement,
     GateContext,
-    register_phase_benchmark,
 )
 from agave_perf.store import open_store
 
@@ -139,6 +138,3 @@ class TradingP95:
             decided_by=cmp.method,
             passes=row.verdict not in (SLOWER, FEW_RUNS, UNKNOWN),
         )
-
-
-register_phase_benchmark(TradingP95)
