@@ -7,7 +7,7 @@ use. Extension points for callers with their own kinds: :func:`register_gate`,
 as ``host-journal``).
 """
 
-from agave_perf.plan.catalog import Catalog, Phase, Task
+from agave_perf.plan.catalog import Phase, PlanCatalog, Task
 from agave_perf.plan.gates import (
     BenchMeasurement,
     Gate,
@@ -21,12 +21,12 @@ from agave_perf.plan.rollback import RollbackContext, RollbackResult, register_r
 
 __all__ = [
     "BenchMeasurement",
-    "Catalog",
     "Gate",
     "GateContext",
     "GateResult",
     "Phase",
     "PhaseBenchmark",
+    "PlanCatalog",
     "RollbackContext",
     "RollbackResult",
     "Task",

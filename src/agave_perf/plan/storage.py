@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Boolean,
@@ -90,6 +90,9 @@ plan_evidence = append_only(
 )
 
 PLAN_SCHEMA = Schema("plan", 1, (plans, plan_events, plan_evidence))
+
+# What an entry of a plan's log records (plan.state replays each kind).
+EventKind = Literal["init", "start", "done", "rollback", "phase-baseline", "phase-gate"]
 
 
 @dataclass(frozen=True)
@@ -253,7 +256,7 @@ def append_event(
     plan_id: int,
     *,
     at: str,
-    kind: str,
+    kind: EventKind,
     task_id: str = "",
     data: dict[str, Any],
     expect_seq: int | None = None,
@@ -287,7 +290,7 @@ def _insert_event(
     seq: int,
     prev: str,
     at: str,
-    kind: str,
+    kind: EventKind,
     task_id: str,
     data: dict[str, Any],
 ) -> Event:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -29,7 +29,7 @@ from agave_perf.errors import AgavePerfError, PlanRuleViolation, StoreError, Usa
 from agave_perf.paths import state_path
 from agave_perf.plan import catalog as catalog_mod
 from agave_perf.plan import storage as db
-from agave_perf.plan.catalog import Catalog, Task
+from agave_perf.plan.catalog import PlanCatalog, Task
 from agave_perf.plan.gates import (
     GateContext,
     GateResult,
@@ -119,6 +119,18 @@ class GateRun:
         return Group(*parts)
 
 
+# What a phase gate concluded: nothing measured, a baseline recorded, no baseline to
+# compare with, or where the measured gain fell against the phase's expected range.
+PhaseVerdict = Literal[
+    "not measured",
+    "baseline",
+    "no baseline",
+    "below expected",
+    "within expected",
+    "above expected",
+]
+
+
 @dataclass
 class PhaseGateResult:
     """The phase benchmark against the phase's baseline, next to the expected gain."""
@@ -128,7 +140,7 @@ class PhaseGateResult:
     measured: dict[str, Any] | None
     gain_pct: float | None
     expected_pct: tuple[float, float]
-    verdict: str
+    verdict: PhaseVerdict
     passed: bool
     message: str
 
@@ -160,7 +172,7 @@ class PlanWorkflow:
         self.store = store
         self.plan = plan
         self.repo = Path(plan.agave_path)
-        self._catalog: Catalog | None = None
+        self._catalog: PlanCatalog | None = None
         self._last_seq: int | None = None
         # where long steps say what they are about to do (the CLI prints it on stderr)
         self.announce: Callable[[str], None] = lambda _msg: None
@@ -233,7 +245,7 @@ class PlanWorkflow:
         raise UsageError(f"{len(plans)} plans exist; pass --agave PATH to choose one")
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> PlanCatalog:
         """The catalog this plan was created with (verified against its hash)."""
         if self._catalog is None:
             with self._explained():
@@ -266,7 +278,7 @@ class PlanWorkflow:
         self._last_seq = len(events)
         return state
 
-    def _event(self, kind: str, task_id: str, data: dict[str, Any]) -> db.Event:
+    def _event(self, kind: db.EventKind, task_id: str, data: dict[str, Any]) -> db.Event:
         # Decisions were made on the state as replayed; refuse to append on a newer log.
         event = db.append_event(
             self.store,
@@ -599,7 +611,7 @@ class PlanWorkflow:
         # with a CI, the phase is below/above the expected range only when all of it is
         low = ci_hi if ci_hi is not None else gain
         high = ci_lo if ci_lo is not None else gain
-        verdict = (
+        verdict: PhaseVerdict = (
             "below expected" if low < lo else ("above expected" if high > hi else "within expected")
         )
         passed = judged.passes
