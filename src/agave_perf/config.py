@@ -131,6 +131,7 @@ class GateSettings(_Section):
     bench_repeat: int = Field(
         3, ge=1, le=100
     )  # runs per gate series (3: the fewest with a verdict)
+    bench_warmup_s: float = Field(1.0, ge=0)  # each run's own warm-up, discarded
 
 
 class Settings(_Section):

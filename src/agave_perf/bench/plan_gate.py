@@ -34,9 +34,6 @@ from agave_perf.plan.gates import (
 )
 from agave_perf.store import open_store
 
-PAUSE_S = 2.0  # between the runs of a series (as `bench --repeat`)
-WARMUP_S = 1.0  # each run's own warm-up, discarded
-
 
 class TradingP95:
     """Measures a series of open-loop runs; scores it by the median of the runs' p95 (ms)."""
@@ -52,7 +49,7 @@ class TradingP95:
             workload=load_workload(gate.bench_workload),
             rate=gate.bench_rate,
             duration=gate.bench_duration_s,
-            warmup=WARMUP_S,
+            warmup=gate.bench_warmup_s,
             keypair=gate.bench_keypair or None,
             tags={
                 "phase": str(context.phase),
@@ -63,7 +60,8 @@ class TradingP95:
             },
         )
         n = gate.bench_repeat
-        took = n * (gate.bench_duration_s + WARMUP_S) + (n - 1) * PAUSE_S
+        pause = settings.bench.repeat_pause_s  # between the runs, as `bench --repeat`
+        took = n * (gate.bench_duration_s + gate.bench_warmup_s) + (n - 1) * pause
         context.announce(
             f"measuring the phase {context.phase} benchmark: {n} run(s) of "
             f"{gate.bench_workload} at {gate.bench_rate:g} req/s for {gate.bench_duration_s:g} s "
@@ -75,7 +73,7 @@ class TradingP95:
                 save_run(store, run)  # each run as it ends: an interrupted series keeps its runs
 
             try:
-                series = asyncio.run(run_series(cfg, n, pause_s=PAUSE_S, on_run=keep))
+                series = asyncio.run(run_series(cfg, n, pause_s=pause, on_run=keep))
             except RpcError as err:
                 raise GateFailed(f"the phase benchmark failed: {err}") from None
         if not series.complete:
