@@ -8,7 +8,7 @@ import pytest
 
 from agave_perf.bench import MethodStats, Reservoir, RunResult, Schedule
 from agave_perf.bench.compare import compare
-from agave_perf.bench.storage import list_runs, load_run, resolve, save_run
+from agave_perf.bench.storage import BENCH_SCHEMA, list_runs, listing, load_run, resolve, save_run
 from agave_perf.errors import UsageError
 from agave_perf.store import open_store
 from tests.cli._simnet import agave_perf
@@ -75,6 +75,18 @@ class TestRoundTrip:
     def test_postgresql(self, postgres_url: str) -> None:  # noqa: F811
         """The same round trip works on a real PostgreSQL server."""
         check_round_trip(postgres_url)
+
+
+class TestLayout:
+    def test_listing_reads_the_start_index(self) -> None:
+        """The latest runs are read in index order: SQLite plans no sort of the whole table."""
+        with open_store() as store:
+            store.ensure(BENCH_SCHEMA)
+            sql = str(listing({}, 20).compile(store.engine, compile_kwargs={"literal_binds": True}))
+            with store.begin() as conn:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX ix_bench_runs_started_at_id" in plan
+        assert "TEMP B-TREE" not in plan
 
 
 class TestLookup:

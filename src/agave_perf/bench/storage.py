@@ -8,7 +8,8 @@ facade rather than in it: importing :mod:`agave_perf.bench` (as ``check`` does)
 does not load SQLAlchemy.
 
 Layout versions: 1 as first released; 2 adds the index ``list_runs`` sorts by
-(newest first), so ``report --list`` and ``latest`` stay quick on a long history.
+(newest first), so listing the latest runs reads them in index order instead of
+sorting the whole table (``report --list``, ``latest``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -186,14 +188,19 @@ def _row(r: Any) -> RunRow:
     )
 
 
+def listing(tags: dict[str, str], limit: int) -> Select[Any]:
+    """The query of :func:`list_runs`: runs carrying every tag, newest first."""
+    query = select(bench_runs)
+    for i, (k, v) in enumerate(tags.items()):
+        t = bench_tags.alias(f"t{i}")
+        query = query.join(t, and_(t.c.run_id == bench_runs.c.id, t.c.key == k, t.c.value == v))
+    return query.order_by(bench_runs.c.started_at.desc(), bench_runs.c.id.desc()).limit(limit)
+
+
 def list_runs(store: Store, *, tags: dict[str, str] | None = None, limit: int = 20) -> list[RunRow]:
     """Return stored runs, newest first, optionally only those carrying every given tag."""
     store.ensure(BENCH_SCHEMA)
-    query = select(bench_runs)
-    for i, (k, v) in enumerate((tags or {}).items()):
-        t = bench_tags.alias(f"t{i}")
-        query = query.join(t, and_(t.c.run_id == bench_runs.c.id, t.c.key == k, t.c.value == v))
-    query = query.order_by(bench_runs.c.started_at.desc(), bench_runs.c.id.desc()).limit(limit)
+    query = listing(tags or {}, limit)
     with store.begin() as conn:
         rows = [_row(r) for r in conn.execute(query)]
         if rows:
