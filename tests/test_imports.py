@@ -1,8 +1,12 @@
-"""Private modules stay private: only their own package imports ``agave_perf.X._y``.
+"""Private modules stay private, and the results store sits below the components.
 
 A package's ``__init__`` (with ``__all__``) is its public face; code outside the package
 imports from there. Tests mirror ``src/``: a test under ``tests/X/`` may import the private
 modules of ``agave_perf.X`` it tests, and nothing else private.
+
+``agave_perf.store`` is only the engine; the components own their tables and import it,
+never the other way round (a store that imported bench would make bench's records part
+of every component's dependencies).
 """
 
 from __future__ import annotations
@@ -114,6 +118,61 @@ class TestPrivateImports:
         for path in sorted(TESTS.rglob("*.py")):
             bad += violations(path, module_name(path, REPO), owner_of_test(path))
         assert bad == []
+
+
+# What the store engine may import from the package: leaf modules that import nothing of ours.
+STORE_MAY_IMPORT = (
+    "agave_perf.store",
+    "agave_perf.errors",
+    "agave_perf.paths",
+    "agave_perf.redact",
+)
+
+
+def upward_imports(source: str, module: str, *, is_package: bool = False) -> list[str]:
+    """The agave_perf modules outside :data:`STORE_MAY_IMPORT` that ``source`` imports."""
+    found = set()
+    for line, name in imported(ast.parse(source), module, is_package):
+        if name.split(".")[0] != "agave_perf" or name == "agave_perf":
+            continue
+        if not any(name == ok or name.startswith(ok + ".") for ok in STORE_MAY_IMPORT):
+            found.add(f"{line}: {name}")
+    return sorted(found)
+
+
+class TestStoreDirection:
+    def test_store_imports_no_component(self) -> None:
+        """Nothing in agave_perf.store imports bench, plan, tune or any other component."""
+        bad = []
+        for path in sorted((SRC / "agave_perf" / "store").rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            module = module_name(path, SRC)
+            found = upward_imports(text, module, is_package=path.name == "__init__.py")
+            bad += [f"{path.relative_to(REPO)}:{where}" for where in found]
+        assert bad == []
+
+    def test_store_may_import_only_leaves(self) -> None:
+        """The modules the store may use import nothing of agave_perf themselves."""
+        for name in STORE_MAY_IMPORT[1:]:
+            path = SRC / Path(*name.split(".")).with_suffix(".py")
+            found = [n for _, n in imported(ast.parse(path.read_text()), name, False)]
+            assert [n for n in found if n.startswith("agave_perf")] == [], name
+
+    @pytest.mark.parametrize(
+        ("source", "expected"),
+        [
+            ("from agave_perf.bench import RunResult", 2),
+            ("import agave_perf.bench.storage", 1),
+            ("from ..bench._result import RunResult", 2),
+            ("from agave_perf.errors import StoreError", 0),
+            ("from agave_perf.store._db import Store", 0),
+            ("from ._db import Store", 0),
+            ("import sqlalchemy", 0),
+        ],
+    )
+    def test_rule(self, source: str, expected: int) -> None:
+        """Absolute, relative and from-imports of a component from the store are all caught."""
+        assert len(upward_imports(source, "agave_perf.store._x")) == expected, source
 
 
 class TestChecker:

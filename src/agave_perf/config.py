@@ -28,6 +28,9 @@ DEFAULT_FILE = "agave-perf.toml"
 # 50 ms p95 target, which is where a generator starts to distort what it measures.
 LATE_SEND_S = 0.001
 
+# How intended send times are spaced: evenly, or as a Poisson process (random gaps).
+Arrival = Literal["constant", "poisson"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -85,11 +88,18 @@ class HostSettings(_Section):
 class BenchSettings(_Section):
     """Defaults for ``agave-perf bench`` and ``compare``."""
 
+    workload: str = "trading"  # built-in name or TOML file
     rate: float = Field(200.0, gt=0)
     duration_s: float = Field(30.0, gt=0)
     warmup_s: float = Field(0.0, ge=0)
     connections: int = Field(16, ge=1, le=4096)
+    arrival: Arrival = "constant"
     timeout_s: float = Field(10.0, gt=0)
+    # the run's own control calls (discovery, subscriptions, landing confirmations) wait at
+    # most this long, however long the per-request timeout: they are not what is measured
+    control_timeout_s: float = Field(5.0, gt=0)
+    seed: int = 1  # of the request mix and the Poisson gaps: runs with one seed are alike
+    find_max_rate: float = Field(100_000.0, ge=1)  # upper bound of bench --find-max
     compare_threshold: float = Field(0.05, gt=0, lt=10)
     # run-level tests, Holm-corrected over every method × metric row of a comparison
     compare_alpha: float = Field(0.05, gt=0, lt=1)
@@ -99,6 +109,10 @@ class BenchSettings(_Section):
     repeat: int = Field(1, ge=1, le=1000)  # runs per series (bench --repeat)
     repeat_pause_s: float = Field(2.0, ge=0)  # pause between the runs of a series
     ab_pairs: int = Field(3, ge=1, le=1000)  # ABBA blocks of agave-perf ab
+    # ab discards this much load before every run (each arm is measured warm), and pauses
+    # this long between runs
+    ab_warmup_s: float = Field(2.0, ge=0)
+    ab_pause_s: float = Field(1.0, ge=0)
 
 
 class GateSettings(_Section):
@@ -117,6 +131,7 @@ class GateSettings(_Section):
     bench_repeat: int = Field(
         3, ge=1, le=100
     )  # runs per gate series (3: the fewest with a verdict)
+    bench_warmup_s: float = Field(1.0, ge=0)  # each run's own warm-up, discarded
 
 
 class Settings(_Section):

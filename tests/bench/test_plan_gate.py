@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agave_perf.bench import plan_gate
+from agave_perf.bench.storage import list_runs
 from agave_perf.errors import GateFailed
 from agave_perf.plan.gates import BenchGate, BenchMeasurement, GateContext, phase_benchmark
 from agave_perf.simnet import SimCluster
 from agave_perf.store import open_store
-from agave_perf.store.bench import list_runs
 
 
 def context(
@@ -41,11 +40,10 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None
     cfg.write_text(
         f'[gate]\nbench_rpc = "{url}"\nbench_workload = "reads"\n'
         "bench_rate = 100\nbench_duration_s = 1\nbench_repeat = 3\n"
+        # shorter warm-ups and pauses than a real gate's; the series are still independent runs
+        "bench_warmup_s = 0.3\n[bench]\nrepeat_pause_s = 0.2\n"
     )
     monkeypatch.setenv("AGAVE_PERF_CONFIG", str(cfg))
-    # shorter warm-ups and pauses than a real gate's; the series are still independent runs
-    monkeypatch.setattr(plan_gate, "WARMUP_S", 0.3)
-    monkeypatch.setattr(plan_gate, "PAUSE_S", 0.2)
 
 
 def free_port() -> int:

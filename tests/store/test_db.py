@@ -1,4 +1,4 @@
-"""The results store: default location, schemas per component, versions, clear errors."""
+"""The results store engine: default location, schemas per component, versions, clear errors."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, String, Table, select
+from sqlalchemy import Column, Connection, Integer, String, Table, select
 
 from agave_perf.errors import StoreError
 from agave_perf.paths import state_path
-from agave_perf.store import Schema, Store, metadata, open_store
-from agave_perf.store import plan as plan_db
-from agave_perf.store.builds import list_builds, record_build
+from agave_perf.store import Migration, Schema, Store, metadata, open_store
+from agave_perf.store._db import normalize_url
 
 # A component added later, in its own module, on the shared metadata (as bench will do).
 extra_rows = Table(
@@ -23,6 +22,8 @@ extra_rows = Table(
     Column("name", String(32), nullable=False),
 )
 EXTRA = Schema("test-extra", 1, (extra_rows,))
+other_rows = Table("test_other_rows", metadata, Column("id", Integer, primary_key=True))
+OTHER = Schema("test-other", 1, (other_rows,))
 
 
 def db_file() -> Path:
@@ -44,11 +45,11 @@ class TestStore:
             store.ensure(EXTRA)
             with store.begin() as conn:
                 conn.execute(extra_rows.insert().values(name="a"))
-            store.ensure(plan_db.SCHEMA)
+            store.ensure(OTHER)
             with store.begin() as conn:
                 assert conn.execute(select(extra_rows.c.name)).scalars().all() == ["a"]
                 versions = dict(conn.exec_driver_sql("SELECT * FROM schema_versions").all())
-        assert versions == {"test-extra": 1, "plan": 1}
+        assert versions == {"test-extra": 1, "test-other": 1}
 
     def test_newer_schema_is_refused(self) -> None:
         """Tables written by a newer agave-perf are refused instead of misread."""
@@ -60,6 +61,61 @@ class TestStore:
         con.close()
         with open_store() as store, pytest.raises(StoreError, match="newer agave-perf"):
             store.ensure(EXTRA)
+
+    def test_older_layout_is_migrated_step_by_step(self) -> None:
+        """A store at version 1 runs the steps 1->2 and 2->3 in order and records version 3."""
+        steps: list[int] = []
+
+        def step(n: int) -> Migration:
+            def run(conn: Connection) -> None:
+                steps.append(n)
+                conn.exec_driver_sql(f"ALTER TABLE test_extra_rows ADD COLUMN c{n} INTEGER")
+
+            return run
+
+        with open_store() as store:
+            store.ensure(EXTRA)
+        v3 = Schema("test-extra", 3, (extra_rows,), migrations={1: step(1), 2: step(2)})
+        with open_store() as store:
+            store.ensure(v3)
+            store.ensure(v3)  # once per store: the recorded version now matches
+            with store.begin() as conn:
+                columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(test_extra_rows)")]
+                versions = dict(conn.exec_driver_sql("SELECT * FROM schema_versions").all())
+        assert steps == [1, 2]
+        assert columns[-2:] == ["c1", "c2"]
+        assert versions["test-extra"] == 3
+
+    def test_failed_migration_changes_nothing(self) -> None:
+        """A step that fails rolls back every step before it, and the old version stays."""
+
+        def add(conn: Connection) -> None:
+            conn.exec_driver_sql("ALTER TABLE test_extra_rows ADD COLUMN added INTEGER")
+
+        def broken(conn: Connection) -> None:
+            conn.exec_driver_sql("ALTER TABLE no_such_table ADD COLUMN x INTEGER")
+
+        with open_store() as store:
+            store.ensure(EXTRA)
+        v3 = Schema("test-extra", 3, (extra_rows,), migrations={1: add, 2: broken})
+        with open_store() as store:
+            with pytest.raises(StoreError, match="no_such_table"):
+                store.ensure(v3)
+            with store.begin() as conn:
+                columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(test_extra_rows)")]
+                version = conn.exec_driver_sql(
+                    "SELECT version FROM schema_versions WHERE component = 'test-extra'"
+                ).scalar_one()
+        assert "added" not in columns
+        assert version == 1
+
+    def test_missing_migration_is_refused(self) -> None:
+        """An older layout with no step from its version is refused in one line, untouched."""
+        with open_store() as store:
+            store.ensure(EXTRA)
+        v2 = Schema("test-extra", 2, (extra_rows,))
+        with open_store() as store, pytest.raises(StoreError, match="no migration from it"):
+            store.ensure(v2)
 
     def test_failed_transaction_rolls_back(self) -> None:
         """An error inside begin() leaves nothing behind and surfaces as StoreError."""
@@ -98,146 +154,10 @@ class TestStore:
             open_store("nosuchdb://user:hunter2@host/db")
         assert "hunter2" not in str(err.value)
 
-
-class TestBuildRecords:
-    def test_round_trip(self) -> None:
-        """A build run comes back with its structured fields decoded, newest first."""
-        with open_store() as store:
-            for commit in ("a" * 40, "b" * 40):
-                record_build(
-                    store,
-                    started_at="2026-01-01T00:00:00+00:00",
-                    path="/src/agave",
-                    commit=commit,
-                    branch="main",
-                    dirty=False,
-                    toolchain="rustc 1.95.0",
-                    settings={"CARGO_PROFILE_RELEASE_LTO": "fat"},
-                    features=["x/y"],
-                    build_exit=0,
-                    build_s=1.5,
-                    test_exit=None,
-                    test_s=None,
-                    binaries={"agave-validator": 123},
-                    flag_evidence={"-C lto": 3},
-                    log_dir="/tmp/x",
-                    passed=True,
-                )
-            runs = list_builds(store, path="/src/agave")
-        assert [r.commit[0] for r in runs] == ["b", "a"]
-        assert runs[0].settings == {"CARGO_PROFILE_RELEASE_LTO": "fat"}
-        assert runs[0].binaries == {"agave-validator": 123}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The default SQLite store, and a fresh PostgreSQL database (Debian package postgresql)."""
-    if request.param == "sqlite":
-        return ""
-    return str(request.getfixturevalue("postgres_url"))
-
-
-def tamper(url: str, table: str, statement: str) -> None:
-    """Run a statement around the append-only triggers, as a hand edit would."""
-    with open_store(url) as store, store.begin() as conn:
-        if store.dialect == "sqlite":
-            for op in ("update", "delete"):
-                conn.exec_driver_sql(f"DROP TRIGGER {table}_no_{op}")
-        else:
-            conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-        conn.exec_driver_sql(statement)
-
-
-EVIDENCE = {
-    "plan_id": 0,
-    "run_id": "r",
-    "task_id": "t",
-    "gate": "test",
-    "at": "t",
-    "commit": "c",
-    "dirty": False,
-    "branch": "b",
-    "command": "cargo test",
-    "exit_code": 101,
-    "duration_s": 1.0,
-    "output_tail": "",
-    "passed": False,
-    "features": [],
-    "detail": {},
-}
-
-
-def new_plan(store: Store) -> int:
-    return plan_db.create_plan(
-        store, agave_path="/a", created_at="t", catalog_toml="x", flags_file=""
-    )
-
-
-class TestPlanLog:
-    def test_append_only(self, store_url: str) -> None:
-        """The database refuses UPDATE and DELETE of events and evidence."""
-        with open_store(store_url) as store:
-            pid = new_plan(store)
-            plan_db.append_event(store, pid, at="t", kind="init", data={})
-            plan_db.add_evidence(store, [dict(EVIDENCE, plan_id=pid)])
-            for statement in (
-                "DELETE FROM plan_evidence",
-                "UPDATE plan_evidence SET passed = true",
-                "DELETE FROM plan_events",
-                "UPDATE plan_events SET kind = 'done'",
-            ):
-                with pytest.raises(StoreError, match="append-only"), store.begin() as conn:
-                    conn.exec_driver_sql(statement)
-            assert len(plan_db.load_evidence(store, pid)) == 1
-            assert len(plan_db.load_events(store, pid)) == 1
-
-    def test_chain_detects_a_removed_event(self, store_url: str) -> None:
-        """Deleting an event from the middle of the log (around the trigger) is detected."""
-        with open_store(store_url) as store:
-            pid = new_plan(store)
-            for kind in ("init", "start", "done"):
-                plan_db.append_event(store, pid, at="t", kind=kind, task_id="t", data={})
-            assert [e.seq for e in plan_db.load_events(store, pid)] == [1, 2, 3]
-        tamper(store_url, "plan_events", "DELETE FROM plan_events WHERE seq = 2")
-        with open_store(store_url) as store, pytest.raises(StoreError, match="event 2 is missing"):
-            plan_db.load_events(store, pid)
-
-    def test_edited_evidence_is_detected(self, store_url: str) -> None:
-        """An evidence row changed by hand no longer matches its hash."""
-        with open_store(store_url) as store:
-            pid = new_plan(store)
-            plan_db.add_evidence(store, [dict(EVIDENCE, plan_id=pid)])
-        tamper(store_url, "plan_evidence", "UPDATE plan_evidence SET passed = true, exit_code = 0")
-        with open_store(store_url) as store, pytest.raises(StoreError, match="changed outside"):
-            plan_db.load_evidence(store, pid)
-
-    def test_stale_append_is_refused(self, store_url: str) -> None:
-        """An append based on an outdated log (another command wrote first) records nothing."""
-        with open_store(store_url) as store:
-            pid = new_plan(store)
-            plan_db.append_event(store, pid, at="t", kind="init", data={}, expect_seq=0)
-            plan_db.append_event(store, pid, at="t", kind="start", task_id="a", data={})
-            with pytest.raises(StoreError, match="changed while this command ran"):
-                plan_db.append_event(
-                    store, pid, at="t", kind="start", task_id="b", data={}, expect_seq=1
-                )
-            assert [e.task_id for e in plan_db.load_events(store, pid)] == ["", "a"]
-
-
-class TestPlanOnPostgres:
-    def test_engine_round_trip(self, postgres_url: str, tmp_path: Path) -> None:
-        """A plan lives in PostgreSQL as in SQLite: start, gate evidence, rollback, replay."""
-        from agave_perf.plan.engine import PlanEngine
-
-        repo = tmp_path / "agave"
-        repo.mkdir()
-        with open_store(postgres_url) as store:
-            engine = PlanEngine.init(store, repo)
-            engine.start("host.udp-buffers")
-            run = engine.gate("host.udp-buffers")
-            assert [e.passed for e in run.evidence] == [False, False]
-            engine.rollback("host.udp-buffers")
-        with open_store(postgres_url) as store:
-            state = PlanEngine.open(store, repo).state()
-        assert state.tasks["host.udp-buffers"].status == "rollback-manual"
-        assert [e.gate for e in state.evidence] == ["check", "bench"]
+    def test_postgres_urls_use_psycopg3(self) -> None:
+        """postgresql:// URLs use the psycopg 3 driver in every store, not psycopg2."""
+        assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+        assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+        store = Store("postgresql://u@127.0.0.1:1/db")  # no connection is made here
+        assert store.engine.dialect.driver == "psycopg"
+        store.close()

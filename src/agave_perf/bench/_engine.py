@@ -28,7 +28,7 @@ import orjson
 from agave_perf.bench._hist import Histogram, Reservoir
 from agave_perf.bench._result import MethodStats, Schedule
 from agave_perf.clock import Clock
-from agave_perf.config import LATE_SEND_S
+from agave_perf.config import LATE_SEND_S, Arrival, BenchSettings
 from agave_perf.errors import RpcError
 from agave_perf.faults import UNREACHABLE, RequestFault, classify, http_fault
 from agave_perf.rpc import Transport
@@ -81,23 +81,26 @@ class SendWatch(Protocol):
         ...
 
 
+_DEFAULTS = BenchSettings()
+
+
 @dataclass
 class LoadSpec:
     """How to drive the load."""
 
     rate: float
     duration: float
-    warmup: float = 0.0
-    arrival: str = "constant"  # "constant" or "poisson"
-    timeout: float = 10.0
+    warmup: float = _DEFAULTS.warmup_s
+    arrival: Arrival = _DEFAULTS.arrival
+    timeout: float = _DEFAULTS.timeout_s
     max_inflight: int = 100_000
     late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0
-    seed: int = 1
+    seed: int = _DEFAULTS.seed
     closed_connections: int = 0  # > 0: closed loop with this many workers
 
 
-def arrivals(rate: float, kind: str, seed: int = 1) -> Callable[[int], float]:
+def arrivals(rate: float, kind: Arrival, seed: int = _DEFAULTS.seed) -> Callable[[int], float]:
     """Return offset(i): the intended time of request i, in seconds after the start."""
     if rate <= 0:
         raise ValueError("rate must be positive")

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from agave_perf.clock import Clock, MonotonicClock
+from agave_perf.config import BenchSettings
 from agave_perf.errors import RpcError
 from agave_perf.redact import redact_url
 from agave_perf.rpc import PubSubClient
 from agave_perf.slo.samples import LandingSample
 
+_DEFAULTS = BenchSettings()
 LANDING_WAIT_S = 30.0  # a send not at the commitment by then never landed
 WS_RETRY_S = 30.0  # after a PubSub failure, sends go unwatched this long
 MAX_WATCHES = 2000  # signatures followed at once; beyond that sends go unwatched
@@ -48,8 +50,8 @@ class LandingWatch:
         *,
         commitment: str = "processed",
         sample: float = 1.0,
-        seed: int = 1,
-        timeout: float = 5.0,
+        seed: int = _DEFAULTS.seed,
+        timeout: float = _DEFAULTS.control_timeout_s,
         wait: float = LANDING_WAIT_S,
         current_slot: Callable[[], int | None] = lambda: None,
         clock: Clock | None = None,

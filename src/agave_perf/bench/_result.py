@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -18,7 +18,21 @@ from rich.table import Table
 from rich.text import Text
 
 from agave_perf.bench._hist import Histogram, Reservoir, merged
-from agave_perf.config import LATE_SEND_S
+from agave_perf.config import LATE_SEND_S, Arrival
+
+# Open loop sends at intended instants; closed loop waits for each answer (for contrast).
+LoopMode = Literal["open", "closed"]
+# A run's arrival: the open loop's process, or "closed" for a closed-loop run.
+RunArrival = Arrival | Literal["closed"]
+_RUN_ARRIVALS: tuple[str, ...] = (*get_args(Arrival), "closed")
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], what: str) -> Any:
+    # a stored or exported run read back: an unknown word is a damaged document
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r} (one of {', '.join(allowed)})")
+    return value
+
 
 FORMAT = "agave-perf-bench/1"
 
@@ -268,8 +282,8 @@ class RunResult:
     started_at: str
     target: str
     workload: dict[str, Any]
-    mode: str  # "open" (constant/poisson) or "closed"
-    arrival: str
+    mode: LoopMode
+    arrival: RunArrival
     rate: float
     duration_s: float
     warmup_s: float
@@ -367,8 +381,8 @@ class RunResult:
             started_at=str(doc["started_at"]),
             target=str(doc["target"]),
             workload=dict(doc["workload"]),
-            mode=str(doc.get("mode", "open")),
-            arrival=str(doc.get("arrival", "constant")),
+            mode=_one_of(doc.get("mode", "open"), get_args(LoopMode), "mode"),
+            arrival=_one_of(doc.get("arrival", "constant"), _RUN_ARRIVALS, "arrival"),
             rate=float(doc["rate"]),
             duration_s=float(doc["duration_s"]),
             warmup_s=float(doc.get("warmup_s", 0.0)),

@@ -35,7 +35,7 @@ from agave_perf.bench._result import Notifications, RunResult
 from agave_perf.bench._slo import Slo, evaluate
 from agave_perf.bench._workload import Workload
 from agave_perf.clock import Clock
-from agave_perf.config import LATE_SEND_S, BenchSettings
+from agave_perf.config import LATE_SEND_S, Arrival, BenchSettings
 from agave_perf.errors import RpcError, RpcTransportError
 from agave_perf.redact import redact_url
 from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws_url_for
@@ -56,8 +56,9 @@ class BenchConfig:
     duration: float = _DEFAULTS.duration_s
     warmup: float = _DEFAULTS.warmup_s
     connections: int = _DEFAULTS.connections
-    arrival: str = "constant"
+    arrival: Arrival = _DEFAULTS.arrival
     timeout: float = _DEFAULTS.timeout_s
+    control_timeout: float = _DEFAULTS.control_timeout_s
     keypair: str | Keypair | None = None  # a Solana CLI keypair file, or the key itself
     accounts_file: str | None = None
     accounts: tuple[str, ...] = ()  # given accounts, before any file or discovery
@@ -65,7 +66,7 @@ class BenchConfig:
     tags: dict[str, str] = field(default_factory=dict)
     slos: list[Slo] = field(default_factory=list)
     closed_loop: bool = False
-    seed: int = 1
+    seed: int = _DEFAULTS.seed
     late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0  # inf: never abort (a check measures a failing node to the end)
     landing_sample: float | None = None  # share of sends followed; None: the workload's
@@ -80,7 +81,7 @@ def new_run_id() -> str:
 class _PubSubWatch:
     """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
 
-    def __init__(self, url: str, workload: Workload, engine: Engine, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, workload: Workload, engine: Engine, timeout: float) -> None:
         self.url = url
         self.timeout = timeout
         self.workload = workload
@@ -177,7 +178,7 @@ async def run_bench(
     control = RpcClient(
         cfg.rpc,
         transport=HttpTransport(cfg.rpc, connections=2),
-        timeout=min(5.0, cfg.timeout),
+        timeout=min(cfg.control_timeout, cfg.timeout),
         retries=1,
     )
     background: list[asyncio.Task[None]] = []
@@ -241,7 +242,7 @@ async def run_bench(
                 commitment=sig_sub.commitment,
                 sample=sig_sub.sample if cfg.landing_sample is None else cfg.landing_sample,
                 seed=cfg.seed,
-                timeout=min(cfg.timeout, 5.0),
+                timeout=min(cfg.control_timeout, cfg.timeout),
                 current_slot=current_slot,
                 clock=clock,
             )
@@ -270,7 +271,8 @@ async def run_bench(
         )
         engine.progress = progress
         if any(s.method != "signatureSubscribe" for s in wl.subscriptions):
-            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, min(5.0, cfg.timeout))
+            timeout = min(cfg.control_timeout, cfg.timeout)
+            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, timeout)
             await watch.start()
             if watch.error:
                 notes.append(watch.error)
@@ -419,7 +421,7 @@ FIND_MAX_PRECISION = 0.05
 def ramp_plan(
     cfg: BenchConfig,
     *,
-    max_rate: float = 1e6,
+    max_rate: float = _DEFAULTS.find_max_rate,
     max_steps: int = FIND_MAX_STEPS,
     precision: float = FIND_MAX_PRECISION,
 ) -> str:
@@ -447,7 +449,7 @@ def _minutes(seconds: float) -> str:
 async def find_max(
     cfg: BenchConfig,
     *,
-    max_rate: float = 1e6,
+    max_rate: float = _DEFAULTS.find_max_rate,
     max_steps: int = FIND_MAX_STEPS,
     precision: float = FIND_MAX_PRECISION,
     stop: asyncio.Event | None = None,

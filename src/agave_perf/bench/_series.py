@@ -28,6 +28,9 @@ from rich.text import Text
 from agave_perf.bench._engine import Engine
 from agave_perf.bench._result import RunResult
 from agave_perf.bench._runner import BenchConfig, run_bench
+from agave_perf.config import BenchSettings
+
+_DEFAULTS = BenchSettings()
 
 SERIES_FORMAT = "agave-perf-series/1"
 AB_FORMAT = "agave-perf-ab/1"
@@ -133,7 +136,7 @@ async def run_series(
     cfg: BenchConfig,
     repeat: int,
     *,
-    pause_s: float = 2.0,
+    pause_s: float = _DEFAULTS.repeat_pause_s,
     stop: asyncio.Event | None = None,
     progress: Callable[[Engine], None] | None = None,
     series_id: str | None = None,
@@ -208,7 +211,7 @@ async def run_ab(
     cfg_b: BenchConfig,
     pairs: int,
     *,
-    pause_s: float = 1.0,
+    pause_s: float = _DEFAULTS.ab_pause_s,
     stop: asyncio.Event | None = None,
     progress: Callable[[Engine], None] | None = None,
     on_run: Callable[[RunResult], None] | None = None,

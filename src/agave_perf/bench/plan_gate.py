@@ -1,6 +1,6 @@
 """The plan's phase benchmark: series of trading-workload runs, judged with run statistics.
 
-Importing this module registers the provider (see :mod:`agave_perf.plan.gates`); the
+``TradingP95`` is listed in :data:`agave_perf.plan.gates.PLUGINS`, which loads it; the
 ``bench`` gate and ``plan gate --phase N`` then compare its series with the phase
 baseline's through :func:`agave_perf.bench.compare.compare` — the same run-level
 statistics as ``agave-perf compare`` on the "all methods" p95 — so a gate passes on
@@ -25,18 +25,14 @@ from agave_perf.bench._series import run_series
 from agave_perf.bench._stats import FEW_RUNS, SLOWER, UNKNOWN
 from agave_perf.bench._workload import load as load_workload
 from agave_perf.bench.compare import compare
+from agave_perf.bench.storage import load_group, save_run
 from agave_perf.errors import GateFailed, RpcError, UsageError
 from agave_perf.plan.gates import (
     BenchJudgement,
     BenchMeasurement,
     GateContext,
-    register_phase_benchmark,
 )
 from agave_perf.store import open_store
-from agave_perf.store.bench import load_group, save_run
-
-PAUSE_S = 2.0  # between the runs of a series (as `bench --repeat`)
-WARMUP_S = 1.0  # each run's own warm-up, discarded
 
 
 class TradingP95:
@@ -53,7 +49,7 @@ class TradingP95:
             workload=load_workload(gate.bench_workload),
             rate=gate.bench_rate,
             duration=gate.bench_duration_s,
-            warmup=WARMUP_S,
+            warmup=gate.bench_warmup_s,
             keypair=gate.bench_keypair or None,
             tags={
                 "phase": str(context.phase),
@@ -64,7 +60,8 @@ class TradingP95:
             },
         )
         n = gate.bench_repeat
-        took = n * (gate.bench_duration_s + WARMUP_S) + (n - 1) * PAUSE_S
+        pause = settings.bench.repeat_pause_s  # between the runs, as `bench --repeat`
+        took = n * (gate.bench_duration_s + gate.bench_warmup_s) + (n - 1) * pause
         context.announce(
             f"measuring the phase {context.phase} benchmark: {n} run(s) of "
             f"{gate.bench_workload} at {gate.bench_rate:g} req/s for {gate.bench_duration_s:g} s "
@@ -76,7 +73,7 @@ class TradingP95:
                 save_run(store, run)  # each run as it ends: an interrupted series keeps its runs
 
             try:
-                series = asyncio.run(run_series(cfg, n, pause_s=PAUSE_S, on_run=keep))
+                series = asyncio.run(run_series(cfg, n, pause_s=pause, on_run=keep))
             except RpcError as err:
                 raise GateFailed(f"the phase benchmark failed: {err}") from None
         if not series.complete:
@@ -139,6 +136,3 @@ class TradingP95:
             decided_by=cmp.method,
             passes=row.verdict not in (SLOWER, FEW_RUNS, UNKNOWN),
         )
-
-
-register_phase_benchmark(TradingP95)

@@ -18,6 +18,7 @@ from agave_perf.bench import AbSession, RunResult
 from agave_perf.bench.compare import Comparison
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.cli.compare import compare_options, judge, stats_kwargs
+from agave_perf.config import BenchSettings
 from agave_perf.errors import EXIT_INTERRUPTED, RpcTransportError, StoreError, UsageError
 from agave_perf.redact import redact_url
 
@@ -62,33 +63,55 @@ class AbOutput:
         return Group(*parts)
 
 
+# what the help texts show as defaults (a config file may set others)
+_D = BenchSettings()
+
+
 @click.command()
 @click.option("--a", "url_a", required=True, help="Baseline endpoint (JSON-RPC URL).")
 @click.option("--b", "url_b", required=True, help="Candidate endpoint (JSON-RPC URL).")
-@click.option("--workload", default="trading", show_default=True, help="Built-in or TOML file.")
 @click.option(
-    "--rate", type=click.FloatRange(0.001), default=None, help="Requests/s for both arms."
+    "--workload", default=None, help=f"Built-in or TOML file [{_D.workload}; bench.workload]."
 )
-@click.option("--duration", type=Duration(), default=None, help="Measured time of each run.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(0.001),
+    default=None,
+    help=f"Requests/s for both arms [{_D.rate:g}; bench.rate].",
+)
+@click.option(
+    "--duration",
+    type=Duration(),
+    default=None,
+    help=f"Measured time of each run [{_D.duration_s:g}s; bench.duration_s].",
+)
 @click.option(
     "--warmup",
     type=Duration(),
-    default="2s",
-    show_default=True,
-    help="Discarded load before each run.",
+    default=None,
+    help=f"Discarded load before each run [{_D.ab_warmup_s:g}s; bench.ab_warmup_s].",
 )
 @click.option(
-    "--pairs", type=click.IntRange(1, 1000), default=None, help="ABBA blocks [3; bench.ab_pairs]."
+    "--pairs",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help=f"ABBA blocks [{_D.ab_pairs}; bench.ab_pairs].",
 )
 @click.option(
-    "--pause", type=Duration(), default="1s", show_default=True, help="Pause between runs."
+    "--pause",
+    type=Duration(),
+    default=None,
+    help=f"Pause between runs [{_D.ab_pause_s:g}s; bench.ab_pause_s].",
 )
 @click.option(
-    "--connections", type=click.IntRange(1, 4096), default=None, help="Keep-alive connections."
+    "--connections",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help=f"Keep-alive connections [{_D.connections}; bench.connections].",
 )
 @click.option("--keypair", type=click.Path(dir_okay=False), help="Funded payer (Solana CLI JSON).")
 @click.option("--accounts", type=click.Path(dir_okay=False), help="Pubkeys for $account, a file.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the request mix.")
+@click.option("--seed", type=int, default=None, help=f"Seed of the request mix [{_D.seed}].")
 @click.option("--tag", "tags", multiple=True, help="k=v stored with every run (repeatable).")
 @compare_options
 @click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
@@ -104,16 +127,16 @@ class AbOutput:
 def ab(
     url_a: str,
     url_b: str,
-    workload: str,
+    workload: str | None,
     rate: float | None,
     duration: float | None,
-    warmup: float,
+    warmup: float | None,
     pairs: int | None,
-    pause: float,
+    pause: float | None,
     connections: int | None,
     keypair: str | None,
     accounts: str | None,
-    seed: int,
+    seed: int | None,
     tags: tuple[str, ...],
     metrics: tuple[str, ...],
     threshold: str | None,
@@ -134,11 +157,10 @@ def ab(
     """
     from agave_perf.bench import BenchConfig, load_workload, parse_tags, run_ab
     from agave_perf.bench.compare import compare
+    from agave_perf.bench.storage import BENCH_SCHEMA, save_run
     from agave_perf.cli.check import http_url
     from agave_perf.output import dumps
     from agave_perf.store import open_store
-    from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
-    from agave_perf.store.bench import save_run
 
     rt = runtime()
     cfg_b = rt.settings.bench
@@ -146,18 +168,19 @@ def ab(
     http_url("--b", url_b)
     if output and not Path(output).absolute().parent.is_dir():
         raise UsageError(f"-o {output}: directory {Path(output).absolute().parent} does not exist")
-    wl = load_workload(workload)
+    wl = load_workload(workload or cfg_b.workload)
+    pause = cfg_b.ab_pause_s if pause is None else pause
     common: dict[str, Any] = {
         "workload": wl,
         "rate": rate or cfg_b.rate,
         "duration": duration or cfg_b.duration_s,
-        "warmup": warmup,
+        "warmup": cfg_b.ab_warmup_s if warmup is None else warmup,
         "connections": connections or cfg_b.connections,
         "timeout": cfg_b.timeout_s,
         "keypair": keypair,
         "accounts_file": accounts,
         "tags": parse_tags(tags),
-        "seed": seed,
+        "seed": cfg_b.seed if seed is None else seed,
     }
     kw = stats_kwargs(metrics, threshold, min_effect_ms, alpha, methods)
     n_pairs = pairs or cfg_b.ab_pairs

@@ -8,14 +8,14 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
-from agave_perf.config import BenchSettings
+from agave_perf.config import Arrival, BenchSettings
 from agave_perf.errors import (
     EXIT_INTERRUPTED,
     RpcTransportError,
@@ -114,59 +114,68 @@ async def _run(
                 loop.remove_signal_handler(sig)
 
 
+# what the help texts show as defaults (a config file may set others)
+_D = BenchSettings()
+
+
 @click.command()
 @click.option("--rpc", required=True, help="JSON-RPC URL of the node (PubSub: same host, port+1).")
 @click.option("--ws", default=None, help="PubSub URL when it is not the RPC port + 1.")
 @click.option(
     "--workload",
-    default="trading",
-    show_default=True,
-    help="Built-in (trading, reads, send, slot) or a TOML workload file.",
+    default=None,
+    help="Built-in (trading, reads, send, slot) or a TOML workload file "
+    f"[{_D.workload}; bench.workload].",
 )
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.001),
     default=None,
-    help=f"Requests per second [{BenchSettings().rate:g}; config bench.rate].",
+    help=f"Requests per second [{_D.rate:g}; config bench.rate].",
 )
 @click.option(
     "--duration",
     type=Duration(),
     default=None,
-    help=f"Measured time [{BenchSettings().duration_s:g}s; bench.duration_s].",
+    help=f"Measured time [{_D.duration_s:g}s; bench.duration_s].",
 )
-@click.option("--warmup", type=Duration(), default=None, help="Unmeasured load first [0s].")
+@click.option(
+    "--warmup",
+    type=Duration(),
+    default=None,
+    help=f"Unmeasured load first [{_D.warmup_s:g}s; bench.warmup_s].",
+)
 @click.option(
     "--connections",
     type=click.IntRange(1, 4096),
     default=None,
-    help=f"HTTP keep-alive connections [{BenchSettings().connections}].",
+    help=f"HTTP keep-alive connections [{_D.connections}; bench.connections].",
 )
 @click.option(
     "--arrival",
-    type=click.Choice(["constant", "poisson"]),
-    default="constant",
-    show_default=True,
-    help="Spacing of the intended send times.",
+    type=click.Choice(get_args(Arrival)),
+    default=None,
+    help=f"Spacing of the intended send times [{_D.arrival}; bench.arrival].",
 )
 @click.option("--closed-loop", is_flag=True, help="Closed loop (for contrast; hides stalls).")
 @click.option(
     "--timeout",
     type=Duration(),
     default=None,
-    help=f"Per-request timeout [{BenchSettings().timeout_s:g}s].",
+    help=f"Per-request timeout [{_D.timeout_s:g}s; bench.timeout_s].",
 )
 @click.option(
     "--repeat",
     type=click.IntRange(1, 1000),
     default=None,
-    help="Independent runs, stored as one series (each with its own warm-up) [1; bench.repeat].",
+    help="Independent runs, stored as one series (each with its own warm-up) "
+    f"[{_D.repeat}; bench.repeat].",
 )
 @click.option(
     "--pause",
     type=Duration(),
     default=None,
-    help="Pause between the runs of a series [2s; bench.repeat_pause_s].",
+    help=f"Pause between the runs of a series [{_D.repeat_pause_s:g}s; bench.repeat_pause_s].",
 )
 @click.option("--tag", "tags", multiple=True, help="k=v stored with the run (repeatable).")
 @click.option("--slo", "slos", multiple=True, help="Objective like p95<50ms (repeatable).")
@@ -174,13 +183,12 @@ async def _run(
 @click.option(
     "--max-rate",
     type=click.FloatRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Upper bound of the ramp.",
+    default=None,
+    help=f"Upper bound of the ramp [{_D.find_max_rate:g}; bench.find_max_rate].",
 )
 @click.option("--keypair", type=click.Path(dir_okay=False), help="Funded payer (Solana CLI JSON).")
 @click.option("--accounts", type=click.Path(dir_okay=False), help="Pubkeys for $account, a file.")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the request mix.")
+@click.option("--seed", type=int, default=None, help=f"Seed of the request mix [{_D.seed}].")
 @click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
 @click.option("--no-store", is_flag=True, help="Do not store the result.")
 @click.option(
@@ -190,12 +198,12 @@ async def _run(
 def bench(
     rpc: str,
     ws: str | None,
-    workload: str,
+    workload: str | None,
     rate: float | None,
     duration: float | None,
     warmup: float | None,
     connections: int | None,
-    arrival: str,
+    arrival: Arrival | None,
     closed_loop: bool,
     timeout: float | None,
     repeat: int | None,
@@ -203,10 +211,10 @@ def bench(
     tags: tuple[str, ...],
     slos: tuple[str, ...],
     find_max: bool,
-    max_rate: float,
+    max_rate: float | None,
     keypair: str | None,
     accounts: str | None,
-    seed: int,
+    seed: int | None,
     store_url: str | None,
     no_store: bool,
     output: str | None,
@@ -217,11 +225,10 @@ def bench(
     (what was measured is kept, marked partial); Ctrl-C also keeps what was measured.
     """
     from agave_perf.bench import BenchConfig, FindMax, Series, load_workload, parse_slo, parse_tags
+    from agave_perf.bench.storage import BENCH_SCHEMA, save_run
     from agave_perf.cli.check import http_url
     from agave_perf.output import document, dumps
     from agave_perf.store import open_store
-    from agave_perf.store.bench import SCHEMA as BENCH_SCHEMA
-    from agave_perf.store.bench import save_run
 
     rt = runtime()
     cfg_b = rt.settings.bench
@@ -234,7 +241,7 @@ def bench(
     objectives = [parse_slo(s) for s in slos]
     if find_max and not objectives:
         raise UsageError("--find-max needs at least one --slo, e.g. --slo 'p95<50ms'")
-    wl = load_workload(workload)
+    wl = load_workload(workload or cfg_b.workload)
     # without --keypair, sendTransaction calls are measured as simulateTransaction
     called = {c.method for c in wl.calls}
     if "sendTransaction" in called:
@@ -252,7 +259,7 @@ def bench(
         duration=duration or cfg_b.duration_s,
         warmup=cfg_b.warmup_s if warmup is None else warmup,
         connections=connections or cfg_b.connections,
-        arrival=arrival,
+        arrival=arrival or cfg_b.arrival,
         timeout=timeout or cfg_b.timeout_s,
         keypair=keypair,
         accounts_file=accounts,
@@ -260,7 +267,7 @@ def bench(
         tags=parse_tags(tags),
         slos=objectives,
         closed_loop=closed_loop,
-        seed=seed,
+        seed=cfg_b.seed if seed is None else seed,
     )
     url = store_url or rt.settings.store.url
     if not no_store:
@@ -275,12 +282,12 @@ def bench(
         from agave_perf.bench import ramp_plan
 
         # a ramp runs for minutes: say how long before spending them
-        click.echo(ramp_plan(cfg, max_rate=max_rate), err=True)
+        click.echo(ramp_plan(cfg, max_rate=max_rate or cfg_b.find_max_rate), err=True)
     result = run_async(
         _run(
             cfg,
             find_max,
-            max_rate,
+            max_rate or cfg_b.find_max_rate,
             show,
             repeat,
             cfg_b.repeat_pause_s if pause is None else pause,

@@ -21,13 +21,13 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 def _plan_features(store: Store, path: Path) -> list[str]:
     """Return the cargo features the checkout's plan has on (none without a plan)."""
-    from agave_perf.plan.engine import PlanEngine
-    from agave_perf.store.plan import active_plans
+    from agave_perf.plan.storage import active_plans
+    from agave_perf.plan.workflow import PlanWorkflow
 
     repo = str(path.resolve())
     if not any(p.agave_path == repo for p in active_plans(store)):
         return []
-    return sorted(PlanEngine.open(store, path).state().features_on)
+    return sorted(PlanWorkflow.open(store, path).state().features_on)
 
 
 @click.group("build")

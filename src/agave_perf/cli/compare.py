@@ -53,7 +53,7 @@ def is_run_file(ref: str) -> bool:
 
 def load_ref(ref: str, store: Store | None) -> tuple[list[RunResult], str]:
     """The runs a reference stands for: a file, or from the store (a series, an A/B arm, a run)."""
-    from agave_perf.store.bench import load_group
+    from agave_perf.bench.storage import load_group
 
     if is_run_file(ref):
         return read_run_file(Path(ref))

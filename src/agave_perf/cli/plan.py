@@ -13,7 +13,7 @@ from agave_perf.cli._common import runtime, standard_options
 from agave_perf.errors import GateFailed, UsageError
 
 if TYPE_CHECKING:
-    from agave_perf.plan.engine import PlanEngine
+    from agave_perf.plan.workflow import PlanWorkflow
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -55,14 +55,14 @@ def _agave_option(func: click.decorators.FC) -> click.decorators.FC:
 
 
 @contextmanager
-def _engine(agave: Path | None) -> Iterator[PlanEngine]:
-    from agave_perf.plan.engine import PlanEngine as Engine
+def _workflow(agave: Path | None) -> Iterator[PlanWorkflow]:
+    from agave_perf.plan.workflow import PlanWorkflow
     from agave_perf.store import open_store
 
     with open_store(store_url()) as store:
-        engine = Engine.open(store, agave)
-        engine.announce = lambda msg: click.echo(f"agave-perf: {msg}", err=True)
-        yield engine
+        workflow = PlanWorkflow.open(store, agave)
+        workflow.announce = lambda msg: click.echo(f"agave-perf: {msg}", err=True)
+        yield workflow
 
 
 @click.group("plan")
@@ -103,13 +103,13 @@ def init_cmd(
     reset: bool,
 ) -> None:
     """Create the plan state for a checkout in the results store."""
-    from agave_perf.plan.engine import PlanEngine
     from agave_perf.plan.status import PlanStatus
+    from agave_perf.plan.workflow import PlanWorkflow
     from agave_perf.store import open_store
 
     rt = runtime()
     with open_store(store_url()) as store:
-        engine = PlanEngine.init(
+        workflow = PlanWorkflow.init(
             store,
             agave,
             catalog_path=catalog,
@@ -118,8 +118,8 @@ def init_cmd(
             target_cpu=target_cpu,
             reset=reset,
         )
-        state = engine.state()
-        rt.emit(PlanStatus(state, engine.archived_evidence(), engine.build_env(state)))
+        state = workflow.state()
+        rt.emit(PlanStatus(state, workflow.archived_evidence(), workflow.build_env(state)))
 
 
 @plan.command("status")
@@ -129,9 +129,9 @@ def status_cmd(agave: Path | None) -> None:
     """Show phases and tasks with state, evidence and the gain measured so far."""
     from agave_perf.plan.status import PlanStatus
 
-    with _engine(agave) as engine:
-        state = engine.state()
-        runtime().emit(PlanStatus(state, engine.archived_evidence(), engine.build_env(state)))
+    with _workflow(agave) as workflow:
+        state = workflow.state()
+        runtime().emit(PlanStatus(state, workflow.archived_evidence(), workflow.build_env(state)))
 
 
 @plan.command("show")
@@ -142,8 +142,8 @@ def show_cmd(task: str, agave: Path | None) -> None:
     """Show TASK in full: the change, expected effect, gates, rollback, Agave paths, evidence."""
     from agave_perf.plan.status import TaskView
 
-    with _engine(agave) as engine:
-        state = engine.state()
+    with _workflow(agave) as workflow:
+        state = workflow.state()
         runtime().emit(TaskView(state, state.catalog.task(task).id))
 
 
@@ -154,8 +154,8 @@ def show_cmd(task: str, agave: Path | None) -> None:
 @standard_options
 def start_cmd(task: str, force: bool, agave: Path | None) -> None:
     """Start TASK (one component at a time; code tasks move to the phase branch)."""
-    with _engine(agave) as engine:
-        runtime().emit(engine.start(task, force=force))
+    with _workflow(agave) as workflow:
+        runtime().emit(workflow.start(task, force=force))
 
 
 @plan.command("gate")
@@ -171,15 +171,15 @@ def gate_cmd(task: str | None, phase: int | None, baseline: bool, agave: Path | 
     if baseline and phase is None:
         raise UsageError("--baseline goes with --phase N")
     rt = runtime()
-    with _engine(agave) as engine:
+    with _workflow(agave) as workflow:
         if phase is not None:
-            result = engine.phase_gate(phase, baseline=baseline)
+            result = workflow.phase_gate(phase, baseline=baseline)
             rt.emit(result)
             if not result.passed:
                 raise GateFailed(f"phase {phase} gate failed: {result.message}")
             return
         assert task is not None
-        run = engine.gate(task)
+        run = workflow.gate(task)
         rt.emit(run)
         if not run.passed:
             failed = ", ".join(e.gate for e in run.evidence if not e.passed)
@@ -192,8 +192,8 @@ def gate_cmd(task: str | None, phase: int | None, baseline: bool, agave: Path | 
 @standard_options
 def done_cmd(task: str, agave: Path | None) -> None:
     """Mark TASK done, only if its latest gates passed on the current clean commit."""
-    with _engine(agave) as engine:
-        runtime().emit(engine.done(task))
+    with _workflow(agave) as workflow:
+        runtime().emit(workflow.done(task))
 
 
 @plan.command("rollback")
@@ -202,8 +202,8 @@ def done_cmd(task: str, agave: Path | None) -> None:
 @standard_options
 def rollback_cmd(task: str, agave: Path | None) -> None:
     """Undo TASK through its rollback (host journal, flags file, cargo feature)."""
-    with _engine(agave) as engine:
-        runtime().emit(engine.rollback(task))
+    with _workflow(agave) as workflow:
+        runtime().emit(workflow.rollback(task))
 
 
 @plan.command("todos")

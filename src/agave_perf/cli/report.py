@@ -13,7 +13,7 @@ from agave_perf.cli._common import runtime, standard_options
 from agave_perf.errors import UsageError
 
 if TYPE_CHECKING:
-    from agave_perf.store.bench import RunRow
+    from agave_perf.bench.storage import RunRow
 
 
 @dataclass
@@ -78,9 +78,9 @@ def report(
     series stands for its whole series.
     """
     from agave_perf.bench.report import write_report
+    from agave_perf.bench.storage import list_runs as stored_runs
     from agave_perf.cli.compare import is_run_file, load_ref, read_run_file
     from agave_perf.store import open_store
-    from agave_perf.store.bench import list_runs as stored_runs
 
     rt = runtime()
     url = store_url or rt.settings.store.url

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agave_perf.errors import TuningError, UsageError
 from agave_perf.experiment._spec import Spec, Variant
@@ -61,7 +61,7 @@ def _invocation(text: str, name: str) -> flags.Invocation:
     return found[0]
 
 
-def _edit(use: _Use, kind: str, value: str | None = None) -> Any:
+def _edit(use: _Use, kind: Literal["rename", "delete", "value"], value: str | None = None) -> Any:
     flag_use = flags.FlagUse(use.name, use.flag, use.value, use.form)
     return flags.Edit(kind, flag_use, value)
 

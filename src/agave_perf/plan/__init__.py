@@ -1,11 +1,13 @@
 """The master plan as data, made executable: tasks, gates, branches, feature flags, PERF-TODOs.
 
-Extension points for other command groups: :func:`register_gate` (a gate kind such
-as ``check``), :func:`register_phase_benchmark` (what ``bench`` and the phase gate
-measure) and :func:`register_rollback` (a rollback kind such as ``host-journal``).
+The gates other command groups provide (``check``, ``flags``, the phase benchmark)
+are named in one table, :data:`agave_perf.plan.gates.PLUGINS`, and loaded on first
+use. Extension points for callers with their own kinds: :func:`register_gate`,
+:func:`register_phase_benchmark` and :func:`register_rollback` (a rollback kind such
+as ``host-journal``).
 """
 
-from agave_perf.plan.catalog import Catalog, Phase, Task
+from agave_perf.plan.catalog import Phase, PlanCatalog, Task
 from agave_perf.plan.gates import (
     BenchMeasurement,
     Gate,
@@ -19,12 +21,12 @@ from agave_perf.plan.rollback import RollbackContext, RollbackResult, register_r
 
 __all__ = [
     "BenchMeasurement",
-    "Catalog",
     "Gate",
     "GateContext",
     "GateResult",
     "Phase",
     "PhaseBenchmark",
+    "PlanCatalog",
     "RollbackContext",
     "RollbackResult",
     "Task",

@@ -156,7 +156,7 @@ class Task(_Model):
         return self
 
 
-class Catalog(_Model):
+class PlanCatalog(_Model):
     """The whole plan: phases and tasks."""
 
     version: int = 1
@@ -165,7 +165,7 @@ class Catalog(_Model):
     tasks: tuple[Task, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Catalog:
+    def _consistent(self) -> PlanCatalog:
         numbers = [p.number for p in self.phases]
         if len(set(numbers)) != len(numbers):
             raise ValueError("phase numbers must be unique")
@@ -204,14 +204,14 @@ def shipped_text() -> str:
     return (resources.files("agave_perf") / "data" / "plan.toml").read_text(encoding="utf-8")
 
 
-def parse(text: str, source: str) -> Catalog:
+def parse(text: str, source: str) -> PlanCatalog:
     """Parse and validate catalog TOML; errors name the source and the offending entry."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}") from None
     try:
-        return Catalog.model_validate(data)
+        return PlanCatalog.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
@@ -227,7 +227,7 @@ def parse(text: str, source: str) -> Catalog:
         raise ConfigError(f"{source}: {where.rstrip('.')}: {msg}") from None
 
 
-def load(path: Path | None = None) -> tuple[Catalog, str]:
+def load(path: Path | None = None) -> tuple[PlanCatalog, str]:
     """Load a catalog file (default: the shipped one); return it with its text."""
     if path is None:
         text = shipped_text()

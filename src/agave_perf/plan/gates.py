@@ -11,11 +11,13 @@ A gate is anything with a ``name`` and ``run(context) -> GateResult``. Built in:
   run-level statistics (no significant regression over enough runs), never on one
   score against another.
 
-Other command groups plug in without this module knowing them: importing
-``agave_perf.slo.plan_gate`` may call :func:`register_gate` for ``check``, and
-``agave_perf.bench.plan_gate`` may call :func:`register_phase_benchmark`. Until
-such a module exists, the gate fails with "not available in this version" —
-a missing gate is never a pass.
+Other command groups provide the rest without this module importing them: the
+:data:`PLUGINS` table below names every one (``check`` from ``slo``, ``flags`` from
+``tune.flags``, the phase benchmark from ``bench``) as ``module:factory``, loaded on
+first use. A plug-in module registers nothing on import; the table is the whole
+list. When a plug-in cannot be loaded, its gate fails with "not available in this
+version" — a missing gate is never a pass. :func:`register_gate` stays for callers
+that bring their own kinds (and tests that stand in for one).
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any, Final, Protocol, runtime_checkable
 
 from agave_perf.tune.build.cargo import run_cargo
 from agave_perf.tune.build.runner import flag_evidence
 
-# Where each pluggable gate kind is looked for, by the team that owns it.
-PLUGIN_MODULES: dict[str, str] = {
-    "check": "agave_perf.slo.plan_gate",
-    "bench": "agave_perf.bench.plan_gate",
-    "flags": "agave_perf.tune.flags.plan_gate",
-}
+# The phase benchmark's entry in PLUGINS (it is not a gate kind of the catalog).
+PHASE_BENCHMARK: Final = "phase-benchmark"
+
+# Every plug-in this module loads by name, and the team that owns it: the key is a gate
+# kind of the catalog (or PHASE_BENCHMARK), the value "module:factory", where the factory
+# takes no argument and returns a Gate (a PhaseBenchmark for PHASE_BENCHMARK). The gates
+# built in here (build, test, bench) are not listed; tests/plan/test_gates.py checks that
+# built-ins and this table together cover every GateKind, and that each entry resolves.
+PLUGINS: Final = MappingProxyType(
+    {
+        "check": "agave_perf.slo.plan_gate:CheckGate",
+        "flags": "agave_perf.tune.flags.plan_gate:FlagsGate",
+        PHASE_BENCHMARK: "agave_perf.bench.plan_gate:TradingP95",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,35 @@ def register_phase_benchmark(factory: Callable[[], PhaseBenchmark] | None) -> No
         _BENCHMARK.append(factory)
 
 
+def load_plugin(key: str) -> Callable[[], Any]:
+    """Import the factory :data:`PLUGINS` names for ``key``; ImportError when it is absent."""
+    module, _, attr = PLUGINS[key].partition(":")
+    factory = getattr(importlib.import_module(module), attr, None)
+    if not callable(factory):
+        raise ImportError(f"{module} has no {attr}", name=f"{module}.{attr}")
+    return factory  # type: ignore[no-any-return]
+
+
+def unavailable_reason(kind: str) -> str | None:
+    """Load the plug-in of a gate kind (``bench``: the phase benchmark); why not, or None."""
+    key = PHASE_BENCHMARK if kind == "bench" else kind
+    if key not in PLUGINS:
+        return None if kind in _GATES else f"no gate of kind '{kind}' is known"
+    module = PLUGINS[key].partition(":")[0]
+    try:
+        factory = load_plugin(key)
+    except ImportError as err:
+        if err.name and module.startswith(err.name):
+            return f"{module} is not part of this version of agave-perf"
+        return f"{module} could not be loaded: {err}"
+    if key == PHASE_BENCHMARK:
+        if not _BENCHMARK:
+            register_phase_benchmark(factory)
+    else:
+        _GATES.setdefault(kind, factory)
+    return None
+
+
 @contextlib.contextmanager
 def overriding_gate(kind: str, factory: Callable[[], Gate]) -> Iterator[None]:
     """Use ``factory`` for a gate kind inside the block, then restore what was there (tests)."""
@@ -198,22 +239,8 @@ def overriding_phase_benchmark(factory: Callable[[], PhaseBenchmark]) -> Iterato
         _BENCHMARK[:] = previous
 
 
-def unavailable_reason(kind: str) -> str | None:
-    """Import the plugin module of a gate kind; return why it is unavailable, or None."""
-    module = PLUGIN_MODULES.get(kind)
-    if module is None:
-        return f"no gate of kind '{kind}' is known"
-    try:
-        importlib.import_module(module)
-    except ImportError as err:
-        if err.name and module.startswith(err.name):
-            return f"{module} is not part of this version of agave-perf"
-        return f"{module} could not be loaded: {err}"
-    return None
-
-
 def phase_benchmark() -> PhaseBenchmark | None:
-    """Return the registered phase benchmark, loading the bench plugin if needed."""
+    """Return the phase benchmark, loading the bench plug-in if needed."""
     if not _BENCHMARK:
         unavailable_reason("bench")
     return _BENCHMARK[0]() if _BENCHMARK else None
@@ -224,7 +251,7 @@ def gate_for(kind: str) -> Gate:
     if kind not in _GATES:
         why = unavailable_reason(kind)
         if kind not in _GATES:
-            return UnavailableGate(kind, why or f"{PLUGIN_MODULES.get(kind)} registered no gate")
+            return UnavailableGate(kind, why or f"{PLUGINS.get(kind)} gave no gate")
     return _GATES[kind]()
 
 

@@ -9,16 +9,16 @@ that only happens when the store was edited outside agave-perf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from agave_perf.errors import StoreError
-from agave_perf.plan.catalog import Catalog, Phase, Task
-from agave_perf.store.plan import Event, Evidence, PlanRow
+from agave_perf.plan.catalog import Phase, PlanCatalog, Task
+from agave_perf.plan.storage import Event, EventKind, Evidence, PlanRow
 
 # rollback-manual: the rollback could only tell the operator what to run (host journal
 # without journaled changes); the task may be rolled back again or restarted.
 Status = Literal["todo", "in-progress", "done", "rolled-back", "rollback-manual"]
-EVENT_KINDS = frozenset({"init", "start", "done", "rollback", "phase-baseline", "phase-gate"})
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
 
 
 @dataclass
@@ -51,7 +51,7 @@ class PlanState:
     """The replayed state of a plan."""
 
     plan: PlanRow
-    catalog: Catalog
+    catalog: PlanCatalog
     tasks: dict[str, TaskState]
     phases: dict[int, PhaseState]
     features_on: set[str]
@@ -99,7 +99,7 @@ def _bad(event: Event, why: str) -> StoreError:
 
 
 def replay(
-    plan: PlanRow, catalog: Catalog, events: list[Event], evidence: list[Evidence]
+    plan: PlanRow, catalog: PlanCatalog, events: list[Event], evidence: list[Evidence]
 ) -> PlanState:
     """Rebuild the state from events, checking that every step was allowed when it was made."""
     state = PlanState(

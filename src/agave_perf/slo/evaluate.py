@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from agave_perf.bench._hist import Reservoir
 from agave_perf.bench._result import MethodStats
@@ -490,6 +490,10 @@ def memory_stats(samples: Sequence[MemorySample], metric: str, since: float | No
 # ------------------------------------------------------------------------------ verdict
 
 
+# A criterion passed or failed its target, could not be measured, or is shown for context.
+CriterionStatus = Literal["pass", "fail", "n/a", "info"]
+
+
 @dataclass(frozen=True)
 class Criterion:
     """One row of the verdict: what was measured against which target, and the evidence."""
@@ -497,7 +501,7 @@ class Criterion:
     name: str
     measured: str
     target: str
-    status: str  # pass | fail | n/a | info
+    status: CriterionStatus
     evidence: str
     # stable key for programs (``check --json``): the name above is prose and may be reworded
     id: str = field(kw_only=True)

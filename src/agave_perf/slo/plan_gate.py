@@ -1,6 +1,6 @@
 """The plan's ``check`` gate: the success criteria, measured on the node a task changed.
 
-Importing this module registers the gate (see :mod:`agave_perf.plan.gates`). Which
+``CheckGate`` is listed in :data:`agave_perf.plan.gates.PLUGINS`, which loads it. Which
 node to measure comes from the ``[gate]`` section of the configuration
 (``check_rpc``, ``check_references``, ``check_process``, ``check_duration_s``).
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from agave_perf import config
 from agave_perf.errors import AgavePerfError
-from agave_perf.plan.gates import GateContext, GateResult, register_gate
+from agave_perf.plan.gates import GateContext, GateResult
 from agave_perf.redact import redact_url
 from agave_perf.slo.session import Monitor, Sources
 
@@ -98,6 +98,3 @@ class CheckGate:
             passed=passed,
             detail=detail,
         )
-
-
-register_gate("check", CheckGate)

@@ -1,17 +1,18 @@
-"""Engine, shared metadata and schema versions of the results store.
+"""Engine, shared metadata, schema versions and migrations of the results store.
 
-Every command group that stores results defines its tables on :data:`metadata`
-in its own module (``store/builds.py``, ``store/plan.py``, later ``store/bench.py``
-…) and declares them with a :class:`Schema` (a component name, a version and its
-tables). :meth:`Store.ensure` creates missing tables and checks the version
-recorded in ``schema_versions``, so a store written by a newer agave-perf, or a
-table edited into an unknown version by hand, is refused with one clear line
-instead of being misread.
+Every component that stores results defines its tables on :data:`metadata` in its
+own package (``bench/storage.py``, ``tune/build/storage.py``, ``plan/storage.py``)
+and declares them with a :class:`Schema`: a component name, a version, its tables,
+and the migrations that bring older versions up to it. :meth:`Store.ensure`
+creates missing tables, migrates an older layout step by step in one transaction,
+and refuses a store written by a newer agave-perf (or edited into a version nobody
+can migrate from) with one clear line instead of misreading it. This module knows
+no component: the direction of imports is component -> store, never back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,13 +58,20 @@ def default_url() -> str:
         ) from None
 
 
+# A migration step: given a connection inside ensure()'s transaction, it changes the
+# layout of version N into version N + 1 (N is its key in Schema.migrations).
+Migration = Callable[[Connection], None]
+
+
 @dataclass(frozen=True)
 class Schema:
-    """The tables one component owns, and the version of their layout."""
+    """The tables one component owns, the version of their layout and how to reach it."""
 
     component: str
     version: int
     tables: tuple[Table, ...] = field(default=())
+    # migrations[n] turns layout n into layout n + 1
+    migrations: Mapping[int, Migration] = field(default_factory=dict)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -115,11 +123,33 @@ class Store:
         except (DBAPIError, SQLAlchemyError) as err:
             raise self._fail(err) from None
 
+    @contextmanager
+    def _schema_transaction(self) -> Iterator[Connection]:
+        # Python's sqlite3 commits before a CREATE or ALTER on its own, so a migration
+        # that failed half-way would stay half-applied. Here the driver is told to keep
+        # out (AUTOCOMMIT, for this connection only) and the transaction is ours:
+        # IMMEDIATE also makes two commands that create the same tables take turns.
+        if self.dialect != "sqlite":
+            with self.begin() as conn:
+                yield conn
+            return
+        try:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
+                conn.exec_driver_sql("COMMIT")
+        except (DBAPIError, SQLAlchemyError) as err:
+            raise self._fail(err) from None
+
     def ensure(self, schema: Schema) -> None:
-        """Create the schema's tables if missing and check its recorded version."""
+        """Create the schema's tables if missing, migrate an older layout, check the version."""
         if schema.component in self._ensured:
             return
-        with self.begin() as conn:
+        with self._schema_transaction() as conn:
             schema_versions.create(conn, checkfirst=True)
             for table in schema.tables:
                 table.create(conn, checkfirst=True)
@@ -135,13 +165,27 @@ class Store:
                     )
                 )
             elif row.version != schema.version:
-                newer = row.version > schema.version
-                raise StoreError(
-                    f"results store {self.display_url}: '{schema.component}' tables are at "
-                    f"version {row.version}, this agave-perf reads version {schema.version}"
-                    + (" (written by a newer agave-perf)" if newer else " (needs a migration)")
-                )
+                self._migrate(conn, schema, row.version)
         self._ensured.add(schema.component)
+
+    def _migrate(self, conn: Connection, schema: Schema, found: int) -> None:
+        # Runs inside ensure()'s transaction: a step that fails leaves the old layout
+        # and its recorded version as they were (SQLite and PostgreSQL roll DDL back).
+        missing = [v for v in range(found, schema.version) if v not in schema.migrations]
+        if found > schema.version or missing:
+            newer = found > schema.version
+            raise StoreError(
+                f"results store {self.display_url}: '{schema.component}' tables are at "
+                f"version {found}, this agave-perf reads version {schema.version}"
+                + (" (written by a newer agave-perf)" if newer else " (no migration from it)")
+            )
+        for version in range(found, schema.version):
+            schema.migrations[version](conn)
+        conn.execute(
+            schema_versions.update()
+            .where(schema_versions.c.component == schema.component)
+            .values(version=schema.version)
+        )
 
     def close(self) -> None:
         """Release the engine's connections."""

@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 # agave-perf's state under the root (the host journal); kept in step with tune.journal.
 STATE_DIR = "/var/lib/agave-perf"
@@ -87,7 +88,7 @@ class Disk:
 class Entry:
     """One node of a snapshot: type, permission bits, and content or link target."""
 
-    kind: str  # "dir", "file" or "link"
+    kind: Literal["dir", "file", "link"]
     mode: int
     data: bytes = b""
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agave_perf.store import open_store
-from agave_perf.store.builds import list_builds
+from agave_perf.tune.build.storage import list_builds
 from tests.tune.build.workspaces import INTERRUPTING_BUILD_RS, git, make_workspace
 
 

@@ -22,10 +22,10 @@ from rich.text import Text
 
 from agave_perf.paths import state_path
 from agave_perf.store import Store
-from agave_perf.store.builds import record_build
 from agave_perf.tune.build._git import repo_state
 from agave_perf.tune.build.audit import toolchain
 from agave_perf.tune.build.cargo import CargoInterrupted, CargoResult, run_cargo
+from agave_perf.tune.build.storage import BuildRecord, record_build
 
 ProgressFn = Callable[[str, str], None]
 
@@ -84,6 +84,28 @@ class BuildRun:
         if self.test is not None and self.test.exit_code != 0:
             return self.test
         return None
+
+    def record(self) -> BuildRecord:
+        """Return the run as the store keeps it (steps reduced to exit codes and durations)."""
+        return BuildRecord(
+            started_at=self.started_at,
+            path=self.path,
+            commit=self.commit,
+            branch=self.branch,
+            dirty=self.dirty,
+            toolchain=self.toolchain,
+            settings=self.settings,
+            features=self.features,
+            build_exit=self.build.exit_code,
+            build_s=self.build.duration_s,
+            test_exit=None if self.test is None else self.test.exit_code,
+            test_s=None if self.test is None else self.test.duration_s,
+            binaries=self.binaries,
+            flag_evidence=self.flag_evidence,
+            log_dir=self.log_dir,
+            passed=self.passed,
+            id=self.id or 0,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Return the run as plain JSON data."""
@@ -245,25 +267,7 @@ def run_build(
         log_dir=str(log_dir),
         started_at=started.isoformat(timespec="seconds"),
     )
-    run.id = record_build(
-        store,
-        started_at=run.started_at,
-        path=run.path,
-        commit=run.commit,
-        branch=run.branch,
-        dirty=run.dirty,
-        toolchain=run.toolchain,
-        settings=run.settings,
-        features=run.features,
-        build_exit=run.build.exit_code,
-        build_s=run.build.duration_s,
-        test_exit=None if run.test is None else run.test.exit_code,
-        test_s=None if run.test is None else run.test.duration_s,
-        binaries=run.binaries,
-        flag_evidence=run.flag_evidence,
-        log_dir=run.log_dir,
-        passed=run.passed,
-    )
+    run.id = record_build(store, run.record()).id
     if interrupted is not None:
         raise interrupted  # recorded above: Ctrl-C keeps what was measured
     return run

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from agave_perf.status import Status
 from agave_perf.tune.flags._catalog import FlagCatalog, FlagSpec, Release
@@ -72,7 +72,7 @@ class Positional:
 class Edit:
     """A precise change to the source text, for ``--fix``."""
 
-    kind: str  # rename | delete | value
+    kind: Literal["rename", "delete", "value"]
     use: FlagUse
     new_name: str | None = None  # the new flag name, or the new value for "value"
 

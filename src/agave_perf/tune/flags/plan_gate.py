@@ -4,7 +4,7 @@ A config task that rolls back through the flags file (or a runtime task whose ch
 validator flags) gets this gate from the plan catalog. It audits the plan's flags file with
 the flag list of the node's release (the Agave checkout's workspace version, else what the
 script's binary path says): any ``fail`` finding fails the gate, so ``plan done`` is refused.
-Importing this module registers the gate (``agave_perf.plan.gates`` imports it by name).
+``FlagsGate`` is listed in :data:`agave_perf.plan.gates.PLUGINS`, which loads it by name.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agave_perf.errors import AgavePerfError
-from agave_perf.plan.gates import GateContext, GateResult, register_gate
+from agave_perf.plan.gates import GateContext, GateResult
 from agave_perf.status import Status
 
 
@@ -76,6 +76,3 @@ class FlagsGate:
         lines = report.to_gcc(Status.FAIL).splitlines()
         tail = "\n".join(lines[:20]) or f"{path}: no errors for Agave {release}"
         return result(not lines, tail, errors=report.errors, release=release, flags_file=str(path))
-
-
-register_gate("flags", FlagsGate)

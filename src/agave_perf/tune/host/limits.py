@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from agave_perf.status import Status
 from agave_perf.tune.host._base import Change, Host, HostFinding
@@ -81,11 +81,16 @@ def unit_name(unit: str) -> str:
     return unit if "." in unit else f"{unit}.service"
 
 
+# which limit a limits.conf line sets; "-" sets both
+LimitKind = Literal["soft", "hard", "-"]
+_KINDS: dict[str, LimitKind] = {"soft": "soft", "hard": "hard", "-": "-"}
+
+
 @dataclass(frozen=True)
 class PamLimit:
     """One limits.conf line for the ``*`` domain."""
 
-    kind: str  # soft, hard or -
+    kind: LimitKind
     item: str
     value: int
 
@@ -101,8 +106,9 @@ def parse_limits(text: str) -> list[PamLimit]:
         number = UNLIMITED if value in ("unlimited", "infinity", "-1") else None
         if number is None and value.isdigit():
             number = int(value)
-        if number is not None and parts[1] in ("soft", "hard", "-"):
-            out.append(PamLimit(parts[1], parts[2], number))
+        kind = _KINDS.get(parts[1])
+        if number is not None and kind is not None:
+            out.append(PamLimit(kind, parts[2], number))
     return out
 
 

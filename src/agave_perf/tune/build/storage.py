@@ -1,14 +1,14 @@
-"""Tables of ``agave-perf build run``: one row per build-and-test run of a checkout."""
+"""Where ``agave-perf build run`` keeps its runs: one row per build-and-test run of a checkout."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text, select
 
-from agave_perf.store._db import Schema, Store, metadata
+from agave_perf.store import Schema, Store, metadata
 
 build_runs = Table(
     "build_runs",
@@ -32,14 +32,16 @@ build_runs = Table(
     Column("passed", Boolean, nullable=False),
 )
 
-SCHEMA = Schema("builds", 1, (build_runs,))
+BUILD_SCHEMA = Schema("builds", 1, (build_runs,))
+
+# the structured fields, stored as JSON text
+_JSON_FIELDS = ("settings", "features", "binaries", "flag_evidence")
 
 
 @dataclass(frozen=True)
 class BuildRecord:
-    """One recorded build run, as stored."""
+    """One build run as stored; ``id`` is 0 until :func:`record_build` gives it one."""
 
-    id: int
     started_at: str
     path: str
     commit: str
@@ -56,28 +58,31 @@ class BuildRecord:
     flag_evidence: dict[str, int]
     log_dir: str
     passed: bool
+    id: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """Return the record as plain JSON data."""
-        return dict(self.__dict__)
+        """Return the record as plain JSON data (the id first, as listed)."""
+        data = asdict(self)
+        return {"id": data.pop("id"), **data}
 
 
-def record_build(store: Store, **values: Any) -> int:
-    """Insert one build run and return its id (JSON-encodes the structured fields)."""
-    store.ensure(SCHEMA)
-    row = dict(values)
-    for name in ("settings", "features", "binaries", "flag_evidence"):
+def record_build(store: Store, record: BuildRecord) -> BuildRecord:
+    """Insert one build run and return it with its id (its id on input is ignored)."""
+    store.ensure(BUILD_SCHEMA)
+    row = asdict(record)
+    del row["id"]
+    for name in _JSON_FIELDS:
         row[name] = json.dumps(row[name], sort_keys=True)
     with store.begin() as conn:
-        result = conn.execute(build_runs.insert().values(**row))
+        result = conn.execute(build_runs.insert().values(row))
         key = result.inserted_primary_key
         assert key is not None
-        return int(key[0])
+        return replace(record, id=int(key[0]))
 
 
 def list_builds(store: Store, *, path: str | None = None, limit: int = 20) -> list[BuildRecord]:
     """Return the most recent build runs, newest first, optionally for one checkout."""
-    store.ensure(SCHEMA)
+    store.ensure(BUILD_SCHEMA)
     query = select(build_runs).order_by(build_runs.c.id.desc()).limit(limit)
     if path is not None:
         query = query.where(build_runs.c.path == path)
@@ -86,7 +91,7 @@ def list_builds(store: Store, *, path: str | None = None, limit: int = 20) -> li
     out = []
     for r in rows:
         data = dict(r)
-        for key in ("settings", "features", "binaries", "flag_evidence"):
+        for key in _JSON_FIELDS:
             data[key] = json.loads(data[key])
         out.append(BuildRecord(**data))
     return out

@@ -1,4 +1,4 @@
-"""The plan engine: init, start, gate, done, rollback and the phase gate, on the results store.
+"""The plan workflow: init, start, gate, done, rollback and the phase gate, on the results store.
 
 Every command appends events or evidence; none updates or deletes them. The
 rules of the seed plan are checked here:
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -28,7 +28,8 @@ from rich.text import Text
 from agave_perf.errors import AgavePerfError, PlanRuleViolation, StoreError, UsageError
 from agave_perf.paths import state_path
 from agave_perf.plan import catalog as catalog_mod
-from agave_perf.plan.catalog import Catalog, Task
+from agave_perf.plan import storage as db
+from agave_perf.plan.catalog import PlanCatalog, Task
 from agave_perf.plan.gates import (
     GateContext,
     GateResult,
@@ -45,7 +46,6 @@ from agave_perf.plan.rollback import (
 )
 from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
-from agave_perf.store import plan as db
 from agave_perf.tune.build import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
 from agave_perf.tune.build.cargo import CargoInterrupted
@@ -119,6 +119,18 @@ class GateRun:
         return Group(*parts)
 
 
+# What a phase gate concluded: nothing measured, a baseline recorded, no baseline to
+# compare with, or where the measured gain fell against the phase's expected range.
+PhaseVerdict = Literal[
+    "not measured",
+    "baseline",
+    "no baseline",
+    "below expected",
+    "within expected",
+    "above expected",
+]
+
+
 @dataclass
 class PhaseGateResult:
     """The phase benchmark against the phase's baseline, next to the expected gain."""
@@ -128,7 +140,7 @@ class PhaseGateResult:
     measured: dict[str, Any] | None
     gain_pct: float | None
     expected_pct: tuple[float, float]
-    verdict: str
+    verdict: PhaseVerdict
     passed: bool
     message: str
 
@@ -153,14 +165,14 @@ def _interrupted(kind: str, ctx: GateContext, stop: KeyboardInterrupt) -> GateRe
     return GateResult(kind, "", None, 0.0, ctx.commit, "interrupted (Ctrl-C)", False)
 
 
-class PlanEngine:
+class PlanWorkflow:
     """One plan of one checkout, backed by the results store."""
 
     def __init__(self, store: Store, plan: db.PlanRow) -> None:
         self.store = store
         self.plan = plan
         self.repo = Path(plan.agave_path)
-        self._catalog: Catalog | None = None
+        self._catalog: PlanCatalog | None = None
         self._last_seq: int | None = None
         # where long steps say what they are about to do (the CLI prints it on stderr)
         self.announce: Callable[[str], None] = lambda _msg: None
@@ -178,7 +190,7 @@ class PlanEngine:
         host_root: Path | None = None,
         target_cpu: str | None = None,
         reset: bool = False,
-    ) -> PlanEngine:
+    ) -> PlanWorkflow:
         """Create the plan state of a checkout (``reset`` archives the old one, evidence kept)."""
         repo = agave.resolve()
         if not repo.is_dir():
@@ -211,7 +223,7 @@ class PlanEngine:
         return cls(store, plan)
 
     @classmethod
-    def open(cls, store: Store, agave: Path | None = None) -> PlanEngine:
+    def open(cls, store: Store, agave: Path | None = None) -> PlanWorkflow:
         """Open the active plan of a checkout (default: the one holding the cwd)."""
         plans = db.active_plans(store)
         if agave is not None:
@@ -233,7 +245,7 @@ class PlanEngine:
         raise UsageError(f"{len(plans)} plans exist; pass --agave PATH to choose one")
 
     @property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> PlanCatalog:
         """The catalog this plan was created with (verified against its hash)."""
         if self._catalog is None:
             with self._explained():
@@ -266,7 +278,7 @@ class PlanEngine:
         self._last_seq = len(events)
         return state
 
-    def _event(self, kind: str, task_id: str, data: dict[str, Any]) -> db.Event:
+    def _event(self, kind: db.EventKind, task_id: str, data: dict[str, Any]) -> db.Event:
         # Decisions were made on the state as replayed; refuse to append on a newer log.
         event = db.append_event(
             self.store,
@@ -427,23 +439,23 @@ class PlanEngine:
             if stopped is not None:
                 break
         rows = [
-            {
-                "plan_id": self.plan.id,
-                "run_id": run_id,
-                "task_id": task.id,
-                "gate": r.gate,
-                "at": now(),
-                "commit": ctx.commit,
-                "dirty": ctx.dirty,
-                "branch": ctx.branch,
-                "command": r.command,
-                "exit_code": r.exit_code,
-                "duration_s": r.duration_s,
-                "output_tail": r.output_tail,
-                "passed": r.passed,
-                "features": list(ctx.features),
-                "detail": {**r.detail, "build_env": ctx.build_env},
-            }
+            db.NewEvidence(
+                plan_id=self.plan.id,
+                run_id=run_id,
+                task_id=task.id,
+                gate=r.gate,
+                at=now(),
+                commit=ctx.commit,
+                dirty=ctx.dirty,
+                branch=ctx.branch,
+                command=r.command,
+                exit_code=r.exit_code,
+                duration_s=r.duration_s,
+                output_tail=r.output_tail,
+                passed=r.passed,
+                features=list(ctx.features),
+                detail={**r.detail, "build_env": ctx.build_env},
+            )
             for r in results
         ]
         run = GateRun(task.id, run_id, db.add_evidence(self.store, rows))
@@ -599,7 +611,7 @@ class PlanEngine:
         # with a CI, the phase is below/above the expected range only when all of it is
         low = ci_hi if ci_hi is not None else gain
         high = ci_lo if ci_lo is not None else gain
-        verdict = (
+        verdict: PhaseVerdict = (
             "below expected" if low < lo else ("above expected" if high > hi else "within expected")
         )
         passed = judged.passes
@@ -648,23 +660,23 @@ class PlanEngine:
         return db.add_evidence(
             self.store,
             [
-                {
-                    "plan_id": self.plan.id,
-                    "run_id": run_id,
-                    "task_id": ctx.task_id,
-                    "gate": "phase-bench",
-                    "at": now(),
-                    "commit": ctx.commit,
-                    "dirty": ctx.dirty,
-                    "branch": ctx.branch,
-                    "command": "phase benchmark",
-                    "exit_code": None,
-                    "duration_s": 0.0,
-                    "output_tail": tail,
-                    "passed": passed,
-                    "features": list(ctx.features),
-                    "detail": detail,
-                }
+                db.NewEvidence(
+                    plan_id=self.plan.id,
+                    run_id=run_id,
+                    task_id=ctx.task_id,
+                    gate="phase-bench",
+                    at=now(),
+                    commit=ctx.commit,
+                    dirty=ctx.dirty,
+                    branch=ctx.branch,
+                    command="phase benchmark",
+                    exit_code=None,
+                    duration_s=0.0,
+                    output_tail=tail,
+                    passed=passed,
+                    features=list(ctx.features),
+                    detail=detail,
+                )
             ],
         )[0]
 

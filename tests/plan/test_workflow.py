@@ -1,4 +1,4 @@
-"""The plan engine end to end, with real git repositories and real cargo builds."""
+"""The plan workflow end to end, with real git repositories and real cargo builds."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 
 from agave_perf.paths import state_path
 from agave_perf.plan import BenchMeasurement, GateContext
-from agave_perf.plan.engine import PlanEngine
+from agave_perf.plan import storage as db
 from agave_perf.plan.gates import overriding_phase_benchmark
+from agave_perf.plan.workflow import PlanWorkflow
 from agave_perf.store import open_store
-from agave_perf.store import plan as db
 from tests.plan.helpers import cli, init, one_line_error, status, task_of
 from tests.tune.build.workspaces import (
     INTERRUPTING_BUILD_RS,
@@ -586,27 +586,27 @@ class TestPhaseGate:
         the gain next to the expected range, and a regression fails the gate and the bench gate."""
         ws = make_workspace(tmp_path / "ws")
         with open_store() as store:
-            engine = PlanEngine.init(store, ws, catalog_path=catalog_file)
-            start = engine.start("bench.x")
+            workflow = PlanWorkflow.init(store, ws, catalog_path=catalog_file)
+            start = workflow.start("bench.x")
             assert start.data["phase_baseline"]["score"] == 10.0
             score.write_text("8.5")
-            result = engine.phase_gate(1)
+            result = workflow.phase_gate(1)
             assert (result.gain_pct, result.verdict, result.passed) == (
                 15.0,
                 "within expected",
                 True,
             )
             assert result.expected_pct == (10, 20)
-            run = engine.gate("bench.x")
+            run = workflow.gate("bench.x")
             assert run.passed
             assert run.evidence[0].detail["gain_pct"] == 15.0
             score.write_text("12")
-            result = engine.phase_gate(1)
+            result = workflow.phase_gate(1)
             assert (result.gain_pct, result.verdict, result.passed) == (
                 -20.0,
                 "below expected",
                 False,
             )
-            assert not engine.gate("bench.x").passed
-            state = engine.state()
+            assert not workflow.gate("bench.x").passed
+            state = workflow.state()
             assert [g["gain_pct"] for g in state.phases[1].gates] == [15.0, -20.0]

@@ -1,4 +1,4 @@
-"""Benchmark runs in the store: full round trip on SQLite and a real PostgreSQL, lookups."""
+"""Benchmark runs in the results store: full round trip on SQLite and a real PostgreSQL, lookups."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 
 from agave_perf.bench import MethodStats, Reservoir, RunResult, Schedule
 from agave_perf.bench.compare import compare
+from agave_perf.bench.storage import BENCH_SCHEMA, list_runs, listing, load_run, resolve, save_run
 from agave_perf.errors import UsageError
 from agave_perf.store import open_store
-from agave_perf.store._db import Store, normalize_url
-from agave_perf.store.bench import list_runs, load_run, resolve, save_run
 from tests.cli._simnet import agave_perf
+from tests.store.conftest import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 
 def make_run(
@@ -72,9 +72,21 @@ class TestRoundTrip:
         """A run saved to the default SQLite store reads back identical, histograms included."""
         check_round_trip("")
 
-    def test_postgresql(self, postgres_url: str) -> None:
+    def test_postgresql(self, postgres_url: str) -> None:  # noqa: F811
         """The same round trip works on a real PostgreSQL server."""
         check_round_trip(postgres_url)
+
+
+class TestLayout:
+    def test_listing_reads_the_start_index(self) -> None:
+        """The latest runs are read in index order: SQLite plans no sort of the whole table."""
+        with open_store() as store:
+            store.ensure(BENCH_SCHEMA)
+            sql = str(listing({}, 20).compile(store.engine, compile_kwargs={"literal_binds": True}))
+            with store.begin() as conn:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX ix_bench_runs_started_at_id" in plan
+        assert "TEMP B-TREE" not in plan
 
 
 class TestLookup:
@@ -130,14 +142,6 @@ class TestLookup:
             save_run(store, make_run("20260101-000000-aaaa", "2026-01-01T00:00:00+00:00"))
             with pytest.raises(UsageError, match="latest~N"):
                 resolve(store, ref)
-
-    def test_postgres_urls_use_psycopg3(self) -> None:
-        """postgresql:// URLs use the psycopg 3 driver in every store, not psycopg2."""
-        assert normalize_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-        assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
-        store = Store("postgresql://u@127.0.0.1:1/db")  # no connection is made here
-        assert store.engine.dialect.driver == "psycopg"
-        store.close()
 
 
 class TestHostileRefs:

@@ -1,23 +1,23 @@
-"""Tables of ``agave-perf plan``: plans, an append-only event log, append-only gate evidence.
+"""Where ``agave-perf plan`` keeps its plans: an append-only event log and gate evidence.
 
 The state of a plan is never stored as mutable rows. It is the replay of
-``plan_events``, each event chained to the previous one by a SHA-256 hash, and
-every gate run is a ``plan_evidence`` row with its own hash. Triggers (SQLite and
-PostgreSQL) refuse UPDATE and DELETE on both tables, so evidence cannot be lost by accident;
-an edit made around them (another tool, a hand-edited file) breaks a hash and is
-reported by :func:`load_events` / :func:`load_evidence` as a :class:`StoreError`
-naming the row, while the rows themselves stay where they are.
+``plan_events``, each event chained to the previous one by its digest, and
+every gate run is a ``plan_evidence`` row with its own digest — the store's
+evidence chain (:mod:`agave_perf.store`): the database refuses UPDATE and DELETE
+on both tables, so evidence cannot be lost by accident; an edit made around the
+triggers (another tool, a hand-edited file) breaks a digest and is reported by
+:func:`load_events` / :func:`load_evidence` as a :class:`StoreError` naming the
+row, while the rows themselves stay where they are.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from sqlalchemy import (
-    DDL,
     Boolean,
     Column,
     Connection,
@@ -28,14 +28,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    event,
     func,
     select,
     update,
 )
 
 from agave_perf.errors import StoreError
-from agave_perf.store._db import Schema, Store, metadata
+from agave_perf.store import GENESIS, Schema, Store, append_only, digest, metadata
 
 plans = Table(
     "plans",
@@ -49,77 +48,51 @@ plans = Table(
     Column("archived", Boolean, nullable=False, default=False),
 )
 
-plan_events = Table(
-    "plan_events",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("plan_id", Integer, ForeignKey("plans.id"), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("at", String(32), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("task_id", String(128), nullable=False),
-    Column("data", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-    UniqueConstraint("plan_id", "seq"),
-)
-
-plan_evidence = Table(
-    "plan_evidence",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("plan_id", Integer, ForeignKey("plans.id"), nullable=False),
-    Column("run_id", String(32), nullable=False),
-    Column("task_id", String(128), nullable=False),
-    Column("gate", String(32), nullable=False),
-    Column("at", String(32), nullable=False),
-    Column("commit", String(64), nullable=False),
-    Column("dirty", Boolean, nullable=False),
-    Column("branch", String(255), nullable=False),
-    Column("command", Text, nullable=False),
-    Column("exit_code", Integer, nullable=True),
-    Column("duration_s", Float, nullable=False),
-    Column("output_tail", Text, nullable=False),
-    Column("passed", Boolean, nullable=False),
-    Column("features", Text, nullable=False),
-    Column("detail", Text, nullable=False),
-    Column("hash", String(64), nullable=False),
-)
-
-# Evidence and events are append-only in the database itself, not only by convention.
-_PG_FUNCTION = DDL(  # type: ignore[no-untyped-call]
-    "CREATE OR REPLACE FUNCTION agave_perf_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
-)
-for _table in (plan_events, plan_evidence):
-    for _op in ("UPDATE", "DELETE"):
-        event.listen(
-            _table,
-            "after_create",
-            DDL(  # type: ignore[no-untyped-call]
-                f"CREATE TRIGGER IF NOT EXISTS {_table.name}_no_{_op.lower()} "
-                f"BEFORE {_op} ON {_table.name} "
-                f"BEGIN SELECT RAISE(ABORT, '{_table.name} is append-only'); END"
-            ).execute_if(dialect="sqlite"),
-        )
-    event.listen(_table, "after_create", _PG_FUNCTION.execute_if(dialect="postgresql"))
-    event.listen(
-        _table,
-        "after_create",
-        DDL(  # type: ignore[no-untyped-call]
-            f"CREATE OR REPLACE TRIGGER {_table.name}_append_only BEFORE UPDATE OR DELETE "
-            f"ON {_table.name} FOR EACH ROW EXECUTE FUNCTION agave_perf_append_only()"
-        ).execute_if(dialect="postgresql"),
+plan_events = append_only(
+    Table(
+        "plan_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("plan_id", Integer, ForeignKey("plans.id"), nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("at", String(32), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("task_id", String(128), nullable=False),
+        Column("data", Text, nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        UniqueConstraint("plan_id", "seq"),
     )
+)
 
-SCHEMA = Schema("plan", 1, (plans, plan_events, plan_evidence))
+plan_evidence = append_only(
+    Table(
+        "plan_evidence",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("plan_id", Integer, ForeignKey("plans.id"), nullable=False),
+        Column("run_id", String(32), nullable=False),
+        Column("task_id", String(128), nullable=False),
+        Column("gate", String(32), nullable=False),
+        Column("at", String(32), nullable=False),
+        Column("commit", String(64), nullable=False),
+        Column("dirty", Boolean, nullable=False),
+        Column("branch", String(255), nullable=False),
+        Column("command", Text, nullable=False),
+        Column("exit_code", Integer, nullable=True),
+        Column("duration_s", Float, nullable=False),
+        Column("output_tail", Text, nullable=False),
+        Column("passed", Boolean, nullable=False),
+        Column("features", Text, nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+)
 
-GENESIS = "0" * 64
+PLAN_SCHEMA = Schema("plan", 1, (plans, plan_events, plan_evidence))
 
-
-def _digest(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+# What an entry of a plan's log records (plan.state replays each kind).
+EventKind = Literal["init", "start", "done", "rollback", "phase-baseline", "phase-gate"]
 
 
 @dataclass(frozen=True)
@@ -149,8 +122,29 @@ class Event:
 
 
 @dataclass(frozen=True)
+class NewEvidence:
+    """One gate run to record: what ran, on which commit, how it ended."""
+
+    plan_id: int
+    run_id: str
+    task_id: str
+    gate: str
+    at: str
+    commit: str
+    dirty: bool
+    branch: str
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output_tail: str
+    passed: bool
+    features: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Evidence:
-    """One gate run: what ran, on which commit, how it ended."""
+    """One recorded gate run: what ran, on which commit, how it ended."""
 
     id: int
     run_id: str
@@ -178,23 +172,8 @@ def _event_payload(plan_id: int, seq: int, at: str, kind: str, task_id: str, dat
     return {"plan": plan_id, "seq": seq, "at": at, "kind": kind, "task": task_id, "data": data}
 
 
-_EVIDENCE_FIELDS = (
-    "plan_id",
-    "run_id",
-    "task_id",
-    "gate",
-    "at",
-    "commit",
-    "dirty",
-    "branch",
-    "command",
-    "exit_code",
-    "duration_s",
-    "output_tail",
-    "passed",
-    "features",
-    "detail",
-)
+# the columns an evidence row's digest covers, in NewEvidence's order
+_EVIDENCE_FIELDS = tuple(NewEvidence.__dataclass_fields__)
 
 
 def _plan_row(r: Any) -> PlanRow:
@@ -215,7 +194,7 @@ def create_plan(
     With ``init``, the plan's first event (kind ``init``) is written in the same
     transaction, so a plan never exists without it.
     """
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     sha = hashlib.sha256(catalog_toml.encode()).hexdigest()
     with store.begin() as conn:
         conn.execute(
@@ -243,7 +222,7 @@ def create_plan(
 
 def active_plans(store: Store) -> list[PlanRow]:
     """Return every plan that is not archived, newest first."""
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         rows = conn.execute(
             select(plans).where(plans.c.archived.is_(False)).order_by(plans.c.id.desc())
@@ -253,7 +232,7 @@ def active_plans(store: Store) -> list[PlanRow]:
 
 def archived_plans(store: Store, agave_path: str) -> list[PlanRow]:
     """Return the archived plans of a checkout, newest first (their evidence is kept)."""
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         rows = conn.execute(
             select(plans)
@@ -277,7 +256,7 @@ def append_event(
     plan_id: int,
     *,
     at: str,
-    kind: str,
+    kind: EventKind,
     task_id: str = "",
     data: dict[str, Any],
     expect_seq: int | None = None,
@@ -287,7 +266,7 @@ def append_event(
     ``expect_seq`` is the last sequence number the caller based its decision on; if
     another command appended in between, nothing is written and StoreError says so.
     """
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         last = conn.execute(
             select(plan_events.c.seq, plan_events.c.hash)
@@ -311,12 +290,12 @@ def _insert_event(
     seq: int,
     prev: str,
     at: str,
-    kind: str,
+    kind: EventKind,
     task_id: str,
     data: dict[str, Any],
 ) -> Event:
     text = json.dumps(data, sort_keys=True, default=str)
-    digest = _digest({"prev": prev, **_event_payload(plan_id, seq, at, kind, task_id, text)})
+    entry_hash = digest({"prev": prev, **_event_payload(plan_id, seq, at, kind, task_id, text)})
     result = conn.execute(
         plan_events.insert().values(
             plan_id=plan_id,
@@ -326,17 +305,17 @@ def _insert_event(
             task_id=task_id,
             data=text,
             prev_hash=prev,
-            hash=digest,
+            hash=entry_hash,
         )
     )
     key = result.inserted_primary_key
     assert key is not None
-    return Event(int(key[0]), seq, at, kind, task_id, data, digest)
+    return Event(int(key[0]), seq, at, kind, task_id, data, entry_hash)
 
 
 def load_events(store: Store, plan_id: int) -> list[Event]:
     """Return a plan's events in order, verifying the hash chain; StoreError names a bad row."""
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         rows = conn.execute(
             select(plan_events).where(plan_events.c.plan_id == plan_id).order_by(plan_events.c.seq)
@@ -349,7 +328,7 @@ def load_events(store: Store, plan_id: int) -> list[Event]:
         if r["seq"] != expected_seq:
             raise StoreError(f"{where}: event {expected_seq} is missing from the log")
         payload = _event_payload(plan_id, r["seq"], r["at"], r["kind"], r["task_id"], r["data"])
-        if r["prev_hash"] != prev or _digest({"prev": prev, **payload}) != r["hash"]:
+        if r["prev_hash"] != prev or digest({"prev": prev, **payload}) != r["hash"]:
             raise StoreError(f"{where} was changed outside agave-perf (checksum mismatch)")
         try:
             data = json.loads(r["data"])
@@ -360,16 +339,16 @@ def load_events(store: Store, plan_id: int) -> list[Event]:
     return out
 
 
-def add_evidence(store: Store, rows: list[dict[str, Any]]) -> list[Evidence]:
-    """Append gate results (one dict per gate, keys as the table) and return them with ids."""
-    store.ensure(SCHEMA)
+def add_evidence(store: Store, rows: list[NewEvidence]) -> list[Evidence]:
+    """Append gate results in one transaction and return them with their ids and digests."""
+    store.ensure(PLAN_SCHEMA)
     out = []
     with store.begin() as conn:
         for row in rows:
-            values = {k: row[k] for k in _EVIDENCE_FIELDS}
+            values = asdict(row)
             values["features"] = json.dumps(sorted(values["features"]))
             values["detail"] = json.dumps(values["detail"], sort_keys=True, default=str)
-            values["hash"] = _digest(values)
+            values["hash"] = digest(values)
             result = conn.execute(plan_evidence.insert().values(**values))
             key = result.inserted_primary_key
             assert key is not None
@@ -386,7 +365,7 @@ def _evidence(id_: int, values: dict[str, Any]) -> Evidence:
 
 def load_evidence(store: Store, plan_id: int) -> list[Evidence]:
     """Return a plan's gate evidence in order, verifying each row's hash."""
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         rows = list(
             conn.execute(
@@ -398,7 +377,7 @@ def load_evidence(store: Store, plan_id: int) -> list[Evidence]:
     out = []
     for r in rows:
         values = {k: r[k] for k in _EVIDENCE_FIELDS}
-        if _digest(values) != r["hash"]:
+        if digest(values) != r["hash"]:
             raise StoreError(
                 f"plan #{plan_id} evidence #{r['id']} ({r['gate']} gate of {r['task_id']}) "
                 "was changed outside agave-perf (checksum mismatch)"
@@ -412,7 +391,7 @@ def load_evidence(store: Store, plan_id: int) -> list[Evidence]:
 
 def count_evidence(store: Store, plan_id: int) -> int:
     """Return how many evidence rows a plan has, without verifying them."""
-    store.ensure(SCHEMA)
+    store.ensure(PLAN_SCHEMA)
     with store.begin() as conn:
         query = select(func.count()).select_from(plan_evidence)
         n = conn.execute(query.where(plan_evidence.c.plan_id == plan_id)).scalar_one()

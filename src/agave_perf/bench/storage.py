@@ -1,9 +1,15 @@
-"""Tables of ``agave-perf bench``: one row per run, its methods' histograms and its tags.
+"""Where ``agave-perf bench`` keeps its runs: its tables in the results store, and lookups.
 
 A run is stored in full: the encoded HDR histograms and raw-sample reservoirs
 of every method (``bench_methods``), everything else as the run's JSON
 document (``bench_runs.document``), and its tags as rows (``bench_tags``) so
-``compare phase=0 phase=1`` can find runs by tag.
+``compare phase=0 phase=1`` can find runs by tag. A public module beside the
+facade rather than in it: importing :mod:`agave_perf.bench` (as ``check`` does)
+does not load SQLAlchemy.
+
+Layout versions: 1 as first released; 2 adds the index ``list_runs`` sorts by
+(newest first), so listing the latest runs reads them in index order instead of
+sorting the whole table (``report --list``, ``latest``).
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -25,9 +34,9 @@ from sqlalchemy import (
     select,
 )
 
-from agave_perf.bench import MethodStats, RunResult
+from agave_perf.bench._result import MethodStats, RunResult
 from agave_perf.errors import StoreError, UsageError
-from agave_perf.store._db import Schema, Store, metadata
+from agave_perf.store import Schema, Store, metadata
 
 bench_runs = Table(
     "bench_runs",
@@ -50,6 +59,8 @@ bench_runs = Table(
     Column("slo_passed", Boolean, nullable=True),
     Column("document", Text, nullable=False),
 )
+# version 2: what list_runs orders by
+runs_by_start = Index("ix_bench_runs_started_at_id", bench_runs.c.started_at, bench_runs.c.id)
 
 bench_methods = Table(
     "bench_methods",
@@ -77,7 +88,14 @@ bench_tags = Table(
     Column("value", String(255), nullable=False, index=True),
 )
 
-SCHEMA = Schema("bench", 1, (bench_runs, bench_methods, bench_tags))
+
+def _add_start_index(conn: Connection) -> None:
+    runs_by_start.create(conn, checkfirst=True)
+
+
+BENCH_SCHEMA = Schema(
+    "bench", 2, (bench_runs, bench_methods, bench_tags), migrations={1: _add_start_index}
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,7 @@ class RunRow:
 
 def save_run(store: Store, run: RunResult) -> str:
     """Store a run with its histograms, samples and tags; return its id."""
-    store.ensure(SCHEMA)
+    store.ensure(BENCH_SCHEMA)
     doc = run.to_json(full=True)
     methods = doc.pop("methods")
     overall = run.overall()
@@ -170,14 +188,19 @@ def _row(r: Any) -> RunRow:
     )
 
 
-def list_runs(store: Store, *, tags: dict[str, str] | None = None, limit: int = 20) -> list[RunRow]:
-    """Return stored runs, newest first, optionally only those carrying every given tag."""
-    store.ensure(SCHEMA)
+def listing(tags: dict[str, str], limit: int) -> Select[Any]:
+    """The query of :func:`list_runs`: runs carrying every tag, newest first."""
     query = select(bench_runs)
-    for i, (k, v) in enumerate((tags or {}).items()):
+    for i, (k, v) in enumerate(tags.items()):
         t = bench_tags.alias(f"t{i}")
         query = query.join(t, and_(t.c.run_id == bench_runs.c.id, t.c.key == k, t.c.value == v))
-    query = query.order_by(bench_runs.c.started_at.desc(), bench_runs.c.id.desc()).limit(limit)
+    return query.order_by(bench_runs.c.started_at.desc(), bench_runs.c.id.desc()).limit(limit)
+
+
+def list_runs(store: Store, *, tags: dict[str, str] | None = None, limit: int = 20) -> list[RunRow]:
+    """Return stored runs, newest first, optionally only those carrying every given tag."""
+    store.ensure(BENCH_SCHEMA)
+    query = listing(tags or {}, limit)
     with store.begin() as conn:
         rows = [_row(r) for r in conn.execute(query)]
         if rows:
@@ -198,7 +221,7 @@ MAX_BACK_DIGITS = 9
 
 def resolve(store: Store, ref: str) -> str:
     """Turn ``latest``, ``latest~N``, a tag ``k=v[,k=v]``, an id or unique id prefix into an id."""
-    store.ensure(SCHEMA)
+    store.ensure(BENCH_SCHEMA)
     if len(ref) > MAX_REF_CHARS:
         # A longer reference cannot name a run; say so instead of letting the
         # database or the file system fail on it.
