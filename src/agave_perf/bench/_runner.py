@@ -21,7 +21,6 @@ from solders.keypair import Keypair
 
 from agave_perf.bench import _env
 from agave_perf.bench._engine import Engine, LoadSpec
-from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._landing import LandingWatch
 from agave_perf.bench._params import RequestBuilder, TxFactory, account_pool, load_keypair
 from agave_perf.bench._result import Notifications, RunResult
@@ -31,7 +30,7 @@ from agave_perf.clock import Clock
 from agave_perf.config import LATE_SEND_S, BenchSettings
 from agave_perf.errors import RpcError, RpcTransportError
 from agave_perf.redact import redact_url
-from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws_url_for
+from agave_perf.rpc import SOCKETS, Connector, PubSubClient, RpcClient, Transport, ws_url_for
 from agave_perf.slo.samples import LandingSample, RequestSample
 
 BLOCKHASH_REFRESH_S = 1.0
@@ -62,7 +61,8 @@ class BenchConfig:
     late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0  # inf: never abort (a check measures a failing node to the end)
     landing_sample: float | None = None  # share of sends followed; None: the workload's
-    transport: Transport | None = None  # default: the lean keep-alive client
+    transport: Transport | None = None  # default: the connector's lean keep-alive client
+    connector: Connector = SOCKETS  # opens every connection of the run (simnet: in-process)
 
 
 def new_run_id() -> str:
@@ -73,8 +73,16 @@ def new_run_id() -> str:
 class _PubSubWatch:
     """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
 
-    def __init__(self, url: str, workload: Workload, engine: Engine, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        workload: Workload,
+        engine: Engine,
+        timeout: float = 5.0,
+        connector: Connector = SOCKETS,
+    ) -> None:
         self.url = url
+        self.connector = connector
         self.timeout = timeout
         self.workload = workload
         self.engine = engine
@@ -91,7 +99,7 @@ class _PubSubWatch:
         for m in methods:
             self.notes[m] = Notifications(f"{m} interval", "interval")
         try:
-            self.client = PubSubClient(self.url, timeout=self.timeout)
+            self.client = self.connector.pubsub(self.url, timeout=self.timeout)
             await self.client.connect()
             for m in methods:
                 sub = await self.client.subscribe(m)
@@ -169,7 +177,7 @@ async def run_bench(
     endpoint = redact_url(cfg.rpc)
     control = RpcClient(
         cfg.rpc,
-        transport=HttpTransport(cfg.rpc, connections=2),
+        transport=cfg.connector.http(cfg.rpc, connections=2),
         timeout=min(5.0, cfg.timeout),
         retries=1,
     )
@@ -177,7 +185,7 @@ async def run_bench(
     watch: _PubSubWatch | None = None
     landing: LandingWatch | None = None
     signatures: Notifications | None = None
-    transport = cfg.transport or FastHttpTransport(cfg.rpc, connections=cfg.connections)
+    transport = cfg.transport or cfg.connector.http(cfg.rpc, connections=cfg.connections, lean=True)
     notes: list[str] = []
     try:
         try:
@@ -231,6 +239,7 @@ async def run_bench(
                 timeout=min(cfg.timeout, 5.0),
                 current_slot=current_slot,
                 clock=clock,
+                connector=cfg.connector,
             )
             landing.start()
             await landing.ready()
@@ -257,7 +266,9 @@ async def run_bench(
         )
         engine.progress = progress
         if any(s.method != "signatureSubscribe" for s in wl.subscriptions):
-            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, min(5.0, cfg.timeout))
+            watch = _PubSubWatch(
+                cfg.ws or ws_url_for(cfg.rpc), wl, engine, min(5.0, cfg.timeout), cfg.connector
+            )
             await watch.start()
             if watch.error:
                 notes.append(watch.error)
