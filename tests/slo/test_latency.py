@@ -1,11 +1,18 @@
-"""The check's latency criterion is the bench engine: comparable results, honest window ends."""
+"""The check's latency criterion is the bench engine: comparable results, honest window ends.
+
+Check and bench reach an in-process simnet on virtual time; the test of a PubSub port
+that never answers its handshake needs a real socket and is marked ``integration``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+
 from agave_perf.bench import BenchConfig, MethodStats, load_workload, run_bench
+from agave_perf.clock import VirtualClock
 from agave_perf.config import SloSettings
 from agave_perf.faults import REQUEST_FAULTS
 from agave_perf.simnet import SimCluster
@@ -21,25 +28,36 @@ FLAKY = (
 )
 
 
-async def check_and_bench(scenario: str, rate: float, seconds: float) -> tuple[Monitor, Any]:
+async def check_and_bench(
+    clock: VirtualClock, scenario: str, rate: float, seconds: float
+) -> tuple[Monitor, Any]:
     """Run a check and a bench of the trading workload at one rate against one simnet node."""
     got: list[RequestSample] = []
-    async with SimCluster(nodes=1, slot_ms=100, scenario=scenario) as cluster:
-        url = cluster.info()[0].http
-        monitor = Monitor(Sources(rpc=url), SloSettings(request_rate=rate))
+    async with SimCluster(
+        nodes=1, slot_ms=100, scenario=scenario, serve=False, clock=clock
+    ) as cluster:
+        url, connector = cluster.info()[0].http, cluster.connector()
+        monitor = Monitor(
+            Sources(rpc=url), SloSettings(request_rate=rate), clock=clock, connector=connector
+        )
         await monitor.run(seconds)
         run = await run_bench(
-            BenchConfig(url, load_workload("trading"), rate=rate, duration=seconds),
+            BenchConfig(
+                url, load_workload("trading"), rate=rate, duration=seconds, connector=connector
+            ),
+            clock=clock,
             on_sample=got.append,
         )
     return monitor, (run, got)
 
 
 class TestOneEngine:
-    async def test_check_and_bench_at_one_rate_are_comparable(self) -> None:
+    async def test_check_and_bench_at_one_rate_are_comparable(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """Same node, same rate: same sample type, same per-method stats, p50 of one magnitude."""
         monitor, (run, bench_samples) = await check_and_bench(
-            "latency:dist=const,mean=20ms,methods=*", 40, 2.0
+            virtual_clock, "latency:dist=const,mean=20ms,methods=*", 40, 2.0
         )
         check_samples = monitor.data.of(RequestSample)
         assert len(check_samples) >= 40
@@ -59,9 +77,9 @@ class TestOneEngine:
             assert 0.1 < ratio < 10, (name, m.p50_ms, bench_stats[name].p50_ms)
             assert m.p50_ms >= 20.0  # the injected 20 ms is in both
 
-    async def test_check_and_bench_name_faults_alike(self) -> None:
+    async def test_check_and_bench_name_faults_alike(self, virtual_clock: VirtualClock) -> None:
         """429s, 503s and JSON-RPC errors get the same class names in a check and in a bench."""
-        monitor, (run, bench_samples) = await check_and_bench(FLAKY, 50, 2.0)
+        monitor, (run, bench_samples) = await check_and_bench(virtual_clock, FLAKY, 50, 2.0)
         check_errors = {s.error for s in monitor.data.of(RequestSample) if s.error}
         bench_errors = {s.error for s in bench_samples if s.error}
         assert check_errors <= REQUEST_FAULTS
@@ -72,13 +90,20 @@ class TestOneEngine:
 
 
 class TestWindowEnd:
-    async def test_requests_in_flight_when_the_window_closes_count(self) -> None:
+    async def test_requests_in_flight_when_the_window_closes_count(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """A node hanging at the window's end: each due request is a sample, the hung ones fail."""
         # calm for 3 s from the cluster's start, then the node answers nothing for 17 s
-        async with SimCluster(nodes=1, slot_ms=100, scenario="pause:every=20s,for=17s") as c:
+        async with SimCluster(
+            nodes=1, slot_ms=100, scenario="pause:every=20s,for=17s", serve=False,
+            clock=virtual_clock,
+        ) as c:  # fmt: skip
             monitor = Monitor(
                 Sources(rpc=c.info()[0].http),
                 SloSettings(request_rate=20, request_timeout_s=1.0),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(4.0)
         assert monitor.mix is not None
@@ -88,7 +113,9 @@ class TestWindowEnd:
         assert len(reqs) == monitor.mix.result.schedule.scheduled
         hung = [r for r in reqs if r.error == "timeout"]
         assert len(hung) >= 10  # 20 req/s over the ~1 s the node hung inside the window
-        assert all(r.seconds >= 1.0 for r in hung)
+        # each waited its whole timeout: on virtual time the timer fires exactly at the
+        # deadline, so (intended + 1 s) - intended may round to 1 s less 4e-16
+        assert all(r.seconds >= 1.0 - 1e-9 for r in hung)
         assert monitor.ended is not None
         # the window closed only after the last request failed
         assert max(r.t + r.seconds for r in reqs) <= monitor.ended
@@ -97,6 +124,7 @@ class TestWindowEnd:
         assert f"{len(reqs)} requests, {len(hung)} failed" in latency.evidence
 
 
+@pytest.mark.integration
 class TestNoWebSocket:
     async def test_sends_leave_on_time_without_a_websocket(self) -> None:
         """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
