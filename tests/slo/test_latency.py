@@ -21,6 +21,7 @@ from agave_perf.slo.evaluate import latency_stats
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.samples import LandingSample, RequestSample, Sample
 from tests.cli._simnet import unanswered_ws
+from tests.slo.peers import UnansweredHandshake
 
 FLAKY = (
     "flaky:error_rate=0.1,rate_429=0.1,rate_503=0.1,timeout_rate=0,malformed_rate=0,"
@@ -124,8 +125,36 @@ class TestWindowEnd:
         assert f"{len(reqs)} requests, {len(hung)} failed" in latency.evidence
 
 
-@pytest.mark.integration
 class TestNoWebSocket:
+    async def test_sends_leave_on_time_without_a_websocket(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
+        got: list[Sample] = []
+        async with SimCluster(nodes=1, slot_ms=100, serve=False, clock=virtual_clock) as cluster:
+            peer = UnansweredHandshake(cluster.connector(), virtual_clock)
+            sampler = LatencySampler(
+                cluster.info()[0].http,
+                got.append,
+                SloSettings(request_rate=60, request_timeout_s=2.0),
+                keypair=cluster.payer,
+                ws_url=cluster.info()[0].ws,
+                clock=virtual_clock,
+                connector=peer,
+            )
+            await asyncio.wait_for(sampler.run(2.5), timeout=15)
+        assert peer.dialled >= 1
+        sends = [s for s in got if isinstance(s, RequestSample) and s.method == "sendTransaction"]
+        assert len(sends) >= 3
+        assert not any(s.error for s in sends)
+        assert max(s.seconds for s in sends) < 0.2, [s.seconds for s in sends]
+        landings = [s for s in got if isinstance(s, LandingSample)]
+        assert landings
+        assert all(s.error == "no_websocket" for s in landings)
+
+
+@pytest.mark.integration
+class TestNoWebSocketOverSockets:
     async def test_sends_leave_on_time_without_a_websocket(self) -> None:
         """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
         got: list[Sample] = []

@@ -24,12 +24,12 @@ from agave_perf.errors import (
     RpcTransportError,
     UsageError,
 )
-from agave_perf.rpc import Connector, PubSubClient, Transport, Wire
 from agave_perf.simnet import Distribution, SimCluster
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
 from agave_perf.slo.samples import Fault, LandingSample, RequestSample, Sample
 from agave_perf.slo.slot import EndpointStream
+from tests.slo.peers import SilentFeed
 
 NOWHERE_WS = "ws://closed.simnet:1/"  # names no node: refused, as a closed port is
 
@@ -52,47 +52,6 @@ async def follow(stream: EndpointStream, clock: VirtualClock, seconds: float) ->
     await wait(clock, seconds)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-class _SilentWire:
-    """A peer that confirms slotSubscribe, notifies slot 1 once, then never sends again."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.close_reason = "closed by server"
-        self.frames: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def send(self, text: str) -> None:
-        rid = json.loads(text)["id"]
-        self.frames.put_nowait(json.dumps({"jsonrpc": "2.0", "id": rid, "result": 7}))
-        self.frames.put_nowait(json.dumps({
-            "jsonrpc": "2.0", "method": "slotNotification",
-            "params": {"subscription": 7, "result": {"slot": 1, "parent": 0, "root": 0}},
-        }))  # fmt: skip
-
-    async def receive(self) -> tuple[str, float] | None:
-        frame = await self.frames.get()
-        return None if frame is None else (frame, self.clock.now())
-
-    async def close(self) -> None:
-        self.frames.put_nowait(None)
-
-
-class SilentFeed:
-    """A connector whose PubSub peer goes silent after one notification; HTTP goes to ``http``."""
-
-    def __init__(self, http: Connector, clock: VirtualClock) -> None:
-        self.http_connector = http
-        self.clock = clock
-
-    def http(self, url: str, *, connections: int = 16, lean: bool = False) -> Transport:
-        return self.http_connector.http(url, connections=connections, lean=lean)
-
-    def pubsub(self, url: str, *, timeout: float = 10.0) -> PubSubClient:
-        async def dial() -> Wire:
-            return _SilentWire(self.clock)
-
-        return PubSubClient(url, timeout=timeout, dial=dial)
 
 
 class TestReferences:
