@@ -138,7 +138,7 @@ class SimCluster:
         await self.stop()
 
     async def start(self) -> None:
-        """Bind every node's sockets, start serving and start the slot clock."""
+        """Bind every node's sockets (unless ``serve=False``), serve, and start the slot clock."""
         try:
             for edge in self.edges if self.serve else ():
                 node = edge.node
