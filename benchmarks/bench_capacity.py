@@ -117,9 +117,8 @@ def client_open(url: str, rate: float, seconds: float) -> dict[str, Any]:
 
 def client_closed(url: str, kind: str, seconds: float) -> dict[str, Any]:
     """Closed-loop maximum of one transport: 16 workers, back to back."""
-    from agave_perf.bench import FastHttpTransport
     from agave_perf.cli._common import run_async
-    from agave_perf.rpc import HttpTransport
+    from agave_perf.rpc import FastHttpTransport, HttpTransport
 
     async def go() -> float:
         t: Any = FastHttpTransport(url) if kind == "lean" else HttpTransport(url)

@@ -224,7 +224,7 @@ class TestFaults:
         assert {"http_429", "http_5xx", "rpc_error", "malformed"} <= kinds
         assert "ws_drop" in kinds or "ws_unavailable" in kinds
         failed = sum(sum(m["errors"].values()) for m in doc["latency_ms"].values())
-        assert failed > 0
+        assert failed > 0, (doc["latency_ms"], doc["faults"], doc.get("notes"))
         latency = next(c for c in doc["criteria"] if c["criterion"] == "request latency")
         assert latency["status"] == "fail"  # > 5 % failed requests can never meet a p95
 

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from agave_perf.bench import FastHttpTransport
 from agave_perf.errors import (
     RpcHttpError,
     RpcProtocolError,
@@ -18,7 +17,14 @@ from agave_perf.errors import (
     RpcTimeout,
     RpcTransportError,
 )
-from agave_perf.rpc import HandlerTransport, PubSubClient, RpcClient, decode, ws_url_for
+from agave_perf.rpc import (
+    FastHttpTransport,
+    HandlerTransport,
+    PubSubClient,
+    RpcClient,
+    decode,
+    ws_url_for,
+)
 from agave_perf.simnet import Methods, SimCluster, handle_body
 from agave_perf.testing import SilentListener
 

@@ -1,11 +1,18 @@
-"""The check's latency criterion is the bench engine: comparable results, honest window ends."""
+"""The check's latency criterion is the bench engine: comparable results, honest window ends.
+
+Check and bench reach an in-process simnet on virtual time; the test of a PubSub port
+that never answers its handshake needs a real socket and is marked ``integration``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+
 from agave_perf.bench import BenchConfig, MethodStats, load_workload, run_bench
+from agave_perf.clock import VirtualClock
 from agave_perf.config import SloSettings
 from agave_perf.faults import REQUEST_FAULTS
 from agave_perf.simnet import SimCluster
@@ -14,6 +21,7 @@ from agave_perf.slo.evaluate import latency_stats
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.samples import LandingSample, RequestSample, Sample
 from tests.cli._simnet import unanswered_ws
+from tests.slo.peers import UnansweredHandshake
 
 FLAKY = (
     "flaky:error_rate=0.1,rate_429=0.1,rate_503=0.1,timeout_rate=0,malformed_rate=0,"
@@ -21,25 +29,36 @@ FLAKY = (
 )
 
 
-async def check_and_bench(scenario: str, rate: float, seconds: float) -> tuple[Monitor, Any]:
+async def check_and_bench(
+    clock: VirtualClock, scenario: str, rate: float, seconds: float
+) -> tuple[Monitor, Any]:
     """Run a check and a bench of the trading workload at one rate against one simnet node."""
     got: list[RequestSample] = []
-    async with SimCluster(nodes=1, slot_ms=100, scenario=scenario) as cluster:
-        url = cluster.info()[0].http
-        monitor = Monitor(Sources(rpc=url), SloSettings(request_rate=rate))
+    async with SimCluster(
+        nodes=1, slot_ms=100, scenario=scenario, serve=False, clock=clock
+    ) as cluster:
+        url, connector = cluster.info()[0].http, cluster.connector()
+        monitor = Monitor(
+            Sources(rpc=url), SloSettings(request_rate=rate), clock=clock, connector=connector
+        )
         await monitor.run(seconds)
         run = await run_bench(
-            BenchConfig(url, load_workload("trading"), rate=rate, duration=seconds),
+            BenchConfig(
+                url, load_workload("trading"), rate=rate, duration=seconds, connector=connector
+            ),
+            clock=clock,
             on_sample=got.append,
         )
     return monitor, (run, got)
 
 
 class TestOneEngine:
-    async def test_check_and_bench_at_one_rate_are_comparable(self) -> None:
+    async def test_check_and_bench_at_one_rate_are_comparable(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """Same node, same rate: same sample type, same per-method stats, p50 of one magnitude."""
         monitor, (run, bench_samples) = await check_and_bench(
-            "latency:dist=const,mean=20ms,methods=*", 40, 2.0
+            virtual_clock, "latency:dist=const,mean=20ms,methods=*", 40, 2.0
         )
         check_samples = monitor.data.of(RequestSample)
         assert len(check_samples) >= 40
@@ -59,9 +78,9 @@ class TestOneEngine:
             assert 0.1 < ratio < 10, (name, m.p50_ms, bench_stats[name].p50_ms)
             assert m.p50_ms >= 20.0  # the injected 20 ms is in both
 
-    async def test_check_and_bench_name_faults_alike(self) -> None:
+    async def test_check_and_bench_name_faults_alike(self, virtual_clock: VirtualClock) -> None:
         """429s, 503s and JSON-RPC errors get the same class names in a check and in a bench."""
-        monitor, (run, bench_samples) = await check_and_bench(FLAKY, 50, 2.0)
+        monitor, (run, bench_samples) = await check_and_bench(virtual_clock, FLAKY, 50, 2.0)
         check_errors = {s.error for s in monitor.data.of(RequestSample) if s.error}
         bench_errors = {s.error for s in bench_samples if s.error}
         assert check_errors <= REQUEST_FAULTS
@@ -72,13 +91,20 @@ class TestOneEngine:
 
 
 class TestWindowEnd:
-    async def test_requests_in_flight_when_the_window_closes_count(self) -> None:
+    async def test_requests_in_flight_when_the_window_closes_count(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """A node hanging at the window's end: each due request is a sample, the hung ones fail."""
         # calm for 3 s from the cluster's start, then the node answers nothing for 17 s
-        async with SimCluster(nodes=1, slot_ms=100, scenario="pause:every=20s,for=17s") as c:
+        async with SimCluster(
+            nodes=1, slot_ms=100, scenario="pause:every=20s,for=17s", serve=False,
+            clock=virtual_clock,
+        ) as c:  # fmt: skip
             monitor = Monitor(
                 Sources(rpc=c.info()[0].http),
                 SloSettings(request_rate=20, request_timeout_s=1.0),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(4.0)
         assert monitor.mix is not None
@@ -88,7 +114,9 @@ class TestWindowEnd:
         assert len(reqs) == monitor.mix.result.schedule.scheduled
         hung = [r for r in reqs if r.error == "timeout"]
         assert len(hung) >= 10  # 20 req/s over the ~1 s the node hung inside the window
-        assert all(r.seconds >= 1.0 for r in hung)
+        # each waited its whole timeout: on virtual time the timer fires exactly at the
+        # deadline, so (intended + 1 s) - intended may round to 1 s less 4e-16
+        assert all(r.seconds >= 1.0 - 1e-9 for r in hung)
         assert monitor.ended is not None
         # the window closed only after the last request failed
         assert max(r.t + r.seconds for r in reqs) <= monitor.ended
@@ -98,6 +126,35 @@ class TestWindowEnd:
 
 
 class TestNoWebSocket:
+    async def test_sends_leave_on_time_without_a_websocket(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
+        got: list[Sample] = []
+        async with SimCluster(nodes=1, slot_ms=100, serve=False, clock=virtual_clock) as cluster:
+            peer = UnansweredHandshake(cluster.connector(), virtual_clock)
+            sampler = LatencySampler(
+                cluster.info()[0].http,
+                got.append,
+                SloSettings(request_rate=60, request_timeout_s=2.0),
+                keypair=cluster.payer,
+                ws_url=cluster.info()[0].ws,
+                clock=virtual_clock,
+                connector=peer,
+            )
+            await asyncio.wait_for(sampler.run(2.5), timeout=15)
+        assert peer.dialled >= 1
+        sends = [s for s in got if isinstance(s, RequestSample) and s.method == "sendTransaction"]
+        assert len(sends) >= 3
+        assert not any(s.error for s in sends)
+        assert max(s.seconds for s in sends) < 0.2, [s.seconds for s in sends]
+        landings = [s for s in got if isinstance(s, LandingSample)]
+        assert landings
+        assert all(s.error == "no_websocket" for s in landings)
+
+
+@pytest.mark.integration
+class TestNoWebSocketOverSockets:
     async def test_sends_leave_on_time_without_a_websocket(self) -> None:
         """With PubSub unanswered, sendTransaction latency stays the node's, not the handshake's."""
         got: list[Sample] = []

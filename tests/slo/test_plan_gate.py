@@ -30,7 +30,10 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> Non
     monkeypatch.setenv("AGAVE_PERF_CONFIG", str(cfg))
 
 
+@pytest.mark.integration
 class TestCheckGate:
+    """The gate runs the real ``check`` command against simnet over loopback sockets."""
+
     async def _run(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str
     ) -> GateResult:

@@ -103,6 +103,7 @@ class TestExposition:
             parse_listen("localhost:http")
 
 
+@pytest.mark.integration
 class TestRealPrometheus:
     async def test_prometheus_scrapes_watch(self, tmp_path: Path) -> None:
         """A real Prometheus scrapes the exporter of a running monitor and stores the lag."""

@@ -1,4 +1,9 @@
-"""The monitor against an in-process simnet: references, slot time, latency, landing, backoff."""
+"""The monitor against simnet: references, slot time, latency, landing, backoff, dead feeds.
+
+Unit tests reach an in-process cluster through its connector on virtual time (no
+socket, no wall-clock pacing); the tests whose point is a real socket's behaviour
+are marked ``integration``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import socket
 import pytest
 from aiohttp import WSMsgType, web
 
+from agave_perf.clock import VirtualClock
 from agave_perf.config import SloSettings
 from agave_perf.errors import (
     RpcHttpError,
@@ -23,17 +29,41 @@ from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.evaluate import latency_stats
 from agave_perf.slo.samples import Fault, LandingSample, RequestSample, Sample
 from agave_perf.slo.slot import EndpointStream
-from tests.cli._simnet import closed_port
+from tests.slo.peers import SilentFeed
+
+NOWHERE_WS = "ws://closed.simnet:1/"  # names no node: refused, as a closed port is
+
+
+def cluster(
+    clock: VirtualClock, nodes: int = 1, scenario: str = "steady", **kw: object
+) -> SimCluster:
+    """A socket-free simnet on the test's virtual clock."""
+    return SimCluster(nodes, scenario, serve=False, clock=clock, **kw)  # type: ignore[arg-type]
+
+
+async def wait(clock: VirtualClock, seconds: float) -> None:
+    """Let ``seconds`` of virtual time pass (instant in wall time)."""
+    await clock.sleep_until(clock.now() + seconds)
+
+
+async def follow(stream: EndpointStream, clock: VirtualClock, seconds: float) -> None:
+    """Run a stream for ``seconds`` of virtual time, then stop it."""
+    task = asyncio.create_task(stream.run())
+    await wait(clock, seconds)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class TestReferences:
-    async def test_behind_reference_flagged_and_ignored(self) -> None:
+    async def test_behind_reference_flagged_and_ignored(self, virtual_clock: VirtualClock) -> None:
         """A reference 8 slots behind the others is flagged; the tip comes from the good one."""
-        async with SimCluster(nodes=3, scenario="lag:slots=8,node=2", slot_ms=100) as cluster:
-            tip, node, slow = cluster.info()
+        async with cluster(virtual_clock, 3, "lag:slots=8,node=2", slot_ms=100) as c:
+            tip, node, slow = c.info()
             monitor = Monitor(
                 Sources(rpc=node.http, references=[tip.http, slow.http]),
                 SloSettings(request_rate=0),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(1.5)
         verdict = monitor.verdict()
@@ -46,15 +76,18 @@ class TestReferences:
         assert doc["slot_lag"]["max"] <= 3  # measured against the tip, not the slow reference
         assert f"reference {slow.http}" in verdict.evaluation.criteria[0].evidence
 
-    async def test_reference_on_another_cluster_refused(self) -> None:
+    async def test_reference_on_another_cluster_refused(self, virtual_clock: VirtualClock) -> None:
         """A reference with another genesis hash is a usage error naming it, before sampling."""
         async with (
-            SimCluster(nodes=1, slot_ms=100) as ours,
-            SimCluster(nodes=1, scenario="steady:seed=2", slot_ms=100) as theirs,
+            cluster(virtual_clock, slot_ms=100) as ours,
+            cluster(virtual_clock, 1, "steady:seed=2", slot_ms=100, port=9899) as theirs,
         ):
+            both = ours.connector(theirs)
             monitor = Monitor(
                 Sources(rpc=ours.info()[0].http, references=[theirs.info()[0].http]),
                 SloSettings(request_rate=0),
+                clock=virtual_clock,
+                connector=both,
             )
             with pytest.raises(UsageError, match="another cluster") as err:
                 await monitor.preflight()
@@ -62,18 +95,23 @@ class TestReferences:
             same = Monitor(
                 Sources(rpc=ours.info()[0].http, references=[ours.info()[0].http]),
                 SloSettings(request_rate=0),
+                clock=virtual_clock,
+                connector=both,
             )
             await same.preflight()
 
 
 class TestSlotTime:
-    async def test_perf_samples_and_observed_rate(self) -> None:
+    async def test_perf_samples_and_observed_rate(self, virtual_clock: VirtualClock) -> None:
         """Slot time comes from the observed rate and from getRecentPerformanceSamples."""
-        async with SimCluster(nodes=2, slot_ms=100, perf_sample_s=1.0) as cluster:
-            await asyncio.sleep(2.2)  # let the node close two performance samples
-            tip, node = cluster.info()
+        async with cluster(virtual_clock, 2, slot_ms=100, perf_sample_s=1.0) as c:
+            await wait(virtual_clock, 2.2)  # let the node close two performance samples
+            tip, node = c.info()
             monitor = Monitor(
-                Sources(rpc=node.http, references=[tip.http]), SloSettings(request_rate=0)
+                Sources(rpc=node.http, references=[tip.http]),
+                SloSettings(request_rate=0),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(1.2)
         st = monitor.verdict().to_json()["slot_time_ms"]
@@ -83,15 +121,20 @@ class TestSlotTime:
 
 
 class TestLatency:
-    async def test_measured_p95_matches_injected_distribution(self) -> None:
+    async def test_measured_p95_matches_injected_distribution(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """With 20±2 ms injected on getAccountInfo, measured p95 is the distribution's p95."""
         dist = Distribution("normal", 0.020, 0.002)
-        async with SimCluster(
-            nodes=2, scenario="latency:dist=normal,mean=20ms,sd=2ms,methods=getAccountInfo"
-        ) as cluster:
-            tip, node = cluster.info()
+        async with cluster(
+            virtual_clock, 2, "latency:dist=normal,mean=20ms,sd=2ms,methods=getAccountInfo"
+        ) as c:
+            tip, node = c.info()
             monitor = Monitor(
-                Sources(rpc=node.http, references=[tip.http]), SloSettings(request_rate=50)
+                Sources(rpc=node.http, references=[tip.http]),
+                SloSettings(request_rate=50),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(2.0)
         stats = {m.method: m for m in latency_stats(monitor.data.of(RequestSample))}
@@ -100,13 +143,15 @@ class TestLatency:
         assert abs(acct.p95_ms - dist.quantile(0.95) * 1000) < 6.0
         assert stats["getLatestBlockhash"].p95_ms < 10.0
 
-    async def test_landing_latency_with_keypair(self) -> None:
+    async def test_landing_latency_with_keypair(self, virtual_clock: VirtualClock) -> None:
         """With the funded payer, sent transactions land and their landing time is measured."""
-        async with SimCluster(nodes=2, slot_ms=100) as cluster:
-            tip, node = cluster.info()
+        async with cluster(virtual_clock, 2, slot_ms=100) as c:
+            tip, node = c.info()
             monitor = Monitor(
-                Sources(rpc=node.http, references=[tip.http], keypair=cluster.payer),
+                Sources(rpc=node.http, references=[tip.http], keypair=c.payer),
                 SloSettings(request_rate=40),
+                clock=virtual_clock,
+                connector=c.connector(),
             )
             await monitor.run(2.0)
         landed = [s for s in monitor.data.of(LandingSample) if not s.error]
@@ -119,21 +164,21 @@ class TestLatency:
 
 
 class TestPolling:
-    async def test_polls_when_websocket_fails_and_backs_off_on_429(self) -> None:
+    async def test_polls_when_websocket_fails_and_backs_off_on_429(
+        self, virtual_clock: VirtualClock
+    ) -> None:
         """Without WS the stream polls getSlot; 429s slow it down and the drop is reported."""
         got: list[Sample] = []
         only_429 = (
             "flaky:rate_429=1,error_rate=0,rate_503=0,timeout_rate=0,malformed_rate=0,"
             "ws_drop_per_min=0"
         )
-        async with SimCluster(nodes=1, scenario=only_429) as cluster:
+        async with cluster(virtual_clock, 1, only_429) as c:
             stream = EndpointStream(
-                cluster.info()[0].http, "node", got.append, ws_url=f"ws://127.0.0.1:{closed_port()}"
-            )
-            task = asyncio.create_task(stream.run())
-            await asyncio.sleep(1.5)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+                c.info()[0].http, "node", got.append, ws_url=NOWHERE_WS,
+                clock=virtual_clock, connector=c.connector(),
+            )  # fmt: skip
+            await follow(stream, virtual_clock, 1.5)
         kinds = [f.kind for f in got if isinstance(f, Fault)]
         assert "ws_unavailable" in kinds
         assert "http_429" in kinds
@@ -144,22 +189,64 @@ class TestPolling:
         assert 1 / stream.interval < 4.0
         assert stream.slot is None  # a 429 is never taken as a slot
 
-    async def test_polling_tracks_slots(self) -> None:
+    async def test_polling_tracks_slots(self, virtual_clock: VirtualClock) -> None:
         """With the WebSocket unreachable, polling still follows the slot at ≥ 4 Hz."""
         got: list[Sample] = []
-        async with SimCluster(nodes=1, slot_ms=100) as cluster:
+        async with cluster(virtual_clock, slot_ms=100) as c:
             stream = EndpointStream(
-                cluster.info()[0].http, "node", got.append, ws_url=f"ws://127.0.0.1:{closed_port()}"
-            )
+                c.info()[0].http, "node", got.append, ws_url=NOWHERE_WS,
+                clock=virtual_clock, connector=c.connector(),
+            )  # fmt: skip
             task = asyncio.create_task(stream.run())
-            await asyncio.sleep(1.5)
-            truth = cluster.tip.view.processed
+            await wait(virtual_clock, 1.5)
+            truth = c.tip.view.processed
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         assert stream.slot is not None
         assert truth - stream.slot <= 3
         polls = [s for s in got if getattr(s, "source", "") == "poll"]
         assert len(polls) >= 6  # 1.5 s at 5 Hz, minus start-up
+
+
+class TestSilentWebSocket:
+    async def test_silent_feed_falls_back_to_polling(self, virtual_clock: VirtualClock) -> None:
+        """A socket left open but silent does not freeze the slot: getSlot takes over."""
+        got: list[Sample] = []
+        async with cluster(virtual_clock, slot_ms=100) as c:
+            stream = EndpointStream(
+                c.info()[0].http, "reference", got.append, ws_url="ws://silent.simnet:1/",
+                ws_silence_s=0.5, clock=virtual_clock,
+                connector=SilentFeed(c.connector(), virtual_clock),
+            )  # fmt: skip
+            task = asyncio.create_task(stream.run())
+            await wait(virtual_clock, 2.0)
+            truth = c.tip.view.processed
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert stream.slot is not None
+        assert truth - stream.slot <= 3
+        assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
+        assert stream.mode == "poll"
+
+    async def test_silent_feed_and_dead_http_is_not_alive(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """A silent socket whose endpoint no longer answers getSlot stops counting as alive."""
+        got: list[Sample] = []
+        async with cluster(virtual_clock) as c:
+            stream = EndpointStream(
+                "http://closed.simnet:1", "reference", got.append, ws_url="ws://silent.simnet:1/",
+                ws_silence_s=0.3, timeout=0.2, clock=virtual_clock,
+                connector=SilentFeed(c.connector(), virtual_clock),
+            )  # fmt: skip
+            task = asyncio.create_task(stream.run())
+            await wait(virtual_clock, 1.5)
+            alive = stream.alive(stream.clock.now())
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert stream.slot == 1
+        assert not alive
+        assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
 
 
 async def silent_pubsub() -> tuple[web.AppRunner, str]:
@@ -188,20 +275,20 @@ async def silent_pubsub() -> tuple[web.AppRunner, str]:
     return runner, f"ws://127.0.0.1:{port}/"
 
 
-class TestSilentWebSocket:
-    async def test_silent_feed_falls_back_to_polling(self) -> None:
-        """A socket left open but silent does not freeze the slot: getSlot takes over."""
+@pytest.mark.integration
+class TestSilentWebSocketOverSockets:
+    async def test_silent_socket_falls_back_to_polling(self) -> None:
+        """Over a real socket too, an open but silent feed hands over to getSlot polling."""
         got: list[Sample] = []
         runner, ws_url = await silent_pubsub()
         try:
-            async with SimCluster(nodes=1, slot_ms=100) as cluster:
+            async with SimCluster(nodes=1, slot_ms=100) as c:
                 stream = EndpointStream(
-                    cluster.info()[0].http, "reference", got.append, ws_url=ws_url,
-                    ws_silence_s=0.5,
-                )  # fmt: skip
+                    c.info()[0].http, "reference", got.append, ws_url=ws_url, ws_silence_s=0.5
+                )
                 task = asyncio.create_task(stream.run())
                 await asyncio.sleep(2.0)
-                truth = cluster.tip.view.processed
+                truth = c.tip.view.processed
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         finally:
@@ -211,27 +298,8 @@ class TestSilentWebSocket:
         assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
         assert stream.mode == "poll"
 
-    async def test_silent_feed_and_dead_http_is_not_alive(self) -> None:
-        """A silent socket whose endpoint no longer answers getSlot stops counting as alive."""
-        got: list[Sample] = []
-        runner, ws_url = await silent_pubsub()
-        try:
-            stream = EndpointStream(
-                f"http://127.0.0.1:{closed_port()}", "reference", got.append, ws_url=ws_url,
-                ws_silence_s=0.3, timeout=0.2,
-            )  # fmt: skip
-            task = asyncio.create_task(stream.run())
-            await asyncio.sleep(1.5)
-            alive = stream.alive(stream.clock.now())
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        finally:
-            await runner.cleanup()
-        assert stream.slot == 1
-        assert not alive
-        assert any(isinstance(f, Fault) and f.kind == "ws_stale" for f in got)
 
-
+@pytest.mark.integration
 class TestBlackholedWebSocket:
     async def test_unanswered_websocket_falls_back_to_polling(self) -> None:
         """A PubSub port that accepts nothing (firewalled) costs one timeout, then polling works."""
@@ -254,6 +322,7 @@ class TestBlackholedWebSocket:
         assert any(isinstance(f, Fault) and f.kind == "ws_unavailable" for f in got)
 
 
+@pytest.mark.integration
 class TestRedaction:
     async def test_fault_details_never_leak_secrets(self) -> None:
         """A WebSocket handshake error quoting the raw URL is recorded with the key masked."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agave_perf.clock import VirtualClock
 from agave_perf.slo.stages import (
     FAR_FUTURE_SLOTS,
     SlotUpdate,
@@ -83,11 +84,10 @@ class TestTimelines:
 
 
 class TestFollow:
-    async def test_simnet_stream_gives_a_stage_timeline(self) -> None:
-        """Against a real node, every processed slot gets its stages and the frozen tx count."""
+    async def test_simnet_stream_gives_a_stage_timeline(self, virtual_clock: VirtualClock) -> None:
+        """Against a simnet node, every processed slot gets its stages and the frozen tx count."""
         import asyncio
 
-        from agave_perf.rpc import PubSubClient
         from agave_perf.simnet import SimCluster
         from agave_perf.slo.stages import follow_stages
 
@@ -99,7 +99,10 @@ class TestFollow:
             if len({x.slot for x in got if x.stage == "frozen"}) >= 5:
                 enough.set()
 
-        async with SimCluster(nodes=1, slot_ms=50) as c, PubSubClient(c.info()[0].ws) as ps:
+        async with (
+            SimCluster(nodes=1, slot_ms=50, serve=False, clock=virtual_clock) as c,
+            c.connector().pubsub(c.info()[0].ws) as ps,
+        ):
             task = asyncio.create_task(follow_stages(ps, endpoint="tip", role="node", emit=emit))
             await asyncio.wait_for(enough.wait(), 20)
             task.cancel()

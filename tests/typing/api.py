@@ -10,7 +10,7 @@ from agave_perf.bench import BenchConfig, RunResult, load_workload, run_bench
 from agave_perf.clock import MonotonicClock
 from agave_perf.config import Settings, load
 from agave_perf.redact import redact_url
-from agave_perf.rpc import PubSubClient, RpcClient, Timed, ws_url_for
+from agave_perf.rpc import SOCKETS, Connector, PubSubClient, RpcClient, Timed, ws_url_for
 from agave_perf.simnet import Distribution, NodeInfo, SimCluster, load_scenario
 from agave_perf.slo import Monitor, Sources, Verdict
 from agave_perf.testing import FakeRoot, VirtualClock
@@ -29,6 +29,27 @@ async def check_a_follower() -> Verdict:
         monitor = Monitor(Sources(rpc=follower.http, references=[tip.http]), settings.slo)
         await monitor.preflight()
         await monitor.run(5.0)
+        return monitor.verdict()
+
+
+async def check_in_process(clock: VirtualClock) -> Verdict:
+    """The same check without sockets, on virtual time (run on ``clock.new_event_loop()``)."""
+    settings: Settings = load()
+    async with SimCluster(nodes=2, serve=False, clock=clock) as cluster:
+        tip, follower = cluster.info()
+        connector: Connector = cluster.connector()
+        monitor = Monitor(
+            Sources(rpc=follower.http, references=[tip.http]),
+            settings.slo,
+            clock=clock,
+            connector=connector,
+        )
+        await monitor.run(60.0)
+        config = BenchConfig(
+            rpc=tip.http, workload=load_workload("trading"), rate=50, connector=connector
+        )
+        await run_bench(config, clock=clock)
+        assert SOCKETS is not connector
         return monitor.verdict()
 
 

@@ -9,7 +9,6 @@ runs; :func:`render_report` writes one self-contained HTML file.
 
 from agave_perf.bench._engine import Engine, LoadSpec, PreciseClock, SendWatch, arrivals
 from agave_perf.bench._env import parse_tags
-from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._hist import Histogram, Reservoir, merged
 from agave_perf.bench._landing import LandingWatch
 from agave_perf.bench._params import load_keypair, parse_accounts
@@ -35,7 +34,6 @@ __all__ = [
     "BenchConfig",
     "Call",
     "Engine",
-    "FastHttpTransport",
     "FindMax",
     "Histogram",
     "LandingWatch",

@@ -21,7 +21,7 @@ from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.config import BenchSettings
 from agave_perf.errors import RpcError
 from agave_perf.redact import redact_url
-from agave_perf.rpc import PubSubClient
+from agave_perf.rpc import SOCKETS, Connector, PubSubClient
 from agave_perf.slo.samples import LandingSample
 
 _DEFAULTS = BenchSettings()
@@ -55,8 +55,10 @@ class LandingWatch:
         wait: float = LANDING_WAIT_S,
         current_slot: Callable[[], int | None] = lambda: None,
         clock: Clock | None = None,
+        connector: Connector = SOCKETS,
     ) -> None:
         self.ws_url = ws_url
+        self.connector = connector
         self.emit = emit
         self.commitment = commitment
         self.sample = sample
@@ -100,7 +102,7 @@ class LandingWatch:
         old, self.client = self.client, None
         if old is not None:
             await old.aclose()
-        client = PubSubClient(self.ws_url, timeout=self.timeout)
+        client = self.connector.pubsub(self.ws_url, timeout=self.timeout)
         try:
             await client.connect()
         except RpcError as err:

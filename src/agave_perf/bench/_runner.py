@@ -22,7 +22,6 @@ from solders.keypair import Keypair
 
 from agave_perf.bench import _env
 from agave_perf.bench._engine import Engine, LoadSpec
-from agave_perf.bench._fasthttp import FastHttpTransport
 from agave_perf.bench._landing import LandingWatch
 from agave_perf.bench._params import (
     RequestBuilder,
@@ -38,7 +37,7 @@ from agave_perf.clock import Clock
 from agave_perf.config import LATE_SEND_S, Arrival, BenchSettings
 from agave_perf.errors import RpcError, RpcTransportError
 from agave_perf.redact import redact_url
-from agave_perf.rpc import HttpTransport, PubSubClient, RpcClient, Transport, ws_url_for
+from agave_perf.rpc import SOCKETS, Connector, PubSubClient, RpcClient, Transport, ws_url_for
 from agave_perf.slo.samples import LandingSample, RequestSample
 
 BLOCKHASH_REFRESH_S = 1.0
@@ -70,7 +69,8 @@ class BenchConfig:
     late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0  # inf: never abort (a check measures a failing node to the end)
     landing_sample: float | None = None  # share of sends followed; None: the workload's
-    transport: Transport | None = None  # default: the lean keep-alive client
+    transport: Transport | None = None  # default: the connector's lean keep-alive client
+    connector: Connector = SOCKETS  # opens every connection of the run (simnet: in-process)
 
 
 def new_run_id() -> str:
@@ -81,8 +81,16 @@ def new_run_id() -> str:
 class _PubSubWatch:
     """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
 
-    def __init__(self, url: str, workload: Workload, engine: Engine, timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        workload: Workload,
+        engine: Engine,
+        timeout: float,
+        connector: Connector = SOCKETS,
+    ) -> None:
         self.url = url
+        self.connector = connector
         self.timeout = timeout
         self.workload = workload
         self.engine = engine
@@ -99,7 +107,7 @@ class _PubSubWatch:
         for m in methods:
             self.notes[m] = Notifications(f"{m} interval", "interval")
         try:
-            self.client = PubSubClient(self.url, timeout=self.timeout)
+            self.client = self.connector.pubsub(self.url, timeout=self.timeout)
             await self.client.connect()
             for m in methods:
                 sub = await self.client.subscribe(m)
@@ -177,7 +185,7 @@ async def run_bench(
     endpoint = redact_url(cfg.rpc)
     control = RpcClient(
         cfg.rpc,
-        transport=HttpTransport(cfg.rpc, connections=2),
+        transport=cfg.connector.http(cfg.rpc, connections=2),
         timeout=min(cfg.control_timeout, cfg.timeout),
         retries=1,
     )
@@ -185,7 +193,7 @@ async def run_bench(
     watch: _PubSubWatch | None = None
     landing: LandingWatch | None = None
     signatures: Notifications | None = None
-    transport = cfg.transport or FastHttpTransport(cfg.rpc, connections=cfg.connections)
+    transport = cfg.transport or cfg.connector.http(cfg.rpc, connections=cfg.connections, lean=True)
     notes: list[str] = []
     try:
         try:
@@ -245,6 +253,7 @@ async def run_bench(
                 timeout=min(cfg.control_timeout, cfg.timeout),
                 current_slot=current_slot,
                 clock=clock,
+                connector=cfg.connector,
             )
             landing.start()
             await landing.ready()
@@ -271,8 +280,13 @@ async def run_bench(
         )
         engine.progress = progress
         if any(s.method != "signatureSubscribe" for s in wl.subscriptions):
-            timeout = min(cfg.control_timeout, cfg.timeout)
-            watch = _PubSubWatch(cfg.ws or ws_url_for(cfg.rpc), wl, engine, timeout)
+            watch = _PubSubWatch(
+                cfg.ws or ws_url_for(cfg.rpc),
+                wl,
+                engine,
+                min(cfg.control_timeout, cfg.timeout),
+                cfg.connector,
+            )
             await watch.start()
             if watch.error:
                 notes.append(watch.error)

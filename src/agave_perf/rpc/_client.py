@@ -81,13 +81,15 @@ class RpcClient:
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         )
         budget = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + budget
+        # deadlines on the loop's clock, which asyncio's timeouts use too (virtual in tests)
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + budget
         attempt = 0
         while True:
             attempt += 1
             start = time.perf_counter()
             try:
-                value = await self.once(method, body, timeout=max(0.0, deadline - time.monotonic()))
+                value = await self.once(method, body, timeout=max(0.0, deadline - clock()))
                 return Timed(value, time.perf_counter() - start, attempt)
             except RpcTimeout:
                 # the budget is spent; name it as the caller gave it, not what was left of it
@@ -98,7 +100,7 @@ class RpcClient:
                 wait = getattr(err, "retry_after", None) or self.backoff * 2 ** (attempt - 1)
                 # a retry that could not finish inside the budget would only make the caller
                 # wait longer for the same failure
-                if not retryable or attempt > self.retries or time.monotonic() + wait >= deadline:
+                if not retryable or attempt > self.retries or clock() + wait >= deadline:
                     raise
                 await asyncio.sleep(wait)
 

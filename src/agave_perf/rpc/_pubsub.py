@@ -6,15 +6,22 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
-from agave_perf.errors import RpcProtocolError, RpcResponseError, RpcTimeout, RpcTransportError
+from agave_perf.errors import (
+    RpcError,
+    RpcProtocolError,
+    RpcResponseError,
+    RpcTimeout,
+    RpcTransportError,
+)
 from agave_perf.redact import redact_url
 
 
@@ -45,15 +52,92 @@ class Subscription:
     queue: asyncio.Queue[Notification | None] = field(default_factory=asyncio.Queue)
 
 
-class PubSubClient:
-    """One WebSocket connection carrying any number of subscriptions."""
+class Wire(Protocol):
+    """One open PubSub connection: text frames out, text frames with their arrival time in."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    close_reason: str  # why ``receive`` returned None
+
+    async def send(self, text: str) -> None:
+        """Send one frame; raise ``ConnectionError`` (or an aiohttp error) when closed."""
+        ...
+
+    async def receive(self) -> tuple[str, float] | None:
+        """The next text frame and the monotonic time it arrived; None once closed."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection and release what it holds (safe to call twice)."""
+        ...
+
+
+Dial = Callable[[], Awaitable[Wire]]
+
+
+class _WebSocketWire:
+    """A :class:`Wire` over an aiohttp WebSocket and the session that owns it."""
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._session = session
+        self._ws = ws
+        self.close_reason = "closed by server"
+
+    async def send(self, text: str) -> None:
+        """Send one text frame."""
+        await self._ws.send_str(text)
+
+    async def receive(self) -> tuple[str, float] | None:
+        """The next text frame; any other frame or a failure ends the connection."""
+        try:
+            msg = await self._ws.receive()
+        except (aiohttp.ClientError, ConnectionError) as err:
+            self.close_reason = str(err) or type(err).__name__
+            return None
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                self.close_reason = f"error: {self._ws.exception()}"
+            return None
+        return msg.data, time.monotonic()
+
+    async def close(self) -> None:
+        """Close the socket, then the session."""
+        try:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        finally:
+            # shielded: cancelling a caller mid-close must still close the session
+            await asyncio.shield(self._session.close())
+
+
+async def open_websocket(url: str) -> Wire:
+    """Open an aiohttp WebSocket to ``url``; a failed or cancelled handshake closes its session."""
+    session = aiohttp.ClientSession()
+    try:
+        ws = await session.ws_connect(
+            url,
+            timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+            heartbeat=None,
+            max_msg_size=64 * 1024 * 1024,
+        )
+    except BaseException:
+        # shielded: a second cancellation must not leave the session unclosed
+        await asyncio.shield(session.close())
+        raise
+    return _WebSocketWire(session, ws)
+
+
+class PubSubClient:
+    """One PubSub connection carrying any number of subscriptions.
+
+    The connection is a :class:`Wire` from ``dial`` (default: an aiohttp WebSocket to
+    ``url``); the protocol above it (requests, subscriptions, drops) is written once here.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 10.0, dial: Dial | None = None) -> None:
         self.url = url
         self.endpoint = redact_url(url)
         self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._dial: Dial = dial or (lambda: open_websocket(url))
+        self._wire: Wire | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subs: dict[int, Subscription] = {}
@@ -72,48 +156,41 @@ class PubSubClient:
         await self.aclose()
 
     async def connect(self) -> None:
-        """Open the WebSocket within ``timeout`` or raise :class:`RpcTransportError`.
+        """Open the connection within ``timeout`` or raise :class:`RpcTransportError`.
 
         A port that accepts and never answers the upgrade (a firewall, a hung node) is
         :class:`RpcTimeout` after ``timeout``; a cancelled or failed handshake closes
-        the session it opened, so no caller has to bound or clean up after it.
+        what it opened, so no caller has to bound or clean up after it.
         """
-        if self._session is not None:
+        if self._wire is not None:
             await self.aclose()
-        self._session = aiohttp.ClientSession()
         self.closed.clear()
         try:
             async with asyncio.timeout(self.timeout):
-                self._ws = await self._session.ws_connect(
-                    self.url,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                    heartbeat=None,
-                    max_msg_size=64 * 1024 * 1024,
-                )
+                self._wire = await self._dial()
         except TimeoutError:
-            await self._abandon()
+            self._abandon()
             raise RpcTimeout(
                 f"no WebSocket handshake within {self.timeout:g}s", endpoint=self.endpoint
             ) from None
+        except RpcError:
+            self._abandon()
+            raise
         except (aiohttp.ClientError, OSError) as err:
-            await self._abandon()
+            self._abandon()
             raise RpcTransportError(
                 f"cannot open WebSocket: {type(err).__name__} {err}".strip(), endpoint=self.endpoint
             ) from None
         except BaseException:
-            await self._abandon()  # cancelled mid-handshake
+            self._abandon()  # cancelled mid-handshake (the dial closed what it opened)
             raise
         self._reader = asyncio.create_task(self._read())
 
-    async def _abandon(self) -> None:
-        """Close what a handshake that did not finish had opened."""
-        session, self._session = self._session, None
-        self._ws = None
+    def _abandon(self) -> None:
+        """Mark a handshake that did not finish (the dial has closed what it opened)."""
+        self._wire = None
         self.close_reason = "handshake failed"
         self.closed.set()
-        if session is not None:
-            # shielded: a second cancellation must not leave the session unclosed
-            await asyncio.shield(session.close())
 
     async def subscribe(self, method: str, *params: Any) -> Subscription:
         """Subscribe (e.g. ``slotSubscribe``) and return the subscription."""
@@ -136,7 +213,7 @@ class PubSubClient:
 
     async def request(self, method: str, *params: Any) -> Any:
         """Send a request over the socket and wait for its answer."""
-        if self._ws is None or self.closed.is_set():
+        if self._wire is None or self.closed.is_set():
             raise RpcTransportError(
                 f"WebSocket closed: {self.close_reason}", endpoint=self.endpoint
             )
@@ -147,7 +224,7 @@ class PubSubClient:
         try:
             # the send is inside the bound too: a peer that stopped reading fills the buffer
             async with asyncio.timeout(self.timeout):
-                await self._ws.send_str(orjson.dumps(payload).decode())
+                await self._wire.send(orjson.dumps(payload).decode())
                 return await fut
         except TimeoutError:
             raise RpcTimeout(
@@ -159,23 +236,18 @@ class PubSubClient:
             self._pending.pop(rid, None)
 
     async def _read(self) -> None:
-        ws = self._ws
-        assert ws is not None
+        wire = self._wire
+        assert wire is not None
         reason = "closed by server"
         try:
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    if msg.type == aiohttp.WSMsgType.ERROR:
-                        reason = f"error: {ws.exception()}"
-                    break
-                now = time.monotonic()
+            while (frame := await wire.receive()) is not None:
+                text, now = frame
                 try:
-                    doc = orjson.loads(msg.data)
+                    doc = orjson.loads(text)
                 except orjson.JSONDecodeError:
                     continue
                 self._dispatch(doc, now)
-        except (aiohttp.ClientError, ConnectionError) as err:
-            reason = str(err) or type(err).__name__
+            reason = wire.close_reason
         finally:
             self.close_reason = reason
             self.closed.set()
@@ -216,20 +288,15 @@ class PubSubClient:
             fut.set_result(doc.get("result"))
 
     async def aclose(self) -> None:
-        """Close the socket and the session (safe to call twice, or after a failed connect)."""
-        ws, self._ws = self._ws, None
+        """Close the connection (safe to call twice, or after a failed connect)."""
+        wire, self._wire = self._wire, None
         reader, self._reader = self._reader, None
-        session, self._session = self._session, None
         try:
-            if ws is not None:
-                with contextlib.suppress(Exception):
-                    await ws.close()
             if reader is not None:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
         finally:
-            if session is not None:
-                # shielded: cancelling a caller mid-close must still close the session
-                await asyncio.shield(session.close())
+            if wire is not None:
+                await wire.close()
             self.closed.set()

@@ -2,11 +2,14 @@
 
 ``async with SimCluster(nodes=2, scenario="lag:slots=8") as cluster:`` starts a
 tip and followers on free loopback ports; ``cluster.info()`` gives their URLs.
+``cluster.connector()`` reaches the same nodes in-process; ``SimCluster(serve=False,
+clock=VirtualClock())`` binds no socket and runs on virtual time (unit tests).
 """
 
 # ruff: noqa: I001
 
 from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
+from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
@@ -14,7 +17,7 @@ from agave_perf.simnet._scenario import load as load_scenario
 # _world before _score: _score reaches bench, whose parameters import TokenWorld from here
 from agave_perf.simnet._world import TokenWorld
 from agave_perf.simnet._score import Score, TruthFile, score
-from agave_perf.simnet._server import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
+from agave_perf.simnet._edge import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
 
 __all__ = [
     "BUILTIN",
@@ -27,6 +30,7 @@ __all__ = [
     "Scenario",
     "Score",
     "SimCluster",
+    "SimConnector",
     "TokenWorld",
     "TruthFile",
     "handle_body",

@@ -1,4 +1,4 @@
-"""SimCluster: a tip and followers on loopback, advancing slots on a real or virtual clock."""
+"""SimCluster: a tip and followers, on loopback or in-process, on a real or virtual clock."""
 
 from __future__ import annotations
 
@@ -23,17 +23,19 @@ from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.errors import SimnetError, UsageError
 from agave_perf.simnet import _scenario
 from agave_perf.simnet._config import NodeConfig, parse_validator_args
+from agave_perf.simnet._edge import (
+    AGAVE_MAX_REQUEST_BODY,
+    WS_QUEUE_BYTES,
+    WS_QUEUE_ITEMS,
+    NodeEdge,
+    precise_sleep,
+)
+from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
 from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
-from agave_perf.simnet._server import (
-    AGAVE_MAX_REQUEST_BODY,
-    WS_QUEUE_BYTES,
-    WS_QUEUE_ITEMS,
-    NodeServer,
-    bind_pair,
-)
+from agave_perf.simnet._server import NodeServer, bind_pair
 from agave_perf.simnet._timeline import FollowerModel, skipped
 from agave_perf.simnet._world import TokenWorld
 
@@ -63,6 +65,11 @@ class SimCluster:
 
     Node 0 is the tip; nodes 1..N-1 follow it as the scenario says. Ports are
     free ones unless ``port`` is given (then node i serves on port+2i and port+2i+1).
+
+    ``connector()`` reaches the nodes in-process (no socket). With ``serve=False`` no
+    socket is bound at all: the nodes' URLs name them (``http://tip.simnet:8899``) for
+    the connector only, and with a :class:`~agave_perf.clock.VirtualClock` the whole
+    cluster, slot clock and injected delays included, runs on virtual time.
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class SimCluster:
         clock: Clock | None = None,
         validator_args: str | NodeConfig | None = None,
         token_accounts: int = 0,
+        serve: bool = True,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
@@ -99,7 +107,7 @@ class SimCluster:
         self.health_check_slot_distance = health_check_slot_distance
         self.perf_sample_s = perf_sample_s
         self.max_body = max_body
-        self.pubsub_queue = (pubsub_queue_items, pubsub_queue_bytes)
+        self.serve = serve
         self.clock = clock or MonotonicClock()
         self.ledger = Ledger(self.scenario.seed, first_slot, self.node_config.indexes.kinds)
         seed = self.scenario.seed
@@ -113,6 +121,16 @@ class SimCluster:
         self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
         self._genesis(funded or [])
         self.nodes = [Node(self, i, self.ledger, self.node_config) for i in range(nodes)]
+        self.edges = [
+            NodeEdge(
+                self,
+                node,
+                max_body,
+                queue_items=pubsub_queue_items,
+                queue_bytes=pubsub_queue_bytes,
+            )
+            for node in self.nodes
+        ]
         self._models = {i: FollowerModel(self.scenario, i, self.slot_s) for i in range(1, nodes)}
         self._queues: dict[int, deque[tuple[float, int]]] = {i: deque() for i in range(1, nodes)}
         self._wakeups: dict[int, asyncio.Event] = {}
@@ -152,9 +170,10 @@ class SimCluster:
         await self.stop()
 
     async def start(self) -> None:
-        """Bind every node's sockets, start serving and start the slot clock."""
+        """Bind every node's sockets (unless ``serve=False``), serve, and start the slot clock."""
         try:
-            for node in self.nodes:
+            for edge in self.edges if self.serve else ():
+                node = edge.node
                 http_port = self.port + 2 * node.index if self.port else 0
                 try:
                     http_sock, ws_sock = bind_pair(self.host, http_port)
@@ -163,15 +182,14 @@ class SimCluster:
                     raise SimnetError(
                         f"cannot listen on {where} for {node.name}: {exc.strerror or exc}"
                     ) from exc
-                server = NodeServer(
-                    self,
-                    node,
-                    self.max_body,
-                    queue_items=self.pubsub_queue[0],
-                    queue_bytes=self.pubsub_queue[1],
-                )
+                server = NodeServer(edge)
                 self._servers.append(server)
                 await server.start(http_sock, ws_sock)
+            if not self.serve:
+                base = self.port or 8899
+                for node in self.nodes:
+                    node.http_url = f"http://{node.name}.simnet:{base + 2 * node.index}"
+                    node.ws_url = f"ws://{node.name}.simnet:{base + 2 * node.index + 1}"
             if self._truth_path is not None:
                 # opened only once serving: a failed start leaves the file untouched; each
                 # run starts its own truth (truncated), so records of two runs never mix
@@ -212,6 +230,8 @@ class SimCluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for edge in self.edges:
+            edge.close_sessions()
         for server in self._servers:
             await server.stop()
         self._servers.clear()
@@ -226,12 +246,20 @@ class SimCluster:
         return {
             "client_disconnects": sum(s.disconnects for s in self._servers),
             "slow_requests_closed": sum(s.slow_requests for s in self._servers),
-            "slow_pubsub_readers_cut": sum(s.slow_consumers for s in self._servers),
+            "slow_pubsub_readers_cut": sum(e.slow_consumers for e in self.edges),
         }
 
     def info(self) -> list[NodeInfo]:
         """Return the nodes' names, roles and URLs, tip first."""
         return [NodeInfo(n.name, n.role, n.http_url, n.ws_url) for n in self.nodes]
+
+    def connector(self, *others: SimCluster) -> SimConnector:
+        """A connector that reaches these nodes (and ``others``') in-process, by their URLs.
+
+        Clusters joined in one connector need distinct URLs: without sockets, give each
+        its own ``port``.
+        """
+        return SimConnector([self, *others], self.clock)
 
     @property
     def tip(self) -> Node:
@@ -248,8 +276,16 @@ class SimCluster:
         """The node's scenario behaviour now."""
         return self.scenario.behaviour(node.index, self.elapsed())
 
-    def _unix(self) -> float:
+    def unix(self) -> float:
+        """Wall-clock seconds now, as the cluster's clock tells them."""
         return self._unix0 + self.elapsed()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the cluster's clock: precisely on the real one, jumping on a virtual one."""
+        if isinstance(self.clock, MonotonicClock):
+            await precise_sleep(seconds)
+        else:
+            await self.clock.sleep_until(self.clock.now() + seconds)
 
     def _warm_start(self) -> None:
         """Produce a short history so every node starts with a root and distinct commitments."""
@@ -278,7 +314,7 @@ class SimCluster:
                 block.slot = slot
                 self.ledger.seal_block()
                 self._process(self.tip, slot)
-                self.ledger.open_block(slot + 1, self._unix())
+                self.ledger.open_block(slot + 1, self.unix())
                 self._housekeeping()
                 for i, model in self._models.items():
                     self._queues[i].append((self._t0 + model.replay_time(produced_at), slot))
@@ -400,7 +436,7 @@ class SimCluster:
         self._record("fault", node=node.name, fault=fault, **extra)
 
     def _record(self, kind: str, **fields: Any) -> None:
-        rec = {"kind": kind, "t": self._unix(), "elapsed": self.elapsed(), **fields}
+        rec = {"kind": kind, "t": self.unix(), "elapsed": self.elapsed(), **fields}
         self.truth.append(rec)
         if self._truth is not None:
             self._truth.write(json.dumps(rec, separators=(",", ":")) + "\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -54,7 +53,7 @@ class NodeView:
 class ClusterView(Protocol):
     """What a node, its RPC methods and its server need from the cluster around it.
 
-    Nodes, ``_rpc`` and ``_server`` see the cluster only through this protocol, so none of
+    Nodes, ``_rpc`` and ``_edge`` see the cluster only through this protocol, so none of
     them imports ``_cluster`` (which builds them): the simnet import graph stays acyclic.
     """
 
@@ -83,6 +82,14 @@ class ClusterView(Protocol):
 
     def elapsed(self) -> float:
         """Seconds since the cluster started."""
+        ...
+
+    def unix(self) -> float:
+        """Wall-clock seconds now, as the cluster's clock tells them."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the cluster's clock (an injected delay, a pause)."""
         ...
 
     def record_fault(self, node: Node, fault: str, **extra: Any) -> None:
@@ -174,7 +181,7 @@ class Node:
 
     def _slot_updates(self, block: Block, before: NodeView) -> list[dict[str, Any]]:
         """The stages Agave's slotsUpdatesSubscribe reports for a slot this node processed."""
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self.cluster.unix() * 1000)  # the cluster's clock, virtual or not
         shreds_ms = int(block.produced_at * 1000)  # shreds reach every node as the tip makes them
         txs = len(block.txs)
         failed = sum(1 for tx in block.txs if tx.err is not None)

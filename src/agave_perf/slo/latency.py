@@ -24,10 +24,11 @@ from agave_perf.config import SloSettings
 from agave_perf.errors import RpcError
 from agave_perf.faults import classify
 from agave_perf.redact import redact_url
+from agave_perf.rpc import SOCKETS, Connector, Transport
 from agave_perf.slo.samples import Fault, Sample
 
 if TYPE_CHECKING:
-    from agave_perf.bench import FastHttpTransport, RunResult
+    from agave_perf.bench import RunResult
 
 Emit = Callable[[Sample], None]
 WORKLOAD = "trading"
@@ -47,10 +48,8 @@ class LatencySampler:
         ws_url: str | None = None,
         current_slot: Callable[[], int | None] = lambda: None,
         clock: Clock | None = None,
+        connector: Connector = SOCKETS,
     ) -> None:
-        # imported here: the engine's package imports this one's samples
-        from agave_perf.bench import FastHttpTransport
-
         self.url = url
         self.emit = emit
         self.settings = settings
@@ -59,8 +58,9 @@ class LatencySampler:
         self.ws_url = ws_url
         self.current_slot = current_slot
         self.clock = clock or MonotonicClock()
-        self.transport: FastHttpTransport = FastHttpTransport(
-            url, connections=settings.request_connections
+        self.connector = connector
+        self.transport: Transport = connector.http(
+            url, connections=settings.request_connections, lean=True
         )
         self.result: RunResult | None = None
         self._stop = asyncio.Event()
@@ -75,6 +75,7 @@ class LatencySampler:
         Requests still in flight when the window closes are waited for: each ends
         answered or, past its timeout, failed, and either way it is a sample.
         """
+        # imported here: the engine's package imports this one's samples
         from agave_perf.bench import BenchConfig, PreciseClock, load_workload, run_bench
 
         trading = load_workload(WORKLOAD)
@@ -99,6 +100,7 @@ class LatencySampler:
             abort_after=math.inf,  # a check measures a failing node to the end of its window
             landing_sample=1.0,  # at a check's rate every send is followed
             transport=self.transport,
+            connector=self.connector,
         )
         # the real clock gets the engine's precise sleeps (as bench), a virtual one stays
         clock = PreciseClock() if isinstance(self.clock, MonotonicClock) else self.clock

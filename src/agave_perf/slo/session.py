@@ -22,6 +22,7 @@ from agave_perf.clock import Clock, MonotonicClock
 from agave_perf.config import SloSettings
 from agave_perf.errors import RpcError, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
+from agave_perf.rpc import SOCKETS, Connector
 from agave_perf.slo.evaluate import evaluate
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.memory import MemorySampler, process_candidates
@@ -55,7 +56,11 @@ class Sources:
 
 
 class Monitor:
-    """Runs every sampler of one node until the duration ends or ``stop`` is set."""
+    """Runs every sampler of one node until the duration ends or ``stop`` is set.
+
+    Every connection goes through ``connector`` (real sockets by default; simnet's
+    in-process one in unit tests, with ``clock`` a virtual clock).
+    """
 
     def __init__(
         self,
@@ -67,18 +72,28 @@ class Monitor:
         timeout: float = 2.0,
         proc: Path = Path("/proc"),
         clock: Clock | None = None,
+        connector: Connector = SOCKETS,
     ) -> None:
         self.sources = sources
+        self.connector = connector
         self.settings = settings
         self.sinks = list(sinks or [])
         self.data = SampleSet(maxlen=keep)
         self.timeout = timeout
         self.clock = clock or MonotonicClock()
         self.node = EndpointStream(
-            sources.rpc, "node", self.emit, ws_url=sources.ws, timeout=timeout, clock=self.clock
+            sources.rpc,
+            "node",
+            self.emit,
+            ws_url=sources.ws,
+            timeout=timeout,
+            clock=self.clock,
+            connector=connector,
         )
         self.references = [
-            EndpointStream(u, "reference", self.emit, timeout=timeout, clock=self.clock)
+            EndpointStream(
+                u, "reference", self.emit, timeout=timeout, clock=self.clock, connector=connector
+            )
             for u in sources.references
         ]
         self.probe = NodeProbe(
@@ -87,6 +102,7 @@ class Monitor:
             shred_hz=1.0 if sources.references else 5.0,
             timeout=timeout,
             clock=self.clock,
+            connector=connector,
         )
         self.ticker = LagTicker(
             self.node,
@@ -107,6 +123,7 @@ class Monitor:
                 ws_url=sources.ws,
                 current_slot=lambda: self.node.slot,
                 clock=self.clock,
+                connector=connector,
             )
             if settings.request_rate > 0
             else None
@@ -159,7 +176,8 @@ class Monitor:
         """Fail fast (exit 3, one line naming it) when an endpoint does not answer at all."""
         urls = [self.sources.rpc, *self.sources.references]
         results = await asyncio.gather(
-            *(first_answer(u, self.timeout) for u in urls), return_exceptions=True
+            *(first_answer(u, self.timeout, self.connector) for u in urls),
+            return_exceptions=True,
         )
         for url, res in zip(urls, results, strict=True):
             if isinstance(res, RpcError):
@@ -174,7 +192,8 @@ class Monitor:
     async def _same_cluster(self, urls: list[str]) -> None:
         """Refuse references on another cluster (their slots would make any lag meaningless)."""
         hashes = await asyncio.gather(
-            *(genesis_hash(u, self.timeout) for u in urls), return_exceptions=True
+            *(genesis_hash(u, self.timeout, self.connector) for u in urls),
+            return_exceptions=True,
         )
         node_hash = hashes[0]
         if not isinstance(node_hash, str):

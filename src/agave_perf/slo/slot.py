@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,7 @@ from agave_perf.errors import (
 )
 from agave_perf.faults import classify
 from agave_perf.redact import redact_text, redact_url
-from agave_perf.rpc import PubSubClient, RpcClient, ws_url_for
+from agave_perf.rpc import SOCKETS, Connector, RpcClient, ws_url_for
 from agave_perf.slo.samples import (
     Fault,
     HealthSample,
@@ -72,8 +71,10 @@ class EndpointStream:
         ws_retry_s: float = 10.0,
         ws_silence_s: float = 5.0,
         clock: Clock | None = None,
+        connector: Connector = SOCKETS,
     ) -> None:
         self.url = url
+        self.connector = connector
         self.ws_silence_s = ws_silence_s
         self.endpoint = redact_url(url)
         self.role = role
@@ -84,7 +85,7 @@ class EndpointStream:
         self.timeout = timeout
         self.ws_retry_s = ws_retry_s
         self.clock = clock or MonotonicClock()
-        self.client = RpcClient(url, timeout=timeout, retries=0)
+        self.client = RpcClient(url, transport=connector.http(url), timeout=timeout, retries=0)
         self.slot: int | None = None
         self.mode = "starting"  # ws | poll | starting
         self.ws_up = False
@@ -162,7 +163,7 @@ class EndpointStream:
     async def _subscribe(self) -> None:
         # PubSubClient bounds its handshake and requests by the timeout and closes what it
         # opened on failure or cancel, so a firewalled port costs one timeout, then polling
-        ps = PubSubClient(self.ws_url, timeout=self.timeout)
+        ps = self.connector.pubsub(self.ws_url, timeout=self.timeout)
         try:
             await ps.connect()
             sub = await ps.subscribe("slotSubscribe")
@@ -272,11 +273,12 @@ class NodeProbe:
         shred_hz: float = 1.0,
         timeout: float = 2.0,
         clock: Clock | None = None,
+        connector: Connector = SOCKETS,
     ) -> None:
         self.url = url
         self.endpoint = redact_url(url)
         self.emit = emit
-        self.client = RpcClient(url, timeout=timeout, retries=0)
+        self.client = RpcClient(url, transport=connector.http(url), timeout=timeout, retries=0)
         self.shred_interval = 1.0 / shred_hz
         self.clock = clock or MonotonicClock()
         self.max_shred: int | None = None
@@ -447,34 +449,36 @@ class LagTicker:
                 nxt = now
 
 
-async def first_answer(url: str, timeout: float) -> int:
+async def first_answer(url: str, timeout: float, connector: Connector = SOCKETS) -> int:
     """Ask ``url`` for its slot until one answer comes; raise the last error after a while.
 
     Any failure is retried until the deadline, so a flaky endpoint (429s, timeouts,
     malformed replies) is measured rather than declared down after a few bad draws.
     """
-    async with RpcClient(url, timeout=timeout, retries=0) as client:
-        deadline = time.monotonic() + 2 * timeout
+    async with RpcClient(url, transport=connector.http(url), timeout=timeout, retries=0) as client:
+        # the loop's clock: asyncio's timeouts and sleeps run on it (virtual in tests)
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + 2 * timeout
         while True:
             # the last attempt only gets what is left, so a silent endpoint costs 2 * timeout
-            left = min(timeout, deadline - time.monotonic())
+            left = min(timeout, deadline - clock())
             try:
                 return parse_slot(await client.call("getSlot", PROCESSED, timeout=left))
             except RpcTimeout:
-                if time.monotonic() + 0.2 >= deadline:
+                if clock() + 0.2 >= deadline:
                     # say how long it was tried, not what the last try had left
                     raise RpcTimeout(
                         f"no answer within {2 * timeout:g}s", endpoint=client.endpoint
                     ) from None
             except RpcError:
-                if time.monotonic() + 0.2 >= deadline:
+                if clock() + 0.2 >= deadline:
                     raise
             await asyncio.sleep(0.2)
 
 
-async def genesis_hash(url: str, timeout: float) -> str:
+async def genesis_hash(url: str, timeout: float, connector: Connector = SOCKETS) -> str:
     """The endpoint's genesis hash (which cluster it serves)."""
-    async with RpcClient(url, timeout=timeout, retries=2) as client:
+    async with RpcClient(url, transport=connector.http(url), timeout=timeout, retries=2) as client:
         value = await client.call("getGenesisHash")
     if not isinstance(value, str):
         raise RpcProtocolError(f"getGenesisHash returned {value!r:.40}")

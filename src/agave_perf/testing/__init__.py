@@ -4,7 +4,9 @@
   run code on :class:`VirtualTimeLoop` (``clock.new_event_loop()``) and time jumps to
   the next deadline whenever every task waits (tests' ``virtual_clock`` fixture).
 - :class:`agave_perf.testing.silent.SilentListener`: a port that accepts and never answers.
-- ``agave_perf.simnet.SimCluster``: an embedded Solana-RPC-compatible cluster on free ports.
+- ``agave_perf.simnet.SimCluster``: an embedded Solana-RPC-compatible cluster on free ports;
+  ``SimCluster(serve=False, clock=...)`` and ``cluster.connector()`` reach it in-process,
+  without sockets, so SLO and bench code runs on virtual time.
 - :class:`agave_perf.testing.fakeroot.FakeRoot`: a directory laid out like a host's ``/``
   (/proc/sys, /sys, /etc) for ``agave-perf host --root``, with exact snapshots.
 """

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from agave_perf.errors import RpcTimeout, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
-from agave_perf.rpc import Reply
+from agave_perf.rpc._transport import Reply
 
 MAX_HEADER = 64 * 1024
 

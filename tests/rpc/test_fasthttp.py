@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import pytest
 
-from agave_perf.bench import FastHttpTransport
 from agave_perf.errors import RpcTimeout, RpcTransportError
+from agave_perf.rpc import FastHttpTransport
 
 BODY = b'{"jsonrpc":"2.0","result":7,"id":1}'
 
