@@ -87,6 +87,10 @@ class ClusterView(Protocol):
         """Write an injected fault to the truth log."""
         ...
 
+    def send_dropped(self, node: Node, signature: str) -> bool:
+        """Whether ``node`` drops this received transaction instead of forwarding it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Health:
@@ -108,6 +112,7 @@ class Node:
         self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
         self._blocks: list[int] = []  # slots this node has processed, ascending
         self.view = NodeView(-1, -1, -1)
+        self.fork: Block | None = None  # a dead-fork block shown at processed, until replaced
         self.http_url = ""
         self.ws_url = ""
         self.subs: dict[int, Subscription] = {}
@@ -118,8 +123,22 @@ class Node:
 
     # -- slot processing ----------------------------------------------------------------
 
+    def process_dead(self, block: Block) -> None:
+        """Show a block of a fork that dies at processed; confirmed and finalized stay."""
+        before = self.view
+        self.fork = block
+        self.view = NodeView(block.slot, before.confirmed, before.finalized)
+        self._notify_slot(block, before)
+
+    def block_at(self, slot: int) -> Block | None:
+        """The block this node sees at ``slot``: its dead-fork block, else the chain's."""
+        if self.fork is not None and self.fork.slot == slot:
+            return self.fork
+        return self.ledger.block_at_or_before(slot)
+
     def process(self, block: Block) -> None:
         """Make ``block`` this node's processed slot and notify subscribers."""
+        self.fork = None  # a fork switch: a dead block shown at processed is abandoned
         if self.index != 0:
             self.bank.replay(block)
         self.bank.svm.warp_to_slot(block.slot)

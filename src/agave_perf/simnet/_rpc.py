@@ -150,7 +150,7 @@ class Methods:
         return {"context": {"apiVersion": SOLANA_CORE_VERSION, "slot": slot}, "value": value}
 
     def _height(self, slot: int) -> int:
-        block = self.node.ledger.block_at_or_before(slot)
+        block = self.node.block_at(slot)
         return block.block_height if block else 0
 
     # -- methods ------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class Methods:
     def get_latest_blockhash(self, params: Any) -> Any:
         (cfg,) = _params(params, 0, 1)
         slot = self._slot(_config(cfg, {"commitment", "minContextSlot"}))
-        block = self.node.ledger.block_at_or_before(slot)
+        block = self.node.block_at(slot)
         assert block is not None
         return self._ctx(
             slot,
@@ -378,7 +378,8 @@ class Methods:
             err, logs, units, _ = self.node.bank.simulate(tx)
             if err is not None:
                 raise _preflight_failure(err, logs, units)
-        self.node.cluster.forward(tx, raw, verified=not cfg.get("skipPreflight"))
+        if not self.node.cluster.send_dropped(self.node, sig):
+            self.node.cluster.forward(tx, raw, verified=not cfg.get("skipPreflight"))
         return sig
 
     def get_signature_statuses(self, params: Any) -> Any:

@@ -114,6 +114,13 @@ class NodeServer:
 
     # -- faults -------------------------------------------------------------------------
 
+    async def drop_pubsub(self) -> None:
+        """Close every PubSub connection (the scenario's pubsub_down)."""
+        self.cluster.record_fault(self.node, "pubsub_drop", connections=len(self._ws))
+        for ws in list(self._ws):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1011, message=b"simnet: pubsub down")
+
     async def _wait_out_pause(self) -> None:
         beh = self.cluster.behaviour(self.node)
         every, length = beh.pause_every or 0.0, beh.pause_for or 0.0
@@ -188,6 +195,8 @@ class NodeServer:
     # -- WebSocket ----------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if self.cluster.behaviour(self.node).pubsub_down:
+            raise web.HTTPServiceUnavailable(text="simnet: pubsub down")
         ws = web.WebSocketResponse(max_msg_size=self.max_body, heartbeat=None)
         await ws.prepare(request)
         self._ws.add(ws)
