@@ -44,6 +44,10 @@ CLIENT_QUEUE = 4096  # notifications a PubSub client may have unread before it i
 ACCOUNT_ENCODINGS = ("base64", "base64+zstd", "jsonParsed", "base58", "binary")
 # methods whose answer does not depend on when it is asked within one slot and that
 # change nothing: identical concurrent calls may share one upstream answer
+# a cached account is served only while the backend whose stream feeds it is this close to
+# the freshest backend: a follower a few slots behind holds true but old values
+CACHE_MAX_LAG = 1
+SOURCE_HEADER = "X-Accel-Source"  # where an HTTP answer came from: cache <backend> | backend | ...
 NOT_COALESCED = frozenset({"sendTransaction", "requestAirdrop", "simulateTransaction"})
 
 
@@ -163,6 +167,8 @@ class Accelerator:
         self._hot_seen: dict[tuple[str, Commitment, str], deque[float]] = defaultdict(deque)
         self._hot: dict[tuple[str, Commitment, str], tuple[Backend, asyncio.Task[None]]] = {}
         self._fees: dict[bytes, tuple[int, Any]] = {}
+        # the backend behind the cached answer being built (set and read with no await between)
+        self._cache_source = ""
         self._api_version = "2.0.0"
         self.metrics = _Metrics()
         self.fanin = FanIn(self)
@@ -178,7 +184,7 @@ class Accelerator:
             b.start()
         for pubkey in self.config.hot_accounts:
             for c in self.config.hot_commitments:
-                self._make_hot((pubkey, c, "base64"))
+                self._make_hot((pubkey, c, "base64"), pinned=True)
         http = web.Application(client_max_size=MAX_BODY)
         http.router.add_post("/", self._http)
         http.router.add_get("/metrics", self._metrics)
@@ -240,12 +246,24 @@ class Accelerator:
         if isinstance(doc, list):
             if not doc:
                 return _json(_error(None, -32600, "Invalid request"))
-            answers = await asyncio.gather(*(self.handle(r) for r in doc))
-            return _json(answers)
-        return _json(await self.handle(doc))
+            pairs = await asyncio.gather(*(self.answer(r) for r in doc))
+            sources = {src for _, src in pairs}
+            source = sources.pop() if len(sources) == 1 else "mixed"
+            return _json([a for a, _ in pairs], source)
+        answer, source = await self.answer(doc)
+        return _json(answer, source)
 
     async def handle(self, req: Any) -> dict[str, Any]:
         """Answer one JSON-RPC request object."""
+        return (await self.answer(req))[0]
+
+    async def answer(self, req: Any) -> tuple[dict[str, Any], str]:
+        """Answer one JSON-RPC request object, and say where the answer came from.
+
+        The source is ``cache <backend>`` (the backend whose stream keeps that cache
+        fresh), ``backend``, ``send`` or ``refused``; HTTP answers carry it in the
+        ``X-Accel-Source`` header, so a client (or a proof) can tell a cached answer.
+        """
         if (
             not isinstance(req, dict)
             or req.get("jsonrpc") != "2.0"
@@ -253,7 +271,7 @@ class Accelerator:
         ):
             return _error(
                 req.get("id") if isinstance(req, dict) else None, -32600, "Invalid request"
-            )
+            ), "refused"
         method, rid = req["method"], req.get("id")
         params = req.get("params", [])
         if not isinstance(params, list):
@@ -261,15 +279,15 @@ class Accelerator:
         try:
             cached = self._from_cache(method, params)
         except _Invalid as err:
-            return _error(rid, -32602, str(err))
+            return _error(rid, -32602, str(err)), "refused"
         if cached is not None:
             self.served["cache"] += 1
             self.metrics.requests.labels(method, "cache").inc()
-            return _ok(rid, cached)
+            return _ok(rid, cached), f"cache {self._cache_source}"
         if method == "sendTransaction" and params and isinstance(params[0], str):
             cfg = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
             self.metrics.requests.labels(method, "send").inc()
-            return await self.send_path.send(req, params[0], cfg)
+            return await self.send_path.send(req, params[0], cfg), "send"
         answer = await self._forward(method, req, params)
         if "result" in answer:
             if method == "getAccountInfo":
@@ -283,7 +301,7 @@ class Accelerator:
                     self._fees[orjson.dumps(params)] = (slot, answer["result"])
                     while len(self._fees) > 256:
                         self._fees.pop(next(iter(self._fees)))
-        return answer
+        return answer, "backend"
 
     async def _forward(self, method: str, req: dict[str, Any], params: list[Any]) -> dict[str, Any]:
         rid = req.get("id")
@@ -401,8 +419,13 @@ class Accelerator:
         if b is None:
             return None
         c = self._commitment(cfg if isinstance(cfg, dict) else {})
+        if not b.refreshed():
+            return None
         bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
-        return None if bh is None else (b, c, bh)
+        if bh is None:
+            return None
+        self._cache_source = b.name
+        return b, c, bh
 
     def _cache_slot(self, params: list[Any]) -> Any:
         got = self._fresh(params, params[0] if params else None)
@@ -460,7 +483,8 @@ class Accelerator:
         if owner is None:
             return False, None, 0
         backend = owner[0]
-        if backend.state.ejected:
+        lag = self.pool.lag(backend)
+        if backend.state.ejected or not backend.refreshed() or lag is None or lag > CACHE_MAX_LAG:
             self.stale_served_from_backend += 1
             return False, None, 0
         bh = backend.blockhashes.latest.get(key.commitment)
@@ -469,6 +493,7 @@ class Accelerator:
         if entry is None or ctx is None:
             return False, None, 0
         value = entry.value
+        self._cache_source = backend.name
         if data_slice is not None:
             value = slice_data(value, *data_slice)
             if entry.value is not None and value is None:
@@ -506,6 +531,7 @@ class Accelerator:
         key = orjson.dumps(params)
         held = self._fees.get(key)
         if held is not None and held[0] == b.slot():
+            self._cache_source = b.name
             return held[1]
         return None
 
@@ -527,18 +553,37 @@ class Accelerator:
         if len(seen) >= self.config.hot_after:
             self._make_hot(k[0].upstream)
 
-    def _make_hot(self, upstream: tuple[str, Commitment, str]) -> None:
+    def _make_hot(self, upstream: tuple[str, Commitment, str], *, pinned: bool = False) -> None:
         b = self._best() or self.backends[0]
         self._hot_seen.pop(upstream, None)
-        self._hot[upstream] = (b, asyncio.create_task(self._keep_fresh(b, upstream)))
+        self._hot[upstream] = (b, asyncio.create_task(self._keep_fresh(b, upstream, pinned)))
 
-    async def _keep_fresh(self, b: Backend, upstream: tuple[str, Commitment, str]) -> None:
-        """Subscribe, then read the value, then apply notifications until the stream ends."""
-        pubkey, commitment, encoding = upstream
-        key = AccountKey(pubkey, commitment, encoding)
+    async def _keep_fresh(
+        self, b: Backend, upstream: tuple[str, Commitment, str], pinned: bool = False
+    ) -> None:
+        """Subscribe, then read the value, then apply notifications until the stream ends.
+
+        A pinned key (``hot_accounts``) is subscribed again, on the best backend then, once
+        its stream ends; a key made hot by reads goes back to being counted.
+        """
+        key = AccountKey(*upstream)
+        while True:
+            await self._follow_account(b, key)
+            # the stream ended or failed: never serve this key silently again
+            self.accounts.mark_stale([key])
+            if not pinned:
+                self._hot.pop(upstream, None)
+                return
+            await asyncio.sleep(0.05)  # a backend whose stream just dropped is not judged yet
+            b = self._best() or b
+            self._hot[upstream] = (b, self._hot[upstream][1])
+
+    async def _follow_account(self, b: Backend, key: AccountKey) -> None:
+        pubkey, commitment, encoding = key.upstream
         try:
             await b.stream_ready.wait()
-            assert b.pubsub is not None
+            if b.pubsub is None:
+                return
             sub = await b.pubsub.subscribe(
                 "accountSubscribe", pubkey, {"commitment": commitment, "encoding": encoding}
             )
@@ -563,10 +608,6 @@ class Accelerator:
                     self.accounts.notify(key, r.get("value"), slot)
         except (RpcError, orjson.JSONDecodeError, KeyError, TypeError):
             pass
-        finally:
-            # the stream ended or failed: never serve this key silently again
-            self.accounts.mark_stale([key])
-            self._hot.pop(upstream, None)
 
     def _backend_down(self, b: Backend) -> None:
         for upstream, (owner, _) in list(self._hot.items()):
@@ -661,8 +702,9 @@ def _min_context_slot(params: list[Any]) -> int | None:
     return None
 
 
-def _json(doc: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), content_type="application/json")
+def _json(doc: Any, source: str | None = None) -> web.Response:
+    headers = {SOURCE_HEADER: source} if source else None
+    return web.Response(body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
