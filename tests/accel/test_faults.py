@@ -107,7 +107,7 @@ junk = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=200).map(str.encode),
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
         lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids),
         max_leaves=10,
     ).map(orjson.dumps),
