@@ -36,6 +36,7 @@ from agave_perf.accel._cache import (
 )
 from agave_perf.accel._flight import Limiter, SingleFlight
 from agave_perf.accel._send import SendPath
+from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
 from agave_perf.rpc import Reply
 
@@ -51,9 +52,12 @@ SOURCE_HEADER = "X-Accel-Source"  # where an HTTP answer came from: cache <backe
 NOT_COALESCED = frozenset({"sendTransaction", "requestAirdrop", "simulateTransaction"})
 
 
+_D = AccelSettings()  # the defaults live in config.py, once
+
+
 @dataclass
 class AccelConfig:
-    """How the accelerator behaves (defaults suit a bot host in front of one or two nodes)."""
+    """How the accelerator behaves (defaults: ``[accel]`` in config.py)."""
 
     backends: list[str]
     host: str = "127.0.0.1"
@@ -62,16 +66,42 @@ class AccelConfig:
     send_urls: list[str] = field(default_factory=list)
     hot_accounts: list[str] = field(default_factory=list)
     hot_commitments: tuple[Commitment, ...] = ("processed", "confirmed")
-    hot_after: int = 3  # requests within hot_window_s that make an account hot
-    hot_window_s: float = 10.0
-    max_hot: int = 1000
-    max_lag: int = 10
-    silence_s: float = 2.0
-    hedge_ms: float | None = None
-    timeout_s: float = 5.0
-    rebroadcast_s: float = 2.0
+    hot_after: int = _D.hot_after  # requests within hot_window_s that make an account hot
+    hot_window_s: float = _D.hot_window_s
+    max_hot: int = _D.max_hot
+    max_lag: int = _D.max_lag
+    silence_s: float = _D.silence_s
+    hedge_ms: float | None = _D.hedge_ms
+    timeout_s: float = _D.timeout_s
+    rebroadcast_s: float = _D.rebroadcast_s
     limits: dict[str, tuple[int, int]] = field(default_factory=dict)
-    default_limit: tuple[int, int] = (256, 1024)
+    default_limit: tuple[int, int] = parse_bounds(_D.default_limit, "accel.default_limit")
+
+    @classmethod
+    def from_settings(cls, st: AccelSettings, **overrides: Any) -> AccelConfig:
+        """The accelerator a validated ``[accel]`` section describes (then ``overrides``)."""
+        from agave_perf.slo.prometheus import parse_listen
+
+        host, port = parse_listen(st.listen)
+        kw: dict[str, Any] = {
+            "backends": list(st.backends),
+            "host": host,
+            "port": port,
+            "send_urls": list(st.send_urls),
+            "hot_accounts": list(st.hot),
+            "hot_after": st.hot_after,
+            "hot_window_s": st.hot_window_s,
+            "max_hot": st.max_hot,
+            "max_lag": st.max_lag,
+            "silence_s": st.silence_s,
+            "hedge_ms": st.hedge_ms,
+            "timeout_s": st.timeout_s,
+            "rebroadcast_s": st.rebroadcast_s,
+            "limits": {m: parse_bounds(b, f"accel.limits.{m}") for m, b in st.limits.items()},
+            "default_limit": parse_bounds(st.default_limit, "accel.default_limit"),
+        }
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
