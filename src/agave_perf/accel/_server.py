@@ -783,6 +783,10 @@ class Upstream:
     task: asyncio.Task[None] | None = None
     clients: dict[int, Client] = field(default_factory=dict)  # client sub id → client
     notifications: int = 0
+    # set once the backend answered the subscription: None, or the node's refusal
+    ready: asyncio.Future[RpcResponseError | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class FanIn:
@@ -829,8 +833,15 @@ class FanIn:
                 except orjson.JSONDecodeError:
                     await ws.send_str(orjson.dumps(_error(None, -32700, "Parse error")).decode())
                     continue
-                answer = await self._request(client, doc)
-                await ws.send_str(orjson.dumps(answer).decode())
+                if isinstance(doc, list) and not doc:
+                    await ws.send_str(
+                        orjson.dumps(_error(None, -32600, "Invalid request")).decode()
+                    )
+                    continue
+                # a batch is answered request by request, one frame each, as the node does
+                for one in doc if isinstance(doc, list) else [doc]:
+                    answer = await self._request(client, one)
+                    await ws.send_str(orjson.dumps(answer).decode())
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -844,14 +855,17 @@ class FanIn:
             await client.ws.send_str(data.decode())
 
     async def _request(self, client: Client, doc: Any) -> dict[str, Any]:
-        if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
-            return _error(
-                doc.get("id") if isinstance(doc, dict) else None, -32600, "Invalid request"
-            )
+        if (
+            not isinstance(doc, dict)
+            or doc.get("jsonrpc") != "2.0"
+            or not isinstance(doc.get("method"), str)
+        ):
+            return _error(None, -32600, "Invalid request")
         method, rid = doc["method"], doc.get("id")
-        params = doc.get("params") or []
+        params = doc.get("params")
+        params = [] if params is None else params
         if not isinstance(params, list):
-            return _error(rid, -32602, "Invalid params: expected a sequence")
+            return _error(rid, -32602, "Invalid params: invalid type: map, expected a sequence")
         if method.endswith("Unsubscribe"):
             if len(params) != 1 or not isinstance(params[0], int) or params[0] not in client.subs:
                 return _error(rid, -32602, "Invalid subscription id.")
@@ -864,6 +878,12 @@ class FanIn:
         if up is None:
             up = self.upstreams[key] = Upstream(method, params)
             up.task = asyncio.create_task(self._run(key, up))
+        # the node judges the parameters: the client gets its answer, error included; a
+        # backend that does not answer in time leaves the subscription pending, not refused
+        with contextlib.suppress(TimeoutError):
+            refused = await asyncio.wait_for(asyncio.shield(up.ready), self.accel.config.timeout_s)
+            if refused is not None:
+                return _error(rid, refused.code, refused.rpc_message, refused.data)
         sid = next(self._ids)
         up.clients[sid] = client
         client.subs[sid] = (method, key)
@@ -919,7 +939,10 @@ class FanIn:
                 try:
                     sub = await b.pubsub.subscribe(up.method, *up.params)
                 except RpcResponseError as err:
-                    # the backend refused the subscription itself: tell the clients once
+                    # the backend refused the subscription itself: the asking client is told
+                    # in its answer; clients that joined while it was pending, once here
+                    if not up.ready.done():
+                        up.ready.set_result(err)
                     refusal = orjson.dumps(_error(None, err.code, err.rpc_message))
                     for client in list(up.clients.values()):
                         with contextlib.suppress(asyncio.QueueFull):
@@ -928,6 +951,8 @@ class FanIn:
                 except RpcError:
                     await asyncio.sleep(0.2)
                     continue
+                if not up.ready.done():
+                    up.ready.set_result(None)
                 while (note := await sub.queue.get()) is not None:
                     self._deliver(up, note.result)
                     if up.method == "signatureSubscribe" and not _is_received(note.result):
