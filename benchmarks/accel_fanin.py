@@ -3,17 +3,21 @@
 Run: ``python -m benchmarks.accel_fanin`` (``FANIN_CLIENTS``, default 1000; 100 accounts).
 A simnet node and ``agave-perf accel`` each run in their own process. The accelerator's
 RSS is read idle (the baseline), with every client connected and subscribed to
-accountSubscribe on one of 100 accounts (10 clients per account), after the clients have
-been held through slots, and after they leave. Reported: RSS per phase and per client,
-upstream subscriptions (target: 100, one per account, not 1,000) and clients answered.
+accountSubscribe on one of 100 accounts (10 clients per account), every second while the
+clients are held for 10 s as transfers change 20 of the accounts every 100 ms (so every
+client gets notifications), and after they leave. Reported: RSS per phase, its peak while
+held and per client, notifications delivered, upstream subscriptions (target: 100, one
+per account, not 1,000) and clients answered.
 Writes ``benchmarks/results/accel_fanin.json``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -22,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from solders.hash import Hash
 from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
 
 from benchmarks.accel_latency import wait_up
 from benchmarks.watch_overhead import free_port, rss_bytes
@@ -40,7 +49,36 @@ def status(url: str) -> dict[str, Any]:
         return doc
 
 
-async def clients(ws: str, accounts: list[str], accel: str, pid: int) -> dict[str, Any]:
+async def writer(node: str, payer: Keypair, accounts: list[str], stop: asyncio.Event) -> int:
+    """Transfer to 20 of the accounts every 100 ms until stopped; return how many."""
+    rng = random.Random(3)
+    sent = 0
+    async with aiohttp.ClientSession() as s:
+        while not stop.is_set():
+            body = {"jsonrpc": "2.0", "id": 1, "method": "getLatestBlockhash",
+                    "params": [{"commitment": "confirmed"}]}  # fmt: skip
+            async with s.post(node, json=body) as r:
+                bh = Hash.from_string((await r.json())["result"]["value"]["blockhash"])
+            for to in rng.sample(accounts, 20):
+                lamports = rng.randrange(1_000_000, 2_000_000)
+                ix = transfer(TransferParams(from_pubkey=payer.pubkey(),
+                                             to_pubkey=Pubkey.from_string(to),
+                                             lamports=lamports))  # fmt: skip
+                tx = VersionedTransaction(
+                    MessageV0.try_compile(payer.pubkey(), [ix], [], bh), [payer]
+                )
+                raw = base64.b64encode(bytes(tx)).decode()
+                body = {"jsonrpc": "2.0", "id": 1, "method": "sendTransaction",
+                        "params": [raw, {"encoding": "base64"}]}  # fmt: skip
+                async with s.post(node, json=body) as r:
+                    sent += "result" in await r.json()
+            await asyncio.sleep(0.1)
+    return sent
+
+
+async def clients(
+    ws: str, accounts: list[str], accel: str, pid: int, node: str, payer: Keypair
+) -> dict[str, Any]:
     """Connect and subscribe every client; RSS while they are held; then close them."""
     conn = aiohttp.TCPConnector(limit=0)
     out: dict[str, Any] = {}
@@ -63,10 +101,31 @@ async def clients(ws: str, accounts: list[str], accel: str, pid: int) -> dict[st
         await asyncio.sleep(1.0)
         out["rss_connected_mb"] = round(rss_bytes(pid) / 1e6, 1)
         out["status_connected"] = status(accel)
-        await asyncio.sleep(HOLD_S)
+        received = [0] * len(sockets)
+
+        async def read(i: int, w: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in w:
+                if msg.type == aiohttp.WSMsgType.TEXT and "accountNotification" in msg.data:
+                    received[i] += 1
+
+        readers = [asyncio.create_task(read(i, w)) for i, w in enumerate(sockets)]
+        stop = asyncio.Event()
+        wr = asyncio.create_task(writer(node, payer, accounts, stop))
+        samples = []
+        for _ in range(int(HOLD_S)):
+            await asyncio.sleep(1.0)
+            samples.append(rss_bytes(pid))
+        stop.set()
+        out["transfers"] = await wr
+        await asyncio.sleep(1.0)
         out["rss_held_mb"] = round(rss_bytes(pid) / 1e6, 1)
+        out["rss_peak_held_mb"] = round(max(samples) / 1e6, 1)
+        out["notifications_received"] = sum(received)
+        out["clients_notified"] = sum(1 for n in received if n)
         for w in sockets:
             await w.close()
+        for t in readers:
+            t.cancel()
     await asyncio.sleep(1.0)
     out["rss_after_close_mb"] = round(rss_bytes(pid) / 1e6, 1)
     return out
@@ -77,9 +136,12 @@ def main() -> None:
     port, accel_port = free_port(), free_port()
     node = subprocess.Popen(
         [sys.executable, "-m", "agave_perf", "simnet", "--nodes", "1", "--port", str(port),
-         "--slot-ms", "400"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--slot-ms", "400", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
+    assert node.stdout is not None
+    keyfile = json.loads(node.stdout.readline())["payer_keypair"]
+    payer = Keypair.from_bytes(bytes(json.loads(Path(keyfile).read_text())))
     direct = f"http://127.0.0.1:{port}"
     accel = subprocess.Popen(
         [sys.executable, "-m", "agave_perf", "accel", "--backend", direct,
@@ -94,7 +156,7 @@ def main() -> None:
         idle = round(rss_bytes(accel.pid) / 1e6, 1)
         accounts = [str(Keypair().pubkey()) for _ in range(ACCOUNTS)]
         ws = f"ws://127.0.0.1:{accel_port + 1}"
-        got = asyncio.run(clients(ws, accounts, via, accel.pid))
+        got = asyncio.run(clients(ws, accounts, via, accel.pid, direct, payer))
         after = status(via)
     finally:
         accel.terminate()
@@ -114,7 +176,9 @@ def main() -> None:
         "targets": {
             "all_subscribed": got["subscribed"] == CLIENTS,
             "one_upstream_per_account": st["pubsub_upstream"] == ACCOUNTS,
-            "rss_bounded_held_vs_connected": got["rss_held_mb"] <= got["rss_connected_mb"] * 1.1,
+            "every_client_notified": got["clients_notified"] == CLIENTS,
+            "rss_bounded_held_vs_connected": got["rss_peak_held_mb"]
+            <= got["rss_connected_mb"] * 1.25,
         },
         "load_average": os.getloadavg(),
     }
