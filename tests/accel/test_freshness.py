@@ -116,3 +116,43 @@ class TestPinnedAfterDrop:
                     await asyncio.sleep(0.01)
                 assert from_tip not in after
                 assert after[-1] == f"cache {a.backends[1].name}"
+
+
+class TestLaggingSubscription:
+    async def test_late_notifications_suspend_the_key_and_reads_go_to_the_backend(self) -> None:
+        """With the tip's account notifications 1 s late, the key is re-read, not served old."""
+        from solders.hash import Hash
+        from solders.keypair import Keypair
+
+        from tests.accel.test_server import transfer_tx
+
+        async with SimCluster(
+            nodes=1, slot_ms=100, scenario="notifylag:after=0s,for=60s,delay=1s,node=0"
+        ) as c:
+            pk = str(c.payer.pubkey())
+            cfg = AccelConfig(backends=[c.info()[0].http], port=0, hot_accounts=[pk])
+            body = req("getAccountInfo", pk, {"commitment": "processed", "encoding": "base64"})
+            async with Accelerator(cfg) as a, aiohttp.ClientSession() as s:
+                await ready(a, 1)
+                for i in range(5):  # the payer changes: each change is notified 10 slots late
+                    bh = Hash.from_string(
+                        (await call(s, c.info()[0].http, req("getLatestBlockhash")))[0]["result"][
+                            "value"
+                        ]["blockhash"]
+                    )
+                    tx, _ = transfer_tx(c.payer, Keypair(), 1_000_000 + i, str(bh))
+                    await call(
+                        s, c.info()[0].http, req("sendTransaction", tx, {"encoding": "base64"})
+                    )
+                    await asyncio.sleep(0.3)
+                for _ in range(200):
+                    if a.lagging_notifications:
+                        break
+                    await asyncio.sleep(0.02)
+                assert a.lagging_notifications > 0
+                # every cached answer equals the node's own answer at that moment
+                for _ in range(20):
+                    via, src = await call(s, a.url, body)
+                    direct, _ = await call(s, c.info()[0].http, body)
+                    if src.startswith("cache"):
+                        assert via["result"]["value"] == direct["result"]["value"]

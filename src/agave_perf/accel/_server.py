@@ -32,6 +32,7 @@ from agave_perf.accel._cache import (
     Blockhash,
     Commitment,
     commitment_of,
+    notification_lags,
     slice_data,
 )
 from agave_perf.accel._flight import Limiter, SingleFlight
@@ -194,6 +195,7 @@ class Accelerator:
         self.cacheable = 0
         self.hits = 0
         self.stale_served_from_backend = 0
+        self.lagging_notifications = 0  # late account notifications (their key re-read)
         self._hot_seen: dict[tuple[str, Commitment, str], deque[float]] = defaultdict(deque)
         self._hot: dict[tuple[str, Commitment, str], tuple[Backend, asyncio.Task[None]]] = {}
         self._fees: dict[bytes, tuple[int, Any]] = {}
@@ -625,19 +627,34 @@ class Accelerator:
                     "params": [pubkey, {"commitment": commitment, "encoding": encoding}],
                 }
             )
-            reply = await b.forward(body)
-            doc = orjson.loads(reply.body)
-            res = doc.get("result") if isinstance(doc, dict) else None
-            if not isinstance(res, dict):
+            if not await self._fill(b, key, body):
                 return
-            self.accounts.fill(key, res.get("value"), res["context"]["slot"])
             while (note := await sub.queue.get()) is not None:
                 r = note.result if isinstance(note.result, dict) else {}
                 slot = r.get("context", {}).get("slot")
-                if isinstance(slot, int):
-                    self.accounts.notify(key, r.get("value"), slot)
+                if not isinstance(slot, int):
+                    continue
+                if notification_lags(slot, b.slot(commitment)):
+                    # the subscription is behind the bank: what it says is old news, and
+                    # what it has not said yet is unknown; read the value afresh instead
+                    self.lagging_notifications += 1
+                    self.accounts.suspend(key)
+                    if not await self._fill(b, key, body):
+                        return
+                    continue
+                self.accounts.notify(key, r.get("value"), slot)
         except (RpcError, orjson.JSONDecodeError, KeyError, TypeError):
             pass
+
+    async def _fill(self, b: Backend, key: AccountKey, body: bytes) -> bool:
+        """Read a key's value from its backend into the cache; False when that failed."""
+        reply = await b.forward(body)
+        doc = orjson.loads(reply.body)
+        res = doc.get("result") if isinstance(doc, dict) else None
+        if not isinstance(res, dict):
+            return False
+        self.accounts.fill(key, res.get("value"), res["context"]["slot"])
+        return True
 
     def _backend_down(self, b: Backend) -> None:
         for upstream, (owner, _) in list(self._hot.items()):
@@ -662,6 +679,7 @@ class Accelerator:
             "account_changes": self.accounts.changes,
             "account_duplicates": self.accounts.duplicates,
             "stale_reads_forwarded": self.stale_served_from_backend,
+            "lagging_notifications": self.lagging_notifications,
             "backends": [
                 {
                     "backend": b.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -225,6 +226,7 @@ class Node:
             from agave_perf.simnet._encoding import encode_account
 
             seen: set[Pubkey] = set()
+            delay = self.cluster.behaviour(self).notify_delay_s or 0.0
             for pubkey, _ in reversed(block.writes):
                 if pubkey in seen:
                     continue
@@ -232,14 +234,17 @@ class Node:
                 for sub in self._acct_subs.get(pubkey, ()):
                     if sub.commitment == commitment:
                         account = self.ledger.account(pubkey, block.slot)
-                        sub.notify(
-                            "accountNotification",
-                            {
-                                "context": {"slot": block.slot},
-                                "value": encode_account(account, sub.encoding, None),
-                            },
-                            sub.id,
-                        )
+                        payload = {
+                            "context": {"slot": block.slot},
+                            "value": encode_account(account, sub.encoding, None),
+                        }
+                        if delay > 0:  # the scenario's lagging notification pipeline
+                            loop = asyncio.get_running_loop()
+                            loop.call_later(
+                                delay, sub.notify, "accountNotification", payload, sub.id
+                            )
+                        else:
+                            sub.notify("accountNotification", payload, sub.id)
 
     # -- health -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Built-in scenarios take parameters as ``name:key=value,...``::
     forks:rate=0.05             a fraction of slots is a processed fork that is abandoned
     drop:rate=0.3,node=1        the node drops a share of the transactions it receives
     subdrop:after=20s,for=5s,node=0   the node's PubSub connections drop and stay down
+    notifylag:after=20s,for=5s,delay=1s,node=0   account notifications go out late
 
 Scenarios combine with ``;``: ``skips:rate=0.05;forks:rate=0.05;subdrop:after=20s``.
 """
@@ -117,6 +118,7 @@ class Behaviour:
     pause_for: float | None = None
     send_drop_rate: float | None = None  # share of received transactions never forwarded
     pubsub_down: bool | None = None  # PubSub connections are closed and refused
+    notify_delay_s: float | None = None  # account notifications go out this late
 
     def merged(self, other: Behaviour) -> Behaviour:
         """Return self with every field ``other`` sets replaced."""
@@ -139,6 +141,7 @@ DEFAULT_BEHAVIOUR = Behaviour(
     pause_for=0.0,
     send_drop_rate=0.0,
     pubsub_down=False,
+    notify_delay_s=0.0,
 )
 
 
@@ -267,6 +270,7 @@ _BEHAVIOUR_KEYS = {
     "pause_for",
     "send_drop_rate",
     "pubsub_down",
+    "notify_delay_s",
 }
 
 
@@ -356,6 +360,16 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
             Phase(after, {node: Behaviour(pubsub_down=True)}),
             Phase(after + length, {node: Behaviour(pubsub_down=False)}),
         )
+    elif name == "notifylag":
+        after = _secs(params, "after", "20s")
+        length = _secs(params, "for", "5s")
+        delay = _secs(params, "delay", "1s")
+        node = _node(params, "0")
+        phases = (
+            _steady(),
+            Phase(after, {node: Behaviour(notify_delay_s=delay)}),
+            Phase(after + length, {node: Behaviour(notify_delay_s=0.0)}),
+        )
     elif name == "pause":
         node = _node(params, "all")
         every = _secs(params, "every", "10s")
@@ -400,6 +414,7 @@ BUILTIN = (
     "forks",
     "drop",
     "subdrop",
+    "notifylag",
 )
 
 
@@ -416,7 +431,7 @@ def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
             if isinstance(value, str):
                 value = {"*": value}
             kw[key] = {m: Distribution.parse(str(s)) for m, s in value.items()}
-        elif key in ("pause_every", "pause_for"):
+        elif key in ("pause_every", "pause_for", "notify_delay_s"):
             kw[key] = parse_seconds(value)
         elif key in ("stalled", "pubsub_down"):
             kw[key] = bool(value)
