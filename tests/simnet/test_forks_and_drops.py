@@ -53,6 +53,14 @@ class TestGrammar:
         assert sc.pubsub_windows(1) == []
         assert "fork_rate" in sc.to_json()["phases"][0]
 
+    def test_notification_lag_window(self) -> None:
+        """notifylag delays one node's account notifications during its window only."""
+        sc = load_scenario("notifylag:after=2s,for=3s,delay=800ms,node=0")
+        assert sc.behaviour(0, 1.0).notify_delay_s == 0.0
+        assert sc.behaviour(0, 2.5).notify_delay_s == 0.8
+        assert sc.behaviour(1, 2.5).notify_delay_s == 0.0
+        assert sc.behaviour(0, 5.5).notify_delay_s == 0.0
+
     @pytest.mark.parametrize(
         "spec", ["forks:rate=2", "drop:rate=x", "subdrop:for=0s", "drop:node=left", ";"]
     )
@@ -161,6 +169,42 @@ class TestTruthWrites:
         assert got["lamports"] == 3_000_000
         assert str(c.payer.pubkey()) in writes[0]["accounts"]
         assert account_truth(None) is None
+
+
+class TestNotifyLag:
+    async def test_account_notifications_arrive_late_slot_notifications_do_not(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """With a 1 s delay an account notification for slot s arrives ~1 s after slot s."""
+        async with SimCluster(
+            nodes=1,
+            scenario="notifylag:after=0s,for=60s,delay=1s",
+            slot_ms=400,
+            clock=virtual_clock,
+        ) as c:
+            got: list[tuple[float, int]] = []
+            c.tip.subscribe(
+                "account",
+                lambda _m, result, _i: got.append((virtual_clock.now(), result["context"]["slot"])),
+                key=str(c.payer.pubkey()),
+                commitment="processed",
+                encoding="base64",
+            )
+            tip = Methods(c.tip)
+            await asyncio.sleep(0.4)
+            bh = rpc(tip, "getLatestBlockhash", {"commitment": "processed"})["value"]["blockhash"]
+            tx, _, _ = transfer_tx(c.payer, 1_000_000, bh)
+            rpc(tip, "sendTransaction", tx, {"encoding": "base64"})
+            await asyncio.sleep(2.0)
+            t0 = virtual_clock.now() - c.elapsed()
+            processed = {
+                r["slot"]: r["elapsed"]
+                for r in c.truth
+                if r["kind"] == "slot" and r["node"] == "tip"
+            }
+        assert len(got) == 1
+        when, slot = got[0]
+        assert when - (t0 + processed[slot]) == pytest.approx(1.0, abs=1e-6)
 
 
 class TestSendDrop:
