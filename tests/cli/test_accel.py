@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -15,13 +16,17 @@ pytestmark = pytest.mark.integration
 
 
 def free_pair() -> int:
-    from agave_perf.accel._server import bind_pair
-
-    a, b = bind_pair("127.0.0.1", 0)
-    port = int(a.getsockname()[1])
-    a.close()
-    b.close()
-    return port
+    """A port that is free, with the next one free too (JSON-RPC and PubSub)."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free pair of ports")
 
 
 class TestConfigSection:
