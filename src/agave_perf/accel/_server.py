@@ -39,7 +39,7 @@ from agave_perf.accel._flight import Limiter, SingleFlight
 from agave_perf.accel._send import SendPath
 from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
-from agave_perf.rpc import Reply
+from agave_perf.rpc import Reply, Subscription
 
 MAX_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 CLIENT_QUEUE = 4096  # notifications a PubSub client may have unread before it is cut off
@@ -196,6 +196,10 @@ class Accelerator:
         self.hits = 0
         self.stale_served_from_backend = 0
         self.lagging_notifications = 0  # late account notifications (their key re-read)
+        self.moved = 0  # hot keys moved to a fresher backend
+        # the live account subscription of each hot key, so it can be moved
+        self._hot_subs: dict[tuple[str, Commitment, str], Subscription] = {}
+        self._unsubscribing: set[asyncio.Task[bool]] = set()
         self._hot_seen: dict[tuple[str, Commitment, str], deque[float]] = defaultdict(deque)
         self._hot: dict[tuple[str, Commitment, str], tuple[Backend, asyncio.Task[None]]] = {}
         self._fees: dict[bytes, tuple[int, Any]] = {}
@@ -213,6 +217,7 @@ class Accelerator:
         """Follow every backend and bind HTTP on the port and PubSub on port + 1."""
         for b in self.backends:
             b.on_stream_down.append(self._backend_down)
+            b.on_new_slot.append(self._rebalance)
             b.start()
         for pubkey in self.config.hot_accounts:
             for c in self.config.hot_commitments:
@@ -241,6 +246,8 @@ class Accelerator:
         for _, task in list(self._hot.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for t in list(self._unsubscribing):
+            t.cancel()
         await self.send_path.aclose()
         for r in self._runners:
             await r.cleanup()
@@ -619,6 +626,7 @@ class Accelerator:
             sub = await b.pubsub.subscribe(
                 "accountSubscribe", pubkey, {"commitment": commitment, "encoding": encoding}
             )
+            self._hot_subs[key.upstream] = sub
             body = orjson.dumps(
                 {
                     "jsonrpc": "2.0",
@@ -645,6 +653,8 @@ class Accelerator:
                 self.accounts.notify(key, r.get("value"), slot)
         except (RpcError, orjson.JSONDecodeError, KeyError, TypeError):
             pass
+        finally:
+            self._hot_subs.pop(key.upstream, None)
 
     async def _fill(self, b: Backend, key: AccountKey, body: bytes) -> bool:
         """Read a key's value from its backend into the cache; False when that failed."""
@@ -655,6 +665,36 @@ class Accelerator:
             return False
         self.accounts.fill(key, res.get("value"), res["context"]["slot"])
         return True
+
+    def _rebalance(self, _b: Backend) -> None:
+        """Move hot keys off a backend that fell behind the freshest by more than 1 slot.
+
+        Their cache would be true but old, so reads of them go to a backend; on the
+        freshest one the cache serves again. Ending the subscription's queue ends its
+        follower the way a dropped stream does (the key is marked stale first).
+        """
+        best = self._best()
+        if best is None:
+            return
+        for upstream, sub in list(self._hot_subs.items()):
+            owner = self._hot.get(upstream, (None, None))[0]
+            if owner is None or owner is best:
+                continue
+            lag = self.pool.lag(owner)
+            if lag is not None and lag <= CACHE_MAX_LAG:
+                continue
+            self._hot_subs.pop(upstream, None)
+            self.moved += 1
+            sub.queue.put_nowait(None)
+            if owner.pubsub is not None:
+                task = asyncio.create_task(owner.pubsub.unsubscribe(sub))
+                self._unsubscribing.add(task)
+                task.add_done_callback(self._unsubscribed)
+
+    def _unsubscribed(self, task: asyncio.Task[bool]) -> None:
+        self._unsubscribing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a backend that cannot unsubscribe dropped it anyway
 
     def _backend_down(self, b: Backend) -> None:
         for upstream, (owner, _) in list(self._hot.items()):
@@ -680,6 +720,7 @@ class Accelerator:
             "account_duplicates": self.accounts.duplicates,
             "stale_reads_forwarded": self.stale_served_from_backend,
             "lagging_notifications": self.lagging_notifications,
+            "hot_moved": self.moved,
             "backends": [
                 {
                     "backend": b.name,
