@@ -9,7 +9,9 @@ confirmed. Readers ask the accelerator, at ~100 req/s, for those accounts and fo
 latest blockhash at every commitment, and isBlockhashValid of dead-fork hashes at
 confirmed. Afterwards every answer is scored against the truth file alone:
 
-- 0 blockhashes of a dead fork served at confirmed or finalized (and no dead hash valid);
+- 0 blockhashes of a dead fork served at confirmed or finalized (and no dead hash valid),
+  and 0 account values only a dead fork had (dead blocks write their parent's accounts
+  with 7 more lamports) served at confirmed; at processed they are the truth while shown;
 - >= 99.9 % of cached account answers equal the truth at their commitment within 1 slot:
   the value held at some slot from (commitment slot when asked) - 1 to the slot when
   answered, on the node whose stream fed that cache (``X-Accel-Source``). The same score
@@ -164,6 +166,12 @@ class Truth:
                     slots.append(r["slot"])
                     values.append(None if value is None else _truth_key(value))
         self.dead = {r["blockhash"] for r in records if r["kind"] == "fork"}
+        # what processed showed on each dead block: slot -> pubkey -> state
+        self.dead_values: dict[int, dict[str, Any]] = {
+            r["slot"]: {pk: None if v is None else _truth_key(v) for pk, v in r["accounts"].items()}
+            for r in records
+            if r["kind"] == "fork"
+        }
         self.forks = sum(r["kind"] == "fork" for r in records)
         self.skips = sum(r["kind"] == "skip" for r in records)
         drops = [r for r in records if r.get("fault") == "pubsub_drop" and r["node"] == "tip"]
@@ -175,14 +183,22 @@ class Truth:
         i = bisect.bisect_right(self.times[node], elapsed)
         return self.slots[(node, commitment)][max(0, i - 1)]
 
-    def values_between(self, pubkey: str, lo: int, hi: int) -> list[Any]:
-        """Every state the account had at some slot in [lo, hi]."""
+    def values_between(self, pubkey: str, lo: int, hi: int, commitment: str) -> list[Any]:
+        """Every state the account had at some slot in [lo, hi] (dead forks: at processed)."""
         slots, values = self.versions.get(pubkey, ([], []))
         i = bisect.bisect_right(slots, lo)
         out = [values[i - 1] if i else None]  # fresh accounts: none before their first write
         j = bisect.bisect_right(slots, hi)
         out.extend(values[i:j])
+        if commitment == "processed":
+            out.extend(
+                v[pubkey] for s, v in self.dead_values.items() if lo <= s <= hi and pubkey in v
+            )
         return out
+
+    def dead_value(self, pubkey: str, key: Any) -> bool:
+        """Whether a state is one only a dead fork ever had."""
+        return any(pubkey in v and v[pubkey] == key for v in self.dead_values.values())
 
 
 def _truth_key(value: dict[str, Any]) -> tuple[Any, ...]:
@@ -221,14 +237,16 @@ def score(truth: Truth, answers: list[dict[str, Any]], nodes: dict[str, str]) ->
             fed_by = next((n for n, url in nodes.items() if src == f"cache {url}"), "tip")
             lo = truth.slot_at(fed_by, a["c"], a["t0"]) - 1
             hi = truth.slot_at(fed_by, a["c"], a["t1"])
-            ok = key in truth.values_between(a["pubkey"], lo, hi)
+            ok = key in truth.values_between(a["pubkey"], lo, hi, a["c"])
+            if truth.dead_value(a["pubkey"], key):
+                counts[f"dead_fork_value_at_{a['c']}"] += 1
             counts[f"account_{arm}"] += 1
             counts[f"account_{arm}_within_1_slot"] += ok
             # strict: against the tip, the freshest node there is
             lo_tip = truth.slot_at("tip", a["c"], a["t0"]) - 1
             hi_tip = truth.slot_at("tip", a["c"], a["t1"])
             counts[f"account_{arm}_within_1_slot_of_tip"] += key in truth.values_between(
-                a["pubkey"], lo_tip, hi_tip
+                a["pubkey"], lo_tip, hi_tip, a["c"]
             )
             if not ok:
                 counts[f"account_{arm}_stale_at_{int(a['t0'] // 5) * 5}s"] += 1
@@ -310,6 +328,8 @@ async def run(seconds: float) -> dict[str, Any]:
             "no_dead_fork_hash_at_confirmed": n.get("dead_fork_hash_at_confirmed", 0) == 0
             and n.get("dead_fork_hash_at_finalized", 0) == 0
             and n.get("dead_hash_said_valid", 0) == 0,
+            "no_dead_fork_account_value_at_confirmed": n.get("dead_fork_value_at_confirmed", 0)
+            == 0,
             "cached_accounts_within_1_slot_999": (scored["cached_within_1_slot"] or 0) >= 0.999,
             "drop_never_served_from_dropped_subscription": n.get("during_drop", 0) > 0
             and n.get("during_drop_cache_of_dropped_node", 0) == 0,

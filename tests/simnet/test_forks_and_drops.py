@@ -18,7 +18,7 @@ from solders.transaction import VersionedTransaction
 from agave_perf.clock import VirtualClock
 from agave_perf.errors import UsageError
 from agave_perf.simnet import Methods, SimCluster, handle_body, load_scenario
-from agave_perf.simnet._faults import account_truth, forked, send_dropped
+from agave_perf.simnet._faults import FORK_LAMPORTS, account_truth, forked, send_dropped
 
 
 def rpc(methods: Methods, method: str, *params: Any) -> Any:
@@ -147,6 +147,53 @@ class TestForks:
             status = rpc(tip, "getSignatureStatuses", [sig])["value"][0]
             assert status is not None
             assert not c.forks.is_dead(status["slot"])
+
+
+class TestForkAccounts:
+    async def test_dead_fork_values_show_at_processed_only_and_are_undone(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """A dead block's account values are processed-only, notified, and undone at the switch."""
+        async with SimCluster(nodes=1, scenario="forks:rate=0.4", clock=virtual_clock) as c:
+            tip = Methods(c.tip)
+            payer = str(c.payer.pubkey())
+            notes: list[tuple[int, int]] = []
+            c.tip.subscribe(
+                "account",
+                lambda _m, r, _i: notes.append((r["context"]["slot"], r["value"]["lamports"])),
+                key=payer,
+                commitment="processed",
+                encoding="base64",
+            )
+            shown = 0
+            for i in range(60):
+                bh = rpc(tip, "getLatestBlockhash", {"commitment": "confirmed"})["value"]
+                tx, _, _ = transfer_tx(c.payer, 1_000_000 + i, bh["blockhash"])
+                rpc(tip, "sendTransaction", tx, {"encoding": "base64"})
+                await asyncio.sleep(0.4)
+                fork = c.tip.fork
+                if fork is None:
+                    continue
+                canonical = c.ledger.account(c.payer.pubkey(), fork.slot)
+                assert canonical is not None
+                got = rpc(tip, "getBalance", payer, {"commitment": "processed"})
+                if any(pk == c.payer.pubkey() for pk, _ in fork.writes):
+                    shown += 1
+                    assert got["value"] == canonical.lamports + FORK_LAMPORTS
+                    confirmed = rpc(tip, "getBalance", payer, {"commitment": "confirmed"})
+                    assert confirmed["value"] != got["value"]
+            dead = {r["slot"]: r["accounts"] for r in c.truth if r["kind"] == "fork"}
+        assert shown > 3
+        assert all(payer in accounts for accounts in dead.values() if accounts)
+        # every dead value was notified at its dead slot, and the next notification undoes it
+        for slot, accounts in dead.items():
+            if payer not in accounts:
+                continue
+            i = notes.index((slot, accounts[payer]["lamports"]))
+            later = [n for n in notes[i + 1 :] if n[0] not in dead]  # the next canonical one
+            if later:
+                assert later[0][0] > slot
+                assert later[0][1] != accounts[payer]["lamports"]
 
 
 class TestTruthWrites:

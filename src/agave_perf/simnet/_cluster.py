@@ -275,6 +275,7 @@ class SimCluster:
             parent=block.parent,
             blockhash=block.blockhash,
             block_height=block.block_height,
+            accounts=block_writes(block),  # what processed shows on it, never confirmed
         )
         self._process(self.tip, slot)
         for i, model in self._models.items():

@@ -52,16 +52,36 @@ def send_dropped(scenario: Scenario, node: int, signature: str, rate: float) -> 
     return rate > 0 and _unit(scenario.seed, f"send-drop:{node}:{signature}") < rate
 
 
+FORK_LAMPORTS = 7  # what a dead fork's own transaction adds to each account it writes
+
+
 def dead_block(seed: int, slot: int, parent: Block | None, produced_at: float) -> Block:
-    """A block for ``slot`` on a fork off ``parent``, with a blockhash of its own."""
+    """A block for ``slot`` on a fork off ``parent``, with a blockhash of its own.
+
+    It writes the accounts its parent wrote, each with ``FORK_LAMPORTS`` more: values seen
+    at processed on the dead fork only, never confirmed, and undone at the fork switch.
+    """
     digest = hashlib.sha256(f"simnet-fork:{seed}:{slot}".encode()).digest()
-    return Block(
+    block = Block(
         slot=slot,
         parent=parent.slot if parent else slot - 1,
         blockhash=str(Hash(digest)),
         block_height=(parent.block_height + 1) if parent else 0,
         produced_at=produced_at,
     )
+    if parent is not None:
+        last: dict[Pubkey, Account | None] = dict(parent.writes)
+        for pubkey, account in last.items():
+            if account is not None and account.lamports > 0:
+                fork = Account(
+                    account.lamports + FORK_LAMPORTS,
+                    bytes(account.data),
+                    account.owner,
+                    account.executable,
+                    account.rent_epoch,
+                )
+                block.writes.append((pubkey, fork))
+    return block
 
 
 class Forks:

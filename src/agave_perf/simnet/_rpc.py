@@ -221,7 +221,7 @@ class Methods:
         key, cfg = _params(params, 1, 2)
         pubkey = _pubkey(key)
         slot = self._slot(_config(cfg, {"commitment", "minContextSlot"}))
-        account = self.node.ledger.account(pubkey, slot)
+        account = self.node.account(pubkey, slot)
         return self._ctx(slot, account.lamports if account else 0)
 
     def _account_cfg(self, cfg: Any) -> tuple[int, str, tuple[int, int] | None]:
@@ -239,7 +239,7 @@ class Methods:
 
     def _encode(self, pubkey: Pubkey, slot: int, enc: str, ds: tuple[int, int] | None) -> Any:
         try:
-            return encode_account(self.node.ledger.account(pubkey, slot), enc, ds)
+            return encode_account(self.node.account(pubkey, slot), enc, ds)
         except EncodingError as err:
             raise RpcFailure(-32600, str(err)) from None
 
