@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -198,10 +199,11 @@ class TestForkAccounts:
 
 class TestTruthWrites:
     async def test_every_block_records_its_account_writes(
-        self, virtual_clock: VirtualClock
+        self, virtual_clock: VirtualClock, tmp_path: Path
     ) -> None:
-        """A transfer's accounts appear in the writes record of the block it landed in."""
-        async with SimCluster(nodes=1, slot_ms=400, clock=virtual_clock) as c:
+        """A transfer's accounts appear in the truth file's writes record of its block."""
+        path = tmp_path / "truth.jsonl"
+        async with SimCluster(nodes=1, slot_ms=400, clock=virtual_clock, truth=path) as c:
             tip = Methods(c.tip)
             await asyncio.sleep(0.4)
             bh = rpc(tip, "getLatestBlockhash", {"commitment": "processed"})["value"]["blockhash"]
@@ -210,7 +212,9 @@ class TestTruthWrites:
             for _ in range(3):
                 await asyncio.sleep(0.4)
             slot = rpc(tip, "getSignatureStatuses", [sig])["value"][0]["slot"]
-            writes = [r for r in c.truth if r["kind"] == "writes" and r["slot"] == slot]
+            assert not any(r["kind"] == "writes" for r in c.truth)  # the file only
+        records = [orjson.loads(line) for line in path.read_text().splitlines()]
+        writes = [r for r in records if r["kind"] == "writes" and r["slot"] == slot]
         assert len(writes) == 1
         got = writes[0]["accounts"][str(to.pubkey())]
         assert got["lamports"] == 3_000_000

@@ -252,7 +252,10 @@ class SimCluster:
                     # executed while an earlier slot was skipped or forked: they land here
                     tx.slot = slot
                 self.ledger.seal_block()
-                self._record("writes", slot=slot, accounts=block_writes(block))
+                if self._truth is not None:
+                    # to the file only: a busy block writes thousands of accounts, and the
+                    # in-memory truth keeps 200,000 records
+                    self._record("writes", slot=slot, accounts=block_writes(block), keep=False)
                 self._process(self.tip, slot)
                 self.ledger.open_block(slot + 1, self._unix())
                 self._housekeeping()
@@ -402,8 +405,9 @@ class SimCluster:
         """Record an injected fault in the ground truth."""
         self._record("fault", node=node.name, fault=fault, **extra)
 
-    def _record(self, kind: str, **fields: Any) -> None:
+    def _record(self, kind: str, *, keep: bool = True, **fields: Any) -> None:
         rec = {"kind": kind, "t": self._unix(), "elapsed": self.elapsed(), **fields}
-        self.truth.append(rec)
+        if keep:
+            self.truth.append(rec)
         if self._truth is not None:
             self._truth.write(json.dumps(rec, separators=(",", ":")) + "\n")
