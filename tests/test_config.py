@@ -65,3 +65,26 @@ class TestLoad:
             config.load(str(f))
         with pytest.raises(ConfigError, match="cannot read config"):
             config.load(str(tmp_path / "missing.toml"))
+
+
+class TestAccelSection:
+    def test_accel_settings_build_the_accelerator(self) -> None:
+        """[accel] keys reach AccelConfig; flags given as overrides win; limits are parsed."""
+        from agave_perf.accel import AccelConfig
+
+        s = config.parse(
+            {"accel": {"backends": ["http://n:8899"], "listen": "127.0.0.1:9000",
+                       "limits": {"getProgramAccounts": "4/16"}, "max_lag": 3}}
+        )  # fmt: skip
+        cfg = AccelConfig.from_settings(s.accel, max_lag=7, hedge_ms=None)
+        assert cfg.backends == ["http://n:8899"]
+        assert (cfg.host, cfg.port) == ("127.0.0.1", 9000)
+        assert cfg.limits == {"getProgramAccounts": (4, 16)}
+        assert cfg.max_lag == 7
+        assert cfg.default_limit == (256, 1024)
+        assert AccelConfig(backends=["x"]).hot_after == config.AccelSettings().hot_after
+
+    def test_a_malformed_limit_is_a_config_error(self) -> None:
+        """A limit that is not CONCURRENCY/QUEUE names its key."""
+        with pytest.raises(ConfigError, match=r"accel\.limits\.getBalance"):
+            config.parse({"accel": {"limits": {"getBalance": "0/4"}}})

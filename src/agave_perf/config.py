@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agave_perf.errors import ConfigError
 
@@ -134,6 +134,56 @@ class GateSettings(_Section):
     bench_warmup_s: float = Field(1.0, ge=0)  # each run's own warm-up, discarded
 
 
+def parse_limit(text: str, where: str = "--limit") -> tuple[str, tuple[int, int]]:
+    """Parse ``METHOD=CONCURRENCY/QUEUE`` (e.g. ``getProgramAccounts=4/16``)."""
+    method, sep, rest = text.partition("=")
+    return method, parse_bounds(rest if sep else "", f"{where} {text!r}")
+
+
+def parse_bounds(text: str, where: str) -> tuple[int, int]:
+    """Parse ``CONCURRENCY/QUEUE``: at least one call at a time, a queue of zero or more."""
+    conc, slash, queue = text.partition("/")
+    if not slash or not conc.isdigit() or not queue.isdigit() or int(conc) < 1:
+        raise ConfigError(
+            f"{where}: expected METHOD=CONCURRENCY/QUEUE, e.g. getProgramAccounts=4/16"
+        )
+    return int(conc), int(queue)
+
+
+class AccelSettings(_Section):
+    """Defaults for ``agave-perf accel`` (every flag of the command has its key here)."""
+
+    backends: tuple[str, ...] = ()  # JSON-RPC URLs; PubSub on each one's port + 1
+    listen: str = "127.0.0.1:8899"  # JSON-RPC here, PubSub on the port + 1
+    send_urls: tuple[str, ...] = ()  # extra sendTransaction paths
+    hot: tuple[str, ...] = ()  # accounts kept cached from the start
+    hot_after: int = Field(3, ge=1)  # reads within hot_window_s that make an account hot
+    hot_window_s: float = Field(10.0, gt=0)
+    max_hot: int = Field(1000, ge=0)  # accounts kept fresh by subscriptions at most
+    max_lag: int = Field(10, ge=0)  # slots behind the best backend before ejection
+    silence_s: float = Field(2.0, gt=0)  # a slot stream silent this long ejects its backend
+    hedge_ms: float | None = Field(None, gt=0)  # a read goes to a second backend after this
+    timeout_s: float = Field(5.0, gt=0)  # per upstream request
+    # Agave's own STS retries every 2 s (--rpc-send-retry-ms); a slower rebroadcast would
+    # land later than the node alone, so 2 s is also the upper bound
+    rebroadcast_s: float = Field(2.0, gt=0, le=2.0)
+    limits: dict[str, str] = {}  # method -> "CONCURRENCY/QUEUE"
+    default_limit: str = "256/1024"  # every method not in limits
+
+    @field_validator("limits")
+    @classmethod
+    def _limits(cls, value: dict[str, str]) -> dict[str, str]:
+        for method, bounds in value.items():
+            parse_bounds(bounds, f"accel.limits.{method} = {bounds!r}")
+        return value
+
+    @field_validator("default_limit")
+    @classmethod
+    def _default_limit(cls, value: str) -> str:
+        parse_bounds(value, f"accel.default_limit = {value!r}")
+        return value
+
+
 class Settings(_Section):
     """The whole configuration."""
 
@@ -144,6 +194,7 @@ class Settings(_Section):
     gate: GateSettings = GateSettings()
     bench: BenchSettings = BenchSettings()
     host: HostSettings = HostSettings()
+    accel: AccelSettings = AccelSettings()
 
 
 def _suggest(key: str, known: list[str]) -> str:
@@ -173,6 +224,8 @@ def parse(data: dict[str, Any], source: str = "config") -> Settings:
         return Settings.model_validate(data)
     except ValidationError as err:
         raise _explain(err, source) from None
+    except ConfigError as err:  # a validator's own message, e.g. a malformed accel limit
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def locate(explicit: str | None = None) -> Path | None:

@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agave_perf.accel import AccountCache, AccountKey, BlockhashCache, Limiter, SingleFlight
-from agave_perf.accel._cache import Blockhash, same_account, slice_data
+from agave_perf.accel._cache import (
+    LAG_SLOTS,
+    Blockhash,
+    notification_lags,
+    same_account,
+    slice_data,
+)
 from agave_perf.errors import RpcHttpError
 
 
@@ -122,6 +128,28 @@ class TestAccountCache:
         assert slice_data({"data": "zzz"}, 0, 1) is None
         assert same_account(None, None)
         assert not same_account(acct(1), None)
+
+
+class TestLaggingSubscription:
+    def test_late_notifications_are_recognised(self) -> None:
+        """A notification more than LAG_SLOTS behind its backend's slot is late; on time is not."""
+        assert not notification_lags(100, 100)
+        assert not notification_lags(100, 100 + LAG_SLOTS)
+        assert notification_lags(100, 101 + LAG_SLOTS)
+        assert not notification_lags(100, None)
+
+    def test_a_suspended_key_is_not_served_until_filled_again(self) -> None:
+        """Suspending stops serving; the re-read (fill) serves again, even when older."""
+        cache = AccountCache()
+        key = AccountKey("pk", "confirmed", "base64")
+        cache.fill(key, acct(1), 10)
+        cache.notify(key, acct(2), 12)
+        cache.suspend(key)
+        assert cache.serve(key, None, 13) is None
+        cache.fill(key, acct(2), 11)  # the read's bank is behind the last notification
+        held = cache.serve(key, None, 13)
+        assert held is not None
+        assert held.value == acct(2)
 
 
 class TestSingleFlight:

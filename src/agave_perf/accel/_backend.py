@@ -79,6 +79,18 @@ class Backend:
         """The backend's current slot at a commitment, if known."""
         return self.state.slot.get(commitment)
 
+    def refreshed(self) -> bool:
+        """Whether the caches hold this backend's banks as of its newest streamed slot.
+
+        The stream tells of a new slot at once; the banks of every commitment are read
+        right after, in one batch. Until that read is back (a busy node or loop can take
+        longer than a slot) the cache's idea of confirmed and finalized may be a slot or
+        more old, and nothing is served from it.
+        """
+        held = self.blockhashes.latest.get("processed")
+        slot = self.slot("processed")
+        return held is not None and slot is not None and held.context_slot >= slot
+
     async def forward(self, body: bytes) -> Reply:
         """Send a raw JSON-RPC body and return the raw reply (RpcError on transport failure)."""
         self.state.requests += 1

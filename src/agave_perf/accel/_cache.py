@@ -17,7 +17,10 @@ Accounts (per pubkey, commitment, encoding)
     kept fresh by its notifications. At processed a value with a lower slot is
     accepted (a fork switch re-notifies the older value); at confirmed and finalized
     it is not. A notification equal to the value held is a duplicate, not a change.
-    A key whose subscription dropped or lags is stale: reads go to the backend.
+    A key whose subscription dropped or lags is stale: reads go to the backend. A
+    notification for a slot more than ``LAG_SLOTS`` behind the backend's own slot at that
+    commitment comes from a lagging subscription (its queue is behind the bank): the
+    key is suspended, re-read from the backend, and the late value is not applied.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Literal
 Commitment = Literal["processed", "confirmed", "finalized"]
 COMMITMENTS: tuple[Commitment, ...] = ("processed", "confirmed", "finalized")
 MAX_PROCESSING_AGE = 150  # blocks a blockhash stays valid (Agave's MAX_PROCESSING_AGE)
+LAG_SLOTS = 2  # a notification further behind its backend's slot than this is late
 KNOWN_HASHES = 512  # hashes remembered for isBlockhashValid (Agave's queue holds 300)
 
 
@@ -169,7 +173,8 @@ class AccountCache:
         """Record a backend's answer (taken after the key's subscription went live)."""
         held = self.entries.get(key)
         if held is not None and held.slot > slot and key.commitment != "processed":
-            return  # a notification already brought a newer value
+            held.live = True  # a notification already brought a newer value than the read
+            return
         self.entries[key] = AccountEntry(value, slot)
 
     def notify(self, key: AccountKey, value: dict[str, Any] | None, slot: int) -> bool:
@@ -202,6 +207,12 @@ class AccountCache:
             return None
         return held
 
+    def suspend(self, key: AccountKey) -> None:
+        """Stop serving a key until it is filled again (its subscription lags)."""
+        held = self.entries.get(key)
+        if held is not None:
+            held.live = False
+
     def mark_stale(self, keys: Iterable[AccountKey]) -> int:
         """Stop serving these keys (their subscription dropped or lags); returns how many."""
         n = 0
@@ -213,3 +224,8 @@ class AccountCache:
     def keys_for(self, upstream: tuple[str, Commitment, str]) -> list[AccountKey]:
         """The cached keys kept fresh by one upstream subscription."""
         return [k for k in self.entries if k.upstream == upstream]
+
+
+def notification_lags(note_slot: int, backend_slot: int | None) -> bool:
+    """Whether a notification is late: its slot is more than LAG_SLOTS behind the backend's."""
+    return backend_slot is not None and backend_slot - note_slot > LAG_SLOTS

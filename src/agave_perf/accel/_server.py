@@ -32,24 +32,33 @@ from agave_perf.accel._cache import (
     Blockhash,
     Commitment,
     commitment_of,
+    notification_lags,
     slice_data,
 )
 from agave_perf.accel._flight import Limiter, SingleFlight
 from agave_perf.accel._send import SendPath
+from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
-from agave_perf.rpc import Reply
+from agave_perf.rpc import Reply, Subscription
 
 MAX_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 CLIENT_QUEUE = 4096  # notifications a PubSub client may have unread before it is cut off
 ACCOUNT_ENCODINGS = ("base64", "base64+zstd", "jsonParsed", "base58", "binary")
 # methods whose answer does not depend on when it is asked within one slot and that
 # change nothing: identical concurrent calls may share one upstream answer
+# a cached account is served only while the backend whose stream feeds it is this close to
+# the freshest backend: a follower a few slots behind holds true but old values
+CACHE_MAX_LAG = 1
+SOURCE_HEADER = "X-Accel-Source"  # where an HTTP answer came from: cache <backend> | backend | ...
 NOT_COALESCED = frozenset({"sendTransaction", "requestAirdrop", "simulateTransaction"})
+
+
+_D = AccelSettings()  # the defaults live in config.py, once
 
 
 @dataclass
 class AccelConfig:
-    """How the accelerator behaves (defaults suit a bot host in front of one or two nodes)."""
+    """How the accelerator behaves (defaults: ``[accel]`` in config.py)."""
 
     backends: list[str]
     host: str = "127.0.0.1"
@@ -58,16 +67,42 @@ class AccelConfig:
     send_urls: list[str] = field(default_factory=list)
     hot_accounts: list[str] = field(default_factory=list)
     hot_commitments: tuple[Commitment, ...] = ("processed", "confirmed")
-    hot_after: int = 3  # requests within hot_window_s that make an account hot
-    hot_window_s: float = 10.0
-    max_hot: int = 1000
-    max_lag: int = 10
-    silence_s: float = 2.0
-    hedge_ms: float | None = None
-    timeout_s: float = 5.0
-    rebroadcast_s: float = 2.0
+    hot_after: int = _D.hot_after  # requests within hot_window_s that make an account hot
+    hot_window_s: float = _D.hot_window_s
+    max_hot: int = _D.max_hot
+    max_lag: int = _D.max_lag
+    silence_s: float = _D.silence_s
+    hedge_ms: float | None = _D.hedge_ms
+    timeout_s: float = _D.timeout_s
+    rebroadcast_s: float = _D.rebroadcast_s
     limits: dict[str, tuple[int, int]] = field(default_factory=dict)
-    default_limit: tuple[int, int] = (256, 1024)
+    default_limit: tuple[int, int] = parse_bounds(_D.default_limit, "accel.default_limit")
+
+    @classmethod
+    def from_settings(cls, st: AccelSettings, **overrides: Any) -> AccelConfig:
+        """The accelerator a validated ``[accel]`` section describes (then ``overrides``)."""
+        from agave_perf.slo.prometheus import parse_listen
+
+        host, port = parse_listen(st.listen)
+        kw: dict[str, Any] = {
+            "backends": list(st.backends),
+            "host": host,
+            "port": port,
+            "send_urls": list(st.send_urls),
+            "hot_accounts": list(st.hot),
+            "hot_after": st.hot_after,
+            "hot_window_s": st.hot_window_s,
+            "max_hot": st.max_hot,
+            "max_lag": st.max_lag,
+            "silence_s": st.silence_s,
+            "hedge_ms": st.hedge_ms,
+            "timeout_s": st.timeout_s,
+            "rebroadcast_s": st.rebroadcast_s,
+            "limits": {m: parse_bounds(b, f"accel.limits.{m}") for m, b in st.limits.items()},
+            "default_limit": parse_bounds(st.default_limit, "accel.default_limit"),
+        }
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kw)
 
 
 def _error(rid: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -160,9 +195,16 @@ class Accelerator:
         self.cacheable = 0
         self.hits = 0
         self.stale_served_from_backend = 0
+        self.lagging_notifications = 0  # late account notifications (their key re-read)
+        self.moved = 0  # hot keys moved to a fresher backend
+        # the live account subscription of each hot key, so it can be moved
+        self._hot_subs: dict[tuple[str, Commitment, str], Subscription] = {}
+        self._unsubscribing: set[asyncio.Task[bool]] = set()
         self._hot_seen: dict[tuple[str, Commitment, str], deque[float]] = defaultdict(deque)
         self._hot: dict[tuple[str, Commitment, str], tuple[Backend, asyncio.Task[None]]] = {}
         self._fees: dict[bytes, tuple[int, Any]] = {}
+        # the backend behind the cached answer being built (set and read with no await between)
+        self._cache_source = ""
         self._api_version = "2.0.0"
         self.metrics = _Metrics()
         self.fanin = FanIn(self)
@@ -175,10 +217,11 @@ class Accelerator:
         """Follow every backend and bind HTTP on the port and PubSub on port + 1."""
         for b in self.backends:
             b.on_stream_down.append(self._backend_down)
+            b.on_new_slot.append(self._rebalance)
             b.start()
         for pubkey in self.config.hot_accounts:
             for c in self.config.hot_commitments:
-                self._make_hot((pubkey, c, "base64"))
+                self._make_hot((pubkey, c, "base64"), pinned=True)
         http = web.Application(client_max_size=MAX_BODY)
         http.router.add_post("/", self._http)
         http.router.add_get("/metrics", self._metrics)
@@ -203,6 +246,8 @@ class Accelerator:
         for _, task in list(self._hot.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for t in list(self._unsubscribing):
+            t.cancel()
         await self.send_path.aclose()
         for r in self._runners:
             await r.cleanup()
@@ -240,12 +285,24 @@ class Accelerator:
         if isinstance(doc, list):
             if not doc:
                 return _json(_error(None, -32600, "Invalid request"))
-            answers = await asyncio.gather(*(self.handle(r) for r in doc))
-            return _json(answers)
-        return _json(await self.handle(doc))
+            pairs = await asyncio.gather(*(self.answer(r) for r in doc))
+            sources = {src for _, src in pairs}
+            source = sources.pop() if len(sources) == 1 else "mixed"
+            return _json([a for a, _ in pairs], source)
+        answer, source = await self.answer(doc)
+        return _json(answer, source)
 
     async def handle(self, req: Any) -> dict[str, Any]:
         """Answer one JSON-RPC request object."""
+        return (await self.answer(req))[0]
+
+    async def answer(self, req: Any) -> tuple[dict[str, Any], str]:
+        """Answer one JSON-RPC request object, and say where the answer came from.
+
+        The source is ``cache <backend>`` (the backend whose stream keeps that cache
+        fresh), ``backend``, ``send`` or ``refused``; HTTP answers carry it in the
+        ``X-Accel-Source`` header, so a client (or a proof) can tell a cached answer.
+        """
         if (
             not isinstance(req, dict)
             or req.get("jsonrpc") != "2.0"
@@ -253,7 +310,7 @@ class Accelerator:
         ):
             return _error(
                 req.get("id") if isinstance(req, dict) else None, -32600, "Invalid request"
-            )
+            ), "refused"
         method, rid = req["method"], req.get("id")
         params = req.get("params", [])
         if not isinstance(params, list):
@@ -261,15 +318,15 @@ class Accelerator:
         try:
             cached = self._from_cache(method, params)
         except _Invalid as err:
-            return _error(rid, -32602, str(err))
+            return _error(rid, -32602, str(err)), "refused"
         if cached is not None:
             self.served["cache"] += 1
             self.metrics.requests.labels(method, "cache").inc()
-            return _ok(rid, cached)
+            return _ok(rid, cached), f"cache {self._cache_source}"
         if method == "sendTransaction" and params and isinstance(params[0], str):
             cfg = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
             self.metrics.requests.labels(method, "send").inc()
-            return await self.send_path.send(req, params[0], cfg)
+            return await self.send_path.send(req, params[0], cfg), "send"
         answer = await self._forward(method, req, params)
         if "result" in answer:
             if method == "getAccountInfo":
@@ -283,7 +340,7 @@ class Accelerator:
                     self._fees[orjson.dumps(params)] = (slot, answer["result"])
                     while len(self._fees) > 256:
                         self._fees.pop(next(iter(self._fees)))
-        return answer
+        return answer, "backend"
 
     async def _forward(self, method: str, req: dict[str, Any], params: list[Any]) -> dict[str, Any]:
         rid = req.get("id")
@@ -401,8 +458,13 @@ class Accelerator:
         if b is None:
             return None
         c = self._commitment(cfg if isinstance(cfg, dict) else {})
+        if not b.refreshed():
+            return None
         bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
-        return None if bh is None else (b, c, bh)
+        if bh is None:
+            return None
+        self._cache_source = b.name
+        return b, c, bh
 
     def _cache_slot(self, params: list[Any]) -> Any:
         got = self._fresh(params, params[0] if params else None)
@@ -460,7 +522,8 @@ class Accelerator:
         if owner is None:
             return False, None, 0
         backend = owner[0]
-        if backend.state.ejected:
+        lag = self.pool.lag(backend)
+        if backend.state.ejected or not backend.refreshed() or lag is None or lag > CACHE_MAX_LAG:
             self.stale_served_from_backend += 1
             return False, None, 0
         bh = backend.blockhashes.latest.get(key.commitment)
@@ -469,6 +532,7 @@ class Accelerator:
         if entry is None or ctx is None:
             return False, None, 0
         value = entry.value
+        self._cache_source = backend.name
         if data_slice is not None:
             value = slice_data(value, *data_slice)
             if entry.value is not None and value is None:
@@ -506,6 +570,7 @@ class Accelerator:
         key = orjson.dumps(params)
         held = self._fees.get(key)
         if held is not None and held[0] == b.slot():
+            self._cache_source = b.name
             return held[1]
         return None
 
@@ -527,21 +592,41 @@ class Accelerator:
         if len(seen) >= self.config.hot_after:
             self._make_hot(k[0].upstream)
 
-    def _make_hot(self, upstream: tuple[str, Commitment, str]) -> None:
+    def _make_hot(self, upstream: tuple[str, Commitment, str], *, pinned: bool = False) -> None:
         b = self._best() or self.backends[0]
         self._hot_seen.pop(upstream, None)
-        self._hot[upstream] = (b, asyncio.create_task(self._keep_fresh(b, upstream)))
+        self._hot[upstream] = (b, asyncio.create_task(self._keep_fresh(b, upstream, pinned)))
 
-    async def _keep_fresh(self, b: Backend, upstream: tuple[str, Commitment, str]) -> None:
-        """Subscribe, then read the value, then apply notifications until the stream ends."""
-        pubkey, commitment, encoding = upstream
-        key = AccountKey(pubkey, commitment, encoding)
+    async def _keep_fresh(
+        self, b: Backend, upstream: tuple[str, Commitment, str], pinned: bool = False
+    ) -> None:
+        """Subscribe, then read the value, then apply notifications until the stream ends.
+
+        A pinned key (``hot_accounts``) is subscribed again, on the best backend then, once
+        its stream ends; a key made hot by reads goes back to being counted.
+        """
+        key = AccountKey(*upstream)
+        while True:
+            await self._follow_account(b, key)
+            # the stream ended or failed: never serve this key silently again
+            self.accounts.mark_stale([key])
+            if not pinned:
+                self._hot.pop(upstream, None)
+                return
+            await asyncio.sleep(0.05)  # a backend whose stream just dropped is not judged yet
+            b = self._best() or b
+            self._hot[upstream] = (b, self._hot[upstream][1])
+
+    async def _follow_account(self, b: Backend, key: AccountKey) -> None:
+        pubkey, commitment, encoding = key.upstream
         try:
             await b.stream_ready.wait()
-            assert b.pubsub is not None
+            if b.pubsub is None:
+                return
             sub = await b.pubsub.subscribe(
                 "accountSubscribe", pubkey, {"commitment": commitment, "encoding": encoding}
             )
+            self._hot_subs[key.upstream] = sub
             body = orjson.dumps(
                 {
                     "jsonrpc": "2.0",
@@ -550,23 +635,66 @@ class Accelerator:
                     "params": [pubkey, {"commitment": commitment, "encoding": encoding}],
                 }
             )
-            reply = await b.forward(body)
-            doc = orjson.loads(reply.body)
-            res = doc.get("result") if isinstance(doc, dict) else None
-            if not isinstance(res, dict):
+            if not await self._fill(b, key, body):
                 return
-            self.accounts.fill(key, res.get("value"), res["context"]["slot"])
             while (note := await sub.queue.get()) is not None:
                 r = note.result if isinstance(note.result, dict) else {}
                 slot = r.get("context", {}).get("slot")
-                if isinstance(slot, int):
-                    self.accounts.notify(key, r.get("value"), slot)
+                if not isinstance(slot, int):
+                    continue
+                if notification_lags(slot, b.slot(commitment)):
+                    # the subscription is behind the bank: what it says is old news, and
+                    # what it has not said yet is unknown; read the value afresh instead
+                    self.lagging_notifications += 1
+                    self.accounts.suspend(key)
+                    if not await self._fill(b, key, body):
+                        return
+                    continue
+                self.accounts.notify(key, r.get("value"), slot)
         except (RpcError, orjson.JSONDecodeError, KeyError, TypeError):
             pass
         finally:
-            # the stream ended or failed: never serve this key silently again
-            self.accounts.mark_stale([key])
-            self._hot.pop(upstream, None)
+            self._hot_subs.pop(key.upstream, None)
+
+    async def _fill(self, b: Backend, key: AccountKey, body: bytes) -> bool:
+        """Read a key's value from its backend into the cache; False when that failed."""
+        reply = await b.forward(body)
+        doc = orjson.loads(reply.body)
+        res = doc.get("result") if isinstance(doc, dict) else None
+        if not isinstance(res, dict):
+            return False
+        self.accounts.fill(key, res.get("value"), res["context"]["slot"])
+        return True
+
+    def _rebalance(self, _b: Backend) -> None:
+        """Move hot keys off a backend that fell behind the freshest by more than 1 slot.
+
+        Their cache would be true but old, so reads of them go to a backend; on the
+        freshest one the cache serves again. Ending the subscription's queue ends its
+        follower the way a dropped stream does (the key is marked stale first).
+        """
+        best = self._best()
+        if best is None:
+            return
+        for upstream, sub in list(self._hot_subs.items()):
+            owner = self._hot.get(upstream, (None, None))[0]
+            if owner is None or owner is best:
+                continue
+            lag = self.pool.lag(owner)
+            if lag is not None and lag <= CACHE_MAX_LAG:
+                continue
+            self._hot_subs.pop(upstream, None)
+            self.moved += 1
+            sub.queue.put_nowait(None)
+            if owner.pubsub is not None:
+                task = asyncio.create_task(owner.pubsub.unsubscribe(sub))
+                self._unsubscribing.add(task)
+                task.add_done_callback(self._unsubscribed)
+
+    def _unsubscribed(self, task: asyncio.Task[bool]) -> None:
+        self._unsubscribing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a backend that cannot unsubscribe dropped it anyway
 
     def _backend_down(self, b: Backend) -> None:
         for upstream, (owner, _) in list(self._hot.items()):
@@ -591,6 +719,8 @@ class Accelerator:
             "account_changes": self.accounts.changes,
             "account_duplicates": self.accounts.duplicates,
             "stale_reads_forwarded": self.stale_served_from_backend,
+            "lagging_notifications": self.lagging_notifications,
+            "hot_moved": self.moved,
             "backends": [
                 {
                     "backend": b.name,
@@ -661,8 +791,9 @@ def _min_context_slot(params: list[Any]) -> int | None:
     return None
 
 
-def _json(doc: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(doc), content_type="application/json")
+def _json(doc: Any, source: str | None = None) -> web.Response:
+    headers = {SOURCE_HEADER: source} if source else None
+    return web.Response(body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -711,6 +842,10 @@ class Upstream:
     task: asyncio.Task[None] | None = None
     clients: dict[int, Client] = field(default_factory=dict)  # client sub id → client
     notifications: int = 0
+    # set once the backend answered the subscription: None, or the node's refusal
+    ready: asyncio.Future[RpcResponseError | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class FanIn:
@@ -757,8 +892,15 @@ class FanIn:
                 except orjson.JSONDecodeError:
                     await ws.send_str(orjson.dumps(_error(None, -32700, "Parse error")).decode())
                     continue
-                answer = await self._request(client, doc)
-                await ws.send_str(orjson.dumps(answer).decode())
+                if isinstance(doc, list) and not doc:
+                    await ws.send_str(
+                        orjson.dumps(_error(None, -32600, "Invalid request")).decode()
+                    )
+                    continue
+                # a batch is answered request by request, one frame each, as the node does
+                for one in doc if isinstance(doc, list) else [doc]:
+                    answer = await self._request(client, one)
+                    await ws.send_str(orjson.dumps(answer).decode())
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -772,14 +914,17 @@ class FanIn:
             await client.ws.send_str(data.decode())
 
     async def _request(self, client: Client, doc: Any) -> dict[str, Any]:
-        if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
-            return _error(
-                doc.get("id") if isinstance(doc, dict) else None, -32600, "Invalid request"
-            )
+        if (
+            not isinstance(doc, dict)
+            or doc.get("jsonrpc") != "2.0"
+            or not isinstance(doc.get("method"), str)
+        ):
+            return _error(None, -32600, "Invalid request")
         method, rid = doc["method"], doc.get("id")
-        params = doc.get("params") or []
+        params = doc.get("params")
+        params = [] if params is None else params
         if not isinstance(params, list):
-            return _error(rid, -32602, "Invalid params: expected a sequence")
+            return _error(rid, -32602, "Invalid params: invalid type: map, expected a sequence")
         if method.endswith("Unsubscribe"):
             if len(params) != 1 or not isinstance(params[0], int) or params[0] not in client.subs:
                 return _error(rid, -32602, "Invalid subscription id.")
@@ -792,6 +937,12 @@ class FanIn:
         if up is None:
             up = self.upstreams[key] = Upstream(method, params)
             up.task = asyncio.create_task(self._run(key, up))
+        # the node judges the parameters: the client gets its answer, error included; a
+        # backend that does not answer in time leaves the subscription pending, not refused
+        with contextlib.suppress(TimeoutError):
+            refused = await asyncio.wait_for(asyncio.shield(up.ready), self.accel.config.timeout_s)
+            if refused is not None:
+                return _error(rid, refused.code, refused.rpc_message, refused.data)
         sid = next(self._ids)
         up.clients[sid] = client
         client.subs[sid] = (method, key)
@@ -847,7 +998,10 @@ class FanIn:
                 try:
                     sub = await b.pubsub.subscribe(up.method, *up.params)
                 except RpcResponseError as err:
-                    # the backend refused the subscription itself: tell the clients once
+                    # the backend refused the subscription itself: the asking client is told
+                    # in its answer; clients that joined while it was pending, once here
+                    if not up.ready.done():
+                        up.ready.set_result(err)
                     refusal = orjson.dumps(_error(None, err.code, err.rpc_message))
                     for client in list(up.clients.values()):
                         with contextlib.suppress(asyncio.QueueFull):
@@ -856,6 +1010,8 @@ class FanIn:
                 except RpcError:
                     await asyncio.sleep(0.2)
                     continue
+                if not up.ready.done():
+                    up.ready.set_result(None)
                 while (note := await sub.queue.get()) is not None:
                     self._deliver(up, note.result)
                     if up.method == "signatureSubscribe" and not _is_received(note.result):

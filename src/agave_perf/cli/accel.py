@@ -15,31 +15,24 @@ from agave_perf.output import dumps
 from agave_perf.redact import redact_url
 
 
-def _limit(text: str) -> tuple[str, tuple[int, int]]:
-    """Parse ``METHOD=CONCURRENCY/QUEUE`` (e.g. ``getProgramAccounts=4/16``)."""
-    method, sep, rest = text.partition("=")
-    conc, slash, queue = rest.partition("/")
-    if not sep or not slash or not conc.isdigit() or not queue.isdigit() or int(conc) < 1:
-        raise UsageError(
-            f"--limit {text!r}: expected METHOD=CONCURRENCY/QUEUE, e.g. getProgramAccounts=4/16"
-        )
-    return method, (int(conc), int(queue))
-
-
 @click.command()
 @click.option(
     "--backend",
     "backends",
     multiple=True,
-    required=True,
     metavar="URL",
-    help="A node's JSON-RPC URL (repeat; PubSub on its port + 1).",
+    help="A node's JSON-RPC URL (repeat; PubSub on its port + 1) [accel.backends].",
 )
 @click.option(
     "--listen",
-    default="127.0.0.1:8899",
-    show_default=True,
-    help="HOST:PORT for JSON-RPC; PubSub on PORT + 1.",
+    default=None,
+    help="HOST:PORT for JSON-RPC; PubSub on PORT + 1 [127.0.0.1:8899].",
+)
+@click.option(
+    "--status",
+    "show_status",
+    is_flag=True,
+    help="Show the status of the accelerator running on --listen, and exit.",
 )
 @click.option(
     "--send-url",
@@ -58,16 +51,14 @@ def _limit(text: str) -> tuple[str, tuple[int, int]]:
 @click.option(
     "--hot-after",
     type=click.IntRange(1),
-    default=3,
-    show_default=True,
-    help="Reads within 10 s that make an account hot.",
+    default=None,
+    help="Reads within 10 s that make an account hot [3].",
 )
 @click.option(
     "--max-lag",
     type=click.IntRange(0),
-    default=10,
-    show_default=True,
-    help="Slots behind the best backend before ejection.",
+    default=None,
+    help="Slots behind the best backend before ejection [10].",
 )
 @click.option(
     "--hedge-ms",
@@ -91,11 +82,12 @@ def _limit(text: str) -> tuple[str, tuple[int, int]]:
 @standard_options
 def accel(
     backends: tuple[str, ...],
-    listen: str,
+    listen: str | None,
+    show_status: bool,
     send_urls: tuple[str, ...],
     hot: tuple[str, ...],
-    hot_after: int,
-    max_lag: int,
+    hot_after: int | None,
+    max_lag: int | None,
     hedge_ms: float | None,
     limits: tuple[str, ...],
     duration: float | None,
@@ -106,23 +98,28 @@ def accel(
     getSlot, getBlockHeight, getLatestBlockhash and isBlockhashValid per commitment,
     getAccountInfo/getMultipleAccounts of hot accounts, getRecentPrioritizationFees per
     slot. Everything else is forwarded unchanged. /status and /metrics on the same port.
+    Every setting has a key in the config file's [accel] section; flags win over it.
     """
     from agave_perf.accel import AccelConfig, Accelerator
-    from agave_perf.slo.prometheus import parse_listen
+    from agave_perf.config import parse_limit
 
     rt = runtime()
-    host, port = parse_listen(listen)
-    cfg = AccelConfig(
-        backends=list(backends),
-        host=host,
-        port=port,
-        send_urls=list(send_urls),
-        hot_accounts=list(hot),
+    st = rt.settings.accel
+    if show_status:
+        _show_status(listen or st.listen, as_json=rt.as_json)
+        return
+    cfg = AccelConfig.from_settings(
+        st.model_copy(update={"listen": listen} if listen else {}),
+        backends=list(backends) or None,
+        send_urls=list(send_urls) or None,
+        hot_accounts=list(hot) or None,
         hot_after=hot_after,
         max_lag=max_lag,
         hedge_ms=hedge_ms,
-        limits=dict(_limit(t) for t in limits),
     )
+    cfg.limits.update(dict(parse_limit(t) for t in limits))
+    if not cfg.backends:
+        raise UsageError("accel needs at least one --backend (or accel.backends in the config)")
 
     async def serve() -> dict[str, object]:
         a = Accelerator(cfg)
@@ -165,3 +162,66 @@ def accel(
     else:
         served = status["served"]
         print(f"served {served}; cache hit ratio {status['cache_hit_ratio']}", file=sys.stderr)
+
+
+def _show_status(listen: str, *, as_json: bool) -> None:
+    """Print a running accelerator's /status: one line for it, one per backend, one for sends."""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    from agave_perf.errors import RpcTransportError
+    from agave_perf.slo.prometheus import parse_listen
+
+    host, port = parse_listen(listen)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            status = orjson.loads(resp.read())
+    except (OSError, urllib.error.URLError, orjson.JSONDecodeError) as err:
+        raise RpcTransportError(
+            f"no accelerator answers: {err}", endpoint=redact_url(url), method="status"
+        ) from None
+    if as_json:
+        print(dumps(status), flush=True)
+        return
+    for line in status_lines(status):
+        print(line)
+
+
+def status_lines(st: dict[str, object]) -> list[str]:
+    """The status as lines in the watch dashboard's style: a name, then key value pairs."""
+
+    def fmt(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else "-" if v is None else str(v)
+
+    served = st.get("served") or {}
+    assert isinstance(served, dict)
+    lines = [
+        f"accel    {st.get('listen')}  pubsub {st.get('pubsub')}  "
+        + "  ".join(f"{k} {v}" for k, v in sorted(served.items()))
+        + f"  hit {fmt(st.get('cache_hit_ratio'))}  coalesced {fmt(st.get('coalesced'))}"
+        f"  queue {fmt(st.get('queue_depth'))}  refused {fmt(st.get('refused'))}"
+        f"  hot {fmt(st.get('hot_accounts'))}  clients {fmt(st.get('pubsub_clients'))}"
+        f"  upstream-subs {fmt(st.get('pubsub_upstream'))}"
+    ]
+    backends = st.get("backends") or []
+    assert isinstance(backends, list)
+    for b in backends:
+        state = "serving" if b.get("serving") else "EJECTED"
+        lines.append(
+            f"backend  {b.get('backend')}  {state}  slot {fmt(b.get('slot'))}"
+            f"  lag {fmt(b.get('lag'))}  stream {'up' if b.get('stream_up') else 'down'}"
+            f"  ejections {fmt(b.get('ejections'))}  requests {fmt(b.get('requests'))}"
+            f"  errors {fmt(b.get('errors'))}"
+        )
+    send = st.get("send") or {}
+    assert isinstance(send, dict)
+    lines.append(
+        f"send     submitted {fmt(send.get('submitted'))}  landed {fmt(send.get('landed'))}"
+        f"  landing {fmt(send.get('landing_rate'))}"
+        f"  slot-delta p50 {fmt(send.get('slot_delta_p50'))} p99 {fmt(send.get('slot_delta_p99'))}"
+        f"  duplicates {fmt(send.get('duplicates_absorbed'))}"
+    )
+    return lines

@@ -30,6 +30,7 @@ from agave_perf.simnet._edge import (
     NodeEdge,
     precise_sleep,
 )
+from agave_perf.simnet._faults import Forks, block_writes, dead_block, forked, send_dropped
 from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
 from agave_perf.simnet._node import Node
@@ -144,6 +145,7 @@ class SimCluster:
         self.tip_slot = first_slot
         self.started = False
         self._pauses_seen: set[tuple[int, float]] = set()
+        self.forks = Forks()
         self._freezes = 0
 
     # -- set-up -------------------------------------------------------------------------
@@ -215,11 +217,18 @@ class SimCluster:
         for i in range(1, len(self.nodes)):
             for start, end in self.scenario.stall_windows(i):
                 self._record("fault", node=self.nodes[i].name, fault="stall", start=start, end=end)
+        for node in self.nodes:
+            for start, end in self.scenario.pubsub_windows(node.index):
+                self._record("fault", node=node.name, fault="pubsub_down", start=start, end=end)
         self._tasks.append(asyncio.create_task(self._drive_tip(), name="simnet-tip"))
         for i in range(1, len(self.nodes)):
             self._wakeups[i] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._drive_follower(i), name=f"simnet-f{i}"))
         self._tasks.append(asyncio.create_task(self._drive_pauses(), name="simnet-pauses"))
+        if any(self.scenario.pubsub_windows(n.index) for n in self.nodes):
+            self._tasks.append(
+                asyncio.create_task(self._drive_pubsub_drops(), name="simnet-pubsub-drops")
+            )
         self.started = True
 
     async def stop(self) -> None:
@@ -308,11 +317,20 @@ class SimCluster:
             self.tip_slot = slot
             if skipped(self.scenario, slot, self.first_slot, self.slot_s):
                 self._record("skip", slot=slot)
+            elif forked(self.scenario, slot, self.first_slot, self.slot_s):
+                self._fork(slot, produced_at)
             else:
                 block = self.ledger.pending
                 assert block is not None
                 block.slot = slot
+                for tx in block.txs:
+                    # executed while an earlier slot was skipped or forked: they land here
+                    tx.slot = slot
                 self.ledger.seal_block()
+                if self._truth is not None:
+                    # to the file only: a busy block writes thousands of accounts, and the
+                    # in-memory truth keeps 200,000 records
+                    self._record("writes", slot=slot, accounts=block_writes(block), keep=False)
                 self._process(self.tip, slot)
                 self.ledger.open_block(slot + 1, self.unix())
                 self._housekeeping()
@@ -324,10 +342,29 @@ class SimCluster:
                 node.sample_perf(now, self.perf_sample_s)
             k += 1
 
+    def _fork(self, slot: int, produced_at: float) -> None:
+        """Produce ``slot`` on a fork that dies: shown at processed, built on by nobody."""
+        parent = self.ledger.block_at_or_before(slot)
+        block = dead_block(self.ledger.seed, slot, parent, self.unix())
+        self.forks.add(block)
+        self._record(
+            "fork",
+            slot=slot,
+            parent=block.parent,
+            blockhash=block.blockhash,
+            block_height=block.block_height,
+            accounts=block_writes(block),  # what processed shows on it, never confirmed
+        )
+        self._process(self.tip, slot)
+        for i, model in self._models.items():
+            self._queues[i].append((self._t0 + model.replay_time(produced_at), slot))
+            self._wakeups[i].set()
+
     def _housekeeping(self) -> None:
         """Bound memory like a node does, and keep the garbage collector off the hot path."""
         oldest_root = min(n.view.finalized for n in self.nodes)
         self.ledger.prune(oldest_root - STATUS_CACHE_SLOTS)
+        self.forks.prune(oldest_root)
         # Blocks, statuses and account versions live for hundreds of slots; freezing them
         # keeps full collections from re-scanning them all (tens of ms of stalled requests).
         # Collect first, so this slot's cyclic garbage (a rejected request's objects) is freed
@@ -367,9 +404,44 @@ class SimCluster:
                         )
 
     def _process(self, node: Node, slot: int) -> None:
-        block = self.ledger.blocks[slot]
-        node.process(block)
-        self._record("slot", node=node.name, slot=slot)
+        shown = node.fork
+        dead = self.forks.blocks.get(slot)
+        if dead is not None:
+            node.process_dead(dead)
+        else:
+            node.process(self.ledger.blocks[slot])
+        self._record_slot(node, slot, dead=dead is not None)
+        if shown is not None and shown is not node.fork:
+            # the fork switch: the dead block this node showed at processed is gone for good
+            self._record("abandoned", node=node.name, slot=shown.slot, blockhash=shown.blockhash)
+
+    def _record_slot(self, node: Node, slot: int, *, dead: bool = False) -> None:
+        v = node.view
+        extra = {"dead": True} if dead else {}
+        self._record(
+            "slot", node=node.name, slot=slot, confirmed=v.confirmed, finalized=v.finalized, **extra
+        )
+
+    async def _drive_pubsub_drops(self) -> None:
+        """Close a node's PubSub connections as its pubsub_down window begins."""
+        down: set[int] = set()
+        while True:
+            await self.clock.sleep_until(self.clock.now() + 0.02)
+            # the edges, not the servers: the in-process road loses its sessions too
+            for edge in self.edges:
+                i = edge.node.index
+                if self.behaviour(edge.node).pubsub_down:
+                    if i not in down:
+                        down.add(i)
+                        edge.drop_pubsub()
+                else:
+                    down.discard(i)
+
+    async def kill(self, index: int) -> None:
+        """Stop serving node ``index`` at once, as if its process died (its slots go on)."""
+        server = next(s for s in self._servers if s.node.index == index)
+        self._record("fault", node=server.node.name, fault="killed")
+        await server.stop()
 
     # -- what nodes ask the cluster -----------------------------------------------------
 
@@ -382,6 +454,14 @@ class SimCluster:
     def shred_slot(self) -> int:
         """The highest slot whose shreds have reached every node: the tip's slot."""
         return self.tip.view.processed
+
+    def send_dropped(self, node: Node, signature: str) -> bool:
+        """Whether ``node`` drops this received transaction (the scenario's send drop)."""
+        rate = self.behaviour(node).send_drop_rate or 0.0
+        if not send_dropped(self.scenario, node.index, signature, rate):
+            return False
+        self._record("dropped", node=node.name, signature=signature, reason="send_drop")
+        return True
 
     def forward(self, tx: VersionedTransaction, raw: bytes, *, verified: bool = False) -> None:
         """Deliver a transaction to the tip (the leader), as sendTransaction does."""
@@ -435,8 +515,9 @@ class SimCluster:
         """Record an injected fault in the ground truth."""
         self._record("fault", node=node.name, fault=fault, **extra)
 
-    def _record(self, kind: str, **fields: Any) -> None:
+    def _record(self, kind: str, *, keep: bool = True, **fields: Any) -> None:
         rec = {"kind": kind, "t": self.unix(), "elapsed": self.elapsed(), **fields}
-        self.truth.append(rec)
+        if keep:
+            self.truth.append(rec)
         if self._truth is not None:
             self._truth.write(json.dumps(rec, separators=(",", ":")) + "\n")

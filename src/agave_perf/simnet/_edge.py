@@ -160,10 +160,19 @@ class NodeEdge:
         self.sessions.add(session)
         return session
 
-    def close_sessions(self) -> None:
-        """Close every PubSub connection (the node stops serving)."""
+    def pubsub_down(self) -> bool:
+        """Whether the scenario has this node's PubSub down (connections refused)."""
+        return bool(self.cluster.behaviour(self.node).pubsub_down)
+
+    def drop_pubsub(self) -> None:
+        """Close every PubSub connection as the scenario's pubsub_down window begins."""
+        self.cluster.record_fault(self.node, "pubsub_drop", connections=len(self.sessions))
+        self.close_sessions(1011, "simnet: pubsub down")
+
+    def close_sessions(self, code: int = 1000, reason: str = "") -> None:
+        """Close every PubSub connection (the node stops serving) with this close code."""
         for session in list(self.sessions):
-            session.close()
+            session.close(code, reason)
 
 
 class PubSubSession:
@@ -180,6 +189,7 @@ class PubSubSession:
         self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.subs: set[int] = set()
         self.closed = False
+        self.close_code, self.close_reason = 1000, ""  # what the carrier's close frame says
         self.cut = False  # cut off for not reading: no close frame, the transport is reset
         self.pending = 0  # bytes queued and not yet handed to the socket
 
@@ -238,11 +248,12 @@ class PubSubSession:
                 edge.cluster.record_fault(edge.node, "ws_drop")
                 return
 
-    def close(self) -> None:
+    def close(self, code: int = 1000, reason: str = "") -> None:
         """End the connection: its subscriptions go, the outbox ends."""
         if self.closed:
             return
         self.closed = True
+        self.close_code, self.close_reason = code, reason
         for sub_id in self.subs:
             self.edge.node.unsubscribe(sub_id)
         self.subs.clear()

@@ -152,6 +152,12 @@ class SimConnector:
                     )
                 raise RpcTransportError(REFUSED, endpoint=endpoint)
             await asyncio.sleep(0)  # a handshake is never synchronous
+            if edge.pubsub_down():
+                # what the aiohttp server answers the upgrade while the scenario has PubSub down
+                raise RpcTransportError(
+                    "cannot open WebSocket: the server refused the upgrade (503)",
+                    endpoint=redact_url(url),
+                )
             return SimWire(edge.open_session(), self._clock)
 
         return PubSubClient(url, timeout=timeout, dial=dial)

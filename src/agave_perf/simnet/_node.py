@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from solders.account import Account
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
@@ -104,6 +106,10 @@ class ClusterView(Protocol):
         """The identity that leads every slot (the tip's)."""
         ...
 
+    def send_dropped(self, node: Node, signature: str) -> bool:
+        """Whether ``node`` drops this received transaction instead of forwarding it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Health:
@@ -130,6 +136,7 @@ class Node:
         self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
         self._blocks: list[int] = []  # slots this node has processed, ascending
         self.view = NodeView(-1, -1, -1)
+        self.fork: Block | None = None  # a dead-fork block shown at processed, until replaced
         self.http_url = ""
         self.ws_url = ""
         self.subs: dict[int, Subscription] = {}
@@ -140,8 +147,32 @@ class Node:
 
     # -- slot processing ----------------------------------------------------------------
 
+    def process_dead(self, block: Block) -> None:
+        """Show a block of a fork that dies at processed; confirmed and finalized stay."""
+        before = self.view
+        self.fork = block
+        self.view = NodeView(block.slot, before.confirmed, before.finalized)
+        self._notify_slot(block, before)
+        if self._acct_subs:
+            self._notify_accounts([pk for pk, _ in block.writes], block.slot, "processed")
+
+    def account(self, pubkey: Pubkey, slot: int) -> Account | None:
+        """The account at ``slot`` as this node sees it: its dead fork's write, else the chain's."""
+        if self.fork is not None and self.fork.slot == slot:
+            for pk, acct in reversed(self.fork.writes):
+                if pk == pubkey:
+                    return acct
+        return self.ledger.account(pubkey, slot)
+
+    def block_at(self, slot: int) -> Block | None:
+        """The block this node sees at ``slot``: its dead-fork block, else the chain's."""
+        if self.fork is not None and self.fork.slot == slot:
+            return self.fork
+        return self.ledger.block_at_or_before(slot)
+
     def process(self, block: Block) -> None:
         """Make ``block`` this node's processed slot and notify subscribers."""
+        abandoned, self.fork = self.fork, None  # a fork switch: the dead block is gone
         if self.index != 0:
             self.bank.replay(block)
         self.bank.svm.warp_to_slot(block.slot)
@@ -156,6 +187,11 @@ class Node:
         if len(self._blocks) > 4 * ROOT_DEPTH:
             del self._blocks[:ROOT_DEPTH]
         self._notify_slot(block, before)
+        if abandoned is not None and self._acct_subs:
+            # Agave re-notifies an account whose value the fork switch undid (solana#9888)
+            written = {pk for pk, _ in block.writes}
+            undone = [pk for pk, _ in abandoned.writes if pk not in written]
+            self._notify_accounts(undone, block.slot, "processed")
 
     def _notify_slot(self, block: Block, before: NodeView) -> None:
         if not self.subs:
@@ -225,24 +261,29 @@ class Node:
                     )
                     self.unsubscribe(sub.id)  # signature subscriptions are one-shot
         if self._acct_subs:
-            from agave_perf.simnet._encoding import encode_account
+            # each written account once (dict keeps the order, newest write first)
+            seen = list(dict.fromkeys(pk for pk, _ in reversed(block.writes)))
+            self._notify_accounts(seen, block.slot, commitment)
 
-            seen: set[Pubkey] = set()
-            for pubkey, _ in reversed(block.writes):
-                if pubkey in seen:
-                    continue
-                seen.add(pubkey)
-                for sub in self._acct_subs.get(pubkey, ()):
-                    if sub.commitment == commitment:
-                        account = self.ledger.account(pubkey, block.slot)
-                        sub.notify(
-                            "accountNotification",
-                            {
-                                "context": {"slot": block.slot},
-                                "value": encode_account(account, sub.encoding, None),
-                            },
-                            sub.id,
+    def _notify_accounts(self, pubkeys: list[Pubkey], slot: int, commitment: str) -> None:
+        """Notify account subscribers at ``commitment`` of these accounts' values at ``slot``."""
+        from agave_perf.simnet._encoding import encode_account
+
+        delay = self.cluster.behaviour(self).notify_delay_s or 0.0
+        for pubkey in pubkeys:
+            for sub in self._acct_subs.get(pubkey, ()):
+                if sub.commitment == commitment:
+                    account = self.account(pubkey, slot)
+                    payload = {
+                        "context": {"slot": slot},
+                        "value": encode_account(account, sub.encoding, None),
+                    }
+                    if delay > 0:  # the scenario's lagging notification pipeline
+                        asyncio.get_running_loop().call_later(
+                            delay, sub.notify, "accountNotification", payload, sub.id
                         )
+                    else:
+                        sub.notify("accountNotification", payload, sub.id)
 
     # -- health -------------------------------------------------------------------------
 

@@ -256,7 +256,7 @@ class Methods:
         return {"context": {"apiVersion": SOLANA_CORE_VERSION, "slot": slot}, "value": value}
 
     def _height(self, slot: int) -> int:
-        block = self.node.ledger.block_at_or_before(slot)
+        block = self.node.block_at(slot)
         return block.block_height if block else 0
 
     # -- methods ------------------------------------------------------------------------
@@ -300,7 +300,7 @@ class Methods:
     def get_latest_blockhash(self, params: Any) -> Any:
         (cfg,) = _params(params, 0, 1)
         slot = self._slot(_config(cfg, {"commitment", "minContextSlot"}))
-        block = self.node.ledger.block_at_or_before(slot)
+        block = self.node.block_at(slot)
         assert block is not None
         return self._ctx(
             slot,
@@ -327,7 +327,7 @@ class Methods:
         key, cfg = _params(params, 1, 2)
         pubkey = _pubkey(key)
         slot = self._slot(_config(cfg, {"commitment", "minContextSlot"}))
-        account = self.node.ledger.account(pubkey, slot)
+        account = self.node.account(pubkey, slot)
         return self._ctx(slot, account.lamports if account else 0)
 
     def _account_cfg(self, cfg: Any) -> tuple[int, str, tuple[int, int] | None]:
@@ -344,7 +344,7 @@ class Methods:
         return self._slot(cfg), encoding, data_slice
 
     def _encode(self, pubkey: Pubkey, slot: int, enc: str, ds: tuple[int, int] | None) -> Any:
-        return self._encode_account(self.node.ledger.account(pubkey, slot), slot, enc, ds, {})
+        return self._encode_account(self.node.account(pubkey, slot), slot, enc, ds, {})
 
     def _encode_account(
         self,
@@ -371,7 +371,7 @@ class Methods:
             if mint == NATIVE_MINT:
                 cache[mint] = NATIVE_DECIMALS
             else:
-                acct = self.node.ledger.account(mint, slot)
+                acct = self.node.account(mint, slot)
                 parsed = unpack_mint(bytes(acct.data)) if acct is not None else None
                 cache[mint] = parsed.decimals if parsed is not None else None
         return cache[mint]
@@ -483,7 +483,7 @@ class Methods:
         """Agave's get_mint_owner_and_additional_data (the native mint needs no account)."""
         if mint == NATIVE_MINT:
             return TOKEN_PROGRAM_ID, NATIVE_DECIMALS
-        acct = self.node.ledger.account(mint, slot)
+        acct = self.node.account(mint, slot)
         if acct is None or acct.lamports == 0:
             raise invalid_param("could not find mint")
         state = unpack_mint(bytes(acct.data))
@@ -525,7 +525,7 @@ class Methods:
 
     def get_token_account_balance(self, params: Any) -> Any:
         pubkey, slot = self._commitment_only(params)
-        acct = self.node.ledger.account(pubkey, slot)
+        acct = self.node.account(pubkey, slot)
         if acct is None or acct.lamports == 0:
             raise invalid_param("could not find account")
         state = unpack_account(bytes(acct.data)) if acct.owner in TOKEN_PROGRAMS else None
@@ -536,7 +536,7 @@ class Methods:
 
     def get_token_supply(self, params: Any) -> Any:
         mint, slot = self._commitment_only(params)
-        acct = self.node.ledger.account(mint, slot)
+        acct = self.node.account(mint, slot)
         if acct is None or acct.lamports == 0:
             raise invalid_param("could not find account")
         if acct.owner not in TOKEN_PROGRAMS:
@@ -645,7 +645,7 @@ class Methods:
         if cfg.get("sigVerify") and not all(tx.verify_with_results()):
             raise RpcFailure(-32003, "Transaction signature verification failure")
         if cfg.get("replaceRecentBlockhash"):
-            block = self.node.ledger.block_at_or_before(slot)
+            block = self.node.block_at(slot)
             assert block is not None
             replacement = {
                 "blockhash": block.blockhash,
@@ -696,7 +696,8 @@ class Methods:
             err, logs, units, _ = self.node.bank.simulate(tx)
             if err is not None:
                 raise _preflight_failure(err, logs, units)
-        self.node.cluster.forward(tx, raw, verified=not cfg.get("skipPreflight"))
+        if not self.node.cluster.send_dropped(self.node, sig):
+            self.node.cluster.forward(tx, raw, verified=not cfg.get("skipPreflight"))
         return sig
 
     def get_signature_statuses(self, params: Any) -> Any:

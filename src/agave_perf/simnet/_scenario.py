@@ -14,6 +14,12 @@ Built-in scenarios take parameters as ``name:key=value,...``::
     skips:rate=0.1              a fraction of slots is skipped (no block)
     pause:every=10s,for=1s,node=0   the node answers nothing during pauses
     latency:dist=normal,mean=20ms,sd=2ms,methods=*,node=all
+    forks:rate=0.05             a fraction of slots is a processed fork that is abandoned
+    drop:rate=0.3,node=1        the node drops a share of the transactions it receives
+    subdrop:after=20s,for=5s,node=0   the node's PubSub connections drop and stay down
+    notifylag:after=20s,for=5s,delay=1s,node=0   account notifications go out late
+
+Scenarios combine with ``;``: ``skips:rate=0.05;forks:rate=0.05;subdrop:after=20s``.
 """
 
 from __future__ import annotations
@@ -110,6 +116,9 @@ class Behaviour:
     ws_drop_per_min: float | None = None
     pause_every: float | None = None
     pause_for: float | None = None
+    send_drop_rate: float | None = None  # share of received transactions never forwarded
+    pubsub_down: bool | None = None  # PubSub connections are closed and refused
+    notify_delay_s: float | None = None  # account notifications go out this late
 
     def merged(self, other: Behaviour) -> Behaviour:
         """Return self with every field ``other`` sets replaced."""
@@ -130,6 +139,9 @@ DEFAULT_BEHAVIOUR = Behaviour(
     ws_drop_per_min=0.0,
     pause_every=0.0,
     pause_for=0.0,
+    send_drop_rate=0.0,
+    pubsub_down=False,
+    notify_delay_s=0.0,
 )
 
 
@@ -140,6 +152,7 @@ class Phase:
     at: float
     nodes: dict[str, Behaviour] = field(default_factory=dict)
     skip_rate: float | None = None
+    fork_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -171,13 +184,30 @@ class Scenario:
                 rate = phase.skip_rate
         return rate
 
+    def fork_rate(self, t: float) -> float:
+        """Return the fraction of slots produced on a fork that dies, at ``t``."""
+        rate = 0.0
+        for phase in self.phases:
+            if phase.at > t:
+                break
+            if phase.fork_rate is not None:
+                rate = phase.fork_rate
+        return rate
+
     def stall_windows(self, node: int) -> list[tuple[float, float]]:
         """Return the [start, end) times during which ``node`` does not replay."""
+        return self._windows(node, "stalled")
+
+    def pubsub_windows(self, node: int) -> list[tuple[float, float]]:
+        """Return the [start, end) times during which ``node``'s PubSub is down."""
+        return self._windows(node, "pubsub_down")
+
+    def _windows(self, node: int, flag: str) -> list[tuple[float, float]]:
         windows: list[tuple[float, float]] = []
         points = sorted({p.at for p in self.phases})
         start: float | None = None
         for at in points:
-            stalled = bool(self.behaviour(node, at).stalled)
+            stalled = bool(getattr(self.behaviour(node, at), flag))
             if stalled and start is None:
                 start = at
             elif not stalled and start is not None:
@@ -196,6 +226,7 @@ class Scenario:
                 {
                     "at": p.at,
                     "skip_rate": p.skip_rate,
+                    "fork_rate": p.fork_rate,
                     "nodes": {
                         k: {
                             f: (
@@ -237,6 +268,9 @@ _BEHAVIOUR_KEYS = {
     "ws_drop_per_min",
     "pause_every",
     "pause_for",
+    "send_drop_rate",
+    "pubsub_down",
+    "notify_delay_s",
 }
 
 
@@ -309,6 +343,33 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
         phases = (_steady(), Phase(0.0, {node: beh}))
     elif name == "skips":
         phases = (_steady(), Phase(0.0, {}, skip_rate=_rate(params, "rate", 0.1)))
+    elif name == "forks":
+        phases = (_steady(), Phase(0.0, {}, fork_rate=_rate(params, "rate", 0.05)))
+    elif name == "drop":
+        node = _node(params, "1")
+        rate = _rate(params, "rate", 0.3)
+        phases = (_steady(), Phase(0.0, {node: Behaviour(send_drop_rate=rate)}))
+    elif name == "subdrop":
+        after = _secs(params, "after", "20s")
+        length = _secs(params, "for", "5s")
+        if length <= 0:
+            raise UsageError("subdrop: 'for' must be longer than 0")
+        node = _node(params, "0")
+        phases = (
+            _steady(),
+            Phase(after, {node: Behaviour(pubsub_down=True)}),
+            Phase(after + length, {node: Behaviour(pubsub_down=False)}),
+        )
+    elif name == "notifylag":
+        after = _secs(params, "after", "20s")
+        length = _secs(params, "for", "5s")
+        delay = _secs(params, "delay", "1s")
+        node = _node(params, "0")
+        phases = (
+            _steady(),
+            Phase(after, {node: Behaviour(notify_delay_s=delay)}),
+            Phase(after + length, {node: Behaviour(notify_delay_s=0.0)}),
+        )
     elif name == "pause":
         node = _node(params, "all")
         every = _secs(params, "every", "10s")
@@ -342,7 +403,19 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
     return Scenario(name, phases, seed)
 
 
-BUILTIN = ("steady", "lag", "stall", "flaky", "skips", "pause", "latency")
+BUILTIN = (
+    "steady",
+    "lag",
+    "stall",
+    "flaky",
+    "skips",
+    "pause",
+    "latency",
+    "forks",
+    "drop",
+    "subdrop",
+    "notifylag",
+)
 
 
 def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
@@ -358,9 +431,9 @@ def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
             if isinstance(value, str):
                 value = {"*": value}
             kw[key] = {m: Distribution.parse(str(s)) for m, s in value.items()}
-        elif key in ("pause_every", "pause_for"):
+        elif key in ("pause_every", "pause_for", "notify_delay_s"):
             kw[key] = parse_seconds(value)
-        elif key == "stalled":
+        elif key in ("stalled", "pubsub_down"):
             kw[key] = bool(value)
         else:
             kw[key] = float(value)
@@ -380,7 +453,7 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
     try:
         for i, p in enumerate(data.get("phase", [])):
             where = f"scenario {name} phase {i + 1}"
-            extra = set(p) - {"at", "skip_rate", "nodes"}
+            extra = set(p) - {"at", "skip_rate", "fork_rate", "nodes"}
             if extra:
                 raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
             nodes = {}
@@ -388,9 +461,14 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
                 if target not in ("all", "tip", "followers") and not str(target).isdigit():
                     raise UsageError(f"{where}: unknown node '{target}'")
                 nodes[str(target)] = _behaviour_from_toml(beh, f"{where} node {target}")
-            skip = p.get("skip_rate")
+            skip, fork = p.get("skip_rate"), p.get("fork_rate")
             phases.append(
-                Phase(parse_seconds(p.get("at", 0)), nodes, None if skip is None else float(skip))
+                Phase(
+                    parse_seconds(p.get("at", 0)),
+                    nodes,
+                    None if skip is None else float(skip),
+                    None if fork is None else float(fork),
+                )
             )
     except (TypeError, ValueError) as err:
         raise UsageError(f"scenario {name}: {err}") from None
@@ -401,7 +479,9 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
 
 
 def load(spec: str) -> Scenario:
-    """Return a scenario from ``name``, ``name:k=v,...`` or a path to a TOML file."""
+    """Return a scenario: ``name``, ``name:k=v,...``, several joined by ``;``, or a TOML file."""
+    if ";" in spec and not spec.endswith(".toml"):
+        return combine([load(part) for part in spec.split(";") if part.strip()], spec)
     path = Path(spec)
     if spec.endswith(".toml") or path.is_file():
         try:
@@ -417,3 +497,16 @@ def load(spec: str) -> Scenario:
             raise UsageError(f"scenario parameter '{item}' is not key=value")
         params[key.strip()] = value.strip()
     return _builtin(name.strip(), params)
+
+
+def combine(parts: list[Scenario], name: str) -> Scenario:
+    """One scenario doing all of ``parts`` at once (later parts win where they set the same)."""
+    if not parts:
+        raise UsageError("an empty scenario list")
+    # every built-in starts with the steady phase; repeated, it would undo an earlier
+    # part's setting (lag:slots=8;forks would lose its lag), so only the first one keeps it
+    steady = _steady()
+    given = list(parts[0].phases) + [p for s in parts[1:] for p in s.phases if p != steady]
+    # sorted() is stable: at equal times, phases keep the order their scenarios were given in
+    phases = sorted(given, key=lambda ph: ph.at)
+    return Scenario(name, tuple(phases), parts[0].seed)

@@ -185,6 +185,8 @@ class NodeServer:
     # -- WebSocket ----------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        if self.edge.pubsub_down():
+            raise web.HTTPServiceUnavailable(text="simnet: pubsub down")
         ws = web.WebSocketResponse(max_msg_size=self.edge.max_body, heartbeat=None)
         await ws.prepare(request)
         self._ws.add(ws)
@@ -206,7 +208,7 @@ class NodeServer:
                 session.taken(item)
                 await ws.send_str(item.decode())
             if not session.cut:
-                await ws.close()
+                await ws.close(code=session.close_code, message=session.close_reason.encode())
 
         async def dropper() -> None:
             await session.drop_due()
