@@ -99,6 +99,19 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
     show_default=True,
     help="getRecentPerformanceSamples period.",
 )
+@click.option(
+    "--metrics-config",
+    metavar="host=URL,db=DB,u=USER,p=PASS",
+    default=None,
+    help="Push Agave-format datapoints of a staged follower here (SOLANA_METRICS_CONFIG format).",
+)
+@click.option(
+    "--metrics-node",
+    type=click.IntRange(1, 15),
+    default=1,
+    show_default=True,
+    help="The follower whose datapoints are pushed.",
+)
 @standard_options
 def simnet(
     nodes: int | None,
@@ -111,6 +124,8 @@ def simnet(
     accounts: int,
     health_check_slot_distance: int,
     perf_sample_secs: float,
+    metrics_config: str | None,
+    metrics_node: int,
 ) -> None:
     """Start an embedded Solana-RPC-compatible cluster on loopback (tip first)."""
     rt = runtime()
@@ -125,5 +140,7 @@ def simnet(
         accounts=accounts,
         health_check_slot_distance=health_check_slot_distance,
         perf_sample_s=perf_sample_secs,
+        metrics_config=metrics_config,
+        metrics_node=metrics_node,
     )
     run_async(_serve(cluster, duration, rt.as_json))

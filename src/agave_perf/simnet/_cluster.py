@@ -26,6 +26,7 @@ from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_na
 from agave_perf.simnet._node import Node
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import AGAVE_MAX_REQUEST_BODY, NodeServer, bind_pair
+from agave_perf.simnet._stagefeed import MetricsPusher, StageFeed
 from agave_perf.simnet._timeline import FollowerModel, skipped
 
 LAMPORTS_PER_SOL = 1_000_000_000
@@ -71,6 +72,9 @@ class SimCluster:
         perf_sample_s: float = 60.0,
         max_body: int = AGAVE_MAX_REQUEST_BODY,
         clock: Clock | None = None,
+        metrics_config: str | None = None,
+        metrics_node: int = 1,
+        metrics_flush_s: float = 10.0,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
@@ -106,6 +110,24 @@ class SimCluster:
         self.started = False
         self._pauses_seen: set[tuple[int, float]] = set()
         self._freezes = 0
+        # staged followers (scenarios with stage timings) and the datapoints they push
+        self.metrics = (
+            MetricsPusher(metrics_config, self.clock, metrics_flush_s) if metrics_config else None
+        )
+        self.feeds = {
+            i: StageFeed(
+                self.nodes[i],
+                slot_s=self.slot_s,
+                seed=self.scenario.seed,
+                clock=self.clock,
+                t0=lambda: self._t0,
+                unix=lambda elapsed: self._unix0 + elapsed,
+                record=self._record,
+                pusher=self.metrics if i == metrics_node else None,
+            )
+            for i in range(1, nodes)
+            if self.scenario.staged(i)
+        }
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -171,6 +193,10 @@ class SimCluster:
             self._wakeups[i] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._drive_follower(i), name=f"simnet-f{i}"))
         self._tasks.append(asyncio.create_task(self._drive_pauses(), name="simnet-pauses"))
+        for i, feed in self.feeds.items():
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"simnet-stages{i}"))
+        if self.metrics is not None:
+            await self.metrics.start()
         self.started = True
 
     async def stop(self) -> None:
@@ -181,6 +207,8 @@ class SimCluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.metrics is not None:
+            await self.metrics.stop()
         for server in self._servers:
             await server.stop()
         self._servers.clear()
@@ -242,7 +270,13 @@ class SimCluster:
                 self.ledger.open_block(slot + 1, self._unix())
                 self._housekeeping()
                 for i, model in self._models.items():
-                    self._queues[i].append((self._t0 + model.replay_time(produced_at), slot))
+                    feed = self.feeds.get(i)
+                    at = (
+                        feed.plan(slot, produced_at, self.scenario.behaviour(i, produced_at).stages)
+                        if feed is not None
+                        else model.replay_time(produced_at)
+                    )
+                    self._queues[i].append((self._t0 + at, slot))
                     self._wakeups[i].set()
             now = self.clock.now()
             for node in self.nodes:

@@ -154,6 +154,7 @@ class NodeServer:
         except web.HTTPRequestEntityTooLarge:
             raise
         await self._wait_out_pause()
+        self.node.rpc_requests += 1
         methods = method_names(body)
         first = methods[0] if methods else ""
         fault = self._fault(first)
