@@ -90,14 +90,17 @@ class TestBuiltins:
         """The named node gets the cause; other followers get healthy stage timings."""
         sc = load_scenario(spec)
         one, two = sc.behaviour(1, 5.0).stages, sc.behaviour(2, 5.0).stages
-        assert one is not None and one.cause() == cause
+        assert one is not None
+        assert one.cause() == cause
         assert two == StageParams()
-        assert sc.staged(1) and not sc.staged(0)
+        assert sc.staged(1)
+        assert not sc.staged(0)
 
     def test_bare_numbers_are_milliseconds(self) -> None:
         """replay:ms=600 is 600 ms, as its key says."""
         stages = load_scenario("replay:ms=600").behaviour(1, 0).stages
-        assert stages is not None and stages.replay == pytest.approx(0.6)
+        assert stages is not None
+        assert stages.replay == pytest.approx(0.6)
 
     @pytest.mark.parametrize("spec", ["repair:share=2", "heavy:every=0", "replay:ms=-5", "rpc:x=1"])
     def test_bad_parameters_are_usage_errors(self, spec: str) -> None:
@@ -110,7 +113,8 @@ class TestBuiltins:
         f = tmp_path / "s.toml"
         f.write_text('[[phase]]\nat = 0\n[phase.nodes.1]\nstages = {replay = "700ms"}\n')
         stages = load_scenario(str(f)).behaviour(1, 0).stages
-        assert stages is not None and stages.replay == pytest.approx(0.7)
+        assert stages is not None
+        assert stages.replay == pytest.approx(0.7)
 
 
 class TestDatapoints:
