@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 import click
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
-from agave_perf.cli.check import build_sources, flag_notes, slo_settings, source_options
+from agave_perf.cli.check import (
+    build_sources,
+    cause_kwargs,
+    cause_options,
+    flag_notes,
+    slo_settings,
+    source_options,
+)
 from agave_perf.output import console
 
 if TYPE_CHECKING:
@@ -66,6 +73,7 @@ async def _watch(
 
 @click.command()
 @source_options
+@cause_options
 @click.option("--duration", type=Duration(), default=None, help="Stop after this long.")
 @click.option(
     "--record",
@@ -106,6 +114,9 @@ def watch(
     latency_p95_ms: float | None,
     memory_limit_gib: float | None,
     memory_metric: str | None,
+    stages: bool,
+    metrics_listen: str | None,
+    metrics_forward: str | None,
     duration: float | None,
     record: str | None,
     listen: str | None,
@@ -131,7 +142,13 @@ def watch(
     sources = build_sources(rpc, ws, references, pid, process, keypair, accounts)
     # bounded memory however long it runs: a window's worth of the busiest sample kinds
     keep = int(window * max(settings.sample_hz, 30.0) * 1.5) + 1000
-    monitor = Monitor(sources, settings, keep=keep, timeout=min(rt.settings.rpc.timeout_s, 2.0))
+    monitor = Monitor(
+        sources,
+        settings,
+        keep=keep,
+        timeout=min(rt.settings.rpc.timeout_s, 2.0),
+        **cause_kwargs(stages, metrics_listen, metrics_forward),
+    )
     recorder = Recorder(record, monitor.meta()) if record else None
     if recorder is not None:
         monitor.sinks.append(recorder)

@@ -10,6 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from agave_perf.slo.attribution import Attribution
 from agave_perf.slo.evaluate import GIB, Evaluation
 
 
@@ -42,6 +43,7 @@ class Verdict:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     replayed: str = ""
+    attribution: Attribution | None = None  # why it is behind (when stages/metrics were followed)
 
     @property
     def failed(self) -> bool:
@@ -70,6 +72,10 @@ class Verdict:
             evidence.append(f"  {c.name}: ", style="bold")
             evidence.append(f"{c.evidence}\n")
         parts: list[RenderableType] = [head, table, evidence]
+        if self.attribution is not None:
+            why = Text("lag cause: ", style="bold")
+            why.append(f"{self.attribution.cause}: {self.attribution.sentence}")
+            parts.append(why)
         if ev.latency:
             lt = Table(
                 title="request latency (ms, from the scheduled instant)", title_justify="left"
@@ -218,6 +224,7 @@ class Verdict:
                 },
             },
             "faults": ev.faults,
+            "attribution": None if self.attribution is None else self.attribution.to_json(),
             "endpoints": self.endpoints,
             "settings": ev.settings.model_dump(),
             "notes": self.notes,
