@@ -116,7 +116,7 @@ class Node:
         self.perf_samples: list[dict[str, int]] = []
         self._sample_start: tuple[float, int, int] | None = None
         self.rpc_requests = 0  # JSON-RPC bodies served (the load rpc-contention scenarios use)
-        self.staged = False  # a StageFeed sends firstShredReceived/completed/createdBank
+        self.staged = False  # a StageFeed sends firstShredReceived … frozen at their own times
 
     # -- slot processing ----------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class Node:
             },
         ]
         if self.staged:
-            del updates[:3]  # sent at their own times by the node's StageFeed
+            del updates[:4]  # sent at their own times by the node's StageFeed
         if self.view.confirmed != before.confirmed:
             updates.append(
                 {"slot": self.view.confirmed, "timestamp": now_ms, "type": "optimisticConfirmation"}

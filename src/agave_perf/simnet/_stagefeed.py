@@ -144,6 +144,7 @@ class StageFeed:
         self._requests_seen = 0
         self._cause = ""
         self._recent: deque[SlotPlan] = deque(maxlen=64)
+        self._sent: dict[int, dict[str, float]] = {}
         self._loop_from = 0.0
         node.staged = True
 
@@ -187,29 +188,36 @@ class StageFeed:
             self._send(stage, p, at)
 
     def _send(self, stage: str, p: SlotPlan, at: float) -> None:
-        ms = int(self._unix(at) * 1000)
-        if stage == "frozen":
-            # the node itself announces frozen when the cluster processes the slot
-            self._recent.append(p)
-            if self.pusher is not None:
-                block = self.node.ledger.blocks.get(p.slot)
-                txs = len(block.txs) if block is not None else 0
-                self.pusher.add(slot_points(p, self.host_id, int(self._unix(at) * 1e9), txs))
-                if at - self._loop_from >= LOOP_STATS_S:
-                    stats = loop_timing(self._recent, self._loop_from, at)
-                    self.pusher.add(
-                        [
-                            line(
-                                "replay-loop-timing-stats",
-                                self.host_id,
-                                dict(stats),
-                                int(self._unix(at) * 1e9),
-                            )
-                        ]
-                    )
-                    self._loop_from = at
-            return
+        now = self.clock.now() - self._t0()
+        ms = int(self._unix(now) * 1000)
         update: dict[str, Any] = {"slot": p.slot, "timestamp": ms, "type": stage}
+        block = self.node.ledger.blocks.get(p.slot)
         if stage == "createdBank":
-            update = {"parent": p.slot - 1, **update}
+            update = {"parent": block.parent if block is not None else p.slot - 1, **update}
+        elif stage == "frozen":
+            txs = block.txs if block is not None else []
+            failed = sum(1 for tx in txs if tx.err is not None)
+            update["stats"] = {
+                "numTransactionEntries": len(txs),
+                "numSuccessfulTransactions": len(txs) - failed,
+                "numFailedTransactions": failed,
+                "maxTransactionsPerEntry": min(len(txs), 64),
+            }
         self.node.notify_stage(update)
+        # the truth of what the node announced: when each stage was actually sent, next to
+        # the planned time (the two differ by this process's event-loop delay)
+        sent = self._sent.setdefault(p.slot, {})
+        sent[stage] = round(now, 6)
+        if stage != "frozen":
+            return
+        del self._sent[p.slot]
+        self._record("stages_sent", node=self.node.name, slot=p.slot, **sent)
+        self._recent.append(p)
+        if self.pusher is None:
+            return
+        t_ns = int(self._unix(now) * 1e9)
+        self.pusher.add(slot_points(p, self.host_id, t_ns, len(block.txs) if block else 0))
+        if at - self._loop_from >= LOOP_STATS_S:
+            stats = loop_timing(self._recent, self._loop_from, at)
+            self.pusher.add([line("replay-loop-timing-stats", self.host_id, dict(stats), t_ns)])
+            self._loop_from = at
