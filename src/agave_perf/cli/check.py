@@ -97,6 +97,51 @@ def source_options(func: F) -> F:
     return func
 
 
+def cause_options(func: F) -> F:
+    """The lag-attribution options ``check`` and ``watch`` share."""
+    options = [
+        click.option(
+            "--stages/--no-stages",
+            default=True,
+            show_default=True,
+            help="Follow slotsUpdatesSubscribe on node and references to attribute lag.",
+        ),
+        click.option(
+            "--metrics-listen",
+            metavar="HOST:PORT",
+            help="Receive the validator's datapoints (InfluxDB /write) here; point "
+            "SOLANA_METRICS_CONFIG=host=http://HOST:PORT,db=agave,u=x,p=y at it.",
+        ),
+        click.option(
+            "--metrics-forward",
+            metavar="URL",
+            help="Also tee every metrics batch unchanged to this InfluxDB.",
+        ),
+    ]
+    for opt in reversed(options):
+        func = opt(func)
+    return func
+
+
+def cause_kwargs(
+    stages: bool, metrics_listen: str | None, metrics_forward: str | None
+) -> dict[str, Any]:
+    """Validate the attribution options into Monitor keyword arguments."""
+    from agave_perf.slo.prometheus import parse_listen
+
+    if metrics_forward and not metrics_listen:
+        raise UsageError("--metrics-forward needs --metrics-listen")
+    return {
+        "stages": stages,
+        "metrics_listen": parse_listen(metrics_listen, "--metrics-listen")
+        if metrics_listen
+        else None,
+        "metrics_forward": http_url("--metrics-forward", metrics_forward)
+        if metrics_forward
+        else None,
+    }
+
+
 def slo_settings(base: SloSettings, **overrides: Any) -> SloSettings:
     """The configured SLO settings with command-line overrides applied."""
     changes = {k: v for k, v in overrides.items() if v is not None}
@@ -198,6 +243,7 @@ async def _measure(monitor: Monitor, duration: float, show_progress: bool) -> bo
 
 @click.command()
 @source_options
+@cause_options
 @click.option(
     "--duration", type=Duration(), default="60s", show_default=True, help="How long to sample."
 )
@@ -225,6 +271,9 @@ def check(
     latency_p95_ms: float | None,
     memory_limit_gib: float | None,
     memory_metric: str | None,
+    stages: bool,
+    metrics_listen: str | None,
+    metrics_forward: str | None,
     duration: float,
     record: str | None,
     replay: str | None,
@@ -255,7 +304,12 @@ def check(
         from agave_perf.slo import Monitor, Recorder
 
         sources = build_sources(rpc, ws, references, pid, process, keypair, accounts)
-        monitor = Monitor(sources, settings, timeout=min(rt.settings.rpc.timeout_s, 2.0))
+        monitor = Monitor(
+            sources,
+            settings,
+            timeout=min(rt.settings.rpc.timeout_s, 2.0),
+            **cause_kwargs(stages, metrics_listen, metrics_forward),
+        )
         recorder = Recorder(record, monitor.meta()) if record else None
         if recorder is not None:
             monitor.sinks.append(recorder)

@@ -136,6 +136,19 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
     show_default=True,
     help="The same bound in bytes (Agave: 268435456).",
 )
+@click.option(
+    "--metrics-config",
+    metavar="host=URL,db=DB,u=USER,p=PASS",
+    default=None,
+    help="Push Agave-format datapoints of a staged follower here (SOLANA_METRICS_CONFIG format).",
+)
+@click.option(
+    "--metrics-node",
+    type=click.IntRange(1, 15),
+    default=1,
+    show_default=True,
+    help="The follower whose datapoints are pushed.",
+)
 @standard_options
 @click.pass_context
 def simnet(
@@ -153,6 +166,8 @@ def simnet(
     perf_sample_secs: float,
     queue_items: int,
     queue_bytes: int,
+    metrics_config: str | None,
+    metrics_node: int,
 ) -> None:
     """Start an embedded Solana-RPC-compatible cluster on loopback (tip first).
 
@@ -176,6 +191,8 @@ def simnet(
         perf_sample_s=perf_sample_secs,
         pubsub_queue_items=queue_items,
         pubsub_queue_bytes=queue_bytes,
+        metrics_config=metrics_config,
+        metrics_node=metrics_node,
     )
     run_async(_serve(cluster, duration, rt.as_json))
 

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import click
 
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
-from agave_perf.cli.check import build_sources, flag_notes, slo_settings, source_options
+from agave_perf.cli.check import (
+    build_sources,
+    cause_kwargs,
+    cause_options,
+    flag_notes,
+    slo_settings,
+    source_options,
+)
 from agave_perf.errors import SloFailed
 from agave_perf.output import console
 
@@ -68,6 +75,7 @@ async def _watch(
 
 @click.command()
 @source_options
+@cause_options
 @click.option("--duration", type=Duration(), default=None, help="Stop after this long.")
 @click.option(
     "--record",
@@ -108,6 +116,9 @@ def watch(
     latency_p95_ms: float | None,
     memory_limit_gib: float | None,
     memory_metric: str | None,
+    stages: bool,
+    metrics_listen: str | None,
+    metrics_forward: str | None,
     duration: float | None,
     record: str | None,
     listen: str | None,
@@ -133,7 +144,13 @@ def watch(
     sources = build_sources(rpc, ws, references, pid, process, keypair, accounts)
     # bounded memory however long it runs: a window's worth of the busiest sample kinds
     keep = int(window * max(settings.sample_hz, 30.0) * 1.5) + 1000
-    monitor = Monitor(sources, settings, keep=keep, timeout=min(rt.settings.rpc.timeout_s, 2.0))
+    monitor = Monitor(
+        sources,
+        settings,
+        keep=keep,
+        timeout=min(rt.settings.rpc.timeout_s, 2.0),
+        **cause_kwargs(stages, metrics_listen, metrics_forward),
+    )
     recorder = Recorder(record, monitor.meta()) if record else None
     if recorder is not None:
         monitor.sinks.append(recorder)

@@ -37,6 +37,7 @@ from agave_perf.simnet._node import Node
 from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import NodeServer, bind_pair
+from agave_perf.simnet._stagefeed import MetricsPusher, StageFeed
 from agave_perf.simnet._timeline import FollowerModel, skipped
 from agave_perf.simnet._world import TokenWorld
 
@@ -94,6 +95,9 @@ class SimCluster:
         validator_args: str | NodeConfig | None = None,
         token_accounts: int = 0,
         serve: bool = True,
+        metrics_config: str | None = None,
+        metrics_node: int = 1,
+        metrics_flush_s: float = 10.0,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
@@ -147,6 +151,24 @@ class SimCluster:
         self._pauses_seen: set[tuple[int, float]] = set()
         self.forks = Forks()
         self._freezes = 0
+        # staged followers (scenarios with stage timings) and the datapoints they push
+        self.metrics = (
+            MetricsPusher(metrics_config, self.clock, metrics_flush_s) if metrics_config else None
+        )
+        self.feeds = {
+            i: StageFeed(
+                self.nodes[i],
+                slot_s=self.slot_s,
+                seed=self.scenario.seed,
+                clock=self.clock,
+                t0=lambda: self._t0,
+                unix=lambda elapsed: self._unix0 + elapsed,
+                record=self._record,
+                pusher=self.metrics if i == metrics_node else None,
+            )
+            for i in range(1, nodes)
+            if self.scenario.staged(i)
+        }
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -229,6 +251,10 @@ class SimCluster:
             self._tasks.append(
                 asyncio.create_task(self._drive_pubsub_drops(), name="simnet-pubsub-drops")
             )
+        for i, feed in self.feeds.items():
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"simnet-stages{i}"))
+        if self.metrics is not None:
+            await self.metrics.start()
         self.started = True
 
     async def stop(self) -> None:
@@ -241,6 +267,8 @@ class SimCluster:
         self._tasks.clear()
         for edge in self.edges:
             edge.close_sessions()
+        if self.metrics is not None:
+            await self.metrics.stop()
         for server in self._servers:
             await server.stop()
         self._servers.clear()
@@ -335,7 +363,13 @@ class SimCluster:
                 self.ledger.open_block(slot + 1, self.unix())
                 self._housekeeping()
                 for i, model in self._models.items():
-                    self._queues[i].append((self._t0 + model.replay_time(produced_at), slot))
+                    feed = self.feeds.get(i)
+                    at = (
+                        feed.plan(slot, produced_at, self.scenario.behaviour(i, produced_at).stages)
+                        if feed is not None
+                        else model.replay_time(produced_at)
+                    )
+                    self._queues[i].append((self._t0 + at, slot))
                     self._wakeups[i].set()
             now = self.clock.now()
             for node in self.nodes:

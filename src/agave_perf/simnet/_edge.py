@@ -123,6 +123,7 @@ class NodeEdge:
         if len(body) > self.max_body:
             return HttpAnswer(413, b"Request Entity Too Large", "text/plain")
         await self.wait_out_pause()
+        self.node.rpc_requests += 1  # the stage feed's RPC load (its rpc:us cost per request)
         methods = method_names(body)
         first = methods[0] if methods else ""
         fault = self._fault(first)

@@ -144,6 +144,8 @@ class Node:
         self._acct_subs: dict[Pubkey, list[Subscription]] = {}
         self.perf_samples: list[dict[str, int]] = []
         self._sample_start: tuple[float, int, int] | None = None
+        self.rpc_requests = 0  # JSON-RPC bodies served (the load rpc-contention scenarios use)
+        self.staged = False  # a StageFeed sends firstShredReceived … frozen at their own times
 
     # -- slot processing ----------------------------------------------------------------
 
@@ -242,6 +244,8 @@ class Node:
                 },
             },
         ]
+        if self.staged:
+            del updates[:4]  # sent at their own times by the node's StageFeed
         if self.view.confirmed != before.confirmed:
             updates.append(
                 {"slot": self.view.confirmed, "timestamp": now_ms, "type": "optimisticConfirmation"}
@@ -249,6 +253,12 @@ class Node:
         if self.view.finalized != before.finalized:
             updates.append({"slot": self.view.finalized, "timestamp": now_ms, "type": "root"})
         return updates
+
+    def notify_stage(self, update: dict[str, Any]) -> None:
+        """Send one slotsUpdatesNotification to every slotsUpdates subscriber."""
+        for sub in list(self.subs.values()):
+            if sub.kind == "slotsUpdates":
+                sub.notify("slotsUpdatesNotification", update, sub.id)
 
     def _notify_block(self, block: Block, commitment: str) -> None:
         for tx in block.txs:

@@ -20,6 +20,10 @@ Built-in scenarios take parameters as ``name:key=value,...``::
     notifylag:after=20s,for=5s,delay=1s,node=0   account notifications go out late
 
 Scenarios combine with ``;``: ``skips:rate=0.05;forks:rate=0.05;subdrop:after=20s``.
+
+Stage timings with an injected cause of lag (``replay:ms=N``, ``shreds:delay=D``,
+``repair:share=F``, ``starve:ms=N``, ``heavy:every=K,ms=N``, ``rpc:us=N``, ``stages``)
+are described in :mod:`agave_perf.simnet._stages`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 from agave_perf.duration import parse_duration as parse_seconds
 from agave_perf.errors import UsageError
+from agave_perf.simnet._stages import STAGE_BUILTINS, StageParams, stage_builtin
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ class Behaviour:
     send_drop_rate: float | None = None  # share of received transactions never forwarded
     pubsub_down: bool | None = None  # PubSub connections are closed and refused
     notify_delay_s: float | None = None  # account notifications go out this late
+    stages: StageParams | None = None  # per-slot stage timings (None: processed at once)
 
     def merged(self, other: Behaviour) -> Behaviour:
         """Return self with every field ``other`` sets replaced."""
@@ -217,6 +223,10 @@ class Scenario:
             windows.append((start, math.inf))
         return windows
 
+    def staged(self, node: int) -> bool:
+        """Whether any phase gives ``node`` stage timings (then a StageFeed drives it)."""
+        return any(self.behaviour(node, p.at).stages is not None for p in self.phases)
+
     def to_json(self) -> dict[str, Any]:
         """Plain data describing the scenario, for the truth file."""
         return {
@@ -230,7 +240,11 @@ class Scenario:
                     "nodes": {
                         k: {
                             f: (
-                                {m: d.to_json() for m, d in v.items()} if isinstance(v, dict) else v
+                                {m: d.to_json() for m, d in v.items()}
+                                if isinstance(v, dict)
+                                else v.to_json()
+                                if isinstance(v, StageParams)
+                                else v
                             )
                             for f, v in b.__dict__.items()
                             if v is not None
@@ -271,6 +285,7 @@ _BEHAVIOUR_KEYS = {
     "send_drop_rate",
     "pubsub_down",
     "notify_delay_s",
+    "stages",
 }
 
 
@@ -394,6 +409,13 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
         methods = params.pop("methods", "*").split("+")
         d = Distribution.parse(spec)
         phases = (_steady(), Phase(0.0, {node: Behaviour(latency=dict.fromkeys(methods, d))}))
+    elif name in STAGE_BUILTINS:
+        node = _node(params, "1")
+        injected = stage_builtin(name, params)
+        phases = (
+            Phase(0.0, {"followers": Behaviour(stages=StageParams())}),
+            Phase(0.0, {node: Behaviour(stages=injected)}),
+        )
     else:
         raise UsageError(
             f"unknown scenario '{name}' (built-in: {', '.join(BUILTIN)}; or a TOML file)"
@@ -415,6 +437,7 @@ BUILTIN = (
     "drop",
     "subdrop",
     "notifylag",
+    *STAGE_BUILTINS,
 )
 
 
@@ -435,9 +458,33 @@ def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
             kw[key] = parse_seconds(value)
         elif key in ("stalled", "pubsub_down"):
             kw[key] = bool(value)
+        elif key == "stages":
+            kw[key] = _stages_from_toml(value, where)
         else:
             kw[key] = float(value)
     return Behaviour(**kw)
+
+
+_STAGE_SECONDS = ("shred_delay", "download", "replay", "repair_delay", "starve", "heavy")
+
+
+def _stages_from_toml(value: Any, where: str) -> StageParams:
+    """A ``stages = {replay = "500ms", ...}`` table (durations as strings, shares as numbers)."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{where}: stages must be a table")
+    known = set(StageParams.__dataclass_fields__)
+    unknown = set(value) - known
+    if unknown:
+        raise UsageError(f"{where}: unknown stage key(s) {', '.join(sorted(unknown))}")
+    kw: dict[str, Any] = {}
+    for k, v in value.items():
+        if k in _STAGE_SECONDS:
+            kw[k] = parse_seconds(v)
+        elif k == "heavy_every":
+            kw[k] = int(v)
+        else:
+            kw[k] = float(v)
+    return StageParams(**kw)
 
 
 def from_toml(text: str, name: str = "custom") -> Scenario:

@@ -43,14 +43,14 @@ TIME_LAG_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8)
 LANDING_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4, 3.2, 6.4, 12.8, 30)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, option: str = "--prometheus") -> tuple[str, int]:
     """Parse ``HOST:PORT`` or ``PORT`` (host defaults to 127.0.0.1, never all interfaces)."""
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = "127.0.0.1", text
     host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--prometheus {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9184")
+        raise UsageError(f"{option} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9184")
     return host, int(port)
 
 

@@ -77,6 +77,7 @@ _CHECKS: dict[str, Any] = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "int | None": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
     "str": lambda v: isinstance(v, str),
+    "str | None": lambda v: v is None or isinstance(v, str),
     "bool": lambda v: isinstance(v, bool),
     "tuple[str, ...]": lambda v: isinstance(v, tuple) and all(isinstance(x, str) for x in v),
 }

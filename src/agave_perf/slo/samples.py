@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
+from agave_perf.slo.stages import SlotUpdate
+
 T = TypeVar("T")
 
 
@@ -129,6 +131,20 @@ class Fault:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class NodeMetric:
+    """One number the validator reported about itself (its datapoints), per slot when it has one.
+
+    ``name`` is one of :data:`agave_perf.slo.evidence.METRIC_NAMES`.
+    """
+
+    K: ClassVar[str] = "nmet"
+    t: float  # arrival at the receiver
+    name: str
+    value: float
+    slot: int | None = None
+
+
 Sample = (
     SlotSeen
     | LagSample
@@ -140,6 +156,8 @@ Sample = (
     | LandingSample
     | MemorySample
     | Fault
+    | SlotUpdate
+    | NodeMetric
 )
 
 KINDS: dict[str, type[Any]] = {
@@ -155,6 +173,8 @@ KINDS: dict[str, type[Any]] = {
         LandingSample,
         MemorySample,
         Fault,
+        SlotUpdate,
+        NodeMetric,
     )
 }
 

@@ -23,7 +23,10 @@ from agave_perf.config import SloSettings
 from agave_perf.errors import RpcError, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
 from agave_perf.rpc import SOCKETS, Connector
-from agave_perf.slo.evaluate import evaluate
+from agave_perf.slo.attribution import Attribution
+from agave_perf.slo.causes import CauseSources
+from agave_perf.slo.evaluate import Evaluation, evaluate
+from agave_perf.slo.evidence import attribute_range, from_samples
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.memory import MemorySampler, process_candidates
 from agave_perf.slo.record import Recording
@@ -36,6 +39,7 @@ from agave_perf.slo.slot import (
     first_answer,
     genesis_hash,
 )
+from agave_perf.slo.stages import SlotUpdate
 from agave_perf.slo.verdict import Verdict
 
 Sink = Callable[[Sample], None]
@@ -73,6 +77,9 @@ class Monitor:
         proc: Path = Path("/proc"),
         clock: Clock | None = None,
         connector: Connector = SOCKETS,
+        stages: bool = False,
+        metrics_listen: tuple[str, int] | None = None,
+        metrics_forward: str | None = None,
     ) -> None:
         self.sources = sources
         self.connector = connector
@@ -143,6 +150,16 @@ class Monitor:
         self.memory = (
             MemorySampler(pid, self.emit, proc=proc, clock=self.clock) if pid is not None else None
         )
+        self.causes = CauseSources(
+            self.emit,
+            node=(sources.rpc, self.node.ws_url),
+            references=sources.references,
+            stages=stages,
+            metrics_listen=metrics_listen,
+            metrics_forward=metrics_forward,
+            clock=self.clock,
+            timeout=timeout,
+        )
         self.t0 = self.clock.now()
         self.started_unix = time.time()
         self.ended: float | None = None
@@ -167,6 +184,7 @@ class Monitor:
             "started_unix": self.started_unix,
             "t0": self.t0,
             "memory": self.memory is not None,
+            "stages": self.causes.enabled,
             "sending": self.sources.keypair is not None,
             "settings": self.settings.model_dump(),
             "notes": self.notes,
@@ -213,11 +231,14 @@ class Monitor:
             *(asyncio.create_task(r.run(), name="slo-ref") for r in self.references),
             asyncio.create_task(self.probe.run(), name="slo-probe"),
         ]
+        await self.causes.start()
+        tasks.extend(self.causes.tasks())
         stop = stop or asyncio.Event()
         try:
             await self._warm_up(stop)
         except BaseException:
             await cancel_all(tasks)
+            await self.causes.stop()
             raise
         self.t0 = self.clock.now()
         self.started_unix = time.time()
@@ -238,6 +259,7 @@ class Monitor:
         finally:
             self.ended = self.clock.now()
             await cancel_all(tasks)
+            await self.causes.stop()
 
     @staticmethod
     async def _finish_mix(
@@ -336,6 +358,10 @@ class Monitor:
                 "sends when a slot's bank is created (before it is processed): expect up to "
                 "about one slot of bias while the sources differed"
             )
+        attribution = None
+        if self.causes.enabled:
+            extra.extend(self.causes.notes())
+            attribution = attribute_run(self.data, self.node.endpoint, ev, self.t0)
         return Verdict(
             evaluation=ev,
             node=self.node.endpoint,
@@ -345,7 +371,18 @@ class Monitor:
             t0=self.t0,
             endpoints=self.endpoints(),
             notes=[*self.notes, *extra],
+            attribution=attribution,
         )
+
+
+def attribute_run(data: SampleSet, node: str, ev: Evaluation, t0: float) -> Attribution:
+    """The cause of the lag over the measured window (from ``t0``), at the live slot time."""
+    return attribute_range(
+        from_samples(data, node),
+        slot_time_ms=ev.slot_time.ms,
+        max_slot_lag=ev.settings.max_slot_lag,
+        start=t0,
+    )
 
 
 def _short(err: RpcError) -> str:
@@ -379,9 +416,12 @@ def replay_verdict(recording: Recording, settings: SloSettings, source: str = ""
         # the rate the recording ran at, not this command line's: its requests were due
         request_rate=_recorded_rate(meta),
     )
+    node = str(meta.get("node", ""))
+    recorded = bool(meta.get("stages")) or bool(data.counts.get(SlotUpdate.K))
     return Verdict(
+        attribution=attribute_run(data, node, ev, t0) if recorded else None,
         evaluation=ev,
-        node=str(meta.get("node", "")),
+        node=node,
         references=[str(r) for r in meta.get("references", [])],
         duration=last - t0,
         started_unix=float(meta.get("started_unix", 0.0)),

@@ -10,6 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from agave_perf.slo.attribution import Attribution
 from agave_perf.slo.evaluate import GIB, Evaluation
 
 
@@ -43,6 +44,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)
     replayed: str = ""
     command: str = "check"  # the command whose verdict this is: "check" or "watch"
+    attribution: Attribution | None = None  # why it is behind (when stages/metrics were followed)
 
     @property
     def failed(self) -> bool:
@@ -71,6 +73,10 @@ class Verdict:
             evidence.append(f"  {c.name}: ", style="bold")
             evidence.append(f"{c.evidence}\n")
         parts: list[RenderableType] = [head, table, evidence]
+        if self.attribution is not None:
+            why = Text("lag cause: ", style="bold")
+            why.append(f"{self.attribution.cause}: {self.attribution.sentence}")
+            parts.append(why)
         if ev.latency:
             lt = Table(
                 title="request latency (ms, from the scheduled instant)", title_justify="left"
@@ -222,6 +228,7 @@ class Verdict:
                 },
             },
             "faults": ev.faults,
+            "attribution": None if self.attribution is None else self.attribution.to_json(),
             "endpoints": self.endpoints,
             "settings": ev.settings.model_dump(),
             "notes": self.notes,
