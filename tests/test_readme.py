@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import re
 import shlex
 import shutil
@@ -87,18 +88,21 @@ def readme_commands(text: str) -> list[str]:
 
 
 def free_ports(count: int) -> int:
-    """A base port with ``count`` consecutive loopback ports free (bound and released)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
+    """A base port with ``count`` consecutive loopback ports free (bound and released).
+
+    Bases are drawn below the kernel's ephemeral range, where the suite's own client
+    sockets (thousands of them, many in TIME_WAIT) never land, and probed with
+    SO_REUSEADDR as simnet binds, so a lingering TIME_WAIT does not count as taken.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20_000, 32_000 - count)
         held: list[socket.socket] = []
         try:
             for port in range(base, base + count):
                 s = socket.socket()
                 held.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", port))
             return base
         except OSError:
