@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from solders.pubkey import Pubkey
 
+from agave_perf.simnet._filters import FilterError, parse_filters
 from agave_perf.simnet._node import ClusterView, Node
 from agave_perf.simnet._rpc import (
     INVALID_REQUEST,
@@ -24,6 +25,7 @@ from agave_perf.simnet._rpc import (
     PARSE_ERROR,
     Methods,
     RpcFailure,
+    account_encoding,
     handle_body,
     invalid_params,
     method_names,
@@ -302,7 +304,12 @@ class PubSubSession:
             "root",
             "signature",
             "account",
+            "program",
+            "logs",
+            "block",
         ):
+            if method == "blockUnsubscribe" and not node.config.block_subscription:
+                raise METHOD_NOT_FOUND
             if len(params) != 1 or not isinstance(params[0], int) or params[0] not in my_subs:
                 raise RpcFailure(-32602, "Invalid subscription id.")
             my_subs.discard(params[0])
@@ -354,7 +361,103 @@ class PubSubSession:
             )
             my_subs.add(sub.id)
             return sub.id, None
+        if method in ("programSubscribe", "logsSubscribe", "blockSubscribe"):
+            sub = self._stream(method, params)
+            my_subs.add(sub.id)
+            return sub.id, None
         raise METHOD_NOT_FOUND
+
+    def _stream(self, method: str, params: list[Any]) -> Any:
+        """programSubscribe, logsSubscribe and blockSubscribe, checked as Agave checks them."""
+        node, methods = self.edge.node, self.edge.methods
+        if not params or len(params) > 2:
+            raise invalid_params(f"invalid length {len(params)}, expected 1 or 2")
+        cfg = params[1] if len(params) > 1 and params[1] is not None else {}
+        if not isinstance(cfg, dict):
+            raise invalid_params(f"invalid type: {type(cfg).__name__}, expected a map")
+        if method == "programSubscribe":
+            program = _param_key(params[0], "pubkey")
+            try:
+                filters = parse_filters(cfg.get("filters"))
+            except FilterError as err:
+                raise RpcFailure(-32602, str(err)) from None
+            encoding, data_slice = account_encoding(cfg)
+
+            def keyed(pubkey: Pubkey, account: Any, slot: int) -> Any:
+                return methods.keyed_account(pubkey, account, slot, encoding, data_slice)
+
+            return node.subscribe(
+                "program",
+                self.notify,
+                key=str(program),
+                commitment=_commitment(cfg.get("commitment")),
+                encoding=encoding,
+                allows=filters.allows,
+                render=keyed,
+            )
+        if method == "logsSubscribe":
+            mentions = None
+            spec = params[0]
+            if isinstance(spec, dict) and set(spec) == {"mentions"}:
+                keys = spec["mentions"]
+                if not isinstance(keys, list) or len(keys) != 1:
+                    raise invalid_params("Invalid Request: Only 1 address supported")
+                mentions = _param_key(keys[0], "mentions")
+            elif spec not in ("all", "allWithVotes"):
+                raise invalid_params(
+                    "unknown variant, expected one of `all`, `allWithVotes`, `mentions`"
+                )
+            return node.subscribe(
+                "logs",
+                self.notify,
+                commitment=_commitment(cfg.get("commitment")),
+                mentions=mentions,
+            )
+        # blockSubscribe: served only when the node runs --rpc-pubsub-enable-block-subscription
+        if not node.config.block_subscription:
+            raise METHOD_NOT_FOUND
+        commitment = _commitment(cfg.get("commitment"))
+        if commitment == "processed":
+            raise invalid_params("Method does not support commitment below `confirmed`")
+        spec = params[0]
+        about = None
+        if isinstance(spec, dict) and set(spec) == {"mentionsAccountOrProgram"}:
+            about = _param_key(spec["mentionsAccountOrProgram"], "mentions_account_or_program")
+        elif spec != "all":
+            raise invalid_params("unknown variant, expected `all` or `mentionsAccountOrProgram`")
+        encoding = cfg.get("encoding") or "base64"
+        if encoding not in ("json", "jsonParsed", "base58", "base64", "binary"):
+            raise invalid_params(f"unknown variant `{encoding}`")
+        details = cfg.get("transactionDetails") or "full"
+        if details not in ("full", "signatures", "accounts", "none"):
+            raise invalid_params(f"unknown variant `{details}`")
+        rewards = bool(cfg.get("showRewards", False))
+        max_version = cfg.get("maxSupportedTransactionVersion")
+
+        def update(block: Any) -> Any:
+            if about is not None and not any(about in tx.keys for tx in block.txs):
+                return None  # Agave sends a mentions subscriber only blocks that name the key
+            try:
+                body = methods.encode_block(block, encoding, details, rewards, max_version, about)
+            except RpcFailure as err:
+                if err.code != -32015:
+                    raise
+                version_err = {"UnsupportedTransactionVersion": 0}
+                return {"slot": block.slot, "block": None, "err": version_err}
+            return {"slot": block.slot, "block": body, "err": None}
+
+        return node.subscribe("block", self.notify, commitment=commitment, render=update)
+
+
+def _param_key(value: Any, what: str) -> Pubkey:
+    """A base58 pubkey parameter, refused in Agave's words (``param::<Pubkey>``)."""
+    refused = RpcFailure(-32602, f"Invalid Request: Invalid {what} provided")
+    if not isinstance(value, str):
+        raise refused
+    try:
+        return Pubkey.from_string(value)
+    except ValueError:
+        raise refused from None
 
 
 def _commitment(value: Any) -> str:

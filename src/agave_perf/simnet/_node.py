@@ -29,12 +29,19 @@ class Subscription:
     """One PubSub subscription of one connection."""
 
     id: int
-    kind: str  # slot | root | signature | account
+    kind: str  # slot | root | slotsUpdates | signature | account | program | logs | block
     notify: Notify
     commitment: str = "finalized"
-    key: str = ""  # signature or pubkey
+    key: str = ""  # signature, pubkey or program id
     encoding: str = "base64"
     received: bool = False  # signature: enableReceivedNotification
+    allows: Callable[[bytes], bool] | None = None  # program: the filters an account must pass
+    mentions: Pubkey | None = None  # logs: only transactions naming this key
+    # program: (pubkey, account, slot) -> keyed account; block: block -> RpcBlockUpdate; the
+    # connection's own encoding (jsonParsed, dataSlice, transactionDetails) lives there.
+    # None from it means "nothing to send" (a jsonParsed value that does not parse, a block
+    # that does not mention the key)
+    render: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -142,6 +149,8 @@ class Node:
         self.subs: dict[int, Subscription] = {}
         self._sig_subs: dict[str, list[Subscription]] = {}
         self._acct_subs: dict[Pubkey, list[Subscription]] = {}
+        self._prog_subs: dict[Pubkey, list[Subscription]] = {}
+        self._stream_subs: list[Subscription] = []  # logs and block subscriptions
         self.perf_samples: list[dict[str, int]] = []
         self._sample_start: tuple[float, int, int] | None = None
         self.rpc_requests = 0  # JSON-RPC bodies served (the load rpc-contention scenarios use)
@@ -210,7 +219,7 @@ class Node:
             elif sub.kind == "slotsUpdates":
                 for update in self._slot_updates(block, before):
                     sub.notify("slotsUpdatesNotification", update, sub.id)
-        if self._sig_subs or self._acct_subs:
+        if self._sig_subs or self._acct_subs or self._prog_subs or self._stream_subs:
             for commitment in COMMITMENTS:
                 old, new = before.at(commitment), self.view.at(commitment)
                 if new > old:
@@ -270,10 +279,49 @@ class Node:
                         sub.id,
                     )
                     self.unsubscribe(sub.id)  # signature subscriptions are one-shot
-        if self._acct_subs:
+        if self._acct_subs or self._prog_subs:
             # each written account once (dict keeps the order, newest write first)
             seen = list(dict.fromkeys(pk for pk, _ in reversed(block.writes)))
-            self._notify_accounts(seen, block.slot, commitment)
+            if self._acct_subs:
+                self._notify_accounts(seen, block.slot, commitment)
+            if self._prog_subs:
+                self._notify_programs(seen, block.slot, commitment)
+        if self._stream_subs:
+            self._notify_streams(block, commitment)
+
+    def _notify_programs(self, pubkeys: list[Pubkey], slot: int, commitment: str) -> None:
+        """programNotification for each written account a program subscription matches."""
+        for pubkey in pubkeys:
+            account = self.account(pubkey, slot)
+            if account is None:
+                continue
+            for sub in self._prog_subs.get(account.owner, ()):
+                if sub.commitment != commitment or sub.render is None:
+                    continue
+                if sub.allows is not None and not sub.allows(bytes(account.data)):
+                    continue
+                value = sub.render(pubkey, account, slot)
+                if value is not None:
+                    payload = {"context": {"slot": slot}, "value": value}
+                    sub.notify("programNotification", payload, sub.id)
+
+    def _notify_streams(self, block: Block, commitment: str) -> None:
+        """logsNotification per transaction and blockNotification per block, as subscribed."""
+        for sub in list(self._stream_subs):
+            if sub.commitment != commitment:
+                continue
+            if sub.kind == "logs":
+                for tx in block.txs:
+                    if sub.mentions is not None and sub.mentions not in tx.keys:
+                        continue
+                    value = {"signature": tx.signature, "err": tx.err, "logs": tx.logs}
+                    payload = {"context": {"slot": block.slot}, "value": value}
+                    sub.notify("logsNotification", payload, sub.id)
+            elif sub.render is not None:
+                update = sub.render(block)
+                if update is not None:
+                    payload = {"context": {"slot": block.slot}, "value": update}
+                    sub.notify("blockNotification", payload, sub.id)
 
     def _notify_accounts(self, pubkeys: list[Pubkey], slot: int, commitment: str) -> None:
         """Notify account subscribers at ``commitment`` of these accounts' values at ``slot``."""
@@ -317,6 +365,10 @@ class Node:
             self._sig_subs.setdefault(sub.key, []).append(sub)
         elif sub_kind == "account":
             self._acct_subs.setdefault(Pubkey.from_string(sub.key), []).append(sub)
+        elif sub_kind == "program":
+            self._prog_subs.setdefault(Pubkey.from_string(sub.key), []).append(sub)
+        elif sub_kind in ("logs", "block"):
+            self._stream_subs.append(sub)
         return sub
 
     def unsubscribe(self, sub_id: int) -> bool:
@@ -337,6 +389,15 @@ class Node:
                 lst2.remove(sub)
             if not lst2:
                 self._acct_subs.pop(pk, None)
+        elif sub.kind == "program":
+            program = Pubkey.from_string(sub.key)
+            lst3 = self._prog_subs.get(program, [])
+            if sub in lst3:
+                lst3.remove(sub)
+            if not lst3:
+                self._prog_subs.pop(program, None)
+        elif sub in self._stream_subs:
+            self._stream_subs.remove(sub)
         return True
 
     def signature_landed_notify(self, sub: Subscription) -> None:

@@ -179,7 +179,25 @@ MINIMAL_METHODS = frozenset(
         "getVoteAccounts",
     }
 )
+# Agave 2.3's snapshot archive intervals (DEFAULT_FULL_/INCREMENTAL_SNAPSHOT_ARCHIVE_INTERVAL_SLOTS;
+# releases from 3.0 take full snapshots every 100,000 slots)
+FULL_SNAPSHOT_INTERVAL = 25_000
+INCREMENTAL_SNAPSHOT_INTERVAL = 100
 HISTORY_NOT_AVAILABLE = RpcFailure(-32011, "Transaction history is not available from this node")
+
+
+def account_encoding(cfg: dict[str, Any]) -> tuple[str, tuple[int, int] | None]:
+    """The ``encoding`` (default binary) and ``dataSlice`` of an account config, checked."""
+    encoding = cfg.get("encoding") or "binary"
+    if encoding not in ENCODINGS:
+        raise invalid_params(f"unknown variant `{encoding}`")
+    data_slice = None
+    if cfg.get("dataSlice") is not None:
+        ds = cfg["dataSlice"]
+        if not isinstance(ds, dict) or set(ds) != {"offset", "length"}:
+            raise invalid_params("dataSlice must have offset and length")
+        data_slice = (_u64(ds["offset"], "usize"), _u64(ds["length"], "usize"))
+    return encoding, data_slice
 
 
 class Methods:
@@ -229,6 +247,8 @@ class Methods:
             "getSlotLeaders": self.get_slot_leaders,
             "getEpochSchedule": self.get_epoch_schedule,
             "getIdentity": self.get_identity,
+            "getSupply": self.get_supply,
+            "getHighestSnapshotSlot": self.get_highest_snapshot_slot,
         }
         if not node.config.full_rpc_api:
             self.table = {k: v for k, v in self.table.items() if k in MINIMAL_METHODS}
@@ -332,16 +352,19 @@ class Methods:
 
     def _account_cfg(self, cfg: Any) -> tuple[int, str, tuple[int, int] | None]:
         cfg = _config(cfg, {"commitment", "minContextSlot", "encoding", "dataSlice"})
-        encoding = cfg.get("encoding") or "binary"
-        if encoding not in ENCODINGS:
-            raise invalid_params(f"unknown variant `{encoding}`")
-        data_slice = None
-        if cfg.get("dataSlice") is not None:
-            ds = cfg["dataSlice"]
-            if not isinstance(ds, dict) or set(ds) != {"offset", "length"}:
-                raise invalid_params("dataSlice must have offset and length")
-            data_slice = (_u64(ds["offset"], "usize"), _u64(ds["length"], "usize"))
-        return self._slot(cfg), encoding, data_slice
+        return (self._slot(cfg), *account_encoding(cfg))
+
+    def keyed_account(
+        self,
+        pubkey: Pubkey,
+        account: Account,
+        slot: int,
+        encoding: str,
+        data_slice: tuple[int, int] | None,
+    ) -> dict[str, Any]:
+        """An RpcKeyedAccount (programNotification's value) in the subscriber's encoding."""
+        ui = self._encode_account(account, slot, encoding, data_slice, {})
+        return {"pubkey": str(pubkey), "account": ui}
 
     def _encode(self, pubkey: Pubkey, slot: int, enc: str, ds: tuple[int, int] | None) -> Any:
         return self._encode_account(self.node.account(pubkey, slot), slot, enc, ds, {})
@@ -922,7 +945,21 @@ class Methods:
         if max_version is not None:
             _u64(max_version, "u8")
         upto = self._confirmed_slot({"commitment": cfg.get("commitment")})
-        block = self._block_at(slot, upto)
+        return self.encode_block(
+            self._block_at(slot, upto), encoding, details, rewards, max_version
+        )
+
+    def encode_block(
+        self,
+        block: Block,
+        encoding: str,
+        details: str,
+        rewards: bool,
+        max_version: Any,
+        mentions: Pubkey | None = None,
+    ) -> dict[str, Any]:
+        """A block as getBlock (and blockSubscribe) shows it; ``mentions`` keeps only the
+        transactions that name that account or program."""
         parent = self.node.ledger.blocks.get(block.parent)
         result: dict[str, Any] = {
             "blockHeight": block.block_height,
@@ -931,7 +968,7 @@ class Methods:
             "parentSlot": block.parent,
             "previousBlockhash": parent.blockhash if parent else block.blockhash,
         }
-        txs = [tx for tx in block.txs if tx.raw]
+        txs = [tx for tx in block.txs if tx.raw and (mentions is None or mentions in tx.keys)]
         if details == "signatures":
             result["signatures"] = [tx.signature for tx in txs]
         elif details in ("full", "accounts"):
@@ -1085,6 +1122,29 @@ class Methods:
     def get_identity(self, params: Any) -> Any:
         _params(params, 0, 0)
         return {"identity": str(self.node.identity)}
+
+    def get_supply(self, params: Any) -> Any:
+        (cfg,) = _params(params, 0, 1)
+        cfg = _config(cfg, {"commitment", "excludeNonCirculatingAccountsList"})
+        _bool(cfg.get("excludeNonCirculatingAccountsList"), False)
+        slot = self._slot(cfg)
+        # every lamport is circulating: simnet's genesis has no stake or foundation accounts
+        # that Agave's non-circulating list would hold; the scan is what makes it costly
+        total = sum(acct.lamports for _, acct in self.node.ledger.scan(slot) if acct is not None)
+        value = {"total": total, "circulating": total, "nonCirculating": 0}
+        return self._ctx(slot, {**value, "nonCirculatingAccounts": []})
+
+    def get_highest_snapshot_slot(self, params: Any) -> Any:
+        _params(params, 0, 0)
+        # the node boots from a snapshot at the cluster's first slot and, like Agave, archives
+        # a full snapshot at each multiple of the full interval it roots, and incrementals on
+        # top of the newest full one
+        root, boot = self.node.view.finalized, self.node.ledger.first_slot
+        if root < boot:
+            raise RpcFailure(-32008, "No snapshot")
+        full = max(boot, root - root % FULL_SNAPSHOT_INTERVAL)
+        incremental = root - root % INCREMENTAL_SNAPSHOT_INTERVAL
+        return {"full": full, "incremental": incremental if incremental > full else None}
 
     def get_max_shred_insert_slot(self, params: Any) -> Any:
         _params(params, 0, 0)
