@@ -34,18 +34,32 @@ def http(cluster: SimCluster) -> str:
 
 
 class TestCoordinatedOmission:
-    async def test_short_pauses_open_vs_closed(self) -> None:
+    async def test_short_pauses_open_vs_closed(self, virtual_clock: VirtualClock) -> None:
         """Pauses of 0.25 s every 1 s: open-loop p99 ≥ 225 ms (0.9 × pause), closed-loop < 50 ms.
 
         Each 2-second window holds two pauses (1/4 of the time), so a quarter of the
         open-loop requests wait 0..0.25 s and p99 lands near 0.24 s. The closed loop,
-        on one connection against the same server, sends one request per pause that waits.
+        on one connection against the same node, sends one request per pause that waits.
+        On virtual time (the in-process road) a busy machine cannot add its own pauses; the
+        node answers in 1 ms, so the closed loop's requests take time as real ones do.
         """
-        async with SimCluster(nodes=1, scenario="pause:every=1s,for=0.25s", slot_ms=100) as c:
-            slot = load_workload("slot")
-            opened = await run_bench(BenchConfig(http(c), slot, rate=200, duration=2))
+        async with SimCluster(
+            nodes=1,
+            scenario="pause:every=1s,for=0.25s;latency:dist=const,mean=1ms",
+            slot_ms=100,
+            serve=False,
+            clock=virtual_clock,
+        ) as c:
+            slot, road = load_workload("slot"), c.connector()
+            opened = await run_bench(
+                BenchConfig(http(c), slot, rate=200, duration=2, connector=road),
+                clock=virtual_clock,
+            )
             closed = await run_bench(
-                BenchConfig(http(c), slot, duration=2, connections=1, closed_loop=True)
+                BenchConfig(
+                    http(c), slot, duration=2, connections=1, closed_loop=True, connector=road
+                ),
+                clock=virtual_clock,
             )
         o, k = opened.overall(), closed.overall()
         assert o.quantile(0.99) >= 0.225, opened.to_json()["latency"]
@@ -401,3 +415,31 @@ class TestRampPlan:
             max_rate=200,
         )
         assert "at 50, 100, 200 req/s" in short
+
+
+class TestStreamSubscriptions:
+    async def test_program_and_logs_streams_count_the_sends(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """programSubscribe (system program) and logsSubscribe (all) hear the run's real sends."""
+        wl = parse_workload(
+            '[[call]]\nmethod = "sendTransaction"\n'
+            'params = ["$transaction", { encoding = "base64" }]\n'
+            '[[subscribe]]\nmethod = "programSubscribe"\n'
+            'program = "11111111111111111111111111111111"\ncommitment = "processed"\n'
+            '[[subscribe]]\nmethod = "logsSubscribe"\ncommitment = "processed"\n',
+            "streams.toml",
+        )
+        async with SimCluster(nodes=1, slot_ms=100, serve=False, clock=virtual_clock) as c:
+            cfg = BenchConfig(
+                http(c), wl, rate=20, duration=2, keypair=c.payer, connector=c.connector()
+            )
+            run = await run_bench(cfg, clock=virtual_clock)
+        sent = run.methods["sendTransaction"].ok
+        assert sent > 0
+        logs, program = run.notifications["logsSubscribe"], run.notifications["programSubscribe"]
+        assert not run.partial
+        # every landed send has one logs notification; each writes the payer and a receiver
+        assert 0 < logs.count <= sent
+        assert program.count >= logs.count
+        assert logs.drops == program.drops == 0

@@ -244,3 +244,39 @@ class TestTokenPlaceholders:
             parse_workload(
                 toml('[[call]]\nmethod = "getMultipleAccounts"\nparams = ["$pools:0"]\n')
             )
+
+
+class TestStreamSubscriptions:
+    PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
+
+    def test_program_and_logs_params(self) -> None:
+        """programSubscribe carries its program; logsSubscribe is "all" or one mentioned key."""
+        wl = parse_workload(
+            '[[call]]\nmethod = "getSlot"\n'
+            f'[[subscribe]]\nmethod = "programSubscribe"\nprogram = "{self.PROGRAM}"\n'
+            '[[subscribe]]\nmethod = "logsSubscribe"\n'
+            '[[subscribe]]\nmethod = "logsSubscribe"\nmentions = "$program"\n'
+            'commitment = "confirmed"\n',
+            "s.toml",
+        )
+        program, every, mentions = wl.subscriptions
+        assert program.params() == (self.PROGRAM, {"commitment": "processed", "encoding": "base64"})
+        assert every.params() == ("all", {"commitment": "processed"})
+        assert mentions.params("P") == ({"mentions": ["P"]}, {"commitment": "confirmed"})
+        assert wl.uses_tokens()  # "$program" comes from the token keys
+
+    @pytest.mark.parametrize(
+        ("body", "message"),
+        [
+            ('method = "programSubscribe"\n', "needs program"),
+            ('method = "programSubscribe"\nprogram = "nope"\n', "is not a base58 pubkey"),
+            ('method = "programSubscribe"\nmentions = "$program"\nprogram = "$program"\n',
+             "'mentions' does not apply"),
+            ('method = "slotSubscribe"\nprogram = "$program"\n', "'program' does not apply"),
+            ('method = "logsSubscribe"\nmentions = 7\n', "must be a base58 pubkey"),
+        ],
+    )  # fmt: skip
+    def test_bad_stream_subscriptions_are_refused(self, body: str, message: str) -> None:
+        """Each mistake in a stream subscription is one readable usage error."""
+        with pytest.raises(UsageError, match=message):
+            parse_workload(f'[[call]]\nmethod = "getSlot"\n[[subscribe]]\n{body}', "s.toml")

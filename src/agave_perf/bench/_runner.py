@@ -79,7 +79,8 @@ def new_run_id() -> str:
 
 
 class _PubSubWatch:
-    """Keeps the workload's interval subscriptions (slots, roots) open and times them."""
+    """Keeps the workload's stream subscriptions (slots, roots, programs, logs) open and
+    counts and times their notifications."""
 
     def __init__(
         self,
@@ -88,8 +89,10 @@ class _PubSubWatch:
         engine: Engine,
         timeout: float,
         connector: Connector = SOCKETS,
+        program: str = "",
     ) -> None:
         self.url = url
+        self.program = program  # what a subscription's "$program" stands for
         self.connector = connector
         self.timeout = timeout
         self.workload = workload
@@ -101,17 +104,17 @@ class _PubSubWatch:
 
     async def start(self) -> None:
         subs = self.workload.subscriptions
-        methods = [s.method for s in subs if s.method != "signatureSubscribe"]
-        if not methods:
+        streams = [s for s in subs if s.method != "signatureSubscribe"]
+        if not streams:
             return
-        for m in methods:
-            self.notes[m] = Notifications(f"{m} interval", "interval")
+        for s in streams:
+            self.notes[s.method] = Notifications(f"{s.method} interval", "interval")
         try:
             self.client = self.connector.pubsub(self.url, timeout=self.timeout)
             await self.client.connect()
-            for m in methods:
-                sub = await self.client.subscribe(m)
-                self._spawn(self._intervals(m, sub.queue))
+            for s in streams:
+                sub = await self.client.subscribe(s.method, *s.params(self.program))
+                self._spawn(self._intervals(s.method, sub.queue))
         except RpcError as err:
             self.error = (
                 f"PubSub {redact_url(self.url)} unavailable, subscriptions not measured: {err}"
@@ -286,6 +289,7 @@ async def run_bench(
                 engine,
                 min(cfg.control_timeout, cfg.timeout),
                 cfg.connector,
+                program=tokens.program[0] if tokens is not None and tokens.program else "",
             )
             await watch.start()
             if watch.error:

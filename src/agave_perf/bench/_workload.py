@@ -18,6 +18,14 @@ A workload file looks like this::
     method = "signatureSubscribe"   # landing delay of a sample of our own sends
     sample = 0.2
 
+    [[subscribe]]
+    method = "programSubscribe"     # every write to a program's accounts, counted and timed
+    program = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"   # or "$program"
+
+    [[subscribe]]
+    method = "logsSubscribe"        # "all", or the transactions that name one key
+    mentions = "$program"
+
 Parameter placeholders: ``$account``, ``$accounts:N``, ``$signature``,
 ``$signatures:N`` (signatures of earlier sends), ``$transaction`` (a signed
 transfer, base64; real and funded with ``--keypair``, else only simulated).
@@ -102,7 +110,9 @@ HTTP_METHODS = frozenset(
 )
 
 # Subscriptions whose notifications we can time: intervals (slot/root) or landing delay.
-SUBSCRIPTIONS = frozenset({"slotSubscribe", "rootSubscribe", "signatureSubscribe"})
+SUBSCRIPTIONS = frozenset(
+    {"slotSubscribe", "rootSubscribe", "signatureSubscribe", "programSubscribe", "logsSubscribe"}
+)
 
 _PLACEHOLDER = re.compile(
     r"^\$(account|accounts|signature|signatures|transaction|owner|mint|program|pools)(?::(\d+))?$"
@@ -146,6 +156,17 @@ class Subscribe:
     method: str
     sample: float = 1.0  # signatureSubscribe: fraction of successful sends followed
     commitment: str = "processed"
+    key: str = ""  # programSubscribe: the program; logsSubscribe: the key mentioned ("" = all)
+
+    def params(self, program: str = "") -> tuple[Any, ...]:
+        """The subscription's request params (``$program`` resolved to ``program``)."""
+        key = program if self.key == "$program" else self.key
+        if self.method == "programSubscribe":
+            return (key, {"commitment": self.commitment, "encoding": "base64"})
+        if self.method == "logsSubscribe":
+            spec: Any = {"mentions": [key]} if key else "all"
+            return (spec, {"commitment": self.commitment})
+        return ()
 
 
 @dataclass(frozen=True)
@@ -180,8 +201,11 @@ class Workload:
         return any(kind in c.placeholders() for c in self.calls)
 
     def uses_tokens(self) -> bool:
-        """Return whether any call needs token keys ($owner, $mint, $program, $pools:N)."""
-        return any(c.placeholders() & TOKEN_PLACEHOLDERS for c in self.calls)
+        """Return whether any call or subscription needs token keys ($owner, $mint, $program,
+        $pools:N)."""
+        return any(c.placeholders() & TOKEN_PLACEHOLDERS for c in self.calls) or any(
+            s.key == "$program" for s in self.subscriptions
+        )
 
     def to_json(self) -> dict[str, Any]:
         """Plain data describing the workload."""
@@ -192,9 +216,31 @@ class Workload:
             "calls": [{"method": c.method, "weight": c.weight} for c in self.calls],
             "subscriptions": [
                 {"method": s.method, "sample": s.sample, "commitment": s.commitment}
+                | ({"key": s.key} if s.key else {})
                 for s in self.subscriptions
             ],
         }
+
+
+def _subscription_key(s: dict[str, Any], method: str, where: str) -> str:
+    """The ``program`` of a programSubscribe or the ``mentions`` of a logsSubscribe, checked."""
+    name = {"programSubscribe": "program", "logsSubscribe": "mentions"}.get(method)
+    for other in ("program", "mentions"):
+        if other in s and other != name:
+            raise UsageError(f"{where}: '{other}' does not apply to {method}")
+    if name is None:
+        return ""
+    value = s.get(name, "")
+    if method == "programSubscribe" and not value:
+        raise UsageError(f'{where}: programSubscribe needs program = "<program id>" or "$program"')
+    if not isinstance(value, str):
+        raise UsageError(f'{where}: {name} must be a base58 pubkey or "$program"')
+    if value and value != "$program":
+        try:
+            Pubkey.from_string(value)
+        except ValueError:
+            raise UsageError(f"{where}: {name} {value!r} is not a base58 pubkey") from None
+    return value
 
 
 def _suggest(name: str, known: frozenset[str]) -> str:
@@ -272,7 +318,7 @@ def parse(text: str, source: str = "workload") -> Workload:
         where = f"workload {source} subscribe {i}"
         if not isinstance(s, dict):
             raise UsageError(f"{where}: must be a table")
-        extra = set(s) - {"method", "sample", "commitment"}
+        extra = set(s) - {"method", "sample", "commitment", "program", "mentions"}
         if extra:
             raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         method = s.get("method")
@@ -287,7 +333,8 @@ def parse(text: str, source: str = "workload") -> Workload:
         commitment = s.get("commitment", "processed")
         if commitment not in ("processed", "confirmed", "finalized"):
             raise UsageError(f"{where}: commitment must be processed, confirmed or finalized")
-        subs.append(Subscribe(str(method), float(sample), str(commitment)))
+        key = _subscription_key(s, str(method), where)
+        subs.append(Subscribe(str(method), float(sample), str(commitment), key))
     acc = data.get("accounts", {})
     if not isinstance(acc, dict) or set(acc) - {"file", "list"}:
         raise UsageError(f"workload {source}: [accounts] takes only 'file' and 'list'")
