@@ -26,6 +26,36 @@ class TestNewUserDefects:
         assert "not passed to the validator" in parse[0].message
         assert report.errors >= 1
 
+    def test_missing_continuation_before_a_flag_line_is_an_error(self) -> None:
+        """A line without its '\\' before a '--flag' line: bash ends the command there, so the
+        audit says so (it was silent, and the flags after it were never read)."""
+        report = audit_text(fixture_text("47_missing_continuation.sh"), profile="none")
+        parse = [f for f in report.findings if f.code == "parse"]
+        assert [(f.severity, f.line) for f in parse] == [(Status.FAIL, 8)]
+        assert "no line-continuation backslash" in parse[0].message
+        assert report.invocations[0].argv[-4:] == [
+            "--full-rpc-api",
+            "--no-voting",
+            "--private-rpc",
+            "--limit-ledger-size",
+        ]
+
+    def test_a_broken_line_of_another_command_is_not_reported(self) -> None:
+        """Only the validator's command is this audit's business: a curl line is not."""
+        text = "curl -s http://x\n  -o /tmp/x\nagave-validator --ledger /l \\\n  --no-voting\n"
+        report = audit_text(text, profile="none")
+        assert not [f for f in report.findings if f.code == "parse"]
+
+    def test_branch_ending_without_continuation_names_the_condition(self) -> None:
+        """An {% if %} branch whose last flag has no '\\': that rendering ends the command;
+        the error names the condition, and the flags after the block are still audited."""
+        report = audit_text(fixture_text("48_ansible_branch_no_continuation.sh.j2"))
+        parse = next(f for f in report.findings if f.code == "parse")
+        assert parse.severity is Status.FAIL
+        assert parse.line == 8
+        assert "when {% if solana_gossip_host | default('') | length > 0 %}" in parse.message
+        assert report.invocations[0].argv[-1] == "--no-voting"
+
     def test_known_jito_binary_gets_no_per_flag_jito_remark(self) -> None:
         """A binary identified as Jito-Solana is not told 'keep it only if Jito' per Jito flag."""
         text = (

@@ -887,6 +887,7 @@ def read(text: str, name: str = "") -> ParsedInput:
         body,
         skip_lines=masked.skip_lines if masked else frozenset(),
         original=text if masked else "",
+        condition_at=(lambda pos: _region_at(masked, pos)[0]) if masked else None,
     )
     if masked is not None:
         parsed = unmask_parsed(parsed, masked, text)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 VALIDATOR_RE = re.compile(r"^(agave|solana)-validator$")
@@ -150,6 +151,9 @@ class Note:
     line: int
     message: str
     error: bool = False  # bash would not run what the operator wrote (not just a style note)
+    # index of the command the note is about; kept only when that command runs the
+    # validator (-1: about the file, always kept)
+    command: int = -1
 
 
 @dataclass
@@ -235,6 +239,8 @@ class _Lexer:
         self.heredocs: list[tuple[int, int, int, bool, str]] = []
         self._redirect_target = ""
         self.original = ""  # the unmasked text, when template tags were blanked out
+        # the template conditional(s) in force at an offset, as written (templates only)
+        self.condition_at: Callable[[int], str] | None = None
 
     def line_of(self, pos: int) -> int:
         """1-based line number (in the whole file) of an offset in this text."""
@@ -447,6 +453,11 @@ class _Lexer:
                 eol = s.find("\n", i)
                 i = len(s) if eol < 0 else eol
                 continue
+            if c == "\n" and cur.words and not heredocs:
+                resumed = self._missing_continuation(i)
+                if resumed is not None:
+                    i = resumed
+                    continue
             if c in "\n;&|()":
                 self._end(cur)
                 cur = _RawCommand([])
@@ -498,6 +509,37 @@ class _Lexer:
                 i += 1  # nothing readable here: never stall
         self._end(cur)
         return self.commands
+
+    def _missing_continuation(self, i: int) -> int | None:
+        """A newline ending a command whose next line is a flag: the ``\\`` was forgotten.
+
+        bash ends the command at such a newline and runs ``--flag`` as a command of its own
+        (``command not found``), so the validator starts without the flags after it. In a
+        template the line may end a conditional's branch: then only that rendering breaks.
+        The reader records an error and goes on reading the flags as the operator meant.
+        """
+        s = self.s
+        j = i + 1
+        while j in self.skip_lines:  # template tag lines are not in the rendered script
+            eol = s.find("\n", j)
+            j = len(s) if eol < 0 else eol + 1
+        m = re.compile(r"[ \t]*(-{1,2}[A-Za-z][\w-]*)").match(s, j)
+        if m is None:
+            return None
+        condition = self.condition_at(i) if self.condition_at is not None else ""
+        when = f"when {condition} is rendered, " if condition else ""
+        self.notes.append(
+            Note(
+                self.line_of(i),
+                f"no line-continuation backslash at the end of this line: {when}bash ends "
+                "the command here and runs the next line as a command of its own, so the "
+                "validator starts without the flags after it (end the line with ' \\'); "
+                "the rest is audited as if joined",
+                error=True,
+                command=len(self.commands),
+            )
+        )
+        return m.start(1)
 
     def _skip_heredocs(self, i: int, heredocs: list[tuple[str, bool, bool, str]]) -> int:
         """Skip here-document bodies (data, not commands), recording where each one is."""
@@ -681,16 +723,23 @@ def parse_shell(
     crlf: bool = False,
     skip_lines: frozenset[int] = frozenset(),
     original: str = "",
+    condition_at: Callable[[int], str] | None = None,
 ) -> ParsedInput:
-    """Read shell text and return the validator invocations it runs."""
+    """Read shell text and return the validator invocations it runs.
+
+    ``condition_at`` names the template conditional in force at an offset of ``text``.
+    """
     lexer = _Lexer(text, systemd=systemd, line0=line0)
     lexer.original = original
+    if condition_at is not None:
+        lexer.condition_at = lambda pos: condition_at(pos + base)
     lexer.quiet_trailing_blank = crlf  # a CRLF file gets one note, not one per line
     lexer.skip_lines = frozenset(k - base for k in skip_lines)
     commands = lexer.run()
     env = env or _Env()
     invocations: list[Invocation] = []
-    notes = list(lexer.notes)
+    notes: list[Note] = []
+    validator_commands: set[int] = set()  # commands that run the validator
     subcalls = 0
     bodies: dict[int, list[tuple[int, int, bool, str]]] = {}
     for idx, start, end, quoted, target in lexer.heredocs:
@@ -740,12 +789,20 @@ def parse_shell(
             subcalls += nested.subcommand_calls
         if inv is None:
             continue
+        validator_commands.add(idx)
         if _subcommand(inv.argv):
             subcalls += 1
             continue
         invocations.append(inv)
     if commands:
         heredocs(len(commands) - 1)
+    # a note about one command (a forgotten continuation) matters only where it is the
+    # validator's: any other command's broken line is not this audit's business
+    notes = [
+        replace(n, command=-1)
+        for n in lexer.notes
+        if n.command < 0 or n.command in validator_commands
+    ] + notes
     subcalls += sum(nonlocal_subcalls)
     for name in sorted(env.unresolved):
         notes.append(Note(0, f"${name} is not set in this file; its value could not be checked"))
