@@ -11,7 +11,6 @@ import pytest
 from agave_perf.errors import UsageError
 from agave_perf.status import Status
 from agave_perf.tune.flags import FlagCatalog, audit_text, fix
-from agave_perf.tune.flags._catalog import REMOVED_BEFORE_OLDEST
 from tests.tune.flags.conftest import fixture_text, make_root
 
 CATALOG = FlagCatalog.load()
@@ -111,9 +110,37 @@ class TestRemovedBeforeOldest:
     def test_table_names_are_in_no_shipped_list(self) -> None:
         """Every 'removed before 1.16' name is absent from all lists; successors are present."""
         known = CATALOG.all_names()
-        for name, successor in REMOVED_BEFORE_OLDEST.items():
+        assert len(CATALOG.older) >= 20
+        for name, old in CATALOG.older.items():
             assert name not in known
-            assert successor is None or successor in known
+            assert old.successor is None or old.successor in known
+            assert set(old.lines) <= {f"1.{n}" for n in range(16)}
+
+    @pytest.mark.parametrize(
+        "flag",
+        ["--no-accounts-db-caching", "--frozen-account", "--no-duplicate-instance-check"],
+    )
+    def test_flags_of_old_releases_seen_in_public_scripts_are_not_unknown(self, flag: str) -> None:
+        """Flags that public Ansible roles still pass (read from the 1.x sources) are
+        'removed before 1.16', never 'unknown'; they were reported unknown before."""
+        report = audit_text(f"solana-validator --ledger /l {flag} x\n", profile="none")
+        f = next(f for f in report.findings if f.flag == flag)
+        assert f.code == "removed"
+        assert f.message.startswith("removed before 1.16 (a flag of solana-validator 1.")
+
+    def test_a_value_taking_old_flag_is_not_half_deleted(self) -> None:
+        """--frozen-account took a value: --fix never deletes the flag and leaves the value."""
+        report = audit_text("solana-validator --ledger /l --frozen-account Acc1\n", version="1.16")
+        f = next(f for f in report.findings if f.flag == "--frozen-account")
+        assert f.edit is None
+
+    def test_successor_from_the_old_sources(self) -> None:
+        """--voting-keypair was read as the --authorized-voter keypair (1.0-1.1 sources)."""
+        report = audit_text(
+            "solana-validator --voting-keypair v.json --ledger /l\n", version="1.16"
+        )
+        f = next(f for f in report.findings if f.flag == "--voting-keypair")
+        assert f.suggestion == "use --authorized-voter"
 
     def test_old_flag_is_named_with_its_successor(self) -> None:
         """--identity-keypair is 'removed before 1.16', with --identity to use and a rename."""

@@ -625,11 +625,15 @@ def _classify_missing(
                 line,
             )
         ]
-    ancient, successor = catalog.removed_before_oldest(bare)
-    if ancient:
-        tgt = release.lookup(successor, jito=jito) if successor else None
-        msg = f"removed before {lines[0]} (a flag of older solana-validator releases)"
-        return [_removed(it, msg, successor, tgt, delete=it.value is None)]
+    ancient = catalog.removed_before_oldest(bare)
+    if ancient is not None:
+        tgt = release.lookup(ancient.successor, jito=jito) if ancient.successor else None
+        oldest, newest = ancient.lines[0], ancient.lines[-1]
+        had = oldest if oldest == newest else f"{oldest}-{newest}"
+        msg = f"removed before {lines[0]} (a flag of solana-validator {had})"
+        # a value-taking old flag keeps its value word: deleting the flag alone would
+        # leave that word as a stray argument
+        return [_removed(it, msg, ancient.successor, tgt, delete=not ancient.takes_value)]
     guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
     return [
         FlagFinding(
