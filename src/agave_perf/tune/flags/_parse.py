@@ -15,8 +15,8 @@ bash really runs the command without the lines after it).
 Here-documents are read as the scripts they write; templates, Nix, YAML and Dockerfiles
 are found by :mod:`._forms` and handed back here. Why a hand-written reader and not a
 grammar (tree-sitter-bash, jinja2's lexer), measured by ``benchmarks/flags_parse.py`` on
-the fixtures: tree-sitter parses a file in ~0.06 ms against ~0.24 ms here, both far below
-what a user notices, but it found the invocation in 27 of 44 fixtures — its bash grammar
+the fixtures: tree-sitter parses a file in ~0.05 ms against ~0.2 ms here (0.23x), both far
+below what a user notices, but it found the invocation in 28 of 46 fixtures — its bash grammar
 has no idea of unit files, templates, Nix or YAML, treats here-document bodies as text, and
 its nodes still need quote removal, variable and array expansion and span bookkeeping, which
 is most of this module. jinja2's lexer tokenises all 5 template fixtures (~0.1 ms), but
