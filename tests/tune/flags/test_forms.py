@@ -44,6 +44,21 @@ FORMS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         "shell",
     ),
     "45_cloud_init.yaml": ("cloud-init", "agave-validator", ("--no-voting",), ""),
+    "47_missing_continuation.sh": ("shell", "agave-validator", ("--private-rpc",), ""),
+    "48_ansible_branch_no_continuation.sh.j2": (
+        "jinja",
+        "solana-validator",
+        ("--ledger", "--no-voting"),
+        "",
+    ),
+    "49_ansible_task_shell.yml": ("ansible", "agave-validator", ("--rpc-threds",), ""),
+    "50_ansible_task_command_cmd.yml": ("ansible", "agave-validator", ("--full-rpc-api",), ""),
+    "51_ansible_task_command_argv.yml": (
+        "ansible",
+        "agave-validator",
+        ("--enable-rpc-transaction-histroy",),
+        "YAML",
+    ),
 }
 
 
@@ -255,6 +270,16 @@ class TestCannotFind:
         assert "read as compose YAML" in msg
         assert "example/agave:v2.1.13" in msg
         assert "audit the script that entrypoint runs" in msg
+
+    def test_ansible_tasks_name_the_templates_they_install(self) -> None:
+        """An Ansible task list that only installs files is not 'compose YAML without a
+        command': the message says what it is and which templates to audit instead."""
+        with pytest.raises(UsageError) as err:
+            audit_text(fixture_text("52_ansible_tasks_install_only.yml"), source="main.yml")
+        msg = str(err.value)
+        assert "read as an Ansible task list: 3 named task(s)" in msg
+        assert "(agave-validator.service.j2, validator.sh.j2)" in msg
+        assert "compose" not in msg
 
     def test_plain_script_without_validator_names_its_kind(self) -> None:
         """A script running something else says it was read as a shell script."""
