@@ -25,6 +25,16 @@ class TestNewUserDefects:
         assert "not passed to the validator" in parse[0].message
         assert report.errors >= 1
 
+    def test_comment_line_inside_a_continuation_is_an_error(self) -> None:
+        """'  # note \\' between continuation lines ends the command in bash (the backslash is
+        part of the comment; bash then runs '--no-voting' as a command): an error, like the
+        blank after a backslash, not a 'read as intended' warning."""
+        text = "exec agave-validator \\\n  --ledger /l \\\n  # rpc \\\n  --no-voting\n"
+        report = audit_text(text, profile="none")
+        (parse,) = [f for f in report.findings if f.code == "parse"]
+        assert (parse.severity, parse.line) == (Status.FAIL, 3)
+        assert report.invocations[0].argv == ["--ledger", "/l", "--no-voting"]
+
     def test_missing_continuation_before_a_flag_line_is_an_error(self) -> None:
         """A line without its '\\' before a '--flag' line: bash ends the command there, so the
         audit says so (it was silent, and the flags after it were never read)."""

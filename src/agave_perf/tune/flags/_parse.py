@@ -8,9 +8,9 @@ redirections, ``&``) and systemd's ``ExecStart=`` lines. Every word keeps the sp
 of source text it came from, so ``--fix`` can rewrite exactly that text.
 
 Where bash would do something the operator surely did not mean — a comment line
-between continuation lines ends the command; a space after the final ``\\`` does
-too — the reader follows the intent and records a :class:`Note` (the space is an error:
-bash really runs the command without the lines after it).
+between continuation lines ends the command; so do a space after the final ``\\`` and a
+line without its ``\\`` before more ``--flag`` lines — the reader follows the intent and
+records a :class:`Note`, an error: bash really runs the command without the lines after it.
 
 Here-documents are read as the scripts they write; templates, Nix, YAML and Dockerfiles
 are found by :mod:`._forms` and handed back here. Why a hand-written reader and not a
@@ -298,12 +298,18 @@ class _Lexer:
                 if not continues:
                     return j  # the command really ends; the newline after it ends it
                 if not self.systemd:
+                    # bash really ends the command at the comment (a '\\' at its end is
+                    # part of the comment): the validator runs without the flags after it,
+                    # as with a blank after the backslash; an error, not a style remark
                     self.notes.append(
                         Note(
                             self.line_of(k),
                             "comment line inside a continued command: bash ends the command "
                             "at this line, so the flags after it are not passed to the "
-                            "validator; read as one command, as intended (move the comment)",
+                            "validator (move the comment out of the command); the rest is "
+                            "audited as if joined",
+                            error=True,
+                            command=len(self.commands),
                         )
                     )
                 j = min(nxt, len(self.s))
