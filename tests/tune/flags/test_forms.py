@@ -59,6 +59,18 @@ FORMS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         ("--enable-rpc-transaction-histroy",),
         "YAML",
     ),
+    "53_user_data_unquoted_heredoc.sh": ("shell", "agave-validator", ("--private-rpc",), "here"),
+    "54_unit_with_subcommand_post.service": ("systemd", "agave-validator", ("--full-rpc-api",), ""),
+    "55_k8s_env_references.yaml": ("kubernetes", "agave-validator", ("$(RPC_PORT)",), "YAML"),
+    "56_nixos_concat_strings.nix": ("nix", "agave-validator", ("--rpc-threds",), "Nix list"),
+    "57_function_local_array.sh": ("shell", "agave-validator", ("--entrypoint",), ""),
+    "58_dockerfile_entrypoint_and_cmd.Dockerfile": (
+        "dockerfile",
+        "agave-validator",
+        ("--no-votin",),
+        "exec",
+    ),
+    "59_shell_if_case_branches.sh": ("shell", "agave-validator", ("--vote-account",), ""),
 }
 
 
@@ -142,6 +154,47 @@ class TestVariablesAndArrays:
         bad = next(f for f in report.findings if f.flag == "--rpc-threds")
         assert bad.severity == "fail"
         assert (bad.line, bad.col) == (5, 9)
+
+
+class TestShellConditionals:
+    def test_if_elif_and_case_arms_are_exclusive(self) -> None:
+        """--expected-genesis-hash in the if and elif branches, --rpc-port in two case arms:
+        never both passed, so no duplicate (each was reported twice before)."""
+        report = audit_text(fixture_text("59_shell_if_case_branches.sh"), profile="none")
+        assert not [f for f in report.findings if f.code == "duplicate"]
+        assert [f.flag for f in report.findings if f.severity == "fail"] == [
+            "--enable-rpc-transaction-histroy"
+        ]
+
+    def test_words_name_the_shell_test_they_depend_on(self) -> None:
+        """A flag appended inside a branch remembers the test, as written, and the arm."""
+        ws: dict[str, Word] = {}
+        for w in words_of("59_shell_if_case_branches.sh"):
+            ws.setdefault(w.text, w)  # the first of each
+        assert ws["--expected-genesis-hash"].condition == '[[ "$CLUSTER" == mainnet ]]'
+        assert ws["--vote-account"].condition == '"$ROLE" matches voter'
+        assert ws["--limit-ledger-size"].condition == ""
+
+    def test_a_flag_outside_and_inside_an_if_is_a_duplicate(self) -> None:
+        """Only different branches of one conditional are exclusive: outside + inside is not."""
+        text = (
+            'ARGS=(--rpc-port 1)\nif [ -n "$X" ]; then ARGS+=(--rpc-port 2); fi\n'
+            'exec agave-validator "${ARGS[@]}"\n'
+        )
+        dup = [f for f in audit_text(text, profile="none").findings if f.code == "duplicate"]
+        assert len(dup) == 1
+        assert '(only when [ -n "$X" ])' in dup[0].message
+
+    def test_conflicting_flags_in_different_branches_are_no_conflict(self) -> None:
+        """--full-rpc-api in the if, --minimal-rpc-api in the else: never given together."""
+        branches = (
+            'if [ "$R" = full ]; then A=(--full-rpc-api); else A=(--minimal-rpc-api); fi\n'
+            'exec agave-validator --ledger /l "${A[@]}"\n'
+        )
+        together = "exec agave-validator --ledger /l --full-rpc-api --minimal-rpc-api\n"
+        for text, conflicts in ((branches, 0), (together, 1)):
+            report = audit_text(text, version="1.18", profile="none")
+            assert len([f for f in report.findings if f.code == "conflict"]) == conflicts
 
 
 class TestHeredocs:

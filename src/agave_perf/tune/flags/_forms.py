@@ -35,6 +35,7 @@ from agave_perf.tune.flags._parse import (
     _find_invocation,
     _subcommand,
     is_systemd_unit,
+    join_conditions,
     parse_shell,
     parse_systemd,
     remap,
@@ -147,7 +148,14 @@ def unmask_parsed(parsed: ParsedInput, masked: Masked, original: str) -> ParsedI
         cond, branch = _region_at(masked, w.start)
         # whitespace control may have blanked newlines: count lines in the original
         line = original.count("\n", 0, w.start) + 1
-        return replace(w, text=text, origin=origin, condition=cond, branch=branch, line=line)
+        return replace(
+            w,
+            text=text,
+            origin=origin,
+            condition=join_conditions(cond, w.condition),
+            branch=branch + w.branch,
+            line=line,
+        )
 
     for inv in parsed.invocations:
         inv.binary = fix(inv.binary)

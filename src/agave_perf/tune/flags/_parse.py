@@ -218,6 +218,11 @@ class _RawWord:
 class _RawCommand:
     words: list[_RawWord]
     assigns_array: list[tuple[str, bool, list[_RawWord]]] = field(default_factory=list)
+    terminator: str = ""  # the operator that ended it ("" at the end of the text)
+    # the shell conditionals (if/elif/else, case arms) the command runs in: branch ids as
+    # for template conditionals (negative chain ids), and their tests as written
+    branch: tuple[tuple[int, int], ...] = ()
+    condition: str = ""
 
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
@@ -232,6 +237,10 @@ class _Lexer:
         self.systemd = systemd
         self.notes: list[Note] = []
         self.commands: list[_RawCommand] = []
+        # open shell conditionals: (chain id, branch, "if"|"case", test as written)
+        self._conds: list[tuple[int, int, str, str]] = []
+        self._chains = 0
+        self._pattern: list[str] = []  # a case arm's patterns read so far (a|b)
         self.quiet_trailing_blank = False
         # offsets of lines a template tag filled (masked to blanks): a continuation skips them
         self.skip_lines: frozenset[int] = frozenset()
@@ -465,6 +474,7 @@ class _Lexer:
                     i = resumed
                     continue
             if c in "\n;&|()":
+                cur.terminator = c
                 self._end(cur)
                 cur = _RawCommand([])
                 if c == "\n" and heredocs:
@@ -511,6 +521,11 @@ class _Lexer:
                 continue
             if word.pieces:
                 cur.words.append(word)
+                if len(cur.words) == 1 and lit in ("then", "do", "else", "{"):
+                    # a keyword that starts a body: what follows it on the line is a
+                    # command of its own (an array assignment after 'then' is one)
+                    self._end(cur)
+                    cur = _RawCommand([])
             elif i == word.start:
                 i += 1  # nothing readable here: never stall
         self._end(cur)
@@ -596,7 +611,61 @@ class _Lexer:
 
     def _end(self, cmd: _RawCommand) -> None:
         if cmd.words or cmd.assigns_array:
+            self._conditional(cmd)
             self.commands.append(cmd)
+
+    def _conditional(self, cmd: _RawCommand) -> None:
+        """Track if/elif/else/fi and case arms; give the command the branches it runs in.
+
+        Two words in different branches of one conditional are never both passed, as with
+        template conditionals (:meth:`Word.exclusive_with`).
+        """
+        first = cmd.words[0].literal if cmd.words else None
+        top = self._conds[-1] if self._conds else None
+
+        def test() -> str:
+            rest = cmd.words[1:]
+            return self.s[rest[0].start : rest[-1].end] if rest else ""
+
+        if first == "if":
+            cmd.branch, cmd.condition = self._in_force()
+            self._chains += 1
+            self._conds.append((-self._chains, 0, "if", test()))
+            return
+        if first in ("elif", "else") and top is not None and top[2] == "if":
+            shown = test() if first == "elif" else f"not {top[3]}"
+            self._conds[-1] = (top[0], top[1] + 1, "if", shown)
+        elif first == "fi" and top is not None and top[2] == "if":
+            self._conds.pop()
+        elif first == "case" and len(cmd.words) >= 2:
+            cmd.branch, cmd.condition = self._in_force()
+            self._chains += 1
+            subject = self.s[cmd.words[1].start : cmd.words[1].end]
+            self._conds.append((-self._chains, -1, "case", subject))
+            self._pattern = []
+            return
+        elif first == "esac" and top is not None and top[2] == "case":
+            self._conds.pop()
+        elif (
+            top is not None
+            and top[2] == "case"
+            and len(cmd.words) == 1
+            and not cmd.assigns_array
+            and cmd.terminator in ("|", ")")
+        ):
+            word = cmd.words[0]
+            self._pattern.append(self.s[word.start : word.end])
+            if cmd.terminator == ")":
+                subject = top[3].split(" matches ")[0]
+                shown = f"{subject} matches {'|'.join(self._pattern)}"
+                self._conds[-1] = (top[0], top[1] + 1, "case", shown)
+                self._pattern = []
+            cmd.words = []  # a pattern is not a command
+        cmd.branch, cmd.condition = self._in_force()
+
+    def _in_force(self) -> tuple[tuple[tuple[int, int], ...], str]:
+        live = [c for c in self._conds if c[1] >= 0]
+        return tuple((c[0], c[1]) for c in live), " and ".join(c[3] for c in live)
 
 
 # ------------------------------------------------------------------------------ expansion
@@ -769,9 +838,9 @@ def parse_shell(
         if idx:
             heredocs(idx - 1)
         for name, append, items in cmd.assigns_array:
-            words = [w for raw in items for w in env.expand(raw, base)]
+            words = _in_branch([w for raw in items for w in env.expand(raw, base)], cmd)
             env.arrays[name] = (env.arrays.get(name, []) if append else []) + words
-        words = [w for raw in cmd.words for w in env.expand(raw, base)]
+        words = _in_branch([w for raw in cmd.words for w in env.expand(raw, base)], cmd)
         if not words:
             continue
         # assignments: plain, or after export/declare/local/readonly
@@ -815,6 +884,27 @@ def parse_shell(
     if not systemd:
         env.unresolved = set()
     return ParsedInput(text, "systemd" if systemd else "shell", invocations, notes, subcalls)
+
+
+def _in_branch(words: list[Word], cmd: _RawCommand) -> list[Word]:
+    """Words of a command inside shell conditionals carry its branches and tests."""
+    if not cmd.branch:
+        return words
+    return [
+        replace(
+            w, branch=w.branch + cmd.branch, condition=join_conditions(w.condition, cmd.condition)
+        )
+        for w in words
+    ]
+
+
+def join_conditions(a: str, b: str) -> str:
+    """Two conditions that both hold, each named once."""
+    if not a or b in a:
+        return a or b
+    if not b or a in b:
+        return b or a
+    return f"{a} and {b}"
 
 
 VALIDATOR_WORD_RE = re.compile(r"(?<![A-Za-z0-9_-])(agave|solana)-validator(?![A-Za-z0-9_-])")

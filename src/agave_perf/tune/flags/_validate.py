@@ -386,6 +386,10 @@ def validate(
         assert spec is not None
         for other in spec.conflicts_with:
             pair = (min(key, other), max(key, other))
+            if other in present and all(
+                u.flag_word.exclusive_with(o.flag_word) for u in uses for o in seen[other]
+            ):
+                continue  # in different branches of one conditional: never both given
             if other in present and pair not in pairs:
                 pairs.add(pair)
                 out.append(
