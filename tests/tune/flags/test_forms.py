@@ -147,6 +147,18 @@ class TestVariablesAndArrays:
         i = [w.text for w in ws].index("--rpc-threads")
         assert ws[i + 1].text == "16"
         assert ws[i + 1].origin == "$RPC_THREADS"
+        assert ws[i + 1].set_at == 6
+
+    def test_a_finding_on_a_variable_value_names_the_variable_and_its_line(self) -> None:
+        """A bad value that came from $PORTS says so, with the line that set it: the operator
+        edits the assignment, not the flag line."""
+        text = (
+            "#!/bin/bash\nPORTS=8000-8005\n"
+            'exec agave-validator --ledger /l --dynamic-port-range "$PORTS"\n'
+        )
+        report = audit_text(text, profile="none")
+        f = next(f for f in report.findings if f.code == "port-range-too-small")
+        assert "($PORTS is '8000-8005', set on line 2)" in f.message
 
     def test_typo_in_array_append_is_an_error(self) -> None:
         """A misspelt flag appended with FLAGS+=( ) through `which` is an error at its line."""

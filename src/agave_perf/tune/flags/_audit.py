@@ -330,13 +330,22 @@ def audit_invocation(
 
 
 def _place(findings: list[FlagFinding], items: list[FlagUse | Positional]) -> None:
-    """Give each finding the column of its flag, and name the template conditional it is in."""
+    """Give each finding the column of its flag, name the template conditional it is in, and
+    say where a value that came from a variable was set."""
     words: dict[tuple[str, int], Word] = {}
+    values: dict[tuple[str, int], Word] = {}
     for it in items:
         w = it.flag_word if isinstance(it, FlagUse) else it.word
         key = (it.name if isinstance(it, FlagUse) else w.text, w.line)
         words.setdefault(key, w)
+        if isinstance(it, FlagUse) and it.value is not None:
+            values.setdefault(key, it.value)
     for f in findings:
+        value = values.get((f.flag, f.line))
+        if value is not None and value.origin.startswith("$") and value.text in f.message:
+            # the value is the variable's, as the script assigns it: say which and where
+            where = f", set on line {value.set_at}" if value.set_at else ""
+            f.message += f" ({value.origin} is {value.text!r}{where})"
         found = words.get((f.flag, f.line))
         if found is None:
             continue

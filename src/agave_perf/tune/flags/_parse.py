@@ -113,6 +113,7 @@ class Word:
     # branches of one chain are never both passed
     branch: tuple[tuple[int, int], ...] = ()
     in_list: bool = False  # an item of a YAML/JSON/Nix list (deleting it needs its comma)
+    set_at: int = 0  # for a word from a variable: the line of its assignment (0: not known)
 
     @property
     def fixable(self) -> bool:
@@ -678,6 +679,7 @@ class _Env:
         self.scalars: dict[str, str] = {}
         self.arrays: dict[str, list[Word]] = {}
         self.unresolved: set[str] = set()
+        self.set_at: dict[str, int] = {}  # the line each scalar was last assigned on
 
     def expand(self, raw: _RawWord, base: int) -> list[Word]:
         """Expand one raw word into zero or more words (unquoted variables split)."""
@@ -688,6 +690,7 @@ class _Env:
         buf = ""
         have = False
         origin = "literal"
+        set_at = 0
         for p in raw.pieces:
             if p.kind == "lit":
                 buf += p.text
@@ -703,11 +706,14 @@ class _Env:
             if p.text in self.arrays and (p.array_all or not p.quoted):
                 items = self.arrays[p.text] if p.array_all else self.arrays[p.text][:1]
                 if buf and items:
-                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    out.append(
+                        Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at)
+                    )
                     buf, have = "", False
                 out.extend(items)
                 continue
             value = self.scalars.get(p.text)
+            set_at = self.set_at.get(p.text, 0) if value is not None else 0
             if value is None:
                 value = p.default if p.default is not None else None
             if value is None:
@@ -726,10 +732,12 @@ class _Env:
                 buf += parts[0]
                 have = True
                 for extra in parts[1:]:
-                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    out.append(
+                        Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at)
+                    )
                     buf = extra
         if have:
-            out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+            out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at))
         return out
 
 
@@ -854,6 +862,7 @@ def parse_shell(
                 env.scalars[m.group(1)] = (
                     env.scalars.get(m.group(1), "") + value if m.group(2) else value
                 )
+                env.set_at[m.group(1)] = w.line
             continue
         if head and not rest:
             continue
@@ -1118,6 +1127,7 @@ def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> Parsed
                         m = _ASSIGN_RE.match(w.text)
                         if m:
                             env.scalars[m.group(1)] = w.text[m.end() :]
+                            env.set_at[m.group(1)] = w.line
             continue
         if key != "ExecStart":
             continue
