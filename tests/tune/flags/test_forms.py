@@ -149,6 +149,16 @@ class TestVariablesAndArrays:
         assert ws[i + 1].origin == "$RPC_THREADS"
         assert ws[i + 1].set_at == 6
 
+    def test_unset_variables_are_noted_only_where_the_validator_uses_them(self) -> None:
+        """$PATH in an export and $NET in an if test are not the validator's: no note; an unset
+        $LEDGER in its command is (each public script with 'export PATH' got a warning)."""
+        text = (
+            '#!/bin/bash\nexport PATH=/opt/bin:$PATH\nif [ "$NET" = a ]; then :; fi\n'
+            "exec agave-validator --ledger $LEDGER --rpc-port 8899\n"
+        )
+        notes = [f.message for f in audit_text(text, profile="none").findings if f.code == "parse"]
+        assert notes == ["$LEDGER is not set in this file; its value could not be checked"]
+
     def test_a_finding_on_a_variable_value_names_the_variable_and_its_line(self) -> None:
         """A bad value that came from $PORTS says so, with the line that set it: the operator
         edits the assignment, not the flag line."""

@@ -888,7 +888,19 @@ def parse_shell(
         if n.command < 0 or n.command in validator_commands
     ] + notes
     subcalls += sum(nonlocal_subcalls)
-    for name in sorted(env.unresolved):
+    # only variables the validator's command uses matter (export PATH=...:$PATH does not)
+    used = {
+        w.origin[1:]
+        for inv in invocations
+        for w in [inv.binary, *inv.argv]
+        if w.origin.startswith("$")
+    } | {
+        m.group(1)
+        for inv in invocations
+        for w in [inv.binary, *inv.argv]
+        for m in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", w.text)
+    }
+    for name in sorted(env.unresolved & used):
         notes.append(Note(0, f"${name} is not set in this file; its value could not be checked"))
     if not systemd:
         env.unresolved = set()
