@@ -49,6 +49,19 @@ class TestNewUserDefects:
             "--limit-ledger-size",
         ]
 
+    def test_missing_continuation_in_a_unit_is_an_error(self) -> None:
+        """In a unit, an indented --flag line after an ExecStart= line without '\\' is ignored
+        by systemd (no '='): an error naming systemd, and the flags are still audited."""
+        text = (
+            "[Service]\nExecStart=/usr/bin/agave-validator \\\n  --ledger /l \\\n"
+            "  --rpc-port 8899\n  --no-voting \\\n  --full-rpc-api\nRestart=always\n"
+        )
+        report = audit_text(text, source="sol.service", profile="none")
+        (parse,) = [f for f in report.findings if f.code == "parse"]
+        assert (parse.severity, parse.line) == (Status.FAIL, 4)
+        assert "systemd ends ExecStart= here" in parse.message
+        assert report.invocations[0].argv[-2:] == ["--no-voting", "--full-rpc-api"]
+
     def test_a_broken_line_of_another_command_is_not_reported(self) -> None:
         """Only the validator's command is this audit's business: a curl line is not."""
         text = "curl -s http://x\n  -o /tmp/x\nagave-validator --ledger /l \\\n  --no-voting\n"

@@ -550,12 +550,16 @@ class _Lexer:
             return None
         condition = self.condition_at(i) if self.condition_at is not None else ""
         when = f"when {condition} is rendered, " if condition else ""
+        ends = (
+            "systemd ends ExecStart= here and ignores the next line (it has no '=')"
+            if self.systemd
+            else "bash ends the command here and runs the next line as a command of its own"
+        )
         self.notes.append(
             Note(
                 self.line_of(i),
-                f"no line-continuation backslash at the end of this line: {when}bash ends "
-                "the command here and runs the next line as a command of its own, so the "
-                "validator starts without the flags after it (end the line with ' \\'); "
+                f"no line-continuation backslash at the end of this line: {when}{ends}, so "
+                "the validator starts without the flags after it (end the line with ' \\'); "
                 "the rest is audited as if joined",
                 error=True,
                 command=len(self.commands),
@@ -1086,6 +1090,7 @@ def _unfixable(w: Word, outer: Word) -> Word:
 # ------------------------------------------------------------------------------ systemd
 
 
+_FLAG_LINE = re.compile(r"[ \t]+-{1,2}[A-Za-z][\w-]*")
 _SYSTEMD_PREFIX = re.compile(r"^[-@+!:]*")
 
 
@@ -1114,14 +1119,24 @@ def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> Parsed
         stripped = line.lstrip()
         # gather a logical line (backslash continuations, comment lines skipped)
         end_n = n
-        while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
-            end_n += 1
-            # systemd skips comment lines inside a continued line (and template tag lines
-            # are not in the rendered unit at all)
-            while end_n + 1 < len(lines) and (
-                lines[end_n].lstrip().startswith(("#", ";")) or skipped(end_n)
-            ):
+        exec_start = stripped.partition("=")[0].strip() == "ExecStart"
+        while True:
+            while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
                 end_n += 1
+                # systemd skips comment lines inside a continued line (and template tag
+                # lines are not in the rendered unit at all)
+                while end_n + 1 < len(lines) and (
+                    lines[end_n].lstrip().startswith(("#", ";")) or skipped(end_n)
+                ):
+                    end_n += 1
+            # an indented --flag line after an ExecStart= line that lost its '\\': systemd
+            # ignores it (no '='); the shell reader reports it and reads it as meant
+            nxt = end_n + 1
+            while exec_start and nxt < len(lines) and skipped(nxt):
+                nxt += 1
+            if not (exec_start and nxt < len(lines) and _FLAG_LINE.match(lines[nxt])):
+                break
+            end_n = nxt
         logical_end = start + sum(len(x) for x in lines[n : end_n + 1])
         pos = logical_end
         n = end_n + 1
