@@ -62,6 +62,41 @@ class TestNewUserDefects:
         assert "systemd ends ExecStart= here" in parse.message
         assert report.invocations[0].argv[-2:] == ["--no-voting", "--full-rpc-api"]
 
+    @pytest.mark.parametrize(
+        ("name", "fixed_line"),
+        [
+            ("47_missing_continuation.sh", "    --rpc-port 8899 \\\n"),
+            (
+                "48_ansible_branch_no_continuation.sh.j2",
+                "  --gossip-host {{ solana_gossip_host }} \\\n",
+            ),
+            ("15_trailing_space_after_backslash.sh", None),
+        ],
+    )
+    def test_fix_mends_a_broken_continuation(
+        self, tmp_path: Path, name: str, fixed_line: str | None
+    ) -> None:
+        """--fix adds the missing ' \\' (in a template too) or drops the blanks after one; the
+        corrected copy has no continuation error left, and 'not fixed' does not list it."""
+        text = fixture_text(name)
+        path = tmp_path / name
+        path.write_text(text)
+        report = fix(audit_text(text, source=str(path), profile="none"), text, path)
+        copy = path.with_name(name + ".agave-perf").read_text()
+        if fixed_line is not None:
+            assert fixed_line in copy
+        again = audit_text(copy, source=name, profile="none")
+        assert not [f for f in again.findings if f.code == "parse" and f.severity is Status.FAIL]
+        assert not [s for s in report.fix_skipped if "backslash" in s]
+        assert any(a.startswith("line ") for a in report.fix_applied)
+
+    def test_fix_leaves_a_comment_line_to_the_operator(self, tmp_path: Path) -> None:
+        """A comment line inside a continuation is not deleted: it is listed as not fixed."""
+        text = "exec agave-validator \\\n  --ledger /l \\\n  # rpc \\\n  --no-voting\n"
+        report = fix(audit_text(text, profile="none"), text, None)
+        assert report.diff == ""
+        assert [s for s in report.fix_skipped if "comment line" in s]
+
     def test_a_broken_line_of_another_command_is_not_reported(self) -> None:
         """Only the validator's command is this audit's business: a curl line is not."""
         text = "curl -s http://x\n  -o /tmp/x\nagave-validator --ledger /l \\\n  --no-voting\n"

@@ -155,6 +155,8 @@ class Note:
     # index of the command the note is about; kept only when that command runs the
     # validator (-1: about the file, always kept)
     command: int = -1
+    # an exact text fix for --fix: (start, end, replacement), offsets into the file
+    fix: tuple[int, int, str] | None = None
 
 
 @dataclass
@@ -277,6 +279,7 @@ class _Lexer:
                         "command here, so the flags on the lines after it are not passed to "
                         "the validator (remove the spaces); the rest is audited as if joined",
                         error=True,
+                        fix=(i + 1, j, ""),
                     )
                 )
             return self._skip_comment_lines(j + 1)
@@ -470,7 +473,7 @@ class _Lexer:
                 i = len(s) if eol < 0 else eol
                 continue
             if c == "\n" and cur.words and not heredocs:
-                resumed = self._missing_continuation(i)
+                resumed = self._missing_continuation(i, cur.words[-1].end)
                 if resumed is not None:
                     i = resumed
                     continue
@@ -532,7 +535,7 @@ class _Lexer:
         self._end(cur)
         return self.commands
 
-    def _missing_continuation(self, i: int) -> int | None:
+    def _missing_continuation(self, i: int, last_word_end: int) -> int | None:
         """A newline ending a command whose next line is a flag: the ``\\`` was forgotten.
 
         bash ends the command at such a newline and runs ``--flag`` as a command of its own
@@ -563,6 +566,8 @@ class _Lexer:
                 "the rest is audited as if joined",
                 error=True,
                 command=len(self.commands),
+                # ' \\' after the line's last word; not when a comment ends the line
+                fix=(i, i, " \\") if not s[last_word_end:i].strip() else None,
             )
         )
         return m.start(1)
@@ -887,7 +892,7 @@ def parse_shell(
     # a note about one command (a forgotten continuation) matters only where it is the
     # validator's: any other command's broken line is not this audit's business
     notes = [
-        replace(n, command=-1)
+        replace(n, command=-1, fix=(n.fix[0] + base, n.fix[1] + base, n.fix[2]) if n.fix else None)
         for n in lexer.notes
         if n.command < 0 or n.command in validator_commands
     ] + notes
@@ -1001,7 +1006,8 @@ def remap(
         inv.binary = word(inv.binary)
         inv.argv = [word(a) for a in inv.argv]
         inv.line = inv.binary.line
-    parsed.notes = [replace(n, line=line(n.line)) for n in parsed.notes]
+    # a transformed copy's offsets are not the file's: its notes' fixes are dropped
+    parsed.notes = [replace(n, line=line(n.line), fix=None) for n in parsed.notes]
     return parsed
 
 
@@ -1075,6 +1081,7 @@ def _nested(
                     inner, base=arg.start + 1, systemd=False, env=env, line0=arg.line - 1
                 )
             parsed = parse_shell(arg.text, base=0, systemd=False, env=env)
+            parsed.notes = [replace(n, fix=None) for n in parsed.notes]
             # spans inside a re-quoted string do not map to the file: mark them unfixable
             for inv in parsed.invocations:
                 inv.binary = _unfixable(inv.binary, arg)

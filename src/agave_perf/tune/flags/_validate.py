@@ -95,6 +95,8 @@ class FlagFinding:
     edit: Edit | None = None
     advice: bool = False
     col: int = 0
+    # a parse finding's exact text fix (start, end, replacement), for --fix
+    text_fix: tuple[int, int, str] | None = None
 
     @property
     def label(self) -> str:
