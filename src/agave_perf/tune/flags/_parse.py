@@ -15,8 +15,9 @@ records a :class:`Note`, an error: bash really runs the command without the line
 Here-documents are read as the scripts they write; templates, Nix, YAML and Dockerfiles
 are found by :mod:`._forms` and handed back here. Why a hand-written reader and not a
 grammar (tree-sitter-bash, jinja2's lexer), measured by ``benchmarks/flags_parse.py`` on
-the fixtures: tree-sitter parses a file in ~0.05 ms against ~0.2 ms here (0.23x), both far
-below what a user notices, but it found the invocation in 28 of 46 fixtures — its bash grammar
+the fixtures: tree-sitter parses a file in ~0.07 ms against ~0.35 ms here (0.2x, on a
+loaded machine), both far below what a user notices, but it found the invocation in 33 of 56
+fixtures — its bash grammar
 has no idea of unit files, templates, Nix or YAML, treats here-document bodies as text, and
 its nodes still need quote removal, variable and array expansion and span bookkeeping, which
 is most of this module. jinja2's lexer tokenises all 5 template fixtures (~0.1 ms), but
