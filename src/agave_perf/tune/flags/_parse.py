@@ -20,7 +20,7 @@ loaded machine), both far below what a user notices, but it found the invocation
 fixtures — its bash grammar
 has no idea of unit files, templates, Nix or YAML, treats here-document bodies as text, and
 its nodes still need quote removal, variable and array expansion and span bookkeeping, which
-is most of this module. jinja2's lexer tokenises all 5 template fixtures (~0.1 ms), but
+is most of this module. jinja2's lexer tokenises all 6 template fixtures (~0.1 ms), but
 reads Helm's Go templates as Jinja (``{{- if }}`` is no block to it), and the shell between
 its tokens still needs this reader. Masking templates to
 same-length text keeps every offset exact, which is what ``--fix`` and line:column need.
