@@ -117,6 +117,13 @@ def main() -> int:
             "files_with_error_nodes": len(ts_errors),
             "spans": "byte offsets of nodes; words still need quote removal and expansion",
         }
+        # ratios against ours, measured in this run (the baseline)
+        result["ratios"] = {
+            "tree_sitter_time_per_ours": round(
+                statistics.median(ts_times.values()) / statistics.median(ours.values()), 3
+            ),
+            "tree_sitter_found_per_ours": round(len(ts_found & runnable) / len(runnable), 3),
+        }
     import jinja2
 
     env = jinja2.Environment()

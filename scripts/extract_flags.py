@@ -7,6 +7,7 @@ refs (with ``git show``) and writes one JSON file per release line into
 
     python scripts/extract_flags.py /work/.mirror/jito-foundation+jito-solana/repo
     python scripts/extract_flags.py <mirror> --verify   # cross-check the shipped files
+    python scripts/extract_flags.py <mirror> --older    # flags of 1.0-1.14 (before-1.16.json)
 
 The mirror used is jito-foundation/jito-solana: every Jito tag ``vX.Y.Z-jito`` is
 the upstream release (solana-labs/solana for 1.x, anza-xyz/agave from 2.0) with
@@ -635,6 +636,8 @@ def verify(mirror: Path) -> int:
     in the run scope of each source commit must be in that file's lists."""
     bad = 0
     for path in sorted(OUT_DIR.glob("*.json")):
+        if path.name.startswith("before-"):
+            continue  # old releases' flags, not a list of one release
         doc = json.loads(path.read_text())
         for kind in ("source", "jito"):
             flags = doc["flags"] + (doc["jito_flags"] if kind == "jito" else [])
@@ -652,10 +655,155 @@ def verify(mirror: Path) -> int:
     return 1 if bad else 0
 
 
+# release lines older than the oldest shipped list (there was no 1.12 and no 1.15 release)
+OLDER_LINES = (
+    "1.0",
+    "1.1",
+    "1.2",
+    "1.3",
+    "1.4",
+    "1.5",
+    "1.6",
+    "1.7",
+    "1.8",
+    "1.9",
+    "1.10",
+    "1.11",
+    "1.13",
+    "1.14",
+)
+# successors the code of an old release shows without naming them in a help text or alias
+# (each was read at the commit named; never guessed)
+OLDER_SUCCESSORS: dict[str, tuple[str, str]] = {
+    "voting-keypair": (
+        "authorized-voter",
+        "v1.1.0 validator/src/main.rs: hidden 'deprecated_voting_keypair', read as the "
+        "--authorized-voter keypair and (legacy v1.0.6 behaviour) as the --vote-account",
+    ),
+}
+_USE_RE = re.compile(
+    r"(?:use|replaced by|superseded by|instead of this,? use|renamed to)\s+`?--([a-z][a-z0-9-]+)",
+    re.I,
+)
+
+
+def older_refs(mirror: Path, line: str) -> list[tuple[str, str]]:
+    """(release, commit) of every release of an old line the mirror has.
+
+    Upstream tags stop at v1.13.5 and v1.14.8 in the mirror; the later 1.13/1.14 releases
+    are read at the upstream commit under their Jito tags.
+    """
+
+    def patch(tag: str) -> int:
+        return int(tag.removesuffix("-jito").rsplit(".", 1)[1])
+
+    tags = git(mirror, "tag", "--list", f"v{line}.*").split()
+    plain = sorted((t for t in tags if re.fullmatch(rf"v{re.escape(line)}\.\d+", t)), key=patch)
+    last = patch(plain[-1]) if plain else -1
+    jito = sorted(
+        (t for t in tags if re.fullmatch(rf"v{re.escape(line)}\.\d+-jito", t) and patch(t) > last),
+        key=patch,
+    )
+    refs = [(t, git(mirror, "rev-parse", f"{t}^{{commit}}").strip()) for t in plain]
+    refs += [(f"{t.removesuffix('-jito')} (under {t})", upstream_parent(mirror, t)) for t in jito]
+    return refs
+
+
+def older_flags(mirror: Path, ref: str) -> list[dict[str, Any]]:
+    """The run flags of an old ``solana-validator`` (clap chains in validator/src/main.rs)."""
+    text = try_show(mirror, ref, "validator/src/main.rs")
+    if text is None:
+        raise ValueError(f"no validator/src/main.rs at {ref}")
+    body = remove_calls(drop_tests(strip_comments(text)), "subcommand")
+    resolver = Resolver(mirror, ref, body)
+    out = []
+    for ch in parse_chains(body):
+        try:
+            rec = build_flag(ch, resolver)
+        except ValueError:
+            continue  # a name built at run time (none in the run command's flags)
+        if rec and rec["long"]:
+            # clap 2 trims leading dashes: .long("--private-rpc") is --private-rpc
+            rec["long"] = rec["long"].lstrip("-")
+            rec["aliases"] = [a.lstrip("-") for a in rec["aliases"]]
+            out.append(rec)
+    return out
+
+
+def older(mirror: Path) -> int:
+    """Write before-1.16.json: every run flag of 1.0-1.14 that no shipped list has.
+
+    Per name: the release lines that had it, where it was read, and its successor when the
+    sources say so (the old flag was an alias of a flag the shipped lists have, or its help
+    says to use another flag); no successor is ever guessed.
+    """
+    shipped: set[str] = set()
+    for path in OUT_DIR.glob("*.json"):
+        if path.name.startswith("before-"):
+            continue
+        doc = json.loads(path.read_text())
+        for f in doc["flags"] + doc["jito_flags"]:
+            shipped.add(f["long"])
+            shipped.update(f["aliases"])
+    found: dict[str, dict[str, Any]] = {}
+    read: list[dict[str, str]] = []
+    for line in OLDER_LINES:
+        for label, commit in older_refs(mirror, line):
+            read.append({"line": line, "release": label, "commit": commit})
+            for rec in older_flags(mirror, commit):
+                names = [rec["long"], *rec["aliases"]]
+                for name in names:
+                    if name in shipped:
+                        continue
+                    entry = found.setdefault(
+                        name, {"lines": [], "successor": None, "why": "", "help": ""}
+                    )
+                    if line not in entry["lines"]:
+                        entry["lines"].append(line)
+                    entry["help"] = rec["help"][:160]
+                    entry["takes_value"] = rec["takes_value"]
+                    # an alias of a flag that lives on: that flag took over
+                    live = [n for n in names if n in shipped]
+                    use = _USE_RE.search(rec["help"] or "")
+                    if live:
+                        entry["successor"] = live[0]
+                        entry["why"] = f"an alias of --{live[0]} in {line}"
+                    elif use and use.group(1) in shipped:
+                        entry["successor"] = use.group(1)
+                        entry["why"] = f"its {line} help: {use.group(0)!r}"
+    for name, (successor, why) in OLDER_SUCCESSORS.items():
+        if name in found and successor in shipped:
+            found[name]["successor"], found[name]["why"] = successor, why
+    by_line: dict[str, list[str]] = {}
+    for r in read:  # tags name their commit; a release read under a Jito tag names it
+        by_line.setdefault(r["line"], []).append(
+            r["release"] if "under" not in r["release"] else f"{r['release']} {r['commit']}"
+        )
+    doc = {
+        "schema": 1,
+        "what": "run flags of solana-validator 1.0-1.14 that no shipped list (1.16-master) has",
+        "read": by_line,
+        "read_from": f"{MIRROR_REPO} mirror (upstream history), validator/src/main.rs",
+        "flags": {k: found[k] for k in sorted(found)},
+    }
+    out = OUT_DIR / "before-1.16.json"
+    head = json.dumps({k: v for k, v in doc.items() if k not in ("read", "flags")}, indent=1)
+    rows = lambda d: ",\n  ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in d.items())  # noqa: E731
+    out.write_text(
+        head[:-2] + f',\n "read": {{\n  {rows(by_line)}\n }},\n "flags": {{\n  '
+        f"{rows(doc['flags'])}\n }}\n}}\n"
+    )
+    with_succ = sum(1 for v in found.values() if v["successor"])
+    print(f"{len(found)} flags removed before 1.16 ({with_succ} with a successor) -> {out.name}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Extract every release line and write the data files (``--verify``: cross-check)."""
     if len(argv) > 2 and argv[2] == "--verify":
         return verify(Path(argv[1]))
+    if len(argv) > 2 and argv[2] == "--older":
+        return older(Path(argv[1]))
     mirror = Path(argv[1])
     only = set(argv[2:])
     OUT_DIR.mkdir(parents=True, exist_ok=True)

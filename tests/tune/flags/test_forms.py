@@ -44,6 +44,33 @@ FORMS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         "shell",
     ),
     "45_cloud_init.yaml": ("cloud-init", "agave-validator", ("--no-voting",), ""),
+    "47_missing_continuation.sh": ("shell", "agave-validator", ("--private-rpc",), ""),
+    "48_ansible_branch_no_continuation.sh.j2": (
+        "jinja",
+        "solana-validator",
+        ("--ledger", "--no-voting"),
+        "",
+    ),
+    "49_ansible_task_shell.yml": ("ansible", "agave-validator", ("--rpc-threds",), ""),
+    "50_ansible_task_command_cmd.yml": ("ansible", "agave-validator", ("--full-rpc-api",), ""),
+    "51_ansible_task_command_argv.yml": (
+        "ansible",
+        "agave-validator",
+        ("--enable-rpc-transaction-histroy",),
+        "YAML",
+    ),
+    "53_user_data_unquoted_heredoc.sh": ("shell", "agave-validator", ("--private-rpc",), "here"),
+    "54_unit_with_subcommand_post.service": ("systemd", "agave-validator", ("--full-rpc-api",), ""),
+    "55_k8s_env_references.yaml": ("kubernetes", "agave-validator", ("$(RPC_PORT)",), "YAML"),
+    "56_nixos_concat_strings.nix": ("nix", "agave-validator", ("--rpc-threds",), "Nix list"),
+    "57_function_local_array.sh": ("shell", "agave-validator", ("--entrypoint",), ""),
+    "58_dockerfile_entrypoint_and_cmd.Dockerfile": (
+        "dockerfile",
+        "agave-validator",
+        ("--no-votin",),
+        "exec",
+    ),
+    "59_shell_if_case_branches.sh": ("shell", "agave-validator", ("--vote-account",), ""),
 }
 
 
@@ -120,6 +147,28 @@ class TestVariablesAndArrays:
         i = [w.text for w in ws].index("--rpc-threads")
         assert ws[i + 1].text == "16"
         assert ws[i + 1].origin == "$RPC_THREADS"
+        assert ws[i + 1].set_at == 6
+
+    def test_unset_variables_are_noted_only_where_the_validator_uses_them(self) -> None:
+        """$PATH in an export and $NET in an if test are not the validator's: no note; an unset
+        $LEDGER in its command is (each public script with 'export PATH' got a warning)."""
+        text = (
+            '#!/bin/bash\nexport PATH=/opt/bin:$PATH\nif [ "$NET" = a ]; then :; fi\n'
+            "exec agave-validator --ledger $LEDGER --rpc-port 8899\n"
+        )
+        notes = [f.message for f in audit_text(text, profile="none").findings if f.code == "parse"]
+        assert notes == ["$LEDGER is not set in this file; its value could not be checked"]
+
+    def test_a_finding_on_a_variable_value_names_the_variable_and_its_line(self) -> None:
+        """A bad value that came from $PORTS says so, with the line that set it: the operator
+        edits the assignment, not the flag line."""
+        text = (
+            "#!/bin/bash\nPORTS=8000-8005\n"
+            'exec agave-validator --ledger /l --dynamic-port-range "$PORTS"\n'
+        )
+        report = audit_text(text, profile="none")
+        f = next(f for f in report.findings if f.code == "port-range-too-small")
+        assert "($PORTS is '8000-8005', set on line 2)" in f.message
 
     def test_typo_in_array_append_is_an_error(self) -> None:
         """A misspelt flag appended with FLAGS+=( ) through `which` is an error at its line."""
@@ -127,6 +176,47 @@ class TestVariablesAndArrays:
         bad = next(f for f in report.findings if f.flag == "--rpc-threds")
         assert bad.severity == "fail"
         assert (bad.line, bad.col) == (5, 9)
+
+
+class TestShellConditionals:
+    def test_if_elif_and_case_arms_are_exclusive(self) -> None:
+        """--expected-genesis-hash in the if and elif branches, --rpc-port in two case arms:
+        never both passed, so no duplicate (each was reported twice before)."""
+        report = audit_text(fixture_text("59_shell_if_case_branches.sh"), profile="none")
+        assert not [f for f in report.findings if f.code == "duplicate"]
+        assert [f.flag for f in report.findings if f.severity == "fail"] == [
+            "--enable-rpc-transaction-histroy"
+        ]
+
+    def test_words_name_the_shell_test_they_depend_on(self) -> None:
+        """A flag appended inside a branch remembers the test, as written, and the arm."""
+        ws: dict[str, Word] = {}
+        for w in words_of("59_shell_if_case_branches.sh"):
+            ws.setdefault(w.text, w)  # the first of each
+        assert ws["--expected-genesis-hash"].condition == '[[ "$CLUSTER" == mainnet ]]'
+        assert ws["--vote-account"].condition == '"$ROLE" matches voter'
+        assert ws["--limit-ledger-size"].condition == ""
+
+    def test_a_flag_outside_and_inside_an_if_is_a_duplicate(self) -> None:
+        """Only different branches of one conditional are exclusive: outside + inside is not."""
+        text = (
+            'ARGS=(--rpc-port 1)\nif [ -n "$X" ]; then ARGS+=(--rpc-port 2); fi\n'
+            'exec agave-validator "${ARGS[@]}"\n'
+        )
+        dup = [f for f in audit_text(text, profile="none").findings if f.code == "duplicate"]
+        assert len(dup) == 1
+        assert '(only when [ -n "$X" ])' in dup[0].message
+
+    def test_conflicting_flags_in_different_branches_are_no_conflict(self) -> None:
+        """--full-rpc-api in the if, --minimal-rpc-api in the else: never given together."""
+        branches = (
+            'if [ "$R" = full ]; then A=(--full-rpc-api); else A=(--minimal-rpc-api); fi\n'
+            'exec agave-validator --ledger /l "${A[@]}"\n'
+        )
+        together = "exec agave-validator --ledger /l --full-rpc-api --minimal-rpc-api\n"
+        for text, conflicts in ((branches, 0), (together, 1)):
+            report = audit_text(text, version="1.18", profile="none")
+            assert len([f for f in report.findings if f.code == "conflict"]) == conflicts
 
 
 class TestHeredocs:
@@ -166,7 +256,10 @@ class TestTemplates:
         assert value.text == '{{ dynamic_port_range | default("8000-8030") }}'
         assert value.origin == "template"
         report = audit_text(fixture_text("28_ansible_start.sh.j2"), profile="none")
-        assert report.errors == 0
+        # the one error: the '# known validators' line ends the rendered command in bash
+        assert [(f.code, f.line) for f in report.findings if f.severity == "fail"] == [
+            ("parse", 10)
+        ]
 
     def test_flag_in_a_conditional_is_named_with_it(self) -> None:
         """A typo inside {% if %} is an error whose message names the condition."""
@@ -255,6 +348,16 @@ class TestCannotFind:
         assert "read as compose YAML" in msg
         assert "example/agave:v2.1.13" in msg
         assert "audit the script that entrypoint runs" in msg
+
+    def test_ansible_tasks_name_the_templates_they_install(self) -> None:
+        """An Ansible task list that only installs files is not 'compose YAML without a
+        command': the message says what it is and which templates to audit instead."""
+        with pytest.raises(UsageError) as err:
+            audit_text(fixture_text("52_ansible_tasks_install_only.yml"), source="main.yml")
+        msg = str(err.value)
+        assert "read as an Ansible task list: 3 named task(s)" in msg
+        assert "(agave-validator.service.j2, validator.sh.j2)" in msg
+        assert "compose" not in msg
 
     def test_plain_script_without_validator_names_its_kind(self) -> None:
         """A script running something else says it was read as a shell script."""

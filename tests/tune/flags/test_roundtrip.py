@@ -11,8 +11,10 @@ from agave_perf.tune.flags import (
     Positional,
     Release,
     Word,
+    audit_text,
     interpret,
     parse,
+    quote,
     render,
 )
 from agave_perf.tune.flags._parse import SUBCOMMANDS
@@ -191,3 +193,47 @@ class TestRoundTripForms:
             name = "pod.yaml"
         parsed = read_form(rel, text, name)
         assert triples(parsed) == wanted
+
+    @settings(max_examples=40, deadline=None)
+    @given(case=command_lines(PLAIN), cut=st.integers(min_value=0, max_value=12))
+    def test_if_else_branches_each_give_their_flags(self, case: Case, cut: int) -> None:
+        """Flags split over the if and else branches of an array build: every flag is read,
+        and a flag is a duplicate only when repeated inside one branch."""
+        line, wanted = case
+        rel = CATALOG.get(line)
+        at = min(cut, len(wanted))
+        first, second = wanted[:at], wanted[at:]
+        text = (
+            f'ARGS=()\nif [ "$R" = a ]; then\n'
+            f"  ARGS+=({' '.join(quote(w) for w in argv_words(rel, first))})\nelse\n"
+            f"  ARGS+=({' '.join(quote(w) for w in argv_words(rel, second))})\nfi\n"
+            'exec agave-validator "${ARGS[@]}"\n'
+        )
+        assert triples(read_form(rel, text, "run.sh")) == wanted
+        report = audit_text(text, version=line, profile="none")
+        duplicates = {f.flag for f in report.findings if f.code == "duplicate"}
+        repeated = {
+            name
+            for half in (first, second)
+            for name in {n for n, _, _ in half}
+            if [n for n, _, _ in half].count(name) > 1
+        }
+        assert duplicates <= repeated
+
+    @settings(max_examples=40, deadline=None)
+    @given(case=command_lines(PLAIN), form=st.sampled_from(["shell", "cmd", "argv"]))
+    def test_ansible_task_forms(self, case: Case, form: str) -> None:
+        """An Ansible shell:/command: cmd:/command: argv: task gives the same flags."""
+        import json
+
+        line, wanted = case
+        rel = CATALOG.get(line)
+        words = argv_words(rel, wanted)
+        if form == "argv":
+            items = "".join(f"      - {json.dumps(w)}\n" for w in ["agave-validator", *words])
+            text = f"- name: run\n  ansible.builtin.command:\n    argv:\n{items}"
+        else:
+            cmd = " ".join(quote(w) for w in ["agave-validator", *words])
+            key = "ansible.builtin.shell: " if form == "shell" else "command:\n    cmd: "
+            text = f"- name: run\n  {key}{json.dumps(cmd)}\n  become: true\n"
+        assert triples(read_form(rel, text, "tasks.yml")) == wanted

@@ -25,7 +25,6 @@ def codes(report: AuditReport) -> dict[str, set[str]]:
 # fixtures that must audit without a single error, with the release they resolve to
 CLEAN = {
     "01_agave_array_exec.sh": ("4.2", False),
-    "03_comments_between_continuations.sh": ("4.2", False),
     "04_quoted_paths_with_spaces.sh": ("4.2", False),
     "05_env_vars.sh": ("4.2", False),
     "06_systemd_multiple_execstart.service": ("4.2", False),

@@ -330,13 +330,22 @@ def audit_invocation(
 
 
 def _place(findings: list[FlagFinding], items: list[FlagUse | Positional]) -> None:
-    """Give each finding the column of its flag, and name the template conditional it is in."""
+    """Give each finding the column of its flag, name the template conditional it is in, and
+    say where a value that came from a variable was set."""
     words: dict[tuple[str, int], Word] = {}
+    values: dict[tuple[str, int], Word] = {}
     for it in items:
         w = it.flag_word if isinstance(it, FlagUse) else it.word
         key = (it.name if isinstance(it, FlagUse) else w.text, w.line)
         words.setdefault(key, w)
+        if isinstance(it, FlagUse) and it.value is not None:
+            values.setdefault(key, it.value)
     for f in findings:
+        value = values.get((f.flag, f.line))
+        if value is not None and value.origin.startswith("$") and value.text in f.message:
+            # the value is the variable's, as the script assigns it: say which and where
+            where = f", set on line {value.set_at}" if value.set_at else ""
+            f.message += f" ({value.origin} is {value.text!r}{where})"
         found = words.get((f.flag, f.line))
         if found is None:
             continue
@@ -390,16 +399,45 @@ def audit_text(
         for inv in parsed.invocations
     ]
     notes = [
-        FlagFinding(ERROR if n.error else WARNING, "(script)", "parse", n.message, "", n.line)
+        FlagFinding(
+            ERROR if n.error else WARNING,
+            "(script)",
+            "parse",
+            n.message,
+            "",
+            n.line,
+            text_fix=n.fix,
+        )
         for n in parsed.notes
     ]
     return AuditReport(source=source, kind=parsed.kind, invocations=reports, notes=notes)
 
 
+def _text_fix_fits(text: str, fix: tuple[int, int, str]) -> bool:
+    """A line-end fix applies where the text is what it was read as: a newline (after a
+    line without its backslash), or only blanks between a backslash and the newline."""
+    start, end, repl = fix
+    if not (0 <= start <= end < len(text)) or text[end] != "\n":
+        return False
+    if repl:  # add " \\" before the newline of a line that does not end with one
+        return start == end and not text[:start].rstrip(" \t").endswith("\\")
+    return start > 0 and text[start - 1] == "\\" and not text[start:end].strip(" \t")
+
+
 def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
     """Apply the findings' edits; write ``<file>.agave-perf`` next to the file (never in place)."""
     edits = [f.edit for inv in report.invocations for f in inv.findings if f.edit is not None]
-    result = apply_edits(text, edits)
+    # parse findings with an exact text fix (a backslash to add, blanks after one to drop),
+    # used only where the file still reads as the reader saw it
+    raw: list[tuple[int, int, str, str]] = []
+    for f in report.notes:
+        if f.text_fix is not None and _text_fix_fits(text, f.text_fix):
+            start, end, repl = f.text_fix
+            what = "added ' \\'" if repl else "removed the blanks after '\\'"
+            raw.append((start, end, repl, f"line {f.line}: {what}"))
+        else:
+            f.text_fix = None
+    result = apply_edits(text, edits, raw)
     report.fix_requested = True
     report.fix_applied = result.applied
     # "not fixed" is everything the diff leaves wrong: edits that could not be made, and
@@ -408,6 +446,7 @@ def fix(report: AuditReport, text: str, path: Path | None) -> AuditReport:
         f"{f.flag}: {f.message} (no automatic fix; change it by hand)"
         for f in report.findings
         if f.edit is None
+        and f.text_fix is None
         and f.severity >= WARNING
         and not f.advice
         and (f.code != "parse" or f.severity is Status.FAIL)  # an unset $VAR is not wrong

@@ -137,18 +137,18 @@ class Release:
         return (int(major), int(minor))
 
 
-# Flags that solana-validator had before 1.16, the oldest shipped list, and no shipped list
-# has (from the release notes of 1.0-1.15), with the flag that took over, if any. Only
-# names absent from every shipped list count (see FlagCatalog.removed_before_oldest).
-REMOVED_BEFORE_OLDEST: dict[str, str | None] = {
-    "identity-keypair": "identity",
-    "voting-keypair": "authorized-voter",
-    "storage-keypair": None,
-    "enable-rpc-exit": None,  # the validator's `exit` subcommand does it now
-    "bpf-jit": None,  # the JIT is always used
-    "frozen-accounts": None,
-    "accounts-db-use-index-hash-calculation": None,
-}
+OLDER_FILE = "before-1.16.json"  # flags of 1.0-1.14, read from those releases' sources
+
+
+@dataclass(frozen=True)
+class OldFlag:
+    """A run flag of solana-validator releases older than every shipped list."""
+
+    name: str
+    lines: tuple[str, ...]  # the old release lines that had it
+    successor: str | None  # the flag that took over, where the sources show one
+    why: str  # where the sources show the successor
+    takes_value: bool
 
 
 def _data_dir() -> Any:
@@ -168,9 +168,10 @@ class History:
 class FlagCatalog:
     """Every shipped release, oldest first."""
 
-    def __init__(self, releases: list[Release]) -> None:
+    def __init__(self, releases: list[Release], older: dict[str, OldFlag] | None = None) -> None:
         self.releases = sorted(releases, key=lambda r: r.ordinal)
         self._by_line = {r.line: r for r in self.releases}
+        self.older = older or {}
 
     @classmethod
     def load(cls) -> FlagCatalog:
@@ -231,11 +232,11 @@ class FlagCatalog:
             f"({self.releases[0].line}); known: {', '.join(self.lines)}"
         )
 
-    def removed_before_oldest(self, name: str) -> tuple[bool, str | None]:
-        """Was ``name`` a flag of a release older than every shipped list? And its successor."""
-        if name not in REMOVED_BEFORE_OLDEST or name in self.all_names():
-            return False, None
-        return True, REMOVED_BEFORE_OLDEST[name]
+    def removed_before_oldest(self, name: str) -> OldFlag | None:
+        """The flag of a release older than every shipped list that ``name`` was, if any."""
+        if name in self.all_names():
+            return None
+        return self.older.get(name)
 
     def is_older(self, version: str) -> bool:
         """True when a version is older than the oldest shipped list."""
@@ -277,10 +278,19 @@ def _ord(line: str) -> tuple[int, int]:
 @cache
 def _load_default() -> FlagCatalog:
     releases = []
+    older: dict[str, OldFlag] = {}
     for entry in _data_dir().iterdir():
         if not entry.name.endswith(".json"):
             continue
         doc = json.loads(entry.read_text(encoding="utf-8"))
+        if entry.name == OLDER_FILE:
+            older = {
+                name: OldFlag(
+                    name, tuple(f["lines"]), f["successor"], f["why"], bool(f["takes_value"])
+                )
+                for name, f in doc["flags"].items()
+            }
+            continue
         releases.append(
             Release(
                 line=doc["release_line"],
@@ -296,4 +306,4 @@ def _load_default() -> FlagCatalog:
         )
     if not releases:  # pragma: no cover - packaging error
         raise UsageError("no validator flag lists found in the installed package")
-    return FlagCatalog(releases)
+    return FlagCatalog(releases, older)

@@ -98,9 +98,14 @@ def _span_delete(text: str, edit: Edit) -> tuple[int, int, str] | None:
     return start, j, ""
 
 
-def apply_edits(text: str, edits: list[Edit]) -> FixResult:
-    """Apply non-overlapping edits from the end of the text backwards."""
-    spans: list[tuple[int, int, str, str]] = []
+def apply_edits(
+    text: str, edits: list[Edit], raw: list[tuple[int, int, str, str]] | None = None
+) -> FixResult:
+    """Apply non-overlapping edits from the end of the text backwards.
+
+    ``raw`` adds exact text replacements (start, end, new text, what it does).
+    """
+    spans: list[tuple[int, int, str, str]] = list(raw or [])
     skipped: list[str] = []
     # A flag that is deleted needs no other edit; renaming it as well would overlap the
     # delete and keep the copy (a repeated old alias, renamed twice, stays a duplicate).

@@ -35,6 +35,7 @@ from agave_perf.tune.flags._parse import (
     _find_invocation,
     _subcommand,
     is_systemd_unit,
+    join_conditions,
     parse_shell,
     parse_systemd,
     remap,
@@ -147,7 +148,14 @@ def unmask_parsed(parsed: ParsedInput, masked: Masked, original: str) -> ParsedI
         cond, branch = _region_at(masked, w.start)
         # whitespace control may have blanked newlines: count lines in the original
         line = original.count("\n", 0, w.start) + 1
-        return replace(w, text=text, origin=origin, condition=cond, branch=branch, line=line)
+        return replace(
+            w,
+            text=text,
+            origin=origin,
+            condition=join_conditions(cond, w.condition),
+            branch=branch + w.branch,
+            line=line,
+        )
 
     for inv in parsed.invocations:
         inv.binary = fix(inv.binary)
@@ -234,7 +242,14 @@ def _json_list(text: str, start: int) -> tuple[list[Word], int] | None:
 _KEY_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<dash>-[ \t]+)?(?P<key>[A-Za-z_][\w.-]*)[ \t]*:(?:[ \t]+(?P<rest>.*))?$"
 )
-_CMD_KEYS = ("entrypoint", "command", "args")
+# compose entrypoint/command, Kubernetes command/args, Ansible's shell/command modules (an
+# inline string, or their cmd:/argv: parameters), in the order one argv is made of them
+_CMD_KEYS = ("entrypoint", "command", "shell", "cmd", "argv", "args")
+# Ansible modules by their fully qualified name: ansible.builtin.shell is shell
+_ANSIBLE_FQCN = re.compile(r"^ansible\.(?:builtin|legacy)\.")
+_ANSIBLE_RE = re.compile(
+    r"^-[ \t]+(?:name|hosts|import_playbook|import_tasks|include_tasks|block)[ \t]*:", re.M
+)
 
 
 @dataclass
@@ -313,7 +328,7 @@ def parse_yaml(text: str, masked: Masked | None = None) -> ParsedInput:
         if not m:
             n += 1
             continue
-        key = m.group("key")
+        key = _ANSIBLE_FQCN.sub("", m.group("key"))
         indent = len(m.group("indent")) + (len(m.group("dash")) if m.group("dash") else 0)
         rest = _strip_comment(m.group("rest") or "")
         rest_at = start + (m.start("rest") if m.group("rest") is not None else len(line))
@@ -398,7 +413,7 @@ def parse_yaml(text: str, masked: Masked | None = None) -> ParsedInput:
     for group in groups:
         by = {v.key: v for v in group}
         argv: list[Word] = []
-        for key in ("entrypoint", "command", "args"):
+        for key in _CMD_KEYS:
             if key not in by:
                 continue
             v = by[key]
@@ -422,10 +437,24 @@ def parse_yaml(text: str, masked: Masked | None = None) -> ParsedInput:
     kind = "kubernetes" if re.search(r"^\s*(apiVersion|kind)\s*:", text, re.M) else "compose"
     if kind == "compose" and any(i.form.startswith("values map") for i in invocations):
         kind = "helm values"
+    elif kind == "compose" and _ANSIBLE_RE.search(text):
+        kind = "ansible"
     if re.match(r"#cloud-config", text):
         kind = "cloud-init"
     parsed = ParsedInput(text, kind, invocations, notes, subcalls)
-    if not invocations:
+    if not invocations and kind == "ansible":
+        tasks = len(re.findall(r"^[ \t]*-[ \t]+name[ \t]*:", text, re.M))
+        srcs = sorted({_unmask(m.group(1)).strip("\"'") for m in _SRC_RE.finditer(text)} - {""})
+        parsed.seen = (
+            f"read as an Ansible task list: {tasks} named task(s), no shell/command task "
+            "runs the validator"
+        )
+        parsed.hint = (
+            f"audit the files its template/copy tasks install ({', '.join(srcs)})"
+            if srcs
+            else "audit the start script or unit the role installs"
+        ) + ", or pass the command line on stdin (FILE '-')"
+    elif not invocations:
         shown = ", ".join(sorted(set(images))) or "none"
         parsed.seen = (
             f"read as {kind} YAML: {len(values)} command/args/entrypoint value(s), images: {shown}"
@@ -438,6 +467,8 @@ def parse_yaml(text: str, masked: Masked | None = None) -> ParsedInput:
         unmask_parsed(parsed, masked, text)
     return parsed
 
+
+_SRC_RE = re.compile(r"^[ \t]*src[ \t]*:[ \t]*(\S+)", re.M)
 
 # Helm charts keep the validator's flags as a map in values.yaml (agaveArgs: {ledger: ...})
 _VALUES_MAP_RE = re.compile(r"^(agave|solana|validator)[\w-]*args$", re.I)
@@ -887,6 +918,7 @@ def read(text: str, name: str = "") -> ParsedInput:
         body,
         skip_lines=masked.skip_lines if masked else frozenset(),
         original=text if masked else "",
+        condition_at=(lambda pos: _region_at(masked, pos)[0]) if masked else None,
     )
     if masked is not None:
         parsed = unmask_parsed(parsed, masked, text)
@@ -899,8 +931,12 @@ def _looks_yaml(text: str) -> bool:
         return False
     if text.startswith("#cloud-config"):
         return True
-    keys = re.findall(r"^[ \t]*(?:-[ \t]+)?([A-Za-z_][\w.-]*)[ \t]*:(?:[ \t]|$)", text, re.M)
+    keys = {
+        _ANSIBLE_FQCN.sub("", k)
+        for k in re.findall(r"^[ \t]*(?:-[ \t]+)?([A-Za-z_][\w.-]*)[ \t]*:(?:[ \t]|$)", text, re.M)
+    }
     return bool(
-        {"services", "apiVersion", "containers", "spec", "image"} & set(keys)
-        or (len(keys) >= 3 and {"command", "args", "entrypoint"} & set(keys))
+        {"services", "apiVersion", "containers", "spec", "image"} & keys
+        or (len(keys) >= 3 and {"command", "args", "entrypoint", "shell"} & keys)
+        or (len(keys) >= 3 and _ANSIBLE_RE.search(text))
     )

@@ -8,18 +8,19 @@ redirections, ``&``) and systemd's ``ExecStart=`` lines. Every word keeps the sp
 of source text it came from, so ``--fix`` can rewrite exactly that text.
 
 Where bash would do something the operator surely did not mean — a comment line
-between continuation lines ends the command; a space after the final ``\\`` does
-too — the reader follows the intent and records a :class:`Note` (the space is an error:
-bash really runs the command without the lines after it).
+between continuation lines ends the command; so do a space after the final ``\\`` and a
+line without its ``\\`` before more ``--flag`` lines — the reader follows the intent and
+records a :class:`Note`, an error: bash really runs the command without the lines after it.
 
 Here-documents are read as the scripts they write; templates, Nix, YAML and Dockerfiles
 are found by :mod:`._forms` and handed back here. Why a hand-written reader and not a
 grammar (tree-sitter-bash, jinja2's lexer), measured by ``benchmarks/flags_parse.py`` on
-the fixtures: tree-sitter parses a file in ~0.06 ms against ~0.24 ms here, both far below
-what a user notices, but it found the invocation in 27 of 44 fixtures — its bash grammar
+the fixtures: tree-sitter parses a file in ~0.07 ms against ~0.35 ms here (0.2x, on a
+loaded machine), both far below what a user notices, but it found the invocation in 33 of 56
+fixtures — its bash grammar
 has no idea of unit files, templates, Nix or YAML, treats here-document bodies as text, and
 its nodes still need quote removal, variable and array expansion and span bookkeeping, which
-is most of this module. jinja2's lexer tokenises all 5 template fixtures (~0.1 ms), but
+is most of this module. jinja2's lexer tokenises all 6 template fixtures (~0.1 ms), but
 reads Helm's Go templates as Jinja (``{{- if }}`` is no block to it), and the shell between
 its tokens still needs this reader. Masking templates to
 same-length text keeps every offset exact, which is what ``--fix`` and line:column need.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 VALIDATOR_RE = re.compile(r"^(agave|solana)-validator$")
@@ -112,6 +114,7 @@ class Word:
     # branches of one chain are never both passed
     branch: tuple[tuple[int, int], ...] = ()
     in_list: bool = False  # an item of a YAML/JSON/Nix list (deleting it needs its comma)
+    set_at: int = 0  # for a word from a variable: the line of its assignment (0: not known)
 
     @property
     def fixable(self) -> bool:
@@ -150,6 +153,11 @@ class Note:
     line: int
     message: str
     error: bool = False  # bash would not run what the operator wrote (not just a style note)
+    # index of the command the note is about; kept only when that command runs the
+    # validator (-1: about the file, always kept)
+    command: int = -1
+    # an exact text fix for --fix: (start, end, replacement), offsets into the file
+    fix: tuple[int, int, str] | None = None
 
 
 @dataclass
@@ -214,6 +222,11 @@ class _RawWord:
 class _RawCommand:
     words: list[_RawWord]
     assigns_array: list[tuple[str, bool, list[_RawWord]]] = field(default_factory=list)
+    terminator: str = ""  # the operator that ended it ("" at the end of the text)
+    # the shell conditionals (if/elif/else, case arms) the command runs in: branch ids as
+    # for template conditionals (negative chain ids), and their tests as written
+    branch: tuple[tuple[int, int], ...] = ()
+    condition: str = ""
 
 
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-]")
@@ -228,6 +241,10 @@ class _Lexer:
         self.systemd = systemd
         self.notes: list[Note] = []
         self.commands: list[_RawCommand] = []
+        # open shell conditionals: (chain id, branch, "if"|"case", test as written)
+        self._conds: list[tuple[int, int, str, str]] = []
+        self._chains = 0
+        self._pattern: list[str] = []  # a case arm's patterns read so far (a|b)
         self.quiet_trailing_blank = False
         # offsets of lines a template tag filled (masked to blanks): a continuation skips them
         self.skip_lines: frozenset[int] = frozenset()
@@ -235,6 +252,8 @@ class _Lexer:
         self.heredocs: list[tuple[int, int, int, bool, str]] = []
         self._redirect_target = ""
         self.original = ""  # the unmasked text, when template tags were blanked out
+        # the template conditional(s) in force at an offset, as written (templates only)
+        self.condition_at: Callable[[int], str] | None = None
 
     def line_of(self, pos: int) -> int:
         """1-based line number (in the whole file) of an offset in this text."""
@@ -261,6 +280,7 @@ class _Lexer:
                         "command here, so the flags on the lines after it are not passed to "
                         "the validator (remove the spaces); the rest is audited as if joined",
                         error=True,
+                        fix=(i + 1, j, ""),
                     )
                 )
             return self._skip_comment_lines(j + 1)
@@ -292,12 +312,18 @@ class _Lexer:
                 if not continues:
                     return j  # the command really ends; the newline after it ends it
                 if not self.systemd:
+                    # bash really ends the command at the comment (a '\\' at its end is
+                    # part of the comment): the validator runs without the flags after it,
+                    # as with a blank after the backslash; an error, not a style remark
                     self.notes.append(
                         Note(
                             self.line_of(k),
                             "comment line inside a continued command: bash ends the command "
                             "at this line, so the flags after it are not passed to the "
-                            "validator; read as one command, as intended (move the comment)",
+                            "validator (move the comment out of the command); the rest is "
+                            "audited as if joined",
+                            error=True,
+                            command=len(self.commands),
                         )
                     )
                 j = min(nxt, len(self.s))
@@ -447,7 +473,13 @@ class _Lexer:
                 eol = s.find("\n", i)
                 i = len(s) if eol < 0 else eol
                 continue
+            if c == "\n" and cur.words and not heredocs:
+                resumed = self._missing_continuation(i, cur.words[-1].end)
+                if resumed is not None:
+                    i = resumed
+                    continue
             if c in "\n;&|()":
+                cur.terminator = c
                 self._end(cur)
                 cur = _RawCommand([])
                 if c == "\n" and heredocs:
@@ -494,10 +526,52 @@ class _Lexer:
                 continue
             if word.pieces:
                 cur.words.append(word)
+                if len(cur.words) == 1 and lit in ("then", "do", "else", "{"):
+                    # a keyword that starts a body: what follows it on the line is a
+                    # command of its own (an array assignment after 'then' is one)
+                    self._end(cur)
+                    cur = _RawCommand([])
             elif i == word.start:
                 i += 1  # nothing readable here: never stall
         self._end(cur)
         return self.commands
+
+    def _missing_continuation(self, i: int, last_word_end: int) -> int | None:
+        """A newline ending a command whose next line is a flag: the ``\\`` was forgotten.
+
+        bash ends the command at such a newline and runs ``--flag`` as a command of its own
+        (``command not found``), so the validator starts without the flags after it. In a
+        template the line may end a conditional's branch: then only that rendering breaks.
+        The reader records an error and goes on reading the flags as the operator meant.
+        """
+        s = self.s
+        j = i + 1
+        while j in self.skip_lines:  # template tag lines are not in the rendered script
+            eol = s.find("\n", j)
+            j = len(s) if eol < 0 else eol + 1
+        m = re.compile(r"[ \t]*(-{1,2}[A-Za-z][\w-]*)").match(s, j)
+        if m is None:
+            return None
+        condition = self.condition_at(i) if self.condition_at is not None else ""
+        when = f"when {condition} is rendered, " if condition else ""
+        ends = (
+            "systemd ends ExecStart= here and ignores the next line (it has no '=')"
+            if self.systemd
+            else "bash ends the command here and runs the next line as a command of its own"
+        )
+        self.notes.append(
+            Note(
+                self.line_of(i),
+                f"no line-continuation backslash at the end of this line: {when}{ends}, so "
+                "the validator starts without the flags after it (end the line with ' \\'); "
+                "the rest is audited as if joined",
+                error=True,
+                command=len(self.commands),
+                # ' \\' after the line's last word; not when a comment ends the line
+                fix=(i, i, " \\") if not s[last_word_end:i].strip() else None,
+            )
+        )
+        return m.start(1)
 
     def _skip_heredocs(self, i: int, heredocs: list[tuple[str, bool, bool, str]]) -> int:
         """Skip here-document bodies (data, not commands), recording where each one is."""
@@ -548,7 +622,61 @@ class _Lexer:
 
     def _end(self, cmd: _RawCommand) -> None:
         if cmd.words or cmd.assigns_array:
+            self._conditional(cmd)
             self.commands.append(cmd)
+
+    def _conditional(self, cmd: _RawCommand) -> None:
+        """Track if/elif/else/fi and case arms; give the command the branches it runs in.
+
+        Two words in different branches of one conditional are never both passed, as with
+        template conditionals (:meth:`Word.exclusive_with`).
+        """
+        first = cmd.words[0].literal if cmd.words else None
+        top = self._conds[-1] if self._conds else None
+
+        def test() -> str:
+            rest = cmd.words[1:]
+            return self.s[rest[0].start : rest[-1].end] if rest else ""
+
+        if first == "if":
+            cmd.branch, cmd.condition = self._in_force()
+            self._chains += 1
+            self._conds.append((-self._chains, 0, "if", test()))
+            return
+        if first in ("elif", "else") and top is not None and top[2] == "if":
+            shown = test() if first == "elif" else f"not {top[3]}"
+            self._conds[-1] = (top[0], top[1] + 1, "if", shown)
+        elif first == "fi" and top is not None and top[2] == "if":
+            self._conds.pop()
+        elif first == "case" and len(cmd.words) >= 2:
+            cmd.branch, cmd.condition = self._in_force()
+            self._chains += 1
+            subject = self.s[cmd.words[1].start : cmd.words[1].end]
+            self._conds.append((-self._chains, -1, "case", subject))
+            self._pattern = []
+            return
+        elif first == "esac" and top is not None and top[2] == "case":
+            self._conds.pop()
+        elif (
+            top is not None
+            and top[2] == "case"
+            and len(cmd.words) == 1
+            and not cmd.assigns_array
+            and cmd.terminator in ("|", ")")
+        ):
+            word = cmd.words[0]
+            self._pattern.append(self.s[word.start : word.end])
+            if cmd.terminator == ")":
+                subject = top[3].split(" matches ")[0]
+                shown = f"{subject} matches {'|'.join(self._pattern)}"
+                self._conds[-1] = (top[0], top[1] + 1, "case", shown)
+                self._pattern = []
+            cmd.words = []  # a pattern is not a command
+        cmd.branch, cmd.condition = self._in_force()
+
+    def _in_force(self) -> tuple[tuple[tuple[int, int], ...], str]:
+        live = [c for c in self._conds if c[1] >= 0]
+        return tuple((c[0], c[1]) for c in live), " and ".join(c[3] for c in live)
 
 
 # ------------------------------------------------------------------------------ expansion
@@ -561,6 +689,7 @@ class _Env:
         self.scalars: dict[str, str] = {}
         self.arrays: dict[str, list[Word]] = {}
         self.unresolved: set[str] = set()
+        self.set_at: dict[str, int] = {}  # the line each scalar was last assigned on
 
     def expand(self, raw: _RawWord, base: int) -> list[Word]:
         """Expand one raw word into zero or more words (unquoted variables split)."""
@@ -571,6 +700,7 @@ class _Env:
         buf = ""
         have = False
         origin = "literal"
+        set_at = 0
         for p in raw.pieces:
             if p.kind == "lit":
                 buf += p.text
@@ -586,11 +716,14 @@ class _Env:
             if p.text in self.arrays and (p.array_all or not p.quoted):
                 items = self.arrays[p.text] if p.array_all else self.arrays[p.text][:1]
                 if buf and items:
-                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    out.append(
+                        Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at)
+                    )
                     buf, have = "", False
                 out.extend(items)
                 continue
             value = self.scalars.get(p.text)
+            set_at = self.set_at.get(p.text, 0) if value is not None else 0
             if value is None:
                 value = p.default if p.default is not None else None
             if value is None:
@@ -609,10 +742,12 @@ class _Env:
                 buf += parts[0]
                 have = True
                 for extra in parts[1:]:
-                    out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+                    out.append(
+                        Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at)
+                    )
                     buf = extra
         if have:
-            out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin))
+            out.append(Word(buf, raw.start + base, raw.end + base, raw.line, origin, set_at=set_at))
         return out
 
 
@@ -681,16 +816,23 @@ def parse_shell(
     crlf: bool = False,
     skip_lines: frozenset[int] = frozenset(),
     original: str = "",
+    condition_at: Callable[[int], str] | None = None,
 ) -> ParsedInput:
-    """Read shell text and return the validator invocations it runs."""
+    """Read shell text and return the validator invocations it runs.
+
+    ``condition_at`` names the template conditional in force at an offset of ``text``.
+    """
     lexer = _Lexer(text, systemd=systemd, line0=line0)
     lexer.original = original
+    if condition_at is not None:
+        lexer.condition_at = lambda pos: condition_at(pos + base)
     lexer.quiet_trailing_blank = crlf  # a CRLF file gets one note, not one per line
     lexer.skip_lines = frozenset(k - base for k in skip_lines)
     commands = lexer.run()
     env = env or _Env()
     invocations: list[Invocation] = []
-    notes = list(lexer.notes)
+    notes: list[Note] = []
+    validator_commands: set[int] = set()  # commands that run the validator
     subcalls = 0
     bodies: dict[int, list[tuple[int, int, bool, str]]] = {}
     for idx, start, end, quoted, target in lexer.heredocs:
@@ -714,9 +856,9 @@ def parse_shell(
         if idx:
             heredocs(idx - 1)
         for name, append, items in cmd.assigns_array:
-            words = [w for raw in items for w in env.expand(raw, base)]
+            words = _in_branch([w for raw in items for w in env.expand(raw, base)], cmd)
             env.arrays[name] = (env.arrays.get(name, []) if append else []) + words
-        words = [w for raw in cmd.words for w in env.expand(raw, base)]
+        words = _in_branch([w for raw in cmd.words for w in env.expand(raw, base)], cmd)
         if not words:
             continue
         # assignments: plain, or after export/declare/local/readonly
@@ -730,6 +872,7 @@ def parse_shell(
                 env.scalars[m.group(1)] = (
                     env.scalars.get(m.group(1), "") + value if m.group(2) else value
                 )
+                env.set_at[m.group(1)] = w.line
             continue
         if head and not rest:
             continue
@@ -740,18 +883,59 @@ def parse_shell(
             subcalls += nested.subcommand_calls
         if inv is None:
             continue
+        validator_commands.add(idx)
         if _subcommand(inv.argv):
             subcalls += 1
             continue
         invocations.append(inv)
     if commands:
         heredocs(len(commands) - 1)
+    # a note about one command (a forgotten continuation) matters only where it is the
+    # validator's: any other command's broken line is not this audit's business
+    notes = [
+        replace(n, command=-1, fix=(n.fix[0] + base, n.fix[1] + base, n.fix[2]) if n.fix else None)
+        for n in lexer.notes
+        if n.command < 0 or n.command in validator_commands
+    ] + notes
     subcalls += sum(nonlocal_subcalls)
-    for name in sorted(env.unresolved):
+    # only variables the validator's command uses matter (export PATH=...:$PATH does not)
+    used = {
+        w.origin[1:]
+        for inv in invocations
+        for w in [inv.binary, *inv.argv]
+        if w.origin.startswith("$")
+    } | {
+        m.group(1)
+        for inv in invocations
+        for w in [inv.binary, *inv.argv]
+        for m in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", w.text)
+    }
+    for name in sorted(env.unresolved & used):
         notes.append(Note(0, f"${name} is not set in this file; its value could not be checked"))
     if not systemd:
         env.unresolved = set()
     return ParsedInput(text, "systemd" if systemd else "shell", invocations, notes, subcalls)
+
+
+def _in_branch(words: list[Word], cmd: _RawCommand) -> list[Word]:
+    """Words of a command inside shell conditionals carry its branches and tests."""
+    if not cmd.branch:
+        return words
+    return [
+        replace(
+            w, branch=w.branch + cmd.branch, condition=join_conditions(w.condition, cmd.condition)
+        )
+        for w in words
+    ]
+
+
+def join_conditions(a: str, b: str) -> str:
+    """Two conditions that both hold, each named once."""
+    if not a or b in a:
+        return a or b
+    if not b or a in b:
+        return b or a
+    return f"{a} and {b}"
 
 
 VALIDATOR_WORD_RE = re.compile(r"(?<![A-Za-z0-9_-])(agave|solana)-validator(?![A-Za-z0-9_-])")
@@ -823,7 +1007,8 @@ def remap(
         inv.binary = word(inv.binary)
         inv.argv = [word(a) for a in inv.argv]
         inv.line = inv.binary.line
-    parsed.notes = [replace(n, line=line(n.line)) for n in parsed.notes]
+    # a transformed copy's offsets are not the file's: its notes' fixes are dropped
+    parsed.notes = [replace(n, line=line(n.line), fix=None) for n in parsed.notes]
     return parsed
 
 
@@ -897,6 +1082,7 @@ def _nested(
                     inner, base=arg.start + 1, systemd=False, env=env, line0=arg.line - 1
                 )
             parsed = parse_shell(arg.text, base=0, systemd=False, env=env)
+            parsed.notes = [replace(n, fix=None) for n in parsed.notes]
             # spans inside a re-quoted string do not map to the file: mark them unfixable
             for inv in parsed.invocations:
                 inv.binary = _unfixable(inv.binary, arg)
@@ -912,6 +1098,7 @@ def _unfixable(w: Word, outer: Word) -> Word:
 # ------------------------------------------------------------------------------ systemd
 
 
+_FLAG_LINE = re.compile(r"[ \t]+-{1,2}[A-Za-z][\w-]*")
 _SYSTEMD_PREFIX = re.compile(r"^[-@+!:]*")
 
 
@@ -940,14 +1127,24 @@ def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> Parsed
         stripped = line.lstrip()
         # gather a logical line (backslash continuations, comment lines skipped)
         end_n = n
-        while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
-            end_n += 1
-            # systemd skips comment lines inside a continued line (and template tag lines
-            # are not in the rendered unit at all)
-            while end_n + 1 < len(lines) and (
-                lines[end_n].lstrip().startswith(("#", ";")) or skipped(end_n)
-            ):
+        exec_start = stripped.partition("=")[0].strip() == "ExecStart"
+        while True:
+            while lines[end_n].rstrip().endswith("\\") and end_n + 1 < len(lines):
                 end_n += 1
+                # systemd skips comment lines inside a continued line (and template tag
+                # lines are not in the rendered unit at all)
+                while end_n + 1 < len(lines) and (
+                    lines[end_n].lstrip().startswith(("#", ";")) or skipped(end_n)
+                ):
+                    end_n += 1
+            # an indented --flag line after an ExecStart= line that lost its '\\': systemd
+            # ignores it (no '='); the shell reader reports it and reads it as meant
+            nxt = end_n + 1
+            while exec_start and nxt < len(lines) and skipped(nxt):
+                nxt += 1
+            if not (exec_start and nxt < len(lines) and _FLAG_LINE.match(lines[nxt])):
+                break
+            end_n = nxt
         logical_end = start + sum(len(x) for x in lines[n : end_n + 1])
         pos = logical_end
         n = end_n + 1
@@ -965,6 +1162,7 @@ def parse_systemd(text: str, skip_lines: frozenset[int] = frozenset()) -> Parsed
                         m = _ASSIGN_RE.match(w.text)
                         if m:
                             env.scalars[m.group(1)] = w.text[m.end() :]
+                            env.set_at[m.group(1)] = w.line
             continue
         if key != "ExecStart":
             continue

@@ -95,6 +95,8 @@ class FlagFinding:
     edit: Edit | None = None
     advice: bool = False
     col: int = 0
+    # a parse finding's exact text fix (start, end, replacement), for --fix
+    text_fix: tuple[int, int, str] | None = None
 
     @property
     def label(self) -> str:
@@ -386,6 +388,10 @@ def validate(
         assert spec is not None
         for other in spec.conflicts_with:
             pair = (min(key, other), max(key, other))
+            if other in present and all(
+                u.flag_word.exclusive_with(o.flag_word) for u in uses for o in seen[other]
+            ):
+                continue  # in different branches of one conditional: never both given
             if other in present and pair not in pairs:
                 pairs.add(pair)
                 out.append(
@@ -625,11 +631,15 @@ def _classify_missing(
                 line,
             )
         ]
-    ancient, successor = catalog.removed_before_oldest(bare)
-    if ancient:
-        tgt = release.lookup(successor, jito=jito) if successor else None
-        msg = f"removed before {lines[0]} (a flag of older solana-validator releases)"
-        return [_removed(it, msg, successor, tgt, delete=it.value is None)]
+    ancient = catalog.removed_before_oldest(bare)
+    if ancient is not None:
+        tgt = release.lookup(ancient.successor, jito=jito) if ancient.successor else None
+        oldest, newest = ancient.lines[0], ancient.lines[-1]
+        had = oldest if oldest == newest else f"{oldest}-{newest}"
+        msg = f"removed before {lines[0]} (a flag of solana-validator {had})"
+        # a value-taking old flag keeps its value word: deleting the flag alone would
+        # leave that word as a stray argument
+        return [_removed(it, msg, ancient.successor, tgt, delete=not ancient.takes_value)]
     guess = _suggest(bare, release, jito) if it.name.startswith("--") else None
     return [
         FlagFinding(
