@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +96,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         assert hog.stdout.readline().strip() == b"ready"
         node, tip = urls(nets["steady"])
         base = ("check", "--duration", "2s")
+        # runs whose verdict is not about request latency: the six checks run at once on a
+        # machine the rest of the suite is loading, where a 50 ms p95 is not the node's to
+        # keep; the latency verdict itself is the "latency" run's (80 ms injected, 50 ms target)
+        lax = ("--latency-p95-ms", "10000")
         commands = {
-            "steady": (*base, "--rpc", node, "--reference", tip, "--json"),
+            "steady": (*base, "--rpc", node, "--reference", tip, "--json", *lax),
             "lag": (*base, "--rpc", urls(nets["lag"])[0], "--reference", urls(nets["lag"])[1]),
             "latency": (
                 *base, "--rpc", urls(nets["latency"])[0], "--reference", urls(nets["latency"])[1],
@@ -105,13 +110,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             "memory": (
                 *base, "--rpc", node, "--reference", tip, "--pid", str(hog.pid),
                 "--memory-limit-gib", "0.03125", "--validator-script", str(script), "--json",
+                *lax,
             ),
             "record": (*base, "--rpc", node, "--reference", tip, "--rate", "0",
                        "--record", str(record)),
-            "no_reference": (*base, "--rpc", node, "--json"),
+            "no_reference": (*base, "--rpc", node, "--json", *lax),
             "send": (
                 *base, "--rpc", node, "--reference", tip, "--rate", "40", "--json",
-                "--keypair", nets["steady"]["payer_keypair"],
+                "--keypair", nets["steady"]["payer_keypair"], *lax,
             ),
             "flaky": (
                 "check", "--duration", "3s", "--rpc", urls(nets["flaky"])[0],
@@ -150,7 +156,10 @@ class TestVerdicts:
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1
         assert "SLO failed: within tip (slot lag)" in lines[0]
-        assert "max 8" in lines[0]
+        # 8 behind by construction; a loaded machine may add a slot of its own, never remove one
+        worst = re.search(r"max (\d+)", lines[0])
+        assert worst is not None, lines[0]
+        assert 8 <= int(worst.group(1)) <= 10
 
     def test_latency_fails_with_reason(self, runs: Runs) -> None:
         """A node answering getAccountInfo in 80 ms fails the p95 < 50 ms SLO for that method."""

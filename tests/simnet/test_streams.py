@@ -32,8 +32,7 @@ from solders.transaction import VersionedTransaction
 
 from agave_perf.clock import VirtualClock
 from agave_perf.errors import RpcError
-from agave_perf.rpc import PubSubClient, RpcClient
-from agave_perf.rpc._pubsub import Subscription
+from agave_perf.rpc import PubSubClient, RpcClient, Subscription
 from agave_perf.simnet import SimCluster
 from agave_perf.simnet._rpc import FULL_SNAPSHOT_INTERVAL, INCREMENTAL_SNAPSHOT_INTERVAL
 
