@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
@@ -103,3 +104,45 @@ class TestNodeBehaviour:
             for c in (minimal, full):
                 loop.run_until_complete(c.stop())
             loop.close()
+
+
+class TestPerNodeFlags:
+    SCENARIO = """
+name = "mixed"
+[validator_args]
+all = "--full-rpc-api"
+1 = "--full-rpc-api --enable-rpc-transaction-history --account-index program-id"
+"""
+
+    def test_each_node_runs_its_own_flags(self, tmp_path: Path) -> None:
+        """A scenario file's [validator_args] gives node 1 history and an index, the tip not."""
+        path = tmp_path / "mixed.toml"
+        path.write_text(self.SCENARIO)
+        c = SimCluster(nodes=3, scenario=str(path), slot_ms=100, serve=False)
+        tip, one, two = (n.config for n in c.nodes)
+        assert tip.full_rpc_api
+        assert not tip.transaction_history
+        assert one.transaction_history
+        assert "program-id" in one.indexes.kinds
+        assert two == tip  # "all" reaches every node no entry names more precisely
+        assert "program-id" in c.ledger.index.kinds  # kept for the one node that queries it
+        history = _answer(Methods(c.nodes[0]), "getSignaturesForAddress", str(Pubkey.default()))
+        assert history["error"]["code"] == -32011  # type: ignore[index]
+        answer = _answer(Methods(c.nodes[1]), "getSignaturesForAddress", str(Pubkey.default()))
+        assert "result" in answer
+
+    @pytest.mark.parametrize(
+        ("table", "message"),
+        [
+            ('[validator_args]\nmiddle = "--full-rpc-api"\n', "unknown node 'middle'"),
+            ("[validator_args]\ntip = ['--full-rpc-api']\n", "one string"),
+            ('[validator_args]\n1 = "--rpc-threds 4"\n', "node 1"),
+            ('validator_args = "--full-rpc-api"\n', "must be a table"),
+        ],
+    )
+    def test_bad_tables_are_refused(self, tmp_path: Path, table: str, message: str) -> None:
+        """A wrong target, a non-string or a flag Agave would refuse: one usage error."""
+        path = tmp_path / "bad.toml"
+        path.write_text(table)
+        with pytest.raises(UsageError, match=message):
+            SimCluster(nodes=2, scenario=str(path), slot_ms=100, serve=False)

@@ -119,7 +119,17 @@ class TradingP95:
             with open_store(settings.store.url) as store:
                 a, _ = load_group(store, f"series={base_series}")
                 b, _ = load_group(store, f"series={new.detail['series_id']}")
-            cmp = compare(a, b, metrics=("p95",), methods=["all"])
+            # the user's own compare settings: a gate judges as `agave-perf compare` would
+            b_cfg = settings.bench
+            cmp = compare(
+                a,
+                b,
+                metrics=("p95",),
+                methods=["all"],
+                threshold=b_cfg.compare_threshold,
+                min_effect_ms=b_cfg.compare_min_effect_ms,
+                alpha=b_cfg.compare_alpha,
+            )
         except UsageError as err:
             raise GateFailed(f"cannot compare with the phase baseline: {err}") from None
         row = next(r for r in cmp.rows if r.metric == "p95")

@@ -36,7 +36,10 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
         keypair = write_keypair(cluster)
         if as_json:
             doc = {
-                "nodes": [n.to_json() for n in cluster.info()],
+                "nodes": [
+                    {**n.to_json(), "validator": node.config.to_json()}
+                    for n, node in zip(cluster.info(), cluster.nodes, strict=True)
+                ],
                 "scenario": cluster.scenario.name,
                 "slot_ms": cluster.slot_s * 1000,
                 "payer": str(cluster.payer.pubkey()),

@@ -105,6 +105,15 @@ class SimCluster:
             validator_args = parse_validator_args(validator_args)
         self.node_config = validator_args or NodeConfig()
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario.load(scenario)
+        # each node runs the cluster's flags unless the scenario file gives it its own
+        self.node_configs = [self.node_config] * nodes
+        for i in range(nodes):
+            own = self.scenario.args_for(i)
+            if own is not None:
+                try:
+                    self.node_configs[i] = parse_validator_args(own)
+                except UsageError as err:
+                    raise UsageError(f"scenario {self.scenario.name}, node {i}: {err}") from None
         self.slot_s = slot_ms / 1000.0
         self.port = port
         self.host = host
@@ -114,7 +123,9 @@ class SimCluster:
         self.max_body = max_body
         self.serve = serve
         self.clock = clock or MonotonicClock()
-        self.ledger = Ledger(self.scenario.seed, first_slot, self.node_config.indexes.kinds)
+        # the ledger keeps every index some node uses; each node consults only its own
+        kinds = frozenset().union(*(c.indexes.kinds for c in self.node_configs))
+        self.ledger = Ledger(self.scenario.seed, first_slot, kinds)
         seed = self.scenario.seed
         self.payer = Keypair.from_seed(hashlib.sha256(f"simnet-payer:{seed}".encode()).digest())
         self.account_pool = [
@@ -125,7 +136,7 @@ class SimCluster:
             raise UsageError("--accounts must be 0 or more")
         self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
         self._genesis(funded or [])
-        self.nodes = [Node(self, i, self.ledger, self.node_config) for i in range(nodes)]
+        self.nodes = [Node(self, i, self.ledger, self.node_configs[i]) for i in range(nodes)]
         self.edges = [
             NodeEdge(
                 self,
@@ -233,7 +244,10 @@ class SimCluster:
             slot_ms=self.slot_s * 1000,
             validator=self.node_config.to_json(),
             first_slot=self.first_slot,
-            nodes=[n.to_json() for n in self.info()],
+            nodes=[
+                {**n.to_json(), "validator": node.config.to_json()}
+                for n, node in zip(self.info(), self.nodes, strict=True)
+            ],
         )
         self._warm_start()
         for i in range(1, len(self.nodes)):

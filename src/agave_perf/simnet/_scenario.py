@@ -168,6 +168,18 @@ class Scenario:
     name: str
     phases: tuple[Phase, ...]
     seed: int = 1
+    # agave-validator flags per node target (tip / followers / all / index), as the file's
+    # [validator_args] table gives them; the most specific target of a node wins
+    validator_args: tuple[tuple[str, str], ...] = ()
+
+    def args_for(self, node: int) -> str | None:
+        """The validator flags the scenario gives ``node`` (None: the cluster's own)."""
+        given = dict(self.validator_args)
+        role = "tip" if node == 0 else "followers"
+        for target in (str(node), role, "all"):
+            if target in given:
+                return given[target]
+        return None
 
     def behaviour(self, node: int, t: float) -> Behaviour:
         """Return the behaviour of node ``node`` (0 = tip) at ``t`` seconds after start."""
@@ -232,6 +244,7 @@ class Scenario:
         return {
             "name": self.name,
             "seed": self.seed,
+            **({"validator_args": dict(self.validator_args)} if self.validator_args else {}),
             "phases": [
                 {
                     "at": p.at,
@@ -493,7 +506,7 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"scenario {name}: not valid TOML: {err}") from None
-    unknown = set(data) - {"name", "seed", "phase"}
+    unknown = set(data) - {"name", "seed", "phase", "validator_args"}
     if unknown:
         raise UsageError(f"scenario {name}: unknown key(s) {', '.join(sorted(unknown))}")
     phases = []
@@ -521,8 +534,26 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
         raise UsageError(f"scenario {name}: {err}") from None
     phases.sort(key=lambda ph: ph.at)
     return Scenario(
-        str(data.get("name", name)), tuple(phases) or (_steady(),), int(data.get("seed", 1))
+        str(data.get("name", name)),
+        tuple(phases) or (_steady(),),
+        int(data.get("seed", 1)),
+        _node_args(data.get("validator_args", {}), name),
     )
+
+
+def _node_args(value: Any, name: str) -> tuple[tuple[str, str], ...]:
+    """The ``[validator_args]`` table: node target -> agave-validator flags (a string)."""
+    where = f"scenario {name} validator_args"
+    if not isinstance(value, dict):
+        raise UsageError(f'{where}: must be a table, e.g. [validator_args] followers = "--..."')
+    out = []
+    for target, args in value.items():
+        if target not in ("all", "tip", "followers") and not str(target).isdigit():
+            raise UsageError(f"{where}: unknown node '{target}' (tip, followers, all or an index)")
+        if not isinstance(args, str):
+            raise UsageError(f"{where}.{target}: the flags are one string, as on a command line")
+        out.append((str(target), args))
+    return tuple(out)
 
 
 def load(spec: str) -> Scenario:
