@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,11 @@ class TestSpec:
         with pytest.raises(ConfigError, match="cannot read experiment"):
             load_spec(tmp_path / "missing.toml")
 
-    def test_the_shipped_example_is_valid(self) -> None:
-        """examples/simnet-latency.toml parses as it ships."""
+    @pytest.mark.parametrize("name", ["simnet-latency", "simnet-account-index"])
+    def test_the_shipped_examples_are_valid(self, name: str) -> None:
+        """Every example experiment parses as it ships; its script is executable."""
         root = Path(__file__).resolve().parents[2]
-        spec = load_spec(root / "examples" / "simnet-latency.toml")
+        spec = load_spec(root / "examples" / f"{name}.toml")
         assert spec.restart.kind() == "spawn"
         assert spec.variant[0].set
+        assert os.access(root / "examples" / spec.start_script, os.X_OK)

@@ -286,6 +286,19 @@ class SimCluster:
             "slow_pubsub_readers_cut": sum(e.slow_consumers for e in self.edges),
         }
 
+    def rpc_workers(self) -> list[dict[str, Any]]:
+        """Each node's JSON-RPC workers (--rpc-threads): how many, the most busy at once, and
+        how many requests waited for one."""
+        return [
+            {
+                "node": e.node.name,
+                "threads": e.node.config.rpc_threads,
+                "most_busy": e.most_busy,
+                "queued": e.queued,
+            }
+            for e in self.edges
+        ]
+
     def info(self) -> list[NodeInfo]:
         """Return the nodes' names, roles and URLs, tip first."""
         return [NodeInfo(n.name, n.role, n.http_url, n.ws_url) for n in self.nodes]

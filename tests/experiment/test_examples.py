@@ -1,0 +1,66 @@
+"""The experiments of examples/ run as shipped and decide as they say (on copies, free ports).
+
+Each test copies an example's TOML and start script, moves the fixed simnet ports to free
+ones (nothing else changes), and runs ``agave-perf experiment run FILE --json`` as a new
+user would: agave-perf spawns the node from the script, measures in ABBA order, decides.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli._simnet import agave_perf, free_ports
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RUN_TIMEOUT_S = 300  # a bound, not a figure: the example takes ~45 s on a quiet machine
+
+
+def copy_example(tmp_path: Path, name: str, port: int, rpc_port: int) -> tuple[Path, Path]:
+    """The example's file and script under ``tmp_path``, on free ports; (file, script)."""
+    spec = tmp_path / f"{name}.toml"
+    script = tmp_path / f"{name}.sh"
+    shutil.copy2(EXAMPLES / f"{name}.sh", script)
+    base = free_ports(4)
+    script.write_text(script.read_text().replace(f"--port {port}", f"--port {base}"))
+    text = (EXAMPLES / f"{name}.toml").read_text()
+    spec.write_text(text.replace(f"127.0.0.1:{rpc_port}", f"127.0.0.1:{base + 2}"))
+    return spec, script
+
+
+def run(spec: Path, home: Path) -> tuple[int, dict[str, Any]]:
+    done = agave_perf("experiment", "run", str(spec), "--json", home=home, timeout=RUN_TIMEOUT_S)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+class TestAccountIndexExample:
+    def test_the_index_is_found_faster_and_kept_then_rolled_back_exactly(
+        self, tmp_path: Path
+    ) -> None:
+        """decision keep (getProgramAccounts faster); the script keeps the flag until rollback."""
+        spec, script = copy_example(tmp_path, "simnet-account-index", 18964, 18966)
+        original = script.read_bytes()
+        home = tmp_path / "home"
+        code, d = run(spec, home)
+        assert code == 0
+        assert d["decision"] == "keep", d["comparison"]["reason"]
+        assert d["winner"] == "program-id-index"
+        (variant,) = d["comparison"]["variants"]
+        rows = {(r["method"], r["metric"]): r for r in variant["comparison"]["rows"]}
+        assert rows[("getProgramAccounts", "p50")]["verdict"] == "faster"
+        assert rows[("all", "p50")]["verdict"] != "slower"
+        edited = script.read_text()
+        assert "--account-index program-id" in edited
+        assert edited.replace(" \\\n  --account-index program-id", "").encode() == original
+
+        back = agave_perf("experiment", "rollback", "--json", home=home)
+        assert back.returncode == 0
+        assert json.loads(back.stdout)["script_identical"] is True
+        assert script.read_bytes() == original
