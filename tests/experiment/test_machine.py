@@ -284,3 +284,38 @@ class TestGuardrail:
         assert done.ended["decision"] == "rollback"
         assert script.read_bytes() == original
         assert not (state.dir / "node.pid").exists()  # the node agave-perf started is stopped
+
+    def test_a_variant_whose_memory_grows_is_rolled_back(self, tmp_path: Path) -> None:
+        """A leaking node (simnet's leak scenario, 64 MiB/s) breaks max_rss_growth = 48MiB."""
+        base = _free_base()
+        script = tmp_path / "validator.sh"
+        script.write_text(STALL_SCRIPT.format(port=base))
+        script.chmod(0o755)
+        original = script.read_bytes()
+        doc = spec_doc(
+            f"http://127.0.0.1:{base + 2}",
+            name="leak",
+            start_script="validator.sh",
+            restart={"spawn": True, "timeout": "60s", "stop_grace": "5s"},
+            guardrails={
+                "max_lag": 1000,
+                "lag_for": "30s",
+                "down_for": "30s",
+                "max_rss_growth": "48MiB",
+            },
+            variant=[{"name": "leaks", "set": {"--scenario": "leak:mib_per_s=64"}}],
+        )
+        doc["measure"] |= {"duration": "5s", "warmup": "0s", "poll": "0.1s"}
+        spec_path = tmp_path / "exp.toml"
+        spec_path.write_text("# written by the test\n")
+        state = create_state(parse_spec(doc), doc, spec_path, Path("/"), False, original)
+        done = asyncio.run(execute(state))
+        assert "leaks" in done.failed
+        assert "guardrail: resident memory grew " in done.failed["leaks"]
+        assert "above 48 MiB" in done.failed["leaks"]
+        measured = [done.done[s.n] for s in done.steps if s.kind == "measure" and s.n in done.done]
+        (baseline,) = measured  # the baseline's window: measured, memory recorded, no breach
+        assert baseline["rss_peak_bytes"] > 0
+        assert done.ended is not None
+        assert done.ended["decision"] == "rollback"
+        assert script.read_bytes() == original

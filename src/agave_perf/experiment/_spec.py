@@ -59,6 +59,26 @@ def _seconds(value: Any) -> float:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 
+_UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def parse_growth(text: str) -> tuple[float, Literal["bytes", "fraction"]]:
+    """``512MiB`` → (bytes, "bytes"); ``25%`` → (0.25, "fraction")."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz%")
+    unit = raw[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r}: a size (512MiB, 2GiB) or a share (25%)") from None
+    if value <= 0:
+        raise ValueError(f"{text!r}: must be above 0")
+    if unit == "%":
+        return value / 100, "fraction"
+    if unit in _UNITS:
+        return value * _UNITS[unit], "bytes"
+    raise ValueError(f"{text!r}: a size (512MiB, 2GiB) or a share (25%)")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -98,6 +118,8 @@ class Measure(_Section):
     settle_s: Seconds = Field(10.0, ge=0, alias="settle")
     max_lag: int = Field(5, ge=0)
     connections: int = Field(8, ge=1, le=4096)
+    # where the node's pid is, to read its memory (a spawned node and a unit are found alone)
+    pid_file: str | None = None
     slos: tuple[str, ...] = ()  # bench SLOs, e.g. "p95<50ms"
     metrics: tuple[str, ...] = ("p50", "p95", "p99")
     gate: tuple[str, ...] = ("p95",)  # the metrics that decide
@@ -120,6 +142,20 @@ class Guardrails(_Section):
     lag_for_s: Seconds = Field(10.0, gt=0, alias="lag_for")
     down_for_s: Seconds = Field(10.0, gt=0, alias="down_for")  # unreachable this long: crashed
     max_error_rate: float = Field(0.05, ge=0, le=1)
+    # the node's resident memory may grow this much from the moment it settled until the end
+    # of a warm-up or window: "512MiB" or "25%" (a leak, or a cache that never stops growing)
+    max_rss_growth: str | None = None
+
+    @field_validator("max_rss_growth")
+    @classmethod
+    def _growth(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_growth(value)
+        return value
+
+    def rss_limit(self) -> tuple[float, Literal["bytes", "fraction"]] | None:
+        """The RSS growth limit as (value, kind), or None when there is none."""
+        return None if self.max_rss_growth is None else parse_growth(self.max_rss_growth)
 
 
 class Variant(_Section):
