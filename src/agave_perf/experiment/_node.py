@@ -241,6 +241,11 @@ async def restart(spec: Spec, spec_dir: Path, script: Path, state_dir: Path) -> 
     elif kind == "unit":
         assert r.unit is not None
         await _run(["systemctl", "restart", r.unit], spec_dir, r.timeout_s)
+    elif kind == "exit":
+        assert r.exit is not None
+        # the validator waits for its restart window, exits, and waits until it has gone;
+        # a non-zero exit (no window this epoch, exit refused) fails the arm
+        await _run(["sh", "-c", r.exit.argv()], spec_dir, r.timeout_s)
     else:
         if not os.access(script, os.X_OK):
             raise UsageError(f"start script {script} is not executable (chmod +x it)")
