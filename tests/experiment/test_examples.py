@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from agave_perf.experiment.plan_gate import ExperimentGate
+from agave_perf.plan.gates import GateContext
 from tests.cli._simnet import agave_perf, free_ports
 
 pytestmark = pytest.mark.integration
@@ -34,6 +36,11 @@ def copy_example(tmp_path: Path, name: str, port: int, rpc_port: int) -> tuple[P
     return spec, script
 
 
+def context(task: str, tmp_path: Path) -> GateContext:
+    """The gate context of a plan task (the checkout does not matter to this gate)."""
+    return GateContext(tmp_path, "c0ffee", "main", False, task, 1, (), tmp_path)
+
+
 def run(spec: Path, home: Path) -> tuple[int, dict[str, Any]]:
     done = agave_perf("experiment", "run", str(spec), "--json", home=home, timeout=RUN_TIMEOUT_S)
     assert "Traceback" not in done.stderr, done.stderr
@@ -42,10 +49,12 @@ def run(spec: Path, home: Path) -> tuple[int, dict[str, Any]]:
 
 class TestAccountIndexExample:
     def test_the_index_is_found_faster_and_kept_then_rolled_back_exactly(
-        self, tmp_path: Path
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """decision keep (getProgramAccounts faster); the script keeps the flag until rollback."""
+        """decision keep (getProgramAccounts faster); the script keeps the flag until rollback;
+        named as a plan task's evidence, the experiment gate passes on it."""
         spec, script = copy_example(tmp_path, "simnet-account-index", 18964, 18966)
+        spec.write_text('plan_task = "flags.account-index"\n' + spec.read_text())
         original = script.read_bytes()
         home = tmp_path / "home"
         code, d = run(spec, home)
@@ -59,6 +68,13 @@ class TestAccountIndexExample:
         edited = script.read_text()
         assert "--account-index program-id" in edited
         assert edited.replace(" \\\n  --account-index program-id", "").encode() == original
+
+        monkeypatch.setenv("AGAVE_PERF_HOME", str(home))
+        gate = ExperimentGate().run(context("flags.account-index", tmp_path))
+        assert gate.passed
+        assert gate.detail["experiment"] == d["experiment"]
+        assert gate.detail["decision"] == "keep"
+        assert len(gate.detail["runs"]) == 6  # 3 ABBA pairs, both arms
 
         back = agave_perf("experiment", "rollback", "--json", home=home)
         assert back.returncode == 0
