@@ -56,6 +56,7 @@ SKIPPED: dict[str, str] = {
             "agave-perf experiment run examples/simnet-account-index.toml --json",
             "agave-perf experiment status",
             "agave-perf experiment report",
+            "agave-perf experiment report --html experiment.html",
             "agave-perf experiment resume",
             "agave-perf experiment rollback",
         ),

@@ -76,6 +76,20 @@ class TestAccountIndexExample:
         assert gate.detail["decision"] == "keep"
         assert len(gate.detail["runs"]) == 6  # 3 ABBA pairs, both arms
 
+        # the runs are in the results store, and the experiment renders as one HTML report
+        listed = agave_perf("report", "--list", "--json", home=home)
+        assert listed.returncode == 0
+        for name in gate.detail["runs"]:
+            run_id = json.loads((Path(d["directory"]) / "runs" / name).read_text())["id"]
+            assert run_id in listed.stdout
+        html = tmp_path / "experiment.html"
+        shown = agave_perf("experiment", "report", "--html", str(html), "--json", home=home)
+        assert shown.returncode == 0
+        assert json.loads(shown.stdout)["decision"] == "keep"
+        page = html.read_text()
+        assert "program-id-index" in page
+        assert "baseline" in page
+
         back = agave_perf("experiment", "rollback", "--json", home=home)
         assert back.returncode == 0
         assert json.loads(back.stdout)["script_identical"] is True
