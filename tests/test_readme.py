@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import random
 import re
 import shlex
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from agave_perf.testing.fakeroot import FakeRoot
+from tests.cli._simnet import free_ports
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -53,8 +53,10 @@ SKIPPED: dict[str, str] = {
         (
             "agave-perf experiment run examples/simnet-latency.toml --dry-run",
             "agave-perf experiment run examples/simnet-latency.toml --json",
+            "agave-perf experiment run examples/simnet-account-index.toml --json",
             "agave-perf experiment status",
             "agave-perf experiment report",
+            "agave-perf experiment report --html experiment.html",
             "agave-perf experiment resume",
             "agave-perf experiment rollback",
         ),
@@ -85,32 +87,6 @@ def readme_commands(text: str) -> list[str]:
             if command:
                 out.append(command)
     return out
-
-
-def free_ports(count: int) -> int:
-    """A base port with ``count`` consecutive loopback ports free (bound and released).
-
-    Bases are drawn below the kernel's ephemeral range, where the suite's own client
-    sockets (thousands of them, many in TIME_WAIT) never land, and probed with
-    SO_REUSEADDR as simnet binds, so a lingering TIME_WAIT does not count as taken.
-    """
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20_000, 32_000 - count)
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                held.append(s)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no run of free loopback ports")
 
 
 def wait_port(port: int, proc: subprocess.Popen[str], deadline_s: float = 60) -> None:

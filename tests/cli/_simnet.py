@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -69,6 +70,32 @@ def simnet(scenario: str, home: Path, nodes: int = 2, slot_ms: int = 100) -> Ite
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def free_ports(count: int) -> int:
+    """A base port with ``count`` consecutive loopback ports free (bound and released).
+
+    Bases are drawn below the kernel's ephemeral range, where the suite's own client
+    sockets (thousands of them, many in TIME_WAIT) never land, and probed with
+    SO_REUSEADDR as simnet binds, so a lingering TIME_WAIT does not count as taken.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20_000, 32_000 - count)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no run of free loopback ports")
 
 
 def closed_port() -> int:

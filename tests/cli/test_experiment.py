@@ -125,6 +125,15 @@ class TestRunStatusReport:
         evidence = json.loads(Path(d["evidence"]).read_text())
         assert evidence["task"] == "P1.2"
         assert evidence["passed"] is False
+        from agave_perf.experiment.plan_gate import ExperimentGate
+        from agave_perf.plan.gates import GateContext
+
+        ctx = GateContext(tmp_path, "c0ffee", "main", False, "P1.2", 1, (), tmp_path)
+        gate = ExperimentGate().run(ctx)
+        assert not gate.passed  # rolled back: no evidence for the task
+        assert gate.detail["decision"] == "rollback"
+        ctx = GateContext(tmp_path, "c0ffee", "main", False, "P9.9", 1, (), tmp_path)
+        assert "no ended experiment names P9.9" in ExperimentGate().run(ctx).output_tail
         assert "baseline failed at wait baseline (pair 1)" in d["interrupted"]
         assert d["ended"]["script_identical"] is True
         assert (tmp_path / "validator.sh").read_text() == SCRIPT

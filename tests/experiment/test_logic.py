@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from agave_perf.bench import MethodStats, Reservoir, RunResult
-from agave_perf.experiment import Guard, Settle, decide, estimate, parse_spec, plan_steps
+from agave_perf.experiment import (
+    Guard,
+    Settle,
+    decide,
+    estimate,
+    parse_growth,
+    parse_spec,
+    plan_steps,
+)
 
 
 def spec(pairs: int = 3, variants: int = 1, **measure: Any) -> Any:
@@ -128,6 +136,47 @@ class TestGuard:
         why = g.feed(5.0, None)
         assert why is not None
         assert "did not answer" in why
+
+    def test_rss_growth_beyond_a_size_from_the_settled_reference(self) -> None:
+        """512 MiB over the RSS at settle breaches; the line gives the sizes and the limit."""
+        mib = 2**20
+        g = Guard(50, 3.0, 5.0, rss_limit=parse_growth("512MiB"), rss_ref=1000 * mib)
+        assert g.feed_rss(1400 * mib) is None
+        assert g.feed_rss(None) is None  # a sample that could not be read is no evidence
+        why = g.feed_rss(1600 * mib)
+        assert why is not None
+        assert "grew 600 MiB since the node settled (1000 → 1600 MiB, +60%)" in why
+        assert "above 512 MiB" in why
+        assert g.rss_peak == 1600 * mib
+
+    def test_rss_growth_beyond_a_share_from_the_first_sample(self) -> None:
+        """Without a settled reference the first sample is one; 25 % is a share of it."""
+        g = Guard(50, 3.0, 5.0, rss_limit=parse_growth("25%"))
+        assert g.feed_rss(400) is None
+        assert g.feed_rss(500) is None  # exactly +25 %: not above
+        assert g.feed_rss(501) is not None
+
+    def test_no_limit_only_records_the_peak(self) -> None:
+        """Without max_rss_growth memory is measured, never a breach."""
+        g = Guard(50, 3.0, 5.0)
+        assert g.feed_rss(10) is None
+        assert g.feed_rss(10**12) is None
+        assert g.rss_peak == 10**12
+
+    @pytest.mark.parametrize(
+        ("text", "want"),
+        [("512MiB", (512 * 2**20, "bytes")), ("2 GiB", (2 * 2**30, "bytes")),
+         ("1.5GB", (1.5e9, "bytes")), ("25%", (0.25, "fraction"))],
+    )  # fmt: skip
+    def test_growth_limits_read(self, text: str, want: tuple[float, str]) -> None:
+        """Sizes in binary or decimal units, or a share."""
+        assert parse_growth(text) == want
+
+    @pytest.mark.parametrize("text", ["lots", "12", "-5%", "0MiB", "5 parsecs"])
+    def test_a_bad_growth_limit_is_refused(self, text: str) -> None:
+        """Anything else is a ValueError the spec turns into a one-line config error."""
+        with pytest.raises(ValueError, match=r"a size|above 0"):
+            parse_growth(text)
 
 
 def run(rid: str, xs: np.ndarray) -> RunResult:

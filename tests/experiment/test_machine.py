@@ -284,3 +284,118 @@ class TestGuardrail:
         assert done.ended["decision"] == "rollback"
         assert script.read_bytes() == original
         assert not (state.dir / "node.pid").exists()  # the node agave-perf started is stopped
+
+    def test_a_variant_whose_memory_grows_is_rolled_back(self, tmp_path: Path) -> None:
+        """A leaking node (simnet's leak scenario, 64 MiB/s) breaks max_rss_growth = 48MiB."""
+        base = _free_base()
+        script = tmp_path / "validator.sh"
+        script.write_text(STALL_SCRIPT.format(port=base))
+        script.chmod(0o755)
+        original = script.read_bytes()
+        doc = spec_doc(
+            f"http://127.0.0.1:{base + 2}",
+            name="leak",
+            start_script="validator.sh",
+            restart={"spawn": True, "timeout": "60s", "stop_grace": "5s"},
+            guardrails={
+                "max_lag": 1000,
+                "lag_for": "30s",
+                "down_for": "30s",
+                "max_rss_growth": "48MiB",
+            },
+            variant=[{"name": "leaks", "set": {"--scenario": "leak:mib_per_s=64"}}],
+        )
+        doc["measure"] |= {"duration": "5s", "warmup": "0s", "poll": "0.1s"}
+        spec_path = tmp_path / "exp.toml"
+        spec_path.write_text("# written by the test\n")
+        state = create_state(parse_spec(doc), doc, spec_path, Path("/"), False, original)
+        done = asyncio.run(execute(state))
+        assert "leaks" in done.failed
+        assert "guardrail: resident memory grew " in done.failed["leaks"]
+        assert "above 48 MiB" in done.failed["leaks"]
+        measured = [done.done[s.n] for s in done.steps if s.kind == "measure" and s.n in done.done]
+        (baseline,) = measured  # the baseline's window: measured, memory recorded, no breach
+        assert baseline["rss_peak_bytes"] > 0
+        assert done.ended is not None
+        assert done.ended["decision"] == "rollback"
+        assert script.read_bytes() == original
+
+
+EXIT_SCRIPT = """#!/usr/bin/env bash
+agave-validator() {{
+  exec ${{AGAVE_PERF:-agave-perf}} simnet --nodes {nodes} --port {port} --slot-ms 50 \\
+    --ledger ledger --validator-args "$*"
+}}
+
+agave-validator \\
+  --identity /home/sol/validator-keypair.json \\
+  --full-rpc-api \\
+  --rpc-threads 8
+"""
+
+
+class TestExitRestart:
+    """``agave-validator exit`` in its restart window; a supervisor loop stands in for systemd."""
+
+    def _run(self, tmp_path: Path, nodes: int) -> tuple[State, bytes, Path]:
+        base = _free_base()
+        script = tmp_path / "validator.sh"
+        script.write_text(EXIT_SCRIPT.format(nodes=nodes, port=base))
+        script.chmod(0o755)
+        original = script.read_bytes()
+        runs = tmp_path / "starts.log"
+        loop = f"while :; do echo start >> {runs}; ./validator.sh; sleep 0.2; done"
+        supervisor = subprocess.Popen(
+            ["bash", "-c", loop],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "AGAVE_PERF": f"{sys.executable} -m agave_perf"},
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{base + 2 * (nodes - 1)}"
+        try:
+            for _ in range(600):  # readiness of the supervised node, not pacing
+                if _answers(url) and (tmp_path / "ledger" / "admin.rpc").exists():
+                    break
+                time.sleep(0.1)
+            exit_way = {"validator": "$AGAVE_PERF simnet", "ledger": "ledger"}
+            doc = spec_doc(
+                url,
+                name="exit",
+                start_script="validator.sh",
+                restart={
+                    "exit": exit_way | {"min_idle_time": "1m", "max_delinquent_stake": 5},
+                    "timeout": "90s",
+                },
+                variant=[{"name": "four-threads", "set": {"--rpc-threads": "4"}}],
+            )
+            spec_path = tmp_path / "exp.toml"
+            spec_path.write_text("# written by the test\n")
+            state = create_state(parse_spec(doc), doc, spec_path, Path("/"), False, original)
+            done = asyncio.run(execute(state))
+        finally:
+            os.killpg(supervisor.pid, signal.SIGTERM)
+            supervisor.wait(10)
+        return done, original, runs
+
+    def test_each_restart_exits_the_node_and_its_supervisor_starts_it(self, tmp_path: Path) -> None:
+        """A follower never leads, so the window opens at once; every arm runs on a new process."""
+        done, original, runs = self._run(tmp_path, nodes=2)
+        assert done.ended is not None
+        assert done.interrupted is None
+        assert not done.failed
+        assert set(done.done) == {s.n for s in done.steps}
+        # the first start, then one per restart: baseline, variant, back on the baseline
+        assert len(runs.read_text().splitlines()) >= 4
+        assert (tmp_path / "validator.sh").read_bytes() == original
+
+    def test_a_node_with_no_restart_window_is_not_restarted(self, tmp_path: Path) -> None:
+        """A lone node leads every slot: exit refuses (no idle window), the arms end, rollback."""
+        done, original, runs = self._run(tmp_path, nodes=1)
+        assert done.interrupted is not None
+        assert "no idle window of 1 min" in done.interrupted
+        assert done.ended is not None
+        assert done.ended["decision"] == "rollback"
+        assert len(runs.read_text().splitlines()) == 1  # never exited, never restarted
+        assert (tmp_path / "validator.sh").read_bytes() == original

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agave_perf.clock import VirtualClock
-from agave_perf.experiment import NodeFailed, Prober, parse_spec
+from agave_perf.experiment import Guard, NodeFailed, Prober, parse_spec
 from agave_perf.experiment._node import wait_settled, watch
 from agave_perf.simnet import SimCluster
 
@@ -46,7 +46,9 @@ class TestWaitAndWatch:
             assert 2.0 <= settled.seconds < 3.0
             breach = asyncio.Event()
             reasons: list[str] = []
-            await asyncio.wait_for(watch(s, prober, breach, reasons), 60)
+            g = s.guardrails
+            guard = Guard(g.max_lag, g.lag_for_s, g.down_for_s)
+            await asyncio.wait_for(watch(s, prober, breach, reasons, guard), 60)
             at = loop.time() - begin
             await prober.aclose()
         assert breach.is_set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,32 @@ class TestSpec:
             parse_spec(doc(guardrails={"lag_for": "soon"}))
 
     def test_restart_needs_exactly_one_way(self) -> None:
-        """command, unit and spawn exclude each other."""
-        with pytest.raises(ConfigError, match="exactly one of command, unit or spawn"):
+        """command, unit, exit and spawn exclude each other."""
+        with pytest.raises(ConfigError, match="exactly one of command, unit, exit or spawn"):
             parse_spec(doc(restart={"command": "true", "unit": "sol"}))
+
+    def test_exit_runs_agave_validator_exit_with_the_window_flags(self) -> None:
+        """Agave's defaults (10 min idle, 5 % delinquent); minutes round up; skips are flags."""
+        spec = parse_spec(doc(restart={"exit": {"ledger": "/mnt/ledger"}, "timeout": "20m"}))
+        assert spec.restart.kind() == "exit"
+        assert spec.restart.exit is not None
+        assert spec.restart.exit.argv() == (
+            "agave-validator --ledger /mnt/ledger exit --min-idle-time 10 --max-delinquent-stake 5"
+        )
+        way = {"ledger": "l d", "min_idle_time": "90s", "skip_new_snapshot_check": True}
+        spec = parse_spec(doc(restart={"exit": way, "timeout": "5m"}))
+        assert spec.restart.exit is not None
+        assert spec.restart.exit.argv() == (
+            "agave-validator --ledger 'l d' exit --min-idle-time 2 --max-delinquent-stake 5 "
+            "--skip-new-snapshot-check"
+        )
+
+    def test_exit_needs_a_timeout_beyond_the_idle_time(self) -> None:
+        """A timeout the restart window cannot fit in is refused up front, in one line."""
+        with pytest.raises(ConfigError, match=r"'restart.timeout' \(600 s\) must exceed"):
+            parse_spec(doc(restart={"exit": {"ledger": "/l", "min_idle_time": "10m"}}))
+        with pytest.raises(ConfigError, match=r"did you mean 'min_idle_time'"):
+            parse_spec(doc(restart={"exit": {"ledger": "/l", "min_idle": "1m"}, "timeout": "1h"}))
 
     def test_reserved_and_repeated_variant_names_are_refused(self) -> None:
         """baseline and calibration are the tool's own arms; names are unique."""
@@ -83,9 +107,11 @@ class TestSpec:
         with pytest.raises(ConfigError, match="cannot read experiment"):
             load_spec(tmp_path / "missing.toml")
 
-    def test_the_shipped_example_is_valid(self) -> None:
-        """examples/simnet-latency.toml parses as it ships."""
+    @pytest.mark.parametrize("name", ["simnet-latency", "simnet-account-index"])
+    def test_the_shipped_examples_are_valid(self, name: str) -> None:
+        """Every example experiment parses as it ships; its script is executable."""
         root = Path(__file__).resolve().parents[2]
-        spec = load_spec(root / "examples" / "simnet-latency.toml")
+        spec = load_spec(root / "examples" / f"{name}.toml")
         assert spec.restart.kind() == "spawn"
         assert spec.variant[0].set
+        assert os.access(root / "examples" / spec.start_script, os.X_OK)

@@ -146,3 +146,41 @@ all = "--full-rpc-api"
         path.write_text(table)
         with pytest.raises(UsageError, match=message):
             SimCluster(nodes=2, scenario=str(path), slot_ms=100, serve=False)
+
+
+@pytest.mark.integration
+class TestRpcThreads:
+    async def _burst(self, args: str | None, n: int) -> dict[str, object]:
+        """``n`` getSlot calls at once to a node whose every answer takes 0.2 s."""
+        import aiohttp
+
+        scenario = "latency:dist=const,mean=200ms"
+        async with SimCluster(nodes=1, scenario=scenario, slot_ms=50, validator_args=args) as c:
+            url = c.info()[0].http
+            body = {"jsonrpc": "2.0", "id": 1, "method": "getSlot"}
+            async with aiohttp.ClientSession() as s:
+
+                async def one() -> int:
+                    async with s.post(url, json=body) as r:
+                        return r.status
+
+                statuses = await asyncio.gather(*(one() for _ in range(n)))
+            assert statuses == [200] * n
+            (workers,) = c.rpc_workers()
+        return workers
+
+    async def test_one_thread_serves_one_request_at_a_time(self) -> None:
+        """--rpc-threads 1: never two in service; the others wait in line."""
+        w = await self._burst("--full-rpc-api --rpc-threads 1", 6)
+        assert w["threads"] == 1
+        assert w["most_busy"] == 1
+        assert w["queued"] >= 1
+
+    async def test_n_threads_bound_the_requests_in_service(self) -> None:
+        """--rpc-threads 2 serves at most two at once; without the flag there is no bound."""
+        two = await self._burst("--full-rpc-api --rpc-threads 2", 6)
+        assert two["most_busy"] <= 2
+        unbounded = await self._burst(None, 6)
+        assert unbounded["threads"] is None
+        assert unbounded["queued"] == 0
+        assert unbounded["most_busy"] > 1  # the burst did overlap: the bound above is real

@@ -65,6 +65,7 @@ class TestParsing:
         assert sc.behaviour(1, 1.0).lag_slots == (0.0, 1.0)
         assert sc.behaviour(1, 6.0).lag_slots == (6.0, 6.0)
         assert sc.skip_rate(6.0) == 0.2
+        assert sc.leak_rate(6.0) == 0.0
         lat = sc.behaviour(1, 6.0).latency
         assert lat is not None
         assert lat["getSlot"] == Distribution("const", 0.002)
@@ -136,3 +137,16 @@ class TestTimeline:
         assert flags[0] is False
         assert 0.17 < sum(flags) / len(flags) < 0.23
         assert flags == [skipped(sc, s, 100, 0.4) for s in range(100, 5100)]
+
+
+class TestLeak:
+    def test_the_process_leaks_from_after_on(self) -> None:
+        """leak:mib_per_s=N,after=T: nothing before T, N MiB/s from then (and in TOML)."""
+        sc = load("leak:mib_per_s=40,after=2s")
+        assert sc.leak_rate(1.9) == 0.0
+        assert sc.leak_rate(2.0) == 40.0
+
+    def test_a_leak_must_grow(self) -> None:
+        """A rate of zero or less is a usage error."""
+        with pytest.raises(UsageError, match="mib_per_s must be > 0"):
+            load("leak:mib_per_s=0")

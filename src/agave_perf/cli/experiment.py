@@ -54,9 +54,28 @@ async def _slot_time(rpc: str) -> float | None:
     return float(samples[0]["samplePeriodSecs"]) / float(samples[0]["numSlots"])
 
 
+def _store_runs(state: Any) -> None:
+    """Keep an ended experiment's measurements in the results store, tagged with its id and
+    arm (``agave-perf report experiment=ID``, ``compare``); once, when it ends."""
+    from agave_perf import experiment as ex
+    from agave_perf.bench.storage import save_run
+    from agave_perf.store import open_store
+
+    marker = state.dir / "stored"
+    if state.ended is None or marker.exists():
+        return
+    runs = [run for _block, _arm, _pair, run in ex.measured_runs(state)]
+    if runs:
+        with open_store(runtime().settings.store.url) as store:
+            for run in runs:
+                save_run(store, run)
+    marker.write_text("\n".join(r.id for r in runs) + "\n")
+
+
 def _finish(state: Any, as_json: bool) -> None:
     """Print the outcome; exit 3 when the baseline node could not be used, 130 on Ctrl-C."""
     rt = runtime()
+    _store_runs(state)
     rt.emit(_view(state, detail=True))
     if state.ended is None:
         raise SystemExit(EXIT_INTERRUPTED)
@@ -184,12 +203,32 @@ def status(experiment_id: str | None) -> None:
 
 @experiment.command("report")
 @click.argument("experiment_id", required=False)
+@click.option(
+    "--html",
+    "html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the arms' runs as one self-contained HTML report (baseline first).",
+)
 @standard_options
-def report(experiment_id: str | None) -> None:
+def report(experiment_id: str | None, html: Path | None) -> None:
     """Every step with its figures and the paired comparison behind the decision."""
     from agave_perf import experiment as ex
 
-    runtime().emit(_view(ex.load_state(ex.resolve(experiment_id)), detail=True))
+    state = ex.load_state(ex.resolve(experiment_id))
+    if html is not None:
+        from agave_perf.bench.report import write_report
+
+        arms: dict[str, list[Any]] = {}
+        for _block, arm, _pair, run in ex.measured_runs(state):
+            arms.setdefault(arm, []).append(run)
+        if not arms:
+            raise UsageError(f"experiment {state.id} has no measurement to report yet")
+        order = sorted(arms, key=lambda a: (a != ex.BASELINE, a))
+        written = write_report([(arms[a], a) for a in order], html, force=True)
+        if not runtime().as_json:
+            console(stderr=True).print(written)
+    runtime().emit(_view(state, detail=True))
 
 
 @experiment.command("rollback")

@@ -25,13 +25,22 @@ def write_keypair(cluster: SimCluster) -> Path:
     return path
 
 
-async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> None:
+async def _serve(
+    cluster: SimCluster, duration: float | None, as_json: bool, ledger: Path | None = None
+) -> None:
     await cluster.start()  # a port it cannot bind is a SimnetError: one line, exit 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    admin = None
+    if ledger is not None:
+        from agave_perf.simnet._admin import AdminServer
+
+        # the node under test is the last one (the follower of a two-node cluster)
+        admin = AdminServer(ledger, cluster.info()[-1].http, stop.set)
+        await admin.start()
     try:
         keypair = write_keypair(cluster)
         if as_json:
@@ -70,6 +79,8 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
     finally:
+        if admin is not None:
+            await admin.stop()
         stats = cluster.connection_stats()
         await cluster.stop()
     said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items() if v)
@@ -152,6 +163,13 @@ async def _serve(cluster: SimCluster, duration: float | None, as_json: bool) -> 
     show_default=True,
     help="The follower whose datapoints are pushed.",
 )
+@click.option(
+    "--ledger",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Serve the admin socket DIR/admin.rpc, as a validator does: `simnet --ledger DIR "
+    "exit` then stops this process the way `agave-validator --ledger DIR exit` stops Agave.",
+)
 @standard_options
 @click.pass_context
 def simnet(
@@ -171,6 +189,7 @@ def simnet(
     queue_bytes: int,
     metrics_config: str | None,
     metrics_node: int,
+    ledger: Path | None,
 ) -> None:
     """Start an embedded Solana-RPC-compatible cluster on loopback (tip first).
 
@@ -197,7 +216,61 @@ def simnet(
         metrics_config=metrics_config,
         metrics_node=metrics_node,
     )
-    run_async(_serve(cluster, duration, rt.as_json))
+    run_async(_serve(cluster, duration, rt.as_json, ledger))
+
+
+@simnet.command("exit")
+@click.option("--force", "-f", is_flag=True, help="Exit now, without waiting for a restart window.")
+@click.option(
+    "--min-idle-time",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    metavar="MINUTES",
+    help="Minutes the node must not be leader before it exits.",
+)
+@click.option(
+    "--max-delinquent-stake",
+    type=click.IntRange(0, 100),
+    default=5,
+    show_default=True,
+    metavar="PERCENT",
+    help="The most delinquent stake an exit is allowed with.",
+)
+@click.option("--skip-new-snapshot-check", is_flag=True, help="Accepted (simnet has no snapshots).")
+@click.option("--skip-health-check", is_flag=True, help="Do not require getHealth ok.")
+@standard_options
+@click.pass_context
+def exit_command(
+    ctx: click.Context,
+    force: bool,
+    min_idle_time: int,
+    max_delinquent_stake: int,
+    skip_new_snapshot_check: bool,
+    skip_health_check: bool,
+) -> None:
+    """Stop a `simnet --ledger DIR` node as `agave-validator exit` stops Agave."""
+    from agave_perf.errors import UsageError
+    from agave_perf.simnet._admin import Exited, request_exit
+
+    ledger = ctx.parent.params.get("ledger") if ctx.parent is not None else None
+    if ledger is None:
+        raise UsageError("simnet exit: give the node's ledger first: simnet --ledger DIR exit")
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    pid = run_async(
+        request_exit(
+            ledger,
+            min_idle_minutes=min_idle_time,
+            max_delinquent_pct=max_delinquent_stake,
+            skip_health=skip_health_check,
+            force=force,
+            say=say,
+        )
+    )
+    runtime().emit(Exited(pid, str(ledger)))
 
 
 @simnet.command("score")

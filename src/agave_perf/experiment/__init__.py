@@ -17,7 +17,15 @@ from agave_perf.experiment._guard import Guard, Settle
 from agave_perf.experiment._node import Probe, Prober
 from agave_perf.experiment._report import DryRunView, ExperimentView, RollbackView
 from agave_perf.experiment._run import Machine, applied_arm, execute, measured_runs, target_for
-from agave_perf.experiment._spec import BASELINE, Guardrails, Measure, Restart, Spec, Variant
+from agave_perf.experiment._spec import (
+    BASELINE,
+    Guardrails,
+    Measure,
+    Restart,
+    Spec,
+    Variant,
+    parse_growth,
+)
 from agave_perf.experiment._spec import load as load_spec
 from agave_perf.experiment._spec import parse as parse_spec
 from agave_perf.experiment._state import CRASH_ENV, State, Step, plan_steps, resolve
@@ -60,6 +68,7 @@ __all__ = [
     "load_spec",
     "load_state",
     "measured_runs",
+    "parse_growth",
     "parse_spec",
     "plan_steps",
     "resolve",

@@ -58,6 +58,17 @@ class VariantResult:
         row = next((r for r in rows if r.method == "all"), rows[0] if rows else None)
         return None if row is None else row.to_json()
 
+    def evidence(self) -> str:
+        """The gated rows that found it faster, e.g. ``getProgramAccounts p50 -83.7%``."""
+        if self.comparison is None:
+            return ""
+        rows = [
+            r
+            for r in self.comparison.rows
+            if r.metric in self.comparison.gate and r.verdict == FASTER
+        ]
+        return ", ".join(f"{r.method} {r.metric} {r.change:+.1%}" for r in rows)
+
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
         return {
@@ -168,8 +179,7 @@ def decide(
         )
         return Decision("rollback", None, f"no variant beat the baseline ({why})", gate, results)
     best = min(candidates, key=lambda r: r.gain(metric) or 0.0)
-    gain = best.gain(metric)
-    what = f"{metric} {gain:+.1%}" if gain is not None else metric
+    what = best.evidence() or metric
     return Decision(
         "keep",
         best.name,

@@ -5,12 +5,14 @@ A sample is (time, lag in slots or None when the node did not answer, healthy).
 in a row (the warm-up of a validator is catch-up plus caches, so measuring starts only
 then). :class:`Guard` says when a variant must be stopped: lag above X slots for Y
 seconds in a row, or no answer for the down time (a crash, or a crash loop under a
-restarting unit). Both take time from the caller, so tests feed them virtual time.
+restarting unit), or resident memory grown beyond the limit since the node settled.
+Both take time from the caller, so tests feed them virtual time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -53,6 +55,30 @@ class Guard:
     over_since: float | None = None
     down_since: float | None = None
     worst: int = 0
+    rss_limit: tuple[float, Literal["bytes", "fraction"]] | None = None
+    rss_ref: int | None = None  # bytes when the node settled (None: the first sample)
+    rss_peak: int = 0
+
+    def feed_rss(self, rss: int | None) -> str | None:
+        """Take a resident-memory sample (bytes); the breach once it grew beyond the limit."""
+        if rss is None:
+            return None
+        self.rss_peak = max(self.rss_peak, rss)
+        if self.rss_ref is None:
+            self.rss_ref = rss
+        if self.rss_limit is None:
+            return None
+        grown = rss - self.rss_ref
+        limit, kind = self.rss_limit
+        over = grown > limit if kind == "bytes" else grown > limit * self.rss_ref
+        if not over:
+            return None
+        share = f", {grown / self.rss_ref:+.0%}" if self.rss_ref else ""
+        return (
+            f"resident memory grew {grown / 2**20:.0f} MiB since the node settled "
+            f"({self.rss_ref / 2**20:.0f} → {rss / 2**20:.0f} MiB{share}), above "
+            + (f"{limit / 2**20:.0f} MiB" if kind == "bytes" else f"{limit:.0%}")
+        )
 
     def feed(self, t: float, lag: int | None) -> str | None:
         """Take a sample; the breach, as one line, once a guardrail is broken."""

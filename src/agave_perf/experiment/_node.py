@@ -146,6 +146,64 @@ class Process:
         os.replace(tmp, self.pidfile)
 
 
+def _session(leader: int) -> list[int]:
+    """Every process of the session ``leader`` started (the script, and what it ran)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == leader:
+            out.append(int(entry))
+    return out or [leader]
+
+
+def node_pids(spec: Spec, spec_dir: Path, state_dir: Path) -> list[int]:
+    """The node's processes, to read its memory: the run agave-perf spawned, the unit's main
+    process, or ``[measure] pid_file``; empty when none can be found."""
+    if spec.measure.pid_file is not None:
+        try:
+            return [int((spec_dir / spec.measure.pid_file).read_text().split()[0])]
+        except (OSError, ValueError, IndexError):
+            return []
+    kind = spec.restart.kind()
+    if kind == "spawn":
+        proc = Process(state_dir)
+        found = proc._read()
+        return _session(found[0]) if found is not None and proc.alive() else []
+    if kind == "unit" and spec.restart.unit is not None:
+        try:
+            out = subprocess.run(
+                ["systemctl", "show", "--property", "MainPID", "--value", spec.restart.unit],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return []
+        return [int(out)] if out.isdigit() and int(out) > 0 else []
+    return []
+
+
+def rss_bytes(pids: list[int]) -> int | None:
+    """The resident memory of these processes together (None: none of them is running)."""
+    total, seen = 0, False
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+                seen = True
+                break
+    return total if seen else None
+
+
 def node_env() -> dict[str, str]:
     """The environment of restart commands and start scripts: ``$AGAVE_PERF`` runs us."""
     return {**os.environ, "AGAVE_PERF": f"{shlex.quote(sys.executable)} -m agave_perf"}
@@ -183,6 +241,11 @@ async def restart(spec: Spec, spec_dir: Path, script: Path, state_dir: Path) -> 
     elif kind == "unit":
         assert r.unit is not None
         await _run(["systemctl", "restart", r.unit], spec_dir, r.timeout_s)
+    elif kind == "exit":
+        assert r.exit is not None
+        # the validator waits for its restart window, exits, and waits until it has gone;
+        # a non-zero exit (no window this epoch, exit refused) fails the arm
+        await _run(["sh", "-c", r.exit.argv()], spec_dir, r.timeout_s)
     else:
         if not os.access(script, os.X_OK):
             raise UsageError(f"start script {script} is not executable (chmod +x it)")
@@ -240,14 +303,21 @@ async def wait_settled(
             raise asyncio.CancelledError
 
 
-async def watch(spec: Spec, prober: Prober, breach: asyncio.Event, reasons: list[str]) -> None:
+async def watch(
+    spec: Spec,
+    prober: Prober,
+    breach: asyncio.Event,
+    reasons: list[str],
+    guard: Guard,
+    pids: list[int] | None = None,
+) -> None:
     """Sample until cancelled; on a guardrail breach note why and set ``breach``."""
-    g = spec.guardrails
-    guard = Guard(g.max_lag, g.lag_for_s, g.down_for_s)
     loop = asyncio.get_running_loop()
     while True:
         p = await prober.probe()
         why = guard.feed(loop.time(), p.lag)
+        if why is None and pids:
+            why = guard.feed_rss(rss_bytes(pids))
         if why is not None:
             reasons.append(why)
             breach.set()

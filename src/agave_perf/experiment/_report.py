@@ -31,7 +31,9 @@ def step_state(state: State, step: Step) -> str:
 def _step_detail(state: State, step: Step) -> str:
     r = state.done.get(step.n, {})
     if step.kind == "measure" and "p95_ms" in r and r["p95_ms"] is not None:
-        return f"p95 {r['p95_ms']:.2f} ms, {r['ok']} ok, {r['errors']} errors"
+        peak = r.get("rss_peak_bytes")
+        memory = f", RSS peak {peak / 2**20:.0f} MiB" if peak else ""
+        return f"p95 {r['p95_ms']:.2f} ms, {r['ok']} ok, {r['errors']} errors{memory}"
     if step.kind == "wait" and "seconds" in r:
         return f"settled after {r['seconds']:.1f} s"
     if step.kind == "restart" and "seconds" in r:

@@ -23,9 +23,12 @@ from agave_perf.bench import BenchConfig, RunResult, load_workload, parse_slo, r
 from agave_perf.errors import NodeFailed, RpcError
 from agave_perf.experiment._changes import Target
 from agave_perf.experiment._decide import decide
+from agave_perf.experiment._guard import Guard
 from agave_perf.experiment._node import (
     Prober,
+    node_pids,
     restart,
+    rss_bytes,
     stop_spawned,
     wait_settled,
     watch,
@@ -220,11 +223,24 @@ class Machine:
             if self.stop.is_set():
                 raise Interrupted from None
             raise
+        rss = rss_bytes(self._pids())
         return {
             "seconds": settled.seconds,
             "catchup_slots_per_s": settled.catchup_slots_per_s,
             "first_lag": settled.first_lag,
+            "rss_bytes": rss,  # the reference the RSS guardrail measures growth from
         }
+
+    def _pids(self) -> list[int]:
+        return node_pids(self.spec, self.state.spec_dir, self.state.dir)
+
+    def _settled_rss(self, step: Step) -> int | None:
+        """The node's RSS when it last settled before ``step`` (its arm's wait)."""
+        for earlier in reversed(self.state.steps[: step.n - 1]):
+            if earlier.kind == "wait" and earlier.n in self.state.done:
+                value = self.state.done[earlier.n].get("rss_bytes")
+                return int(value) if value is not None else None
+        return None
 
     async def _measure(self, step: Step) -> dict[str, Any]:
         m = self.spec.measure
@@ -245,7 +261,12 @@ class Machine:
                 stopped.cancel()
                 broken.cancel()
 
-        watcher = asyncio.create_task(watch(self.spec, self.prober, breach, reasons))
+        g = self.spec.guardrails
+        guard = Guard(g.max_lag, g.lag_for_s, g.down_for_s, rss_limit=g.rss_limit())
+        guard.rss_ref = self._settled_rss(step)
+        watcher = asyncio.create_task(
+            watch(self.spec, self.prober, breach, reasons, guard, self._pids())
+        )
         relayer = asyncio.create_task(relay())
         try:
             run = await run_bench(bench_config(self.state, step, duration), stop=halt)
@@ -268,8 +289,9 @@ class Machine:
                 f"guardrail: error rate {failed / sent:.1%} above "
                 f"{self.spec.guardrails.max_error_rate:.1%}"
             )
+        memory = {"rss_peak_bytes": guard.rss_peak or None, "rss_settled_bytes": guard.rss_ref}
         if step.kind == "warmup":
-            return {"discarded": run.id}
+            return {"discarded": run.id, **memory}
         name = f"{step.n:03d}-{step.arm}-pair{step.pair + 1}.json"
         path = self.state.dir / "runs" / name
         tmp = path.with_suffix(".tmp")
@@ -277,7 +299,14 @@ class Machine:
         os.replace(tmp, path)
         overall = run.overall()
         p95 = overall.quantile(0.95) * 1e3 if overall.count else None
-        return {"file": name, "run": run.id, "p95_ms": p95, "ok": run.ok, "errors": failed}
+        return {
+            "file": name,
+            "run": run.id,
+            "p95_ms": p95,
+            "ok": run.ok,
+            "errors": failed,
+            **memory,
+        }
 
     def _decide(self) -> dict[str, Any]:
         decision = decide(

@@ -59,30 +59,94 @@ def _seconds(value: Any) -> float:
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 
+_UNITS = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
+
+
+def parse_growth(text: str) -> tuple[float, Literal["bytes", "fraction"]]:
+    """``512MiB`` → (bytes, "bytes"); ``25%`` → (0.25, "fraction")."""
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz%")
+    unit = raw[len(number) :]
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"{text!r}: a size (512MiB, 2GiB) or a share (25%)") from None
+    if value <= 0:
+        raise ValueError(f"{text!r}: must be above 0")
+    if unit == "%":
+        return value / 100, "fraction"
+    if unit in _UNITS:
+        return value * _UNITS[unit], "bytes"
+    raise ValueError(f"{text!r}: a size (512MiB, 2GiB) or a share (25%)")
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class ExitRestart(_Section):
+    """``agave-validator --ledger DIR exit``, honouring the restart window; the node's
+    supervisor (systemd with Restart=always) starts it again.
+
+    Without ``--force`` the validator first waits for a restart window: healthy, delinquent
+    stake at most ``max_delinquent_stake`` %, no leader slot within ``min_idle_time``, and a
+    new snapshot since it was asked (``skip_new_snapshot_check`` skips that wait: about one
+    incremental snapshot interval, ~40 s). It then exits and, since Agave 3.0, the command
+    waits until the process has gone. ``restart.timeout`` must leave room for the window.
+    """
+
+    validator: str = "agave-validator"  # a shell command: "$AGAVE_PERF simnet" for simnet
+    ledger: str  # --ledger, relative to the experiment file
+    min_idle_time_s: Seconds = Field(600.0, ge=0, alias="min_idle_time")  # Agave: 10 min
+    max_delinquent_stake: int = Field(5, ge=0, le=100)  # percent; Agave: 5
+    skip_new_snapshot_check: bool = False
+    skip_health_check: bool = False
+
+    def argv(self) -> str:
+        """The command line, as the shell runs it (minutes rounded up, as the flag takes)."""
+        import math
+        import shlex
+
+        minutes = math.ceil(self.min_idle_time_s / 60)
+        words = [
+            "--ledger",
+            shlex.quote(self.ledger),
+            "exit",
+            "--min-idle-time",
+            str(minutes),
+            "--max-delinquent-stake",
+            str(self.max_delinquent_stake),
+        ]
+        if self.skip_new_snapshot_check:
+            words.append("--skip-new-snapshot-check")
+        if self.skip_health_check:
+            words.append("--skip-health-check")
+        return " ".join([self.validator, *words])
+
+
 class Restart(_Section):
-    """How the node under test restarts: a command, a systemd unit, or agave-perf spawns it."""
+    """How the node under test restarts: a command, a systemd unit, ``agave-validator exit``
+    in its restart window, or agave-perf spawns it."""
 
     command: str | None = None  # run by sh in the file's directory; must return
     unit: str | None = None  # systemctl restart UNIT
     # agave-perf runs the start script itself, detached, and stops the run it started
     # before (SIGTERM, then SIGKILL): a node for a laptop, simnet, or a test
     spawn: bool = False
+    exit: ExitRestart | None = None  # agave-validator exit; the supervisor restarts the node
     timeout_s: Seconds = Field(600.0, gt=0, alias="timeout")
     stop_grace_s: Seconds = Field(10.0, gt=0, alias="stop_grace")
     # what the budget assumes a restart takes before the node answers (75 s from local state)
     expected_s: Seconds = Field(75.0, ge=0, alias="expected")
 
-    def kind(self) -> Literal["command", "unit", "spawn"]:
-        """Which of the three ways is configured."""
+    def kind(self) -> Literal["command", "unit", "exit", "spawn"]:
+        """Which of the four ways is configured."""
         if self.command is not None:
             return "command"
         if self.unit is not None:
             return "unit"
+        if self.exit is not None:
+            return "exit"
         return "spawn"
 
 
@@ -98,6 +162,8 @@ class Measure(_Section):
     settle_s: Seconds = Field(10.0, ge=0, alias="settle")
     max_lag: int = Field(5, ge=0)
     connections: int = Field(8, ge=1, le=4096)
+    # where the node's pid is, to read its memory (a spawned node and a unit are found alone)
+    pid_file: str | None = None
     slos: tuple[str, ...] = ()  # bench SLOs, e.g. "p95<50ms"
     metrics: tuple[str, ...] = ("p50", "p95", "p99")
     gate: tuple[str, ...] = ("p95",)  # the metrics that decide
@@ -120,6 +186,20 @@ class Guardrails(_Section):
     lag_for_s: Seconds = Field(10.0, gt=0, alias="lag_for")
     down_for_s: Seconds = Field(10.0, gt=0, alias="down_for")  # unreachable this long: crashed
     max_error_rate: float = Field(0.05, ge=0, le=1)
+    # the node's resident memory may grow this much from the moment it settled until the end
+    # of a warm-up or window: "512MiB" or "25%" (a leak, or a cache that never stops growing)
+    max_rss_growth: str | None = None
+
+    @field_validator("max_rss_growth")
+    @classmethod
+    def _growth(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_growth(value)
+        return value
+
+    def rss_limit(self) -> tuple[float, Literal["bytes", "fraction"]] | None:
+        """The RSS growth limit as (value, kind), or None when there is none."""
+        return None if self.max_rss_growth is None else parse_growth(self.max_rss_growth)
 
 
 class Variant(_Section):
@@ -193,6 +273,7 @@ class Spec(_Section):
 
 
 _MODELS: dict[str, type[BaseModel]] = {
+    "exit": ExitRestart,
     "restart": Restart,
     "measure": Measure,
     "guardrails": Guardrails,
@@ -209,7 +290,7 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
     loc = [str(p) for p in first["loc"]]
     dotted = ".".join(loc)
     if first["type"] == "extra_forbidden":
-        section = next((p for p in loc[:-1] if p in _MODELS), None)
+        section = next((p for p in reversed(loc[:-1]) if p in _MODELS), None)
         known = _known(_MODELS[section] if section else Spec)
         close = difflib.get_close_matches(loc[-1], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -225,9 +306,15 @@ def parse(data: dict[str, Any], source: str = "experiment") -> Spec:
     except ValidationError as err:
         raise _explain(err, source) from None
     r = spec.restart
-    ways = [r.command is not None, r.unit is not None, r.spawn]
+    ways = [r.command is not None, r.unit is not None, r.exit is not None, r.spawn]
     if sum(ways) != 1:
-        raise ConfigError(f"{source}: [restart] needs exactly one of command, unit or spawn")
+        raise ConfigError(f"{source}: [restart] needs exactly one of command, unit, exit or spawn")
+    if r.exit is not None and r.timeout_s <= r.exit.min_idle_time_s:
+        raise ConfigError(
+            f"{source}: 'restart.timeout' ({r.timeout_s:.0f} s) must exceed "
+            f"'restart.exit.min_idle_time' ({r.exit.min_idle_time_s:.0f} s): the node may wait "
+            "that long for its restart window"
+        )
     return spec
 
 

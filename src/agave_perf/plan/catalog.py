@@ -43,7 +43,7 @@ Component = Literal[
 ]
 Kind = Literal["runtime", "config", "code"]
 Risk = Literal["minimal", "low", "medium", "high"]
-GateKind = Literal["build", "test", "check", "bench", "flags"]
+GateKind = Literal["build", "test", "check", "bench", "flags", "experiment"]
 RollbackKind = Literal["host-journal", "flags-file", "cargo-feature", "build-env"]
 
 BUILD_ENV_KEYS = frozenset({"RUSTFLAGS"})

@@ -46,6 +46,7 @@ PLUGINS: Final = MappingProxyType(
     {
         "check": "agave_perf.slo.plan_gate:CheckGate",
         "flags": "agave_perf.tune.flags.plan_gate:FlagsGate",
+        "experiment": "agave_perf.experiment.plan_gate:ExperimentGate",
         PHASE_BENCHMARK: "agave_perf.bench.plan_gate:TradingP95",
     }
 )

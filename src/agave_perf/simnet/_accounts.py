@@ -69,15 +69,32 @@ class AccountSource(Protocol):
         """Every account as of ``slot``."""
         ...
 
+    def scan_indexed(
+        self, entries: Iterable[tuple[Pubkey, Account]], slot: int
+    ) -> Iterator[tuple[Pubkey, Account | None]]:
+        """Index entries' accounts as of ``slot``: what an indexed query walks."""
+        ...
+
+
+# An index entry: a key's accounts, each with the account as it was first indexed (what a
+# reader uses while the ledger holds no later version of it: an account unwritten since
+# genesis, so an indexed walk looks up no more per account than the scan does)
+Entry = dict[Pubkey, Account]
+
 
 @dataclass
 class SecondaryIndex:
     """program-id, spl-token-owner and spl-token-mint → the pubkeys seen with that key."""
 
     kinds: frozenset[IndexKind] = frozenset()
-    by_program: dict[Pubkey, set[Pubkey]] = field(default_factory=dict)
-    by_owner: dict[Pubkey, set[Pubkey]] = field(default_factory=dict)
-    by_mint: dict[Pubkey, set[Pubkey]] = field(default_factory=dict)
+    by_program: dict[Pubkey, Entry] = field(default_factory=dict)
+    by_owner: dict[Pubkey, Entry] = field(default_factory=dict)
+    by_mint: dict[Pubkey, Entry] = field(default_factory=dict)
+
+    def _put(self, kind: IndexKind, key: Pubkey, pubkey: Pubkey, account: Account) -> None:
+        entry = self._table(kind).setdefault(key, {})
+        if pubkey not in entry:
+            entry[pubkey] = account
 
     def add(self, pubkey: Pubkey, account: Account | None) -> None:
         """Index an account write (a deletion leaves the entry: queries re-check)."""
@@ -85,7 +102,7 @@ class SecondaryIndex:
             return
         owner = account.owner
         if "program-id" in self.kinds:
-            self.by_program.setdefault(owner, set()).add(pubkey)
+            self._put("program-id", owner, pubkey, account)
         if owner in TOKEN_PROGRAMS and (
             "spl-token-owner" in self.kinds or "spl-token-mint" in self.kinds
         ):
@@ -93,19 +110,27 @@ class SecondaryIndex:
             if valid_account_data(data):
                 if "spl-token-owner" in self.kinds:
                     key = Pubkey.from_bytes(data[OWNER_OFFSET : OWNER_OFFSET + 32])
-                    self.by_owner.setdefault(key, set()).add(pubkey)
+                    self._put("spl-token-owner", key, pubkey, account)
                 if "spl-token-mint" in self.kinds:
                     key = Pubkey.from_bytes(data[MINT_OFFSET : MINT_OFFSET + 32])
-                    self.by_mint.setdefault(key, set()).add(pubkey)
+                    self._put("spl-token-mint", key, pubkey, account)
 
-    def candidates(self, kind: IndexKind, key: Pubkey) -> set[Pubkey]:
-        """The pubkeys listed under ``key`` in one index."""
-        table = {
+    def _table(self, kind: IndexKind) -> dict[Pubkey, Entry]:
+        return {
             "program-id": self.by_program,
             "spl-token-owner": self.by_owner,
             "spl-token-mint": self.by_mint,
         }[kind]
-        return table.get(key, set())
+
+    def candidates(self, kind: IndexKind, key: Pubkey) -> Iterable[tuple[Pubkey, Account]]:
+        """The accounts listed under ``key`` in one index, as first indexed, in that order.
+
+        The order is the ledger's (genesis first, then writes), as the full scan walks it:
+        walking the same accounts in another order (pubkey order, or a set's) cost a third
+        more in cache misses and sorting, which made an indexed query of the token program
+        slower than the scan it replaces.
+        """
+        return self._table(kind).get(key, {}).items()
 
 
 Keyed = list[tuple[Pubkey, Account]]
@@ -170,9 +195,10 @@ class AccountQueries:
             return _collect(self._at(slot, keys), program, filters)
         return _collect(self.source.scan(slot), program, filters)
 
-    def _at(self, slot: int, keys: Iterable[Pubkey]) -> Iterator[tuple[Pubkey, Account | None]]:
-        account = self.source.account
-        return ((k, account(k, slot)) for k in keys)
+    def _at(
+        self, slot: int, entries: Iterable[tuple[Pubkey, Account]]
+    ) -> Iterator[tuple[Pubkey, Account | None]]:
+        return self.source.scan_indexed(entries, slot)
 
     def by_owner(self, slot: int, program: Pubkey, owner: Pubkey, filters: Filters) -> Keyed:
         """Token accounts of ``owner`` under ``program`` passing ``filters``."""

@@ -44,6 +44,7 @@ from agave_perf.simnet._world import TokenWorld
 LAMPORTS_PER_SOL = 1_000_000_000
 WARM_BLOCKS = 40  # history produced at start, more than the root depth
 THAW_EVERY_SLOTS = 150  # ~1 min at 400 ms slots: one full collection a minute
+LEAK_CAP_BYTES = 1 << 30  # a leak scenario stops at 1 GiB: a forgotten run cannot take the host
 SHRED_VERSION = 50093  # simnet's cluster: any fixed value every node agrees on
 STATUS_CACHE_SLOTS = 300  # slots a signature status is kept below the oldest root (Agave: 300)
 
@@ -162,6 +163,8 @@ class SimCluster:
         self._pauses_seen: set[tuple[int, float]] = set()
         self.forks = Forks()
         self._freezes = 0
+        self._leaked: list[bytes] = []  # the leak scenario's memory, kept until stop
+        self._leaked_bytes = 0
         # staged followers (scenarios with stage timings) and the datapoints they push
         self.metrics = (
             MetricsPusher(metrics_config, self.clock, metrics_flush_s) if metrics_config else None
@@ -300,6 +303,19 @@ class SimCluster:
             "slow_pubsub_readers_cut": sum(e.slow_consumers for e in self.edges),
         }
 
+    def rpc_workers(self) -> list[dict[str, Any]]:
+        """Each node's JSON-RPC workers (--rpc-threads): how many, the most busy at once, and
+        how many requests waited for one."""
+        return [
+            {
+                "node": e.node.name,
+                "threads": e.node.config.rpc_threads,
+                "most_busy": e.most_busy,
+                "queued": e.queued,
+            }
+            for e in self.edges
+        ]
+
     def info(self) -> list[NodeInfo]:
         """Return the nodes' names, roles and URLs, tip first."""
         return [NodeInfo(n.name, n.role, n.http_url, n.ws_url) for n in self.nodes]
@@ -376,6 +392,7 @@ class SimCluster:
                 self._process(self.tip, slot)
                 self.ledger.open_block(slot + 1, self.unix())
                 self._housekeeping()
+                self._leak()
                 for i, model in self._models.items():
                     feed = self.feeds.get(i)
                     at = (
@@ -423,6 +440,15 @@ class SimCluster:
             gc.unfreeze()
         gc.collect()
         gc.freeze()
+
+    def _leak(self) -> None:
+        """Keep the scenario's leak for this slot (filled, so the pages count in RSS)."""
+        rate = self.scenario.leak_rate(self.elapsed())
+        if rate <= 0 or self._leaked_bytes >= LEAK_CAP_BYTES:
+            return
+        size = int(rate * self.slot_s * 1024 * 1024)
+        self._leaked.append(b"\x01" * size)
+        self._leaked_bytes += size
 
     async def _drive_follower(self, index: int) -> None:
         node, queue, wake = self.nodes[index], self._queues[index], self._wakeups[index]

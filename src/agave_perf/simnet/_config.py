@@ -31,7 +31,7 @@ class NodeConfig:
     transaction_history: bool = True  # simnet's default keeps history, like a test validator
     full_rpc_api: bool = True
     block_subscription: bool = False
-    rpc_threads: int | None = None  # None: unbounded (simnet's default)
+    rpc_threads: int | None = None  # workers serving JSON-RPC; None: unbounded (simnet's default)
     args: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:

@@ -82,6 +82,14 @@ class NodeEdge:
         self.slow_consumers = 0  # PubSub connections cut off for not reading
         self.rng = random.Random(f"{cluster.scenario.seed}:faults:{node.index}")
         self.sessions: set[PubSubSession] = set()
+        # --rpc-threads N: N workers serve JSON-RPC requests, each holding one for the request's
+        # service time (the scenario's latency and the method's work); the rest wait in line,
+        # so a node with too few threads is slower under load. None: every request at once.
+        threads = node.config.rpc_threads
+        self._workers = asyncio.Semaphore(threads) if threads else None
+        self.queued = 0  # requests that had to wait for a worker
+        self.busy = 0  # requests in service now
+        self.most_busy = 0  # the most ever in service at once
 
     # -- faults -------------------------------------------------------------------------
 
@@ -135,6 +143,23 @@ class NodeEdge:
             return HttpAnswer(503, b"Service Unavailable", "text/plain")
         if fault == "timeout":
             await self.cluster.sleep(TIMEOUT_HANG_S)
+        if self._workers is None:
+            return await self._serve(body, first, fault)
+        if self._workers.locked():
+            self.queued += 1
+        async with self._workers:
+            return await self._serve(body, first, fault)
+
+    async def _serve(self, body: bytes, first: str, fault: str | None) -> HttpAnswer:
+        """One request's service: its latency, then its answer (or the injected fault)."""
+        self.busy += 1
+        self.most_busy = max(self.most_busy, self.busy)
+        try:
+            return await self._answer(body, first, fault)
+        finally:
+            self.busy -= 1
+
+    async def _answer(self, body: bytes, first: str, fault: str | None) -> HttpAnswer:
         delay = self._latency(first)
         if delay > 0:
             await self.cluster.sleep(delay)

@@ -18,6 +18,7 @@ Built-in scenarios take parameters as ``name:key=value,...``::
     drop:rate=0.3,node=1        the node drops a share of the transactions it receives
     subdrop:after=20s,for=5s,node=0   the node's PubSub connections drop and stay down
     notifylag:after=20s,for=5s,delay=1s,node=0   account notifications go out late
+    leak:mib_per_s=20,after=0s  the process keeps this much more memory each second
 
 Scenarios combine with ``;``: ``skips:rate=0.05;forks:rate=0.05;subdrop:after=20s``.
 
@@ -159,6 +160,9 @@ class Phase:
     nodes: dict[str, Behaviour] = field(default_factory=dict)
     skip_rate: float | None = None
     fork_rate: float | None = None
+    # MiB the simnet process allocates and keeps each second (a leaking node, for memory
+    # guardrails); the process, not one node, since one process serves every node
+    leak_mib_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,16 @@ class Scenario:
                 break
             if phase.skip_rate is not None:
                 rate = phase.skip_rate
+        return rate
+
+    def leak_rate(self, t: float) -> float:
+        """Return the MiB per second the process leaks at ``t``."""
+        rate = 0.0
+        for phase in self.phases:
+            if phase.at > t:
+                break
+            if phase.leak_mib_per_s is not None:
+                rate = phase.leak_mib_per_s
         return rate
 
     def fork_rate(self, t: float) -> float:
@@ -250,6 +264,7 @@ class Scenario:
                     "at": p.at,
                     "skip_rate": p.skip_rate,
                     "fork_rate": p.fork_rate,
+                    "leak_mib_per_s": p.leak_mib_per_s,
                     "nodes": {
                         k: {
                             f: (
@@ -429,6 +444,12 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
             Phase(0.0, {"followers": Behaviour(stages=StageParams())}),
             Phase(0.0, {node: Behaviour(stages=injected)}),
         )
+    elif name == "leak":
+        after = _secs(params, "after", "0s")
+        rate = _num(params, "mib_per_s", 20)
+        if rate <= 0:
+            raise UsageError("leak: mib_per_s must be > 0")
+        phases = (_steady(), Phase(after, {}, leak_mib_per_s=rate))
     else:
         raise UsageError(
             f"unknown scenario '{name}' (built-in: {', '.join(BUILTIN)}; or a TOML file)"
@@ -450,6 +471,7 @@ BUILTIN = (
     "drop",
     "subdrop",
     "notifylag",
+    "leak",
     *STAGE_BUILTINS,
 )
 
@@ -513,7 +535,7 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
     try:
         for i, p in enumerate(data.get("phase", [])):
             where = f"scenario {name} phase {i + 1}"
-            extra = set(p) - {"at", "skip_rate", "fork_rate", "nodes"}
+            extra = set(p) - {"at", "skip_rate", "fork_rate", "leak_mib_per_s", "nodes"}
             if extra:
                 raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
             nodes = {}
@@ -522,12 +544,14 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
                     raise UsageError(f"{where}: unknown node '{target}'")
                 nodes[str(target)] = _behaviour_from_toml(beh, f"{where} node {target}")
             skip, fork = p.get("skip_rate"), p.get("fork_rate")
+            leak = p.get("leak_mib_per_s")
             phases.append(
                 Phase(
                     parse_seconds(p.get("at", 0)),
                     nodes,
                     None if skip is None else float(skip),
                     None if fork is None else float(fork),
+                    None if leak is None else float(leak),
                 )
             )
     except (TypeError, ValueError) as err:
