@@ -13,6 +13,7 @@
     │   └── RpcResponseError            exit 3  a JSON-RPC error object (code, message, data)
     ├── TuningError                     exit 2  host/flags tuning could not be applied or undone
     │   ├── JournalCorrupt              exit 2  the tuning journal cannot be read
+    │   ├── RollbackIncomplete          exit 1  a rollback left paths; the journal keeps them
     │   └── WriteFailed                 exit 2  a journaled write was refused
     ├── StoreError                      exit 2  results store unreadable or inconsistent
     ├── SimnetError                     exit 2  the embedded cluster could not start or run
@@ -107,6 +108,12 @@ class TuningError(AgavePerfError):
 
 class JournalCorrupt(TuningError):
     """The journal cannot be read; nothing was changed."""
+
+
+class RollbackIncomplete(TuningError):
+    """A rollback restored less than everything; the journal keeps what is left (exit 1)."""
+
+    exit_code = EXIT_FAILED
 
 
 class WriteFailed(TuningError):

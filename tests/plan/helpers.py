@@ -60,9 +60,10 @@ def _inline(table: dict[str, str]) -> str:
     return "{ " + ", ".join(f'{k} = "{v}"' for k, v in table.items()) + " }"
 
 
-def catalog_text() -> str:
+def catalog_text(tasks: list[dict[str, Any]] | None = None) -> str:
+    """The test catalog's TOML, with the shared TASKS or the given ones."""
     out = [CATALOG]
-    for t in TASKS:
+    for t in TASKS if tasks is None else tasks:
         out.append(
             "[[tasks]]\n"
             f'id = "{t["id"]}"\nphase = {t["phase"]}\ntitle = "t"\n'

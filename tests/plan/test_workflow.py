@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,14 @@ from agave_perf.plan import storage as db
 from agave_perf.plan.gates import overriding_phase_benchmark
 from agave_perf.plan.workflow import PlanWorkflow
 from agave_perf.store import open_store
-from tests.plan.helpers import cli, init, one_line_error, status, task_of
+from tests.plan.helpers import catalog_text, cli, init, one_line_error, status, task_of
 from tests.tune.build.workspaces import (
     INTERRUPTING_BUILD_RS,
     MAIN_RS,
     commit_source,
     git,
     make_workspace,
+    need_tools,
 )
 
 
@@ -610,3 +612,124 @@ class TestPhaseGate:
             assert not workflow.gate("bench.x").passed
             state = workflow.state()
             assert [g["gain_pct"] for g in state.phases[1].gates] == [15.0, -20.0]
+
+
+def two_crate_workspace(root: Path) -> Path:
+    """A committed cargo workspace of two crates: alpha defines perf-a, beta no feature."""
+    need_tools()
+    root.mkdir()
+    (root / "Cargo.toml").write_text('[workspace]\nmembers = ["alpha", "beta"]\nresolver = "2"\n')
+    for name, features in (("alpha", "perf-a = []\n"), ("beta", "")):
+        (root / name / "src").mkdir(parents=True)
+        (root / name / "Cargo.toml").write_text(
+            f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n\n'
+            f"[features]\n{features}"
+        )
+        (root / name / "src" / "lib.rs").write_text("pub fn f() {}\n")
+    (root / ".gitignore").write_text("target/\n")
+    subprocess.run(["cargo", "generate-lockfile", "--offline", "-q"], cwd=root, check=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "two crates")
+    return root
+
+
+def code_task(task_id: str, feature: str, phase: int = 1) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "phase": phase,
+        "component": "rpc",
+        "kind": "code",
+        "feature": feature,
+        "gates": ["build", "test"],
+        "rollback": "cargo-feature",
+    }
+
+
+class TestStartQuestionsTheTask:
+    def test_a_later_phase_while_an_earlier_is_untouched_needs_force(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """A phase-2 task while no phase-1 task was ever started is refused in one sentence
+        naming the phase; --force starts it, recorded as forced; once phase 1 has a started
+        task, phase 2 starts without --force."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        line = one_line_error(cli("plan", "start", "accounts.x", "--agave", str(ws)), 1)
+        assert "accounts.x is in phase 2, but no task of phase 1 has been started" in line
+        assert "--force" in line
+        assert task_of(status(ws), "accounts.x")["state"] == "todo"
+        assert git(ws, "branch", "--show-current") == "main"  # refused before touching git
+        r = cli("plan", "start", "accounts.x", "--force", "--agave", str(ws), "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["skipped_phases"] == [1]
+        t = task_of(status(ws), "accounts.x")
+        assert (t["state"], t["forced"]) == ("in-progress", True)
+        cli("plan", "rollback", "accounts.x", "--agave", str(ws))
+        git(ws, "switch", "-q", "main")
+        assert cli("plan", "start", "host.x", "--agave", str(ws)).returncode == 0
+        cli("plan", "rollback", "host.x", "--agave", str(ws))
+        r = cli("plan", "start", "accounts.x", "--agave", str(ws))
+        assert r.returncode == 0, r.stderr
+
+    def test_a_feature_the_checkout_does_not_define_is_refused(self, tmp_path: Path) -> None:
+        """On a real two-crate workspace (read by cargo metadata), a task whose feature its
+        crate does not define, or whose crate is not in the workspace, is refused with one
+        line naming crate and feature, and nothing is recorded or switched; a defined one
+        starts."""
+        ws = two_crate_workspace(tmp_path / "ws")
+        catalog = tmp_path / "plan.toml"
+        catalog.write_text(
+            catalog_text(
+                [
+                    code_task("rpc.missing", "beta/perf-b"),
+                    code_task("rpc.nocrate", "gamma/perf-a"),
+                    code_task("rpc.ok", "alpha/perf-a"),
+                ]
+            )
+        )
+        init(ws, catalog)
+        line = one_line_error(cli("plan", "start", "rpc.missing", "--agave", str(ws)), 2)
+        assert "crate beta defines no feature perf-b (beta/Cargo.toml)" in line
+        line = one_line_error(cli("plan", "start", "rpc.nocrate", "--force", "--agave", str(ws)), 2)
+        assert "crate gamma is not in the cargo workspace" in line
+        assert "feature perf-a" in line
+        doc = status(ws)
+        assert {task_of(doc, t)["state"] for t in ("rpc.missing", "rpc.nocrate")} == {"todo"}
+        assert git(ws, "branch", "--show-current") == "main"
+        r = cli("plan", "start", "rpc.ok", "--agave", str(ws))
+        assert r.returncode == 0, r.stderr
+        assert "feature alpha/perf-a on" in r.stdout
+
+    def test_the_baseline_says_why_and_what_before_measuring(
+        self, tmp_path: Path, catalog_file: Path
+    ) -> None:
+        """The phase's first start says it records the phase baseline before the benchmark
+        runs (the benchmark then says what and how long: tests/bench/test_plan_gate.py), and
+        the start's message gives the baseline or why none was recorded."""
+        said: list[str] = []
+        heard_before: list[list[str]] = []
+
+        class Recording:
+            def measure(self, context: GateContext) -> BenchMeasurement:
+                heard_before.append(list(said))
+                return BenchMeasurement(7.5, "ms p95", higher_is_better=False)
+
+        ws = make_workspace(tmp_path / "ws")
+        with open_store() as store, overriding_phase_benchmark(Recording):
+            workflow = PlanWorkflow.init(store, ws, catalog_path=catalog_file)
+            workflow.announce = said.append
+            start = workflow.start("host.x")
+        (before,) = heard_before
+        assert len(before) == 1
+        assert "phase 1 has no baseline yet: recording it" in before[0]
+        assert "phase 1 baseline 7.5 ms p95" in start.message
+
+    def test_an_unmeasured_baseline_is_said(self, tmp_path: Path, catalog_file: Path) -> None:
+        """Without a node for the phase benchmark, start proceeds and says the baseline was
+        not recorded and why (it used to say nothing)."""
+        ws = make_workspace(tmp_path / "ws")
+        init(ws, catalog_file)
+        r = cli("plan", "start", "host.x", "--agave", str(ws))
+        assert r.returncode == 0, r.stderr
+        assert "phase 1 baseline not recorded (no node to benchmark" in r.stdout

@@ -130,6 +130,24 @@ class TestCatchUp:
             c.id != "catch_up" for c in evaluate(ok, SloSettings(), t0=0.0, memory=False).criteria
         )
 
+    def test_evidence_names_the_tip_when_the_reference_died(self) -> None:
+        """Ticks with no tip (every reference down) are said to be the tip's, not the node's
+        (issue 17 item 15: the evidence said "node unknown" when the reference died)."""
+        node_up = [LagSample(i / 10, 100 + i, 100 + i, 0, "references") for i in range(20)]
+        ref_dead = [LagSample(2 + i / 10, None, 120 + i, None, "references") for i in range(10)]
+        node_dead = [LagSample(3 + i / 10, 130, None, None, "references") for i in range(5)]
+        data = SampleSet()
+        data.extend([*node_up, *ref_dead, *node_dead])
+        row = next(c for c in evaluate(data, SloSettings(), t0=0.0, memory=False).criteria
+                   if c.id == "slot_lag")  # fmt: skip
+        assert "10 samples with the tip unknown (no reference answered)" in row.evidence
+        assert "5 samples with the node unknown" in row.evidence
+        only_dead_ref = SampleSet()
+        only_dead_ref.extend(ref_dead)
+        row = next(c for c in evaluate(only_dead_ref, SloSettings(), t0=0.0, memory=False).criteria
+                   if c.id == "slot_lag")  # fmt: skip
+        assert row.evidence == "the tip was never known: no reference answered"
+
 
 class TestLatency:
     @given(

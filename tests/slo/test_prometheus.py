@@ -81,6 +81,21 @@ class TestExposition:
         assert "agave_perf_slot_lag_slots 2.0" in text
         assert "agave_perf_node_health_ok 1.0" in text
 
+    def test_dead_reference_slot_is_nan_not_its_last_value(self) -> None:
+        """A reference that stops answering reads up 0 and slot NaN (issue 17 item 15: the
+        reference slot gauge kept its last value); the node's own gauges are untouched."""
+        ex = Exporter()
+        ref, node = "http://127.0.0.1:8899", "http://127.0.0.1:8901"
+        ex(SlotSeen(1.0, ref, "reference", 120, "ws"))
+        ex(SlotSeen(1.0, node, "node", 118, "ws"))
+        ex.endpoint_state("reference", ref, up=True)
+        ex.endpoint_state("node", node, up=True)
+        ex.endpoint_state("reference", ref, up=False)
+        text = ex.exposition().decode()
+        assert f'agave_perf_slot{{endpoint="{ref}",role="reference"}} NaN' in text
+        assert f'agave_perf_endpoint_up{{endpoint="{ref}",role="reference"}} 0.0' in text
+        assert f'agave_perf_slot{{endpoint="{node}",role="node"}} 118.0' in text
+
     def test_promtool_accepts(self) -> None:
         """promtool check metrics finds nothing wrong with the exposition."""
         promtool = shutil.which("promtool")

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from agave_perf.bench._hist import Histogram
 from agave_perf.bench._result import RunResult, SloVerdict, failing_quantile
+from agave_perf.duration import parse_duration
 from agave_perf.errors import UsageError
 
 _SPEC = re.compile(
     r"^\s*(?:(?P<method>[A-Za-z]+):)?p(?P<p>\d+(?:\.\d+)?)\s*(?P<op><=|<)\s*"
-    r"(?P<v>\d+(?:\.\d+)?)\s*(?P<unit>us|ms|s)\s*$"
+    r"(?P<v>\d[\w.]*)\s*$"
 )
 
 
@@ -43,18 +44,24 @@ class Slo:
 
 
 def parse_slo(text: str) -> Slo:
-    """Parse ``[method:]pNN(<|<=)VALUE(us|ms|s)``; a mistake is a UsageError."""
+    """Parse ``[method:]pNN(<|<=)DURATION`` (agave_perf.duration); a mistake is a UsageError."""
     m = _SPEC.match(text)
     if not m:
         raise UsageError(f"invalid SLO '{text}' (use e.g. p95<50ms or getAccountInfo:p99<=100ms)")
     p = float(m.group("p"))
     if not 0 < p < 100:
         raise UsageError(f"invalid SLO '{text}': the percentile must be between 0 and 100")
-    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group("unit")]
+    value = m.group("v")
+    if value.replace(".", "").isdigit():  # a limit needs its unit: 50 is not 50 ms
+        raise UsageError(f"invalid SLO '{text}': give the limit a unit (us, ms, s)")
+    try:
+        limit = parse_duration(value)
+    except UsageError:
+        raise UsageError(f"invalid SLO '{text}': '{value}' is not a duration (e.g. 50ms)") from None
     return Slo(
         text.strip(),
         p / 100.0,
-        float(m.group("v")) * scale,
+        limit,
         m.group("method") or "",
         m.group("op") == "<=",
     )

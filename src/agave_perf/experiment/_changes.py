@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agave_perf.errors import TuningError, UsageError
+from agave_perf.errors import RollbackIncomplete, UsageError
 from agave_perf.experiment._spec import Spec, Variant
 from agave_perf.tune import flags
 from agave_perf.tune.journal import Journal
@@ -248,7 +248,7 @@ class Target:
             return []
         result = self.journal.rollback(ids)
         if result.errors:
-            raise TuningError(f"rollback left paths unrestored: {result.not_restored}")
+            raise RollbackIncomplete(f"rollback left paths unrestored: {result.not_restored}")
         return [r.path for r in result.restored]
 
     def apply(self, experiment: str, planned: Planned) -> str | None:

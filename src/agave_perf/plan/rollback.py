@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agave_perf.errors import TuningError
+from agave_perf.errors import RollbackIncomplete, TuningError
 
 Outcome = Literal["done", "instruction"]
 
@@ -165,7 +165,7 @@ def _host_journal(ctx: RollbackContext) -> RollbackResult:
         return _host_instruction(f"no host change was journaled since {ctx.task_id} started")
     result = journal.rollback(ours)
     if result.errors:
-        raise TuningError(
+        raise RollbackIncomplete(
             f"{ctx.task_id}: host rollback could not restore {result.errors[0]}; the journal "
             "keeps it — fix the cause and run `agave-perf host rollback`"
         )

@@ -48,7 +48,7 @@ from agave_perf.plan.state import PlanState, replay
 from agave_perf.store import Store
 from agave_perf.tune.build import git, repo_state
 from agave_perf.tune.build.audit import host_target_cpu, rustflags_with
-from agave_perf.tune.build.cargo import CargoInterrupted
+from agave_perf.tune.build.cargo import CargoInterrupted, check_feature
 
 
 def now() -> str:
@@ -328,9 +328,19 @@ class PlanWorkflow:
                 f"one component at a time: {names} in flight; finish or roll back first, "
                 f"or pass --force to start {task.id} ({task.component}) anyway"
             )
+        skipped = self._untouched_before(state, task)
+        if skipped and not force:
+            raise PlanRuleViolation(
+                f"{task.id} is in phase {task.phase}, but no task of phase "
+                f"{', '.join(map(str, skipped))} has been started; the plan's phases build "
+                f"on each other: start there first, or pass --force to start {task.id} anyway"
+            )
+        if task.kind == "code":
+            check_feature(self.repo, task.feature)  # before the checkout is touched
         data: dict[str, Any] = {
-            "forced": bool(others),
+            "forced": bool(others or skipped),
             "forced_over": [t.task.id for t in others],
+            "skipped_phases": skipped,
         }
         if task.kind == "code":
             data["git"] = self._switch_branch(task)
@@ -350,16 +360,40 @@ class PlanWorkflow:
             data["host_journal_pending"] = host_pending(self._host_root(state))
         phase = state.phases[task.phase]
         if phase.baseline is None:
+            # The benchmark says what it measures and for how long; this says why it runs now.
+            self.announce(
+                f"phase {task.phase} has no baseline yet: recording it before {task.id} "
+                "changes anything (the phase gate compares against it)"
+            )
             data["phase_baseline"] = self._record_baseline(state, task.phase)
         self._event("start", task.id, data)
         msg = f"in progress ({task.component}, {task.kind})"
         if others:
             msg += f"; FORCED over {', '.join(data['forced_over'])} (recorded)"
+        if skipped:
+            msg += f"; FORCED ahead of untouched phase {', '.join(map(str, skipped))} (recorded)"
         if "git" in data:
             msg += f"; on branch {data['git']['branch']}"
         if task.kind == "code":
             msg += f"; feature {task.feature} on for later builds"
+        if "phase_baseline" in data:
+            base = data["phase_baseline"]
+            if base["recorded"]:
+                msg += f"; phase {task.phase} baseline {base['score']:g} {base['unit']}"
+            else:
+                msg += f"; phase {task.phase} baseline not recorded ({base['why']})"
         return StepResult("start", task.id, msg, data)
+
+    @staticmethod
+    def _untouched_before(state: PlanState, task: Task) -> list[int]:
+        """Return the earlier phases (with tasks) none of whose tasks was ever started."""
+        return [
+            p.number
+            for p in state.catalog.phases
+            if p.number < task.phase
+            and (tasks := state.catalog.tasks_of(p.number))
+            and all(state.tasks[t.id].status == "todo" for t in tasks)
+        ]
 
     @staticmethod
     def _host_root(state: PlanState) -> str:

@@ -84,8 +84,20 @@ class Distribution:
 
     @classmethod
     def parse(cls, spec: str) -> Distribution:
-        """Parse ``20ms``, ``const:20ms``, ``uniform:10ms..30ms``, ``normal:20ms,5ms``, ..."""
+        """Parse a latency: ``20ms``, ``dist=normal,mean=20ms,sd=2ms`` (the command line's
+        ``latency:`` parameters), or the short ``normal:20ms,2ms``, ``uniform:10ms..30ms``."""
         spec = spec.strip()
+        if "=" in spec:
+            params: dict[str, str] = {}
+            for item in filter(None, spec.split(",")):
+                key, eq, value = item.partition("=")
+                if not eq:
+                    raise UsageError(f"latency '{spec}': '{item}' is not key=value")
+                params[key.strip()] = value.strip()
+            dist = cls.from_params(params)
+            if params:
+                raise UsageError(f"latency '{spec}': unknown key(s) {', '.join(sorted(params))}")
+            return dist
         kind, _, rest = spec.partition(":")
         if not rest:
             return cls("const", parse_seconds(kind))
@@ -100,6 +112,25 @@ class Distribution:
         if kind == "exp":
             return cls("exp", parse_seconds(rest))
         raise UsageError(f"unknown latency distribution '{kind}' in '{spec}'")
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> Distribution:
+        """Take ``dist``, ``mean``, ``sd``, ``low``, ``high`` out of ``params`` (one grammar
+        for ``--scenario latency:...`` and a scenario file's ``latency``)."""
+        dist = params.pop("dist", "normal")
+        mean = params.pop("mean", "20ms")
+        sd = params.pop("sd", "2ms")
+        low, high = params.pop("low", "0ms"), params.pop("high", mean)
+        spec = {
+            "const": f"const:{mean}",
+            "normal": f"normal:{mean},{sd}",
+            "lognormal": f"lognormal:{mean},{sd}",
+            "exp": f"exp:{mean}",
+            "uniform": f"uniform:{low}..{high}",
+        }.get(dist)
+        if spec is None:
+            raise UsageError(f"latency: unknown dist '{dist}'")
+        return cls.parse(spec)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the truth file."""
@@ -297,24 +328,29 @@ def _targets(target: str, node: int) -> bool:
 
 # ---------------------------------------------------------------------------- parsing
 
-_BEHAVIOUR_KEYS = {
-    "lag_slots",
-    "stalled",
-    "speedup",
-    "latency",
-    "error_rate",
-    "rate_429",
-    "rate_503",
-    "timeout_rate",
-    "malformed_rate",
-    "ws_drop_per_min",
-    "pause_every",
-    "pause_for",
-    "send_drop_rate",
-    "pubsub_down",
-    "notify_delay_s",
-    "stages",
-}
+# The keys a scenario file accepts, at each level (docs/scenarios.md documents each one).
+TOP_KEYS = frozenset({"name", "seed", "phase", "validator_args"})
+PHASE_KEYS = frozenset({"at", "skip_rate", "fork_rate", "leak_mib_per_s", "nodes"})
+BEHAVIOUR_KEYS = frozenset(
+    {
+        "lag_slots",
+        "stalled",
+        "speedup",
+        "latency",
+        "error_rate",
+        "rate_429",
+        "rate_503",
+        "timeout_rate",
+        "malformed_rate",
+        "ws_drop_per_min",
+        "pause_every",
+        "pause_for",
+        "send_drop_rate",
+        "pubsub_down",
+        "notify_delay_s",
+        "stages",
+    }
+)
 
 
 def _rate(params: dict[str, str], key: str, default: float) -> float:
@@ -422,20 +458,8 @@ def _builtin(name: str, params: dict[str, str]) -> Scenario:
         phases = (_steady(), Phase(0.0, {node: Behaviour(pause_every=every, pause_for=length)}))
     elif name == "latency":
         node = _node(params, "all")
-        dist = params.pop("dist", "normal")
-        mean = params.pop("mean", "20ms")
-        sd = params.pop("sd", "2ms")
-        spec = {
-            "const": f"const:{mean}",
-            "normal": f"normal:{mean},{sd}",
-            "lognormal": f"lognormal:{mean},{sd}",
-            "exp": f"exp:{mean}",
-            "uniform": f"uniform:{params.pop('low', '0ms')}..{params.pop('high', mean)}",
-        }.get(dist)
-        if spec is None:
-            raise UsageError(f"latency: unknown dist '{dist}'")
         methods = params.pop("methods", "*").split("+")
-        d = Distribution.parse(spec)
+        d = Distribution.from_params(params)
         phases = (_steady(), Phase(0.0, {node: Behaviour(latency=dict.fromkeys(methods, d))}))
     elif name in STAGE_BUILTINS:
         node = _node(params, "1")
@@ -477,7 +501,7 @@ BUILTIN = (
 
 
 def _behaviour_from_toml(data: dict[str, Any], where: str) -> Behaviour:
-    unknown = set(data) - _BEHAVIOUR_KEYS
+    unknown = set(data) - BEHAVIOUR_KEYS
     if unknown:
         raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     kw: dict[str, Any] = {}
@@ -528,14 +552,14 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"scenario {name}: not valid TOML: {err}") from None
-    unknown = set(data) - {"name", "seed", "phase", "validator_args"}
+    unknown = set(data) - TOP_KEYS
     if unknown:
         raise UsageError(f"scenario {name}: unknown key(s) {', '.join(sorted(unknown))}")
     phases = []
     try:
         for i, p in enumerate(data.get("phase", [])):
             where = f"scenario {name} phase {i + 1}"
-            extra = set(p) - {"at", "skip_rate", "fork_rate", "leak_mib_per_s", "nodes"}
+            extra = set(p) - PHASE_KEYS
             if extra:
                 raise UsageError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
             nodes = {}

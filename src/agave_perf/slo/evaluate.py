@@ -85,6 +85,8 @@ class LagStats:
     excursions: int
     tip_source: str
     flagged: dict[str, int] = field(default_factory=dict)
+    # unknown ticks whose tip was unknown (every reference down), not the node
+    unknown_tip: int = 0
 
     @property
     def fraction_ok(self) -> float:
@@ -231,6 +233,7 @@ def lag_stats(samples: Sequence[LagSample], threshold: int) -> LagStats:
         threshold=threshold,
         samples=len(samples),
         unknown=len(samples) - len(known),
+        unknown_tip=sum(1 for s in samples if s.lag is None and s.tip is None),
         within=within,
         p50=quantile(known, 0.50),
         p95=quantile(known, 0.95),
@@ -569,9 +572,12 @@ def _lag_criterion(
     target = f"≤ {s.max_slot_lag} slots in ≥ {s.lag_quantile * 100:g} % of samples"
     name = "within tip (slot lag)"
     if lag.samples == 0 or lag.unknown == lag.samples:
-        return Criterion(
-            name, "no samples", target, "fail", "the node's slot was never known", id="slot_lag"
+        why = (
+            "the tip was never known: no reference answered"
+            if lag.samples and lag.unknown_tip == lag.samples
+            else "the node's slot was never known"
         )
+        return Criterion(name, "no samples", target, "fail", why, id="slot_lag")
     ms = f" ≈ {lag.max * st.ms:.0f} ms" if not math.isnan(st.ms) and lag.max == lag.max else ""
     measured = f"{lag.fraction_ok * 100:.2f} % ok; max {lag.max:g}{ms}; p99 {lag.p99:g}"
     parts = [
@@ -587,8 +593,15 @@ def _lag_criterion(
             f"longest excursion {ex.seconds:.1f} s from +{ex.start - t0:.1f} s{when} "
             f"(peak {ex.peak})"
         )
-    if lag.unknown:
-        parts.append(f"{lag.unknown} samples with the node unknown, counted as out of SLO")
+    if lag.unknown - lag.unknown_tip:
+        parts.append(
+            f"{lag.unknown - lag.unknown_tip} samples with the node unknown, counted as out of SLO"
+        )
+    if lag.unknown_tip:
+        parts.append(
+            f"{lag.unknown_tip} samples with the tip unknown (no reference answered), "
+            "counted as out of SLO"
+        )
     for ref, n in sorted(lag.flagged.items()):
         parts.append(
             f"reference {ref} was > {lag.threshold} slots behind the others on "

@@ -247,6 +247,36 @@ class TestFakeRootCli:
         assert run("rollback", "--root", str(root.path)).returncode == 0
         assert root.snapshot() == before
 
+    def test_failed_restore_is_one_line_exit_1_and_the_journal_keeps_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A rollback that cannot restore a file (a directory now stands at its path) says so
+        in one line naming the path, exits 1 (not the internal 70), leaves no temp file, and
+        keeps the change pending; once the cause is gone, rollback restores the exact tree."""
+        root = FakeRoot.build(tmp_path / "root", cpus=2)
+        before = root.snapshot()
+        applied = run("apply", *fake_args(root), "--yes", "--json")
+        assert applied.returncode == 0, applied.stderr
+        written = [c["path"] for c in json.loads(applied.stdout)["changes"] if c["kind"] == "file"]
+        blocker = root.host(written[0])
+        blocker.unlink()
+        blocker.mkdir()
+        (blocker / "x").write_text("")
+        back = run("rollback", "--root", str(root.path))
+        assert back.returncode == 1, back.stderr
+        assert "Traceback" not in back.stderr
+        (line,) = back.stderr.strip().splitlines()
+        assert line.startswith("agave-perf: error: rollback could not restore 1 path(s): ")
+        assert written[0] in line
+        assert "the journal keeps the rest" in line
+        assert [p for p in root.snapshot() if p.endswith(".agave-perf-tmp")] == []
+        status = json.loads(run("status", "--root", str(root.path), "--json").stdout)
+        assert len(status["applied"]) == 1
+        shutil.rmtree(blocker)
+        again = run("rollback", "--root", str(root.path))
+        assert again.returncode == 0, again.stderr
+        assert diff_snapshots(before, root.snapshot()) == []
+
     def test_corrupt_journal_is_one_line_and_exit_2(self, tmp_path: Path) -> None:
         """A damaged journal: one error line, exit 2, no traceback, tree untouched."""
         root = FakeRoot.build(tmp_path / "root")

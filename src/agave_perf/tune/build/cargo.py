@@ -180,3 +180,46 @@ def _json(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return msg if isinstance(msg, dict) else None
+
+
+def workspace_features(repo: Path) -> dict[str, tuple[Path, frozenset[str]]]:
+    """Return each workspace crate's manifest and features, as ``cargo metadata`` reads them.
+
+    ``--no-deps --offline``: only the checkout's own crates matter and nothing is fetched.
+    """
+    argv = ["cargo", "metadata", "--no-deps", "--offline", "--format-version", "1"]
+    env = {**os.environ, "CARGO_TERM_COLOR": "never"}
+    try:
+        proc = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise UsageError(
+            "cargo is not on PATH; it is needed to read the checkout's crates"
+        ) from None
+    if proc.returncode != 0:
+        first = next((ln for ln in proc.stderr.splitlines() if ln.strip()), "no output")
+        raise UsageError(f"cargo metadata failed in {repo}: {first.strip()}")
+    doc = json.loads(proc.stdout)
+    return {
+        str(p["name"]): (Path(p["manifest_path"]), frozenset(p.get("features") or {}))
+        for p in doc.get("packages", [])
+    }
+
+
+def check_feature(repo: Path, feature: str) -> None:
+    """Refuse (one line naming crate and feature) a ``crate/feature`` the checkout lacks."""
+    crate, sep, name = feature.partition("/")
+    if not sep or not crate or not name:
+        raise UsageError(f"cargo feature '{feature}' is not of the form CRATE/FEATURE")
+    crates = workspace_features(repo)
+    if crate not in crates:
+        raise UsageError(
+            f"crate {crate} is not in the cargo workspace at {repo}, so feature {name} "
+            "cannot be turned on"
+        )
+    manifest, features = crates[crate]
+    if name not in features:
+        where = manifest.relative_to(repo) if manifest.is_relative_to(repo) else manifest
+        raise UsageError(
+            f"crate {crate} defines no feature {name} ({where}); add `{name} = []` under "
+            "its [features] before starting the task"
+        )

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from agave_perf.errors import TuningError, UsageError
+from agave_perf.errors import RollbackIncomplete, TuningError, UsageError
 from agave_perf.status import Status
 from agave_perf.tune.host._base import Change, Host, HostFinding, Stage
 from agave_perf.tune.host._report import ApplyReport, CheckReport, RollbackReport, StatusReport
@@ -150,7 +150,7 @@ def rollback(host: Host) -> RollbackReport:
     result = journal.rollback()
     if result.errors:
         restored = f"{len(result.restored)} path(s) restored; " if result.restored else ""
-        raise TuningError(
+        raise RollbackIncomplete(
             f"rollback could not restore {len(result.errors)} path(s): {result.not_restored}; "
             f"{restored}the journal keeps the rest — fix the cause and run rollback again"
         )
