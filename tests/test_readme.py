@@ -236,7 +236,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         stack.callback(cluster.terminate)
         for port in (base, base + 2, base + 4):
             wait_port(port, cluster)
-        e.keypair = next((home / "simnet").glob("payer-*.json"))
+        # simnet writes the payer's keypair just after its ports open: wait for the file
+        deadline = time.monotonic() + 60  # a bound on a hang, not a pacing threshold
+        while not (found := sorted((home / "simnet").glob("payer-*.json"))):
+            assert cluster.poll() is None, f"simnet exited {cluster.returncode}"
+            assert time.monotonic() < deadline, "simnet never wrote its payer keypair"
+            time.sleep(0.05)  # polling for the file, not pacing the test
+        e.keypair = found[0]
         yield e
 
 
