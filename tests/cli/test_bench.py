@@ -321,6 +321,9 @@ class TestWorkflow:
         listed = agave_perf("report", "--list", "--json", "--store", url, home=tmp_path)
         rows = json.loads(listed.stdout)["runs"]
         assert [r["id"] for r in rows] == [out["id"]]
+        assert rows[0]["tags"]["where"] == "pg"  # the listing shows the runs' tags
+        table = agave_perf("report", "--list", "--store", url, home=tmp_path)
+        assert "where=pg" in table.stdout
         html = tmp_path / "pg.html"
         p = agave_perf("report", "where=pg", "-o", str(html), "--store", url, home=tmp_path)
         assert p.returncode == 0, p.stderr
