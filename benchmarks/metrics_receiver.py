@@ -5,7 +5,9 @@ A sender posts Agave-shaped datapoints (``replay-slot-stats``, ``shred_insert_is
 ``replay-loop-timing-stats``, ``bank_frozen`` … with ``host_id`` tags, slot fields and
 ``i`` integers) at 4,000 points/s — ``SOLANA_METRICS_MAX_POINTS_PER_SECOND``'s default
 — in one batch per second, to a receiver in its own process, for 60 s. A second run does
-the same with ``forward`` set, teeing every batch into a second receiver process.
+the same with the points written by the ``influxdb`` package from PyPI (its line
+writer and HTTP client, nobody here wrote them), and a fourth with that client and
+``forward`` set, teeing every batch into a second receiver process.
 Measured: the receiver process's CPU (utime + stime) as a share of one core, points
 counted by the receiver against points sent (loss), and the forward target's count.
 Baseline in the same run: a trivial aiohttp server taking the same POSTs without
@@ -136,11 +138,52 @@ def drive(port: int, seconds: float) -> dict[str, float]:
     return {"sent": sent, "batches": batches, "seconds": time.monotonic() - t0}
 
 
-def run(script: str, *args: str) -> dict[str, Any]:
+def agave_points(slot: int, n: int) -> list[dict[str, Any]]:
+    """The same ``n`` datapoints as :func:`agave_lines`, as the ``influxdb`` client's dicts."""
+    points = []
+    for line in agave_lines(slot, n).decode().splitlines():
+        head, fields, stamp = line.rsplit(" ", 2)
+        measurement, tag = head.split(",", 1)
+        values: dict[str, Any] = {}
+        for kv in fields.split(","):
+            k, v = kv.split("=", 1)
+            values[k] = v.strip('"') if v.startswith('"') else int(v.rstrip("i"))
+        points.append(
+            {
+                "measurement": measurement,
+                "tags": dict([tag.split("=", 1)]),
+                "fields": values,
+                "time": int(stamp),
+            }
+        )
+    return points
+
+
+def drive_client(port: int, seconds: float) -> dict[str, float]:
+    """As :func:`drive`, but written by the ``influxdb`` package (its line writer, its HTTP)."""
+    from influxdb import InfluxDBClient  # type: ignore[import-untyped]  # nobody here wrote it
+
+    client = InfluxDBClient(
+        host="127.0.0.1", port=port, username="x", password="y", database="agave", timeout=10
+    )
+    sent = batches = 0
+    slot = 300_000_000
+    batch = [agave_points(slot + k * (RATE // 6), RATE) for k in range(int(seconds))]
+    t0 = time.monotonic()  # the dicts are built before the clock starts: the receiver is timed
+    for k, points in enumerate(batch):
+        client.write_points(points, time_precision="n")
+        sent += len(points)
+        batches += 1
+        time.sleep(max(0.0, t0 + k + 1 - time.monotonic()))
+    client.close()
+    return {"sent": sent, "batches": batches, "seconds": time.monotonic() - t0}
+
+
+def run(script: str, *args: str, sender: Any = None) -> dict[str, Any]:
     """One timed run against one server process."""
     proc, port = start(script, *args)
     c0, w0 = cpu_seconds(proc.pid), time.monotonic()
-    sent = drive(port, SECONDS)
+    sent = (sender or drive)(port, SECONDS)
     c1, w1 = cpu_seconds(proc.pid), time.monotonic()
     time.sleep(0.5)
     closing = finish(proc)
@@ -155,8 +198,9 @@ def main() -> None:
     """Baseline, receiver, receiver teeing into a second receiver; write the JSON."""
     baseline = run(TRIVIAL)
     plain = run(RECEIVER, "")
+    by_client = run(RECEIVER, "", sender=drive_client)
     target, target_port = start(RECEIVER, "")
-    teeing = run(RECEIVER, f"http://127.0.0.1:{target_port}")
+    teeing = run(RECEIVER, f"http://127.0.0.1:{target_port}", sender=drive_client)
     time.sleep(1.0)
     downstream = finish(target)
 
@@ -178,6 +222,7 @@ def main() -> None:
             "lines_counted": baseline["closing"]["sunk"],
         },
         "receiver": summary(plain),
+        "receiver_influxdb_client": summary(by_client),
         "receiver_with_forward": {
             **summary(teeing),
             "forwarded_batches": teeing["closing"]["forwarded"],

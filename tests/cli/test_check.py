@@ -365,3 +365,25 @@ class TestFaults:
         r = agave_perf("check", "--rpc", "ftp://x", home=tmp_path)
         assert r.returncode == 2
         assert "Traceback" not in r.stderr
+
+
+@pytest.mark.integration
+class TestAttribution:
+    def test_json_and_replay_name_the_injected_cause(self, tmp_path: Path) -> None:
+        """A follower whose replay takes 250 ms of a 100 ms slot: check says replay-bound, in the
+        text verdict, in --json (cause, evidence, stage p50/p95) and again from its recording."""
+        record = tmp_path / "run.jsonl"
+        with simnet("replay:ms=250", tmp_path, slot_ms=100) as net:
+            node, tip = urls(net)
+            r = agave_perf(
+                "check", "--duration", "4s", "--rpc", node, "--reference", tip, "--rate", "0",
+                "--json", "--record", str(record), home=tmp_path,
+            )  # fmt: skip
+        assert r.returncode == 1, r.stderr
+        doc = json.loads(r.stdout)["attribution"]
+        assert doc["cause"] == "replay-bound"
+        assert doc["evidence"]["replay_p95_ms"] > 200
+        assert {"p50", "p95", "n"} <= set(doc["stages"]["replay"])
+        replay = agave_perf("check", "--replay", str(record), home=tmp_path)
+        assert replay.returncode == 1, replay.stderr
+        assert "replay-bound" in replay.stdout

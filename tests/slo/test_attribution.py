@@ -94,6 +94,16 @@ class TestCauses:
         assert a.cause == "rpc-contention"
         assert a.evidence["replay_rpc_load_rho"] > 0.9
 
+    def test_slow_replay_at_every_load_is_replay_bound(self) -> None:
+        """Replay over the slot time even at low RPC load is replay-bound, however it correlates."""
+        rows, load = [], {}
+        for i in range(40):
+            rows.append(StageDurations(slot=i, t=float(i), replay_ms=600 + i, arrival_ms=4.0))
+            load[i] = float(i)  # perfectly correlated, but 600 ms at the lowest load
+        a = attribute(window(rows, rpc_load=load))
+        assert a.cause == "replay-bound"
+        assert a.evidence["replay_rpc_load_rho"] > 0.9
+
     def test_replay_starved(self) -> None:
         """Completed slots that wait long for replay, with fast replay, are replay-starved."""
         a = attribute(window(slots(queue=700.0, replay=100.0), replay_idle_share=0.8))

@@ -200,3 +200,58 @@ class TestSloGauges:
         assert 'agave_perf_slo_ok{slo="slot_lag"} 0.0' in text
         assert 'agave_perf_slo_burn_ratio{slo="slot_lag"} 0.5' in text
         assert 'slo="memory"' not in text  # not measured: no gauge rather than a fake "ok"
+
+
+class TestStageMetrics:
+    def test_stage_histograms_per_stage_and_endpoint(self) -> None:
+        """Each slot's download/queue/replay, and its arrival vs the reference, observed once."""
+        from agave_perf.slo.stages import SlotUpdate
+
+        ex = Exporter()
+        for i in range(3):
+            t, slot = i * 0.4, 10 + i
+            ex(SlotUpdate(t, "http://ref", "reference", slot, "firstShredReceived"))
+            for stage, dt in (
+                ("firstShredReceived", 0.02),
+                ("completed", 0.12),
+                ("createdBank", 0.13),
+                ("frozen", 0.75),  # replay 620 ms
+                ("frozen", 0.9),  # a repeated stage counts once
+            ):
+                ex(SlotUpdate(t + dt, "http://node", "node", slot, stage))
+        text = ex.exposition().decode()
+        name = "agave_perf_slot_stage_duration_seconds"
+        for stage in ("arrival", "download", "queue", "replay"):
+            assert f'{name}_count{{endpoint="http://node",role="node",stage="{stage}"}} 3.0' in text
+
+        def bucket(stage: str, le: str) -> str:
+            key = f'endpoint="http://node",le="{le}",role="node",stage="{stage}"'
+            return text.split(f"{name}_bucket{{{key}}} ")[1].split("\n")[0]
+
+        assert [bucket("replay", le) for le in ("0.4", "0.6", "0.8")] == ["0.0", "0.0", "3.0"]
+        assert bucket("arrival", "0.025") == "3.0"  # 20 ms after the reference
+        assert bucket("download", "0.1") == "3.0"
+
+    def test_cause_gauge_from_the_monitor(self) -> None:
+        """/metrics has the last minute's cause as a 0/1 gauge per cause, and stage p95s."""
+        from agave_perf.slo.attribution import CAUSES
+        from tests.slo.lagging import replay_bound_monitor
+
+        monitor = replay_bound_monitor()
+        ex = Exporter()
+        MetricsServer(ex, monitor, "127.0.0.1", 0).refresh()
+        text = ex.exposition().decode()
+        assert 'agave_perf_lag_cause{cause="replay-bound"} 1.0' in text
+        for c in CAUSES:
+            if c != "replay-bound":
+                assert f'agave_perf_lag_cause{{cause="{c}"}} 0.0' in text
+        assert 'agave_perf_node_stage_p95_seconds{stage="replay"} 0.61' in text
+
+    def test_cause_gauge_nan_when_nothing_is_followed(self) -> None:
+        """Without stage streams or receiver the cause is not known: NaN, not a stale 0/1."""
+        monitor = Monitor(
+            Sources(rpc="http://127.0.0.1:1"), SloSettings(request_rate=0), stages=False
+        )
+        ex = Exporter()
+        MetricsServer(ex, monitor, "127.0.0.1", 0).refresh()
+        assert 'agave_perf_lag_cause{cause="none"} NaN' in ex.exposition().decode()

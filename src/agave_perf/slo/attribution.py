@@ -8,7 +8,7 @@ specific first:
 
 ================  =============================================================
 heavy-blocks      replay p95 > T, but only on blocks far costlier than the rest
-rpc-contention    replay p95 > T and replay time rises with the node's RPC load
+rpc-contention    replay p95 > T, and most of the excess goes with the node's RPC load
 replay-bound      replay p95 > T: every slow slot costs (R − T)/T of a slot
 replay-starved    slots wait for the replay thread (queue p95 > T/2), replay itself fast
 repair            downloads take long (vs the reference, or many shreds repaired)
@@ -49,6 +49,7 @@ HEAVY_FACTOR = 2.0  # a block this many times the median cost (or transactions) 
 HEAVY_SHARE = 0.7  # at least this share of the slow slots must be heavy blocks
 REPAIR_SHARE = 0.05  # repaired + recovered shreds beyond 5 % of a slot means lossy turbine
 CONTENTION_RHO = 0.5  # rank correlation of replay time with RPC load that counts
+CONTENTION_EXPLAINED = 0.5  # share of the busy slots' replay over T that low load takes away
 
 
 @dataclass(frozen=True)
@@ -214,11 +215,24 @@ def attribute(w: Window) -> Attribution:
                 [x for x, _ in load if x is not None], [y for x, y in load if x is not None]
             )
             ev["replay_rpc_load_rho"] = round(rho, 2)
-            if rho >= CONTENTION_RHO:
+            # contention only if load explains the slowness: at least half of what busy slots
+            # spend over the slot time goes away at low load. Replay slow at every load is
+            # replay-bound, whatever a chance correlation with a few requests says.
+            cut = statistics.median(y for _, y in load)
+            quiet = [x for x, y in load if x is not None and y <= cut]
+            busy = [x for x, y in load if x is not None and y > cut]
+            q50 = statistics.median(quiet) if quiet else math.nan
+            b50 = statistics.median(busy) if busy else math.nan
+            explained = b50 - q50 >= CONTENTION_EXPLAINED * (b50 - T)
+            if quiet and busy:
+                ev["replay_p50_low_load_ms"] = round(q50, 1)
+                ev["replay_p50_high_load_ms"] = round(b50, 1)
+            if rho >= CONTENTION_RHO and explained:
                 return done(
                     "rpc-contention",
                     f"{prefix} replay p95 {r95:.0f} ms > slot time {T:.0f} ms rises with the "
-                    f"node's own RPC load (rank correlation {rho:.2f}){tail}",
+                    f"node's own RPC load (rank correlation {rho:.2f}; p50 {b50:.0f} ms at high "
+                    f"load, {q50:.0f} ms at low){tail}",
                 )
         mean = statistics.fmean(replay)
         per_slot = max(0.0, mean / T - 1.0)

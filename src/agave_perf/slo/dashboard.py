@@ -55,6 +55,7 @@ def sparkline(values: list[float], top: float) -> str:
     return "".join(out)
 
 
+CAUSE_WINDOW_S = 60.0  # the cause line judges the last minute: long enough for 5 slow slots
 HEALTH_STALE_S = 5.0  # getHealth runs at 1 Hz with a 2 s timeout: older than this is silence
 
 
@@ -135,6 +136,11 @@ class Dashboard:
             if tms
             else "needs a reference",
         )
+        why = m.attribution_now(slot_ms, CAUSE_WINDOW_S) if slot_ms == slot_ms else None
+        if why is not None:
+            style = "green" if why.cause == "none" else "dim" if why.cause == "unknown" else "red"
+            line = Text(f"{why.cause}: {why.sentence}", style)
+            top.add_row(f"cause ({CAUSE_WINDOW_S:g} s)", line)
         health: list[HealthSample] = list(by[HealthSample.K])[-1:]
         if health:
             top.add_row("getHealth", health_text(health[0], now))

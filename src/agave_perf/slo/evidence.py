@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol, TypeVar
 
 from agave_perf.slo.attribution import Attribution, Window, attribute
 from agave_perf.slo.influx import MetricPoint
@@ -31,6 +31,14 @@ from agave_perf.slo.stages import (
     durations,
     with_metrics,
 )
+
+
+class _Timed(Protocol):
+    @property
+    def t(self) -> float: ...
+
+
+T = TypeVar("T", bound=_Timed)
 
 METRIC_NAMES: Final = (
     "replay_us",  # replay-slot-stats.replay_total_elapsed
@@ -157,3 +165,24 @@ def attribute_range(
     return attribute(
         window(ev, slot_time_ms=slot_time_ms, max_slot_lag=max_slot_lag, start=start, end=end)
     )
+
+
+def _since(items: Sequence[T], since: float) -> list[T]:
+    """The tail of a time-ordered sequence with ``t >= since`` (scanned from the newest end)."""
+    lo = len(items)
+    while lo > 0 and items[lo - 1].t >= since:
+        lo -= 1
+    return list(items[lo:])
+
+
+def attribute_recent(
+    data: SampleSet, node: str, *, slot_time_ms: float, max_slot_lag: int, since: float
+) -> Attribution:
+    """The cause of the lag since ``since``: what watch's panel and /metrics show, live."""
+    ev = gather(
+        _since(data.of(SlotUpdate), since),
+        node,
+        metrics=_since(data.of(NodeMetric), since),
+        lag=_since(data.of(LagSample), since),
+    )
+    return attribute_range(ev, slot_time_ms=slot_time_ms, max_slot_lag=max_slot_lag, start=since)

@@ -3,7 +3,9 @@
 Names follow Prometheus conventions (base units, ``_total`` counters, ``_seconds``
 and ``_bytes`` suffixes). Cardinality is bounded on purpose: labels are the method
 of the fixed latency mix, the memory kind, the SLO name, and the (redacted)
-endpoints given on the command line — nothing that grows with traffic.
+endpoints given on the command line — nothing that grows with traffic. Stage
+durations (from slotsUpdatesSubscribe) are labelled by stage (five names), role and
+endpoint; the lag cause is one gauge per cause of the fixed eight.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from agave_perf._version import __version__
 from agave_perf.errors import UsageError
 from agave_perf.net import listen
+from agave_perf.slo.attribution import CAUSES, STAGE_NAMES
 from agave_perf.slo.evaluate import slot_time_stats, window_status
 from agave_perf.slo.samples import (
     Fault,
@@ -34,12 +37,23 @@ from agave_perf.slo.samples import (
     SlotTime,
     TimeLag,
 )
+from agave_perf.slo.stages import SlotUpdate
 
 if TYPE_CHECKING:
     from agave_perf.slo.session import Monitor
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5)
 TIME_LAG_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8)
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.2, 1.6, 3.2, 6.4)
+STAGE_SLOTS_KEPT = 64  # slots of stamps kept per endpoint to pair a slot's stages
+CAUSE_WINDOW_S = 60.0  # the cause gauge judges the last minute, like watch's panel
+# stage name → (later stamp, earlier stamp) of one endpoint's slot
+_SPANS = {
+    "download": ("completed", "firstShredReceived"),
+    "queue": ("createdBank", "completed"),
+    "replay": ("frozen", "createdBank"),
+    "confirmation": ("optimisticConfirmation", "frozen"),
+}
 LANDING_BUCKETS = (0.1, 0.2, 0.4, 0.8, 1.2, 1.6, 2.4, 3.2, 6.4, 12.8, 30)
 
 
@@ -127,6 +141,27 @@ class Exporter:
             ["role", "endpoint"],
             registry=r,
         )
+        self.stage = Histogram(
+            "agave_perf_slot_stage_duration_seconds",
+            "Per-slot stage time from slotsUpdatesSubscribe (arrival: first shred vs reference)",
+            ["stage", "role", "endpoint"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.stage_p95 = Gauge(
+            "agave_perf_node_stage_p95_seconds",
+            "The node's stage p95 over the last minute (what the lag cause is judged on)",
+            ["stage"],
+            registry=r,
+        )
+        self.cause = Gauge(
+            "agave_perf_lag_cause",
+            "1 for the cause of the node's lag over the last minute, 0 for the others",
+            ["cause"],
+            registry=r,
+        )
+        self._stamps: dict[str, dict[int, dict[str, float]]] = {}  # endpoint → slot → stage → t
+        self._node_endpoint: str | None = None
         self.build_info = Gauge(
             "agave_perf_build_info", "agave-perf's version (always 1)", ["version"], registry=r
         )
@@ -173,6 +208,8 @@ class Exporter:
             ):
                 if value is not None:
                     self.memory.labels(kind).set(value)
+        elif isinstance(s, SlotUpdate):
+            self._stage(s)
         elif isinstance(s, Fault):
             self.faults.labels(s.endpoint, s.kind).inc()
             if s.method == "getHealth":  # no answer is not "ok"
@@ -180,6 +217,53 @@ class Exporter:
             elif s.kind == "process_gone":  # nothing is measured: NaN, not the last tree's size
                 for kind in ("anon", "file", "shmem", "swap", "pss"):
                     self.memory.labels(kind).set(math.nan)
+
+    def _stage(self, u: SlotUpdate) -> None:
+        """Observe the stage a notification closes (first arrival of each stage counts)."""
+        slots = self._stamps.setdefault(u.endpoint, {})
+        stamps = slots.get(u.slot)
+        if stamps is None:
+            if slots and u.slot < max(slots) - STAGE_SLOTS_KEPT:
+                return  # far older than what is kept: its earlier stages are gone
+            stamps = slots[u.slot] = {}
+            if len(slots) > STAGE_SLOTS_KEPT:
+                del slots[min(slots)]
+        if u.stage in stamps:
+            return
+        stamps[u.stage] = u.t
+        if u.role == "node":
+            self._node_endpoint = u.endpoint
+        for stage, (later, earlier) in _SPANS.items():
+            if u.stage in (later, earlier) and later in stamps and earlier in stamps:
+                seconds = stamps[later] - stamps[earlier]
+                self.stage.labels(stage, u.role, u.endpoint).observe(max(0.0, seconds))
+        if u.stage == "firstShredReceived" and self._node_endpoint is not None:
+            self._arrival(u.slot)
+
+    def _arrival(self, slot: int) -> None:
+        """Observe the node's first-shred delay vs the earliest reference once both are in."""
+        node = self._stamps.get(self._node_endpoint or "", {}).get(slot, {})
+        mine = node.get("firstShredReceived")
+        refs = [
+            t
+            for ep, slots in self._stamps.items()
+            if ep != self._node_endpoint
+            and (t := slots.get(slot, {}).get("firstShredReceived")) is not None
+        ]
+        if mine is None or not refs or node.get("arrival_seen"):
+            return
+        node["arrival_seen"] = 1.0  # one observation per slot, whichever stamp came last
+        self.stage.labels("arrival", "node", self._node_endpoint).observe(
+            max(0.0, mine - min(refs))
+        )
+
+    def attribution(self, cause: str | None, stages: dict[str, dict[str, float]]) -> None:
+        """Set the cause gauges (all NaN when nothing is followed) and the node's stage p95s."""
+        for c in CAUSES:
+            self.cause.labels(c).set(math.nan if cause is None else 1 if c == cause else 0)
+        for name in STAGE_NAMES:
+            p95 = stages.get(name, {}).get("p95")
+            self.stage_p95.labels(name).set(math.nan if p95 is None else p95 / 1000)
 
     def endpoint_state(self, role: str, endpoint: str, up: bool) -> None:
         """Set an endpoint's ``up`` gauge; a slot that is not current reads NaN, not its last."""
@@ -248,6 +332,10 @@ class MetricsServer:
                 self.exporter.slo_burn.labels(st.slo).set(st.burn)
         seen = list(m.data.by_kind[SlotSeen.K])[-200:]
         self.exporter.observed_slot_ms(slot_time_stats(seen, []).observed_ms)
+        why = m.attribution_now(self.exporter._slot_ms, CAUSE_WINDOW_S)
+        self.exporter.attribution(
+            None if why is None else why.cause, {} if why is None else why.stages
+        )
         now = m.clock.now()
         for stream in (m.node, *m.references):
             self.exporter.endpoint_state(stream.role, stream.endpoint, stream.alive(now))

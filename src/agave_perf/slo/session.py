@@ -26,7 +26,7 @@ from agave_perf.rpc import SOCKETS, Connector
 from agave_perf.slo.attribution import Attribution
 from agave_perf.slo.causes import CauseSources
 from agave_perf.slo.evaluate import Evaluation, evaluate
-from agave_perf.slo.evidence import attribute_range, from_samples
+from agave_perf.slo.evidence import attribute_range, attribute_recent, from_samples
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.memory import MemorySampler, process_candidates
 from agave_perf.slo.record import Recording
@@ -325,6 +325,18 @@ class Monitor:
                 why = f" (last error: {s.last_error})" if s.last_error else ""
                 return RpcTransportError(f"stayed down for {since}{why}", endpoint=s.endpoint)
         return None
+
+    def attribution_now(self, slot_time_ms: float, window_s: float = 60.0) -> Attribution | None:
+        """The cause of the lag over the last ``window_s`` (None when nothing is followed)."""
+        if not self.causes.enabled or not slot_time_ms > 0:
+            return None
+        return attribute_recent(
+            self.data,
+            self.node.endpoint,
+            slot_time_ms=slot_time_ms,
+            max_slot_lag=self.settings.max_slot_lag,
+            since=self.clock.now() - window_s,
+        )
 
     def verdict(
         self, settings: SloSettings | None = None, notes: list[str] | None = None

@@ -142,15 +142,17 @@ def durations(
     for slot in sorted(node):
         tl = node[slot]
         first = tl.at("firstShredReceived")
-        ref_first = [
-            s for r in references if (x := r.get(slot)) and (s := x.at("firstShredReceived"))
+        ref_first = [  # a stamp of 0.0 (a virtual clock's start) is a stamp, not a miss
+            s
+            for r in references
+            if (x := r.get(slot)) is not None and (s := x.at("firstShredReceived")) is not None
         ]
         arrival = _ms(first, min(ref_first)) if ref_first and first is not None else None
         stamps = list(tl.stamps.values())
         out.append(
             StageDurations(
                 slot=slot,
-                t=tl.at("frozen") or max(stamps),
+                t=frozen if (frozen := tl.at("frozen")) is not None else max(stamps),
                 arrival_ms=arrival,
                 download_ms=_ms(tl.at("completed"), first),
                 queue_ms=_ms(tl.at("createdBank"), tl.at("completed")),
