@@ -36,7 +36,7 @@ async def _serve(
             loop.add_signal_handler(sig, stop.set)
     admin = None
     if ledger is not None:
-        from agave_perf.simnet._admin import AdminServer
+        from agave_perf.simnet import AdminServer
 
         # the node under test is the last one (the follower of a two-node cluster)
         admin = AdminServer(ledger, cluster.info()[-1].http, stop.set)
@@ -251,7 +251,7 @@ def exit_command(
 ) -> None:
     """Stop a `simnet --ledger DIR` node as `agave-validator exit` stops Agave."""
     from agave_perf.errors import UsageError
-    from agave_perf.simnet._admin import Exited, request_exit
+    from agave_perf.simnet import Exited, request_exit
 
     ledger = ctx.parent.params.get("ledger") if ctx.parent is not None else None
     if ledger is None:

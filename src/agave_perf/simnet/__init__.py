@@ -8,6 +8,7 @@ clock=VirtualClock())`` binds no socket and runs on virtual time (unit tests).
 
 # ruff: noqa: I001
 
+from agave_perf.simnet._admin import AdminServer, Exited, request_exit
 from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._rpc import Methods, handle_body
@@ -24,7 +25,9 @@ __all__ = [
     "LAMPORTS_PER_SOL",
     "WS_QUEUE_BYTES",
     "WS_QUEUE_ITEMS",
+    "AdminServer",
     "Distribution",
+    "Exited",
     "Methods",
     "NodeInfo",
     "Scenario",
@@ -35,5 +38,6 @@ __all__ = [
     "TruthFile",
     "handle_body",
     "load_scenario",
+    "request_exit",
     "score",
 ]
