@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from agave_perf.errors import GateFailed
 from agave_perf.plan.gates import BenchGate, BenchMeasurement, GateContext, phase_benchmark
 from agave_perf.simnet import SimCluster
 from agave_perf.store import open_store
+from tests.cli._simnet import free_ports
 
 
 def context(
@@ -49,20 +49,6 @@ def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None
     monkeypatch.setenv("AGAVE_PERF_CONFIG", str(cfg))
 
 
-def free_port() -> int:
-    """A loopback port free now (simnet's tip takes it, PubSub the next one)."""
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no two adjacent free loopback ports")
-
-
 class TestPhaseBenchmark:
     async def test_slower_node_fails_the_gate_and_the_same_node_passes(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -77,7 +63,7 @@ class TestPhaseBenchmark:
         bench = phase_benchmark()
         assert bench is not None
         fast_node = "latency:dist=const,mean=20ms"
-        port = free_port()  # the gate's node is one URL; the slower node takes its place
+        port = free_ports(2)  # the gate's node is one URL; the slower node takes its place
         async with SimCluster(nodes=1, scenario=fast_node, slot_ms=100, port=port) as c:
             configure(tmp_path, monkeypatch, c.info()[0].http)
             said: list[str] = []

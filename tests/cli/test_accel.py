@@ -4,36 +4,21 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.cli._simnet import agave_perf, closed_port, simnet, spawn
+from tests.cli._simnet import agave_perf, closed_port, free_ports, simnet, spawn
 
 pytestmark = pytest.mark.integration
-
-
-def free_pair() -> int:
-    """A port that is free, with the next one free too (JSON-RPC and PubSub)."""
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free pair of ports")
 
 
 class TestConfigSection:
     def test_backends_and_listen_come_from_the_config(self, tmp_path: Path) -> None:
         """With [accel] backends and listen set, no flag is needed; --status reads it back."""
         with simnet("steady", tmp_path, nodes=1) as doc:
-            port = free_pair()
+            port = free_ports(2)  # JSON-RPC and PubSub
             conf = tmp_path / "agave-perf.toml"
             conf.write_text(
                 f'[accel]\nbackends = ["{doc["nodes"][0]["http"]}"]\n'
