@@ -227,35 +227,28 @@ class Scenario:
                     b = b.merged(beh)
         return b
 
-    def skip_rate(self, t: float) -> float:
-        """Return the fraction of slots skipped at ``t``."""
+    def _cluster_rate(self, field: str, t: float) -> float:
+        """The cluster-wide ``field`` of the last phase before ``t`` that sets it (else 0)."""
         rate = 0.0
         for phase in self.phases:
             if phase.at > t:
                 break
-            if phase.skip_rate is not None:
-                rate = phase.skip_rate
+            value = getattr(phase, field)
+            if value is not None:
+                rate = value
         return rate
+
+    def skip_rate(self, t: float) -> float:
+        """Return the fraction of slots skipped at ``t``."""
+        return self._cluster_rate("skip_rate", t)
 
     def leak_rate(self, t: float) -> float:
         """Return the MiB per second the process leaks at ``t``."""
-        rate = 0.0
-        for phase in self.phases:
-            if phase.at > t:
-                break
-            if phase.leak_mib_per_s is not None:
-                rate = phase.leak_mib_per_s
-        return rate
+        return self._cluster_rate("leak_mib_per_s", t)
 
     def fork_rate(self, t: float) -> float:
         """Return the fraction of slots produced on a fork that dies, at ``t``."""
-        rate = 0.0
-        for phase in self.phases:
-            if phase.at > t:
-                break
-            if phase.fork_rate is not None:
-                rate = phase.fork_rate
-        return rate
+        return self._cluster_rate("fork_rate", t)
 
     def stall_windows(self, node: int) -> list[tuple[float, float]]:
         """Return the [start, end) times during which ``node`` does not replay."""
