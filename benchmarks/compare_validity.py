@@ -1,7 +1,9 @@
 """Do compare's verdicts survive run-to-run noise? A/A and +10 % on independent real series.
 
-Run: ``python -m benchmarks.compare_validity`` (``BENCH_RUN_SECONDS`` per run, default 3;
-``BENCH_QUICK=1`` for a smoke run). Everything is measured on this machine against
+Run: ``python -m benchmarks.compare_validity`` (``BENCH_RUN_SECONDS`` per run, default 2;
+``BENCH_QUICK=1`` for a smoke run; ``BENCH_CONDITIONS=noisy`` re-measures only some of
+``quiet``, ``noisy`` and ``gate`` and keeps the others from the last run's JSON, which then
+says when each was measured). Everything is measured on this machine against
 simnet nodes in their own process; every run is its own ``agave-perf bench`` process
 (its own warm-up), so the runs of a series are independent the way pyperf's worker
 processes are. Two conditions: quiet, and with a CPU-burning neighbour process.
@@ -54,7 +56,8 @@ RUN_S = float(os.environ.get("BENCH_RUN_SECONDS", "1" if QUICK else "2"))
 RATE = 300
 N = 3 if QUICK else 5
 SERIES_A = 4 if QUICK else 8  # C(8, 2) = 28 independent pairs, 20 used
-SERIES_B = 2 if QUICK else 4  # 4 B series × 5 A series = 20 comparisons
+SERIES_B = 2 if QUICK else 8  # each B series in 2–3 of the 20 comparisons, never one in 8
+CONDITIONS = os.environ.get("BENCH_CONDITIONS", "quiet,noisy,gate").split(",")
 PAIRS = 4 if QUICK else 20
 GATE_RUNS = 2 if QUICK else 10
 
@@ -144,9 +147,24 @@ def old_method(a: RunResult, b: RunResult) -> str:
 def judge_pairs(
     pairs: list[tuple[list[RunResult], list[RunResult]]], *, force: bool = False
 ) -> dict[str, Any]:
-    """Verdicts of the new method on each pair of series."""
-    verdicts = [compare(a, b, force=force, resamples=1000).verdict for a, b in pairs]
+    """Verdicts of the new method on each pair of series, with what decided each."""
+    results = [compare(a, b, force=force, resamples=1000) for a, b in pairs]
+    verdicts = [c.verdict for c in results]
+    detail = []
+    for c in results:
+        gated = [r for r in c.rows if r.metric in c.gate and r.p is not None]
+        best = min(gated, key=lambda r: r.p or 1.0, default=None)
+        overall = {r.metric: round(r.decision.change, 4) for r in c.rows if r.method == "all"}
+        detail.append(
+            {
+                "verdict": c.verdict,
+                "change_all": overall,
+                "smallest_adjusted_p": None if best is None else round(best.p or 1.0, 5),
+                "decided_by": None if best is None else f"{best.method} {best.metric}",
+            }
+        )
     return {
+        "detail": detail,
         "comparisons": len(verdicts),
         "slower": verdicts.count(SLOWER),
         "faster": verdicts.count(FASTER),
@@ -202,7 +220,9 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
             "comparisons": len(old),
             "false_verdicts": len(old) - old.count(SAME),
         }
-        ab = [(a[i], b[k]) for k in range(len(b)) for i in range(len(a))][:PAIRS]
+        # spread the comparisons over every B series, so one unlucky series cannot decide
+        # the detection rate (each comparison's two sides are still independent)
+        ab = [(a[i], b[(i + j) % len(b)]) for j in range(3) for i in range(len(a))][:PAIRS]
         out["plus_10_percent"] = judge_pairs(ab, force=True)
         out["mde_10ms"] = mde(a)
     finally:
@@ -211,6 +231,7 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
             p.wait(10)
     for key in ("aa_colocated", "aa_10ms"):
         out[key]["false_verdicts"] = out[key]["slower"] + out[key]["faster"]
+    out["load_average_at_end"] = os.getloadavg()  # how quiet "quiet" was
     return out
 
 
@@ -251,20 +272,37 @@ def gates(tmp: Path) -> dict[str, Any]:
     return {"gate_runs": GATE_RUNS, "false_failures": failures, "verdicts": verdicts}
 
 
+def previous(k: int) -> dict[str, Any]:
+    """A condition of the last full run (``BENCH_CONDITIONS`` reruns only some, e.g. ``noisy``)."""
+    doc = json.loads(OUT.read_text())
+    cond: dict[str, Any] = doc["conditions"][k]
+    cond.setdefault("measured_at", doc.get("measured_at", "before measured_at was recorded"))
+    return cond
+
+
+def previous_gate() -> dict[str, Any]:
+    """The gate decisions of the last full run."""
+    gate: dict[str, Any] = json.loads(OUT.read_text())["plan_bench_gate"]
+    return gate
+
+
 def main() -> None:
     """Both conditions, the gate runs, and the JSON."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "home").mkdir()
-        quiet = condition("quiet", tmp)
-        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            noisy = condition("cpu-burning neighbour", tmp)
-        finally:
-            burner.kill()
-            burner.wait()
-        gate = gates(tmp)
+        quiet = condition("quiet", tmp) if "quiet" in CONDITIONS else previous(0)
+        if "noisy" in CONDITIONS:
+            burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                noisy = condition("cpu-burning neighbour", tmp)
+            finally:
+                burner.kill()
+                burner.wait()
+        else:
+            noisy = previous(1)
+        gate = gates(tmp) if "gate" in CONDITIONS else previous_gate()
     result = {
         "command": "python -m benchmarks.compare_validity",
         "runs_per_series": N,
@@ -285,6 +323,8 @@ def main() -> None:
             "gate_false_failures_zero": gate["false_failures"] == 0,
         },
         "seconds": round(time.monotonic() - start, 1),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "conditions_measured": CONDITIONS,
         "load_average": os.getloadavg(),
     }
     OUT.parent.mkdir(exist_ok=True)
