@@ -31,6 +31,7 @@ from agave_perf.bench.compare import (
     SAME,
     SLOWER,
     UNKNOWN,
+    Comparison,
     compare,
     holm_adjust,
     metric_quantile_or_usage,
@@ -355,6 +356,25 @@ class TestWeightedHolm:
         assert plain_holm(p)[0] > 0.05
         assert adj[0] < 0.05
         assert adj[-1] < 0.05
+
+    def test_the_methods_a_user_names_are_the_primary_question(self, pool: np.ndarray) -> None:
+        """Named with --method, a method's rows hold the primary share: their adjusted p is
+        lower than when the same method is one of the many other rows."""
+        rng = np.random.default_rng(21)
+        a, b = series(pool, rng), series(pool, rng)
+        name = sorted(b[0].methods)[0]
+        for run in b:
+            xs = run.methods[name].samples.array() * 1.15
+            run.methods[name].samples.values = xs.tolist()
+        by_default = compare(a, b, **FAST)
+        named = compare(a, b, methods=[name, "all"], **FAST)
+
+        def p50(c: Comparison) -> float:
+            row = next(r for r in c.rows if r.method == name and r.metric == "p50")
+            assert row.p is not None
+            return float(row.p)
+
+        assert p50(named) < p50(by_default)
 
     def test_bad_weights_are_refused(self) -> None:
         """One positive weight per p-value."""

@@ -351,9 +351,10 @@ def _pooled(run: RunResult) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.concatenate(out)
 
 
-# The share of alpha the whole workload's rows ("all") hold in the weighted Holm procedure;
-# the per-method rows share the rest. Fixed before any data is seen, so the procedure still
-# bounds the chance of any false verdict in a comparison by alpha.
+# The share of alpha the primary rows (the whole workload, "all", or the methods the user
+# named) hold in the weighted Holm procedure; the other rows share the rest. Fixed before
+# any data is seen, so the procedure still bounds the chance of any false verdict in a
+# comparison by alpha.
 PRIMARY_SHARE = 0.75
 
 
@@ -379,24 +380,25 @@ def holm_adjust(p_values: Sequence[float], weights: Sequence[float]) -> list[flo
     return adjusted
 
 
-def _holm(cmp: Comparison) -> None:
+def _holm(cmp: Comparison, primary_methods: frozenset[str] = frozenset({"all"})) -> None:
     """Re-decide every row with weighted-Holm-adjusted p-values (many rows are tested).
 
     A comparison tests every method and the whole workload at three metrics; without a
     correction one of twenty-odd rows would read "significant" by chance in many A/A
-    comparisons. The whole workload is the primary question ("did it get slower?"), so its
-    rows hold ``PRIMARY_SHARE`` of alpha and the per-method rows the rest: a change that
-    moves the workload is not lost to the correction for a dozen method rows, and a
-    regression of one method alone is still found when it is clear.
+    comparisons. The primary question is the whole workload ("did it get slower?"), or the
+    methods the user named: their rows hold ``PRIMARY_SHARE`` of alpha and the other rows
+    the rest, so a change that moves what was asked about is not lost to the correction
+    for a dozen other rows, and a regression of one other method is still found when it
+    is clear.
     """
     tested = [i for i, r in enumerate(cmp.rows) if r.decision.p_value is not None]
-    primary = [i for i in tested if cmp.rows[i].method == "all"]
+    primary = [i for i in tested if cmp.rows[i].method in primary_methods]
     secondary = len(tested) - len(primary)
     if primary and secondary:
         w_primary, w_secondary = PRIMARY_SHARE / len(primary), (1 - PRIMARY_SHARE) / secondary
     else:
         w_primary = w_secondary = 1.0
-    weights = [w_primary if cmp.rows[i].method == "all" else w_secondary for i in tested]
+    weights = [w_primary if cmp.rows[i].method in primary_methods else w_secondary for i in tested]
     p_adj_list = holm_adjust([cmp.rows[i].decision.p_value or 0.0 for i in tested], weights)
     adjusted = dict(zip(tested, p_adj_list, strict=True))
     for i, p_adj in adjusted.items():
@@ -508,7 +510,7 @@ def compare(
                 else judge_series(xa, xb, metric, **kw)  # type: ignore[arg-type]
             )
             cmp.rows.append(Row(name, metric, d))
-    _holm(cmp)
+    _holm(cmp, frozenset(methods) if methods else frozenset({"all"}))
     noisy = sorted(
         {
             f"{r.method} {r.metric}"
