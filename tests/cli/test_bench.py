@@ -309,6 +309,29 @@ class TestWorkflow:
         assert refused.returncode == 2
         assert "runs differ in workload" in refused.stderr
 
+    def test_method_all_compares_every_method_together(self, tmp_path: Path) -> None:
+        """compare --method all is the 'all' row (every method pooled), not an unknown method."""
+        from agave_perf.bench import MethodStats, RunResult
+
+        files = []
+        for name in ("a", "b"):
+            run = RunResult(name, "", "", {"name": "slot"}, "open", "constant", 200, 10, 0, 1)
+            for method in ("getSlot", "getBalance"):
+                st = MethodStats(method)
+                for i in range(500):
+                    st.corrected.record(0.02 + (i % 50) * 1e-4)
+                    st.samples.add(0.02 + (i % 50) * 1e-4)
+                run.methods[method] = st
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps(run.to_json(full=True)))
+            files.append(str(path))
+        p = agave_perf("compare", *files, "--method", "all", "--json", home=tmp_path)
+        assert p.returncode != 2, p.stderr  # 1 here: one run a side is too few to judge
+        assert "Traceback" not in p.stderr
+        rows = json.loads(p.stdout)["rows"]
+        assert rows
+        assert {r["method"] for r in rows} == {"all"}
+
     def test_postgresql_store(self, tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
         """--store postgresql://… stores a run on a real PostgreSQL and reads it back."""
         url = postgres_url.replace("postgresql+psycopg://", "postgresql://")

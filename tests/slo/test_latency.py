@@ -125,6 +125,27 @@ class TestWindowEnd:
         assert f"{len(reqs)} requests, {len(hung)} failed" in latency.evidence
 
 
+@pytest.mark.integration
+class TestHangAtTheEndOverSockets:
+    async def test_a_node_hanging_at_the_end_fails_the_latency_verdict(self) -> None:
+        """The attack over loopback: the node stops answering ~1.5 s before a 4 s window ends.
+
+        The requests then in flight outlive the window (the default request timeout is 5 s):
+        they are failures in the verdict, not dropped without a sample ('N requests, 0 failed').
+        """
+        # calm for 3 s from the cluster's start, then the node answers nothing for 17 s
+        async with SimCluster(nodes=1, slot_ms=100, scenario="pause:every=20s,for=17s") as c:
+            monitor = Monitor(Sources(rpc=c.info()[0].http), SloSettings(request_rate=20))
+            await monitor.run(4.0)
+        failed = [r for r in monitor.data.of(RequestSample) if r.error]
+        assert len(failed) >= 10  # 20 req/s over the ~1.5 s the node hung inside the window
+        latency = next(
+            c for c in monitor.verdict().evaluation.criteria if c.name == "request latency"
+        )
+        assert latency.status == "fail", latency.evidence
+        assert f"{len(failed)} failed" in latency.evidence
+
+
 class TestNoWebSocket:
     async def test_sends_leave_on_time_without_a_websocket(
         self, virtual_clock: VirtualClock

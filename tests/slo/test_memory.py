@@ -141,6 +141,43 @@ class TestFakeProc:
         assert sampler.sample([999]) is None
         assert isinstance(got[0], Fault)
 
+    def test_dashboard_says_process_gone_not_its_last_tree(self, tmp_path: Path) -> None:
+        """Once the process has exited, watch's memory row says so, not its last '1 processes'."""
+        import io
+        import shutil
+
+        from rich.console import Console
+
+        from agave_perf.clock import VirtualClock
+        from agave_perf.config import SloSettings
+        from agave_perf.slo import Monitor, Sources
+        from agave_perf.slo.dashboard import Dashboard
+
+        def memory_row() -> str:
+            out = io.StringIO()
+            Console(file=out, width=200, no_color=True).print(
+                Dashboard(monitor, Console()).render()
+            )
+            return next(line for line in out.getvalue().splitlines() if "memory" in line)
+
+        proc = fake_proc(tmp_path, {500: (1, "agave-validator", {"RssAnon": 1024}, 1)})
+        clock = VirtualClock(100.0)
+        monitor = Monitor(
+            Sources(rpc="http://127.0.0.1:1", pid=500),
+            SloSettings(request_rate=0),
+            proc=proc,
+            clock=clock,
+        )
+        assert monitor.memory is not None
+        monitor.memory.sample([500])
+        assert "1 processes" in memory_row()
+        shutil.rmtree(proc / "500")  # the process exits
+        clock.jump_to(101.0)
+        monitor.memory.sample([500])
+        row = memory_row()
+        assert "process gone" in row
+        assert "processes" not in row
+
 
 class TestRealProcess:
     def test_known_allocations_measured(self, allocating_tree: subprocess.Popen[str]) -> None:
