@@ -34,7 +34,7 @@ from solders.transaction import VersionedTransaction
 
 from agave_perf.accel._backend import Backend
 from agave_perf.errors import RpcError
-from agave_perf.rpc import HttpTransport, Reply
+from agave_perf.rpc import FastHttpTransport, Reply
 
 MAX_TX_BYTES = 1232  # PACKET_DATA_SIZE: what fits in one packet
 DEFAULT_VALIDITY_BLOCKS = 150
@@ -116,7 +116,7 @@ class SendPath:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backends = list(backends)
-        self.extra = [HttpTransport(u) for u in extra_urls]
+        self.extra = [FastHttpTransport(u) for u in extra_urls]
         self.rebroadcast_s = min(rebroadcast_s, 2.0)
         self.watch_commitment = watch_commitment
         self.timeout_s = timeout_s
