@@ -313,11 +313,16 @@ class SendPath:
         tasks = [asyncio.create_task(on(b)) for b in self.backends]
         try:
             while not self._done(t):
-                if all(task.done() for task in tasks) and t.confirmed_slot is None:
+                pending = [task for task in tasks if not task.done()]
+                if not pending:
                     # every stream ended without an answer: keep rebroadcasting until expiry
                     await asyncio.sleep(self.rebroadcast_s)
                     continue
-                await asyncio.sleep(0.05)
+                # woken by a stream's answer, or once per rebroadcast to check for expiry
+                # (not polled: hundreds of sends in flight would wake the loop constantly)
+                await asyncio.wait(
+                    pending, timeout=self.rebroadcast_s, return_when=asyncio.FIRST_COMPLETED
+                )
         finally:
             for task in tasks:
                 task.cancel()
