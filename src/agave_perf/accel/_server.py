@@ -743,6 +743,8 @@ class Accelerator:
             "pubsub": self.ws_url,
             "served": dict(self.served),
             "cache_hit_ratio": self.hits / self.cacheable if self.cacheable else None,
+            "cacheable_reads": self.cacheable,  # reads of a cached method, hit or not
+            "cache_hits": self.hits,
             "coalesced": self.flight.coalesced,
             "upstream_calls": self.flight.calls,
             "queue_depth": self.limiter.queue_depth(),
