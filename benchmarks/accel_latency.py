@@ -7,8 +7,9 @@ The node: ``agave-perf simnet`` with a token world (``--accounts 2000``) whose R
 answers after a lognormal delay (``latency:dist=lognormal,mean=4ms,sd=3ms``: a node
 busy with replay), loaded throughout by another client, ``agave-perf bench --workload
 dex`` (pool scans, token balances, sends). The accelerator runs in its own process,
-alone on CPU 0; the node and its other client on CPU 1; the ab client may use both
-(the machine has two).
+pinned to CPU 0 with the two constants; the node and its other client on CPU 1; the ab
+client may use both (the machine has two cores, shared with other work: unpinned, the
+accelerator competed with the node and forwarded reads lost 2-3 ms at p50).
 
 1. ``agave-perf ab --a NODE --b ACCEL --workload trading``: the same trading mix at the
    same offered rate, direct (A) and through the accelerator (B) in ABBA blocks, with the
@@ -17,7 +18,8 @@ alone on CPU 0; the node and its other client on CPU 1; the ab client may use bo
    block of each arm, merged from ab's histograms, and a bootstrap 95 % interval of the
    p95 difference from ab's samples. Cached: getLatestBlockhash, getAccountInfo,
    getMultipleAccounts; forwarded: simulateTransaction, sendTransaction (the send path),
-   getSignatureStatuses.
+   getSignatureStatuses. Then ab's engine alone at the same rate against a constant:
+   the floor, what the client and the machine add to every figure of both arms.
 2. The cache-hit path at 5,000 req/s: getLatestBlockhash through the accelerator, next
    to two constants answering the node's own bytes for it — a trivial aiohttp handler
    and a bare asyncio Protocol server (the floor of Python on this core) — all on CPU 0,
@@ -66,6 +68,7 @@ TRADED = 16  # accounts the bot trades on
 CACHED = ("getLatestBlockhash", "getAccountInfo", "getMultipleAccounts")
 FORWARDED = ("simulateTransaction", "sendTransaction", "getSignatureStatuses")
 ACCEL_CPU, OTHER_CPU = 0, 1
+BOTH = (ACCEL_CPU, OTHER_CPU)
 HIT_BODY = json.dumps(
     {"jsonrpc": "2.0", "id": 1, "method": "getLatestBlockhash",
      "params": [{"commitment": "confirmed"}]}
@@ -184,9 +187,7 @@ def run_ab(direct: str, via: str, keypair: str, accounts: str) -> dict[str, Any]
             "--pairs", str(PAIRS), "--pause", "0.5s", "--keypair", keypair,
             "--accounts", accounts, "--no-store", "--json", "-o", str(session_file),
         ]  # fmt: skip
-        done = agave_perf(
-            *argv, cpus=(ACCEL_CPU, OTHER_CPU), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        done = agave_perf(*argv, cpus=BOTH, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         stdout, stderr = done.communicate(timeout=600)
         if done.returncode not in (0, 1) or not session_file.exists():
             raise SystemExit(f"agave-perf ab failed ({done.returncode}): {stderr.strip()}")
@@ -225,6 +226,23 @@ def run_ab(direct: str, via: str, keypair: str, accounts: str) -> dict[str, Any]
             for r in comparison.get("rows", [])
         ],
         "notes": session.get("notes", []),
+        "load_average": load_average(),
+    }
+
+
+def client_floor(url: str) -> dict[str, Any]:
+    """The ab client's own latency: its engine, the same rate, against the constant floor."""
+    done = agave_perf(
+        "bench", "--rpc", url, "--workload", "slot", "--rate", f"{RATE:g}",
+        "--duration", f"{BLOCK_S:g}s", "--warmup", "1s", "--no-store", "--json",
+        cpus=BOTH, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = done.communicate(timeout=120)
+    lat = json.loads(out)["methods"]["getSlot"]["latency"]
+    return {
+        "what": "agave-perf bench --workload slot at the trading rate against the protocol "
+        "constant: the client's and the machine's share of every figure above",
+        **{k: round(lat[k], 3) for k in ("p50_ms", "p95_ms", "p99_ms")},
         "load_average": load_average(),
     }
 
@@ -314,9 +332,6 @@ def hits(arms: dict[str, str], accel_pid: int) -> dict[str, Any]:
 
 def main() -> None:
     """Start the node, its other client and the accelerator; ab; then the cache-hit run."""
-    pin = on_cpu(OTHER_CPU)
-    if pin is not None:
-        pin()  # this process (the hit-path client) and what it starts stay off accel's core
     port, accel_port, base_port, floor_port = free_port(), free_port(), free_port(), free_port()
     direct = f"http://127.0.0.1:{port}"
     node = agave_perf(
@@ -359,6 +374,7 @@ def main() -> None:
         st0 = status_of(via)
         ab = run_ab(direct, via, keypair, str(accounts_file))
         st1 = status_of(via)
+        floor = client_floor(f"http://127.0.0.1:{floor_port}")
         # what the cache answered while ab ran (both arms; only B reaches the accelerator)
         ab["accel_cache_during_ab"] = {
             "served_from_cache": st1["served"].get("cache", 0) - st0["served"].get("cache", 0),
@@ -391,9 +407,10 @@ def main() -> None:
         "trading_rate": RATE,
         "block_seconds": BLOCK_S,
         "pairs": PAIRS,
-        "cpus": {"accel": ACCEL_CPU, "node, clients": OTHER_CPU},
+        "cpus": {"accel, constants": ACCEL_CPU, "node, dex client, wrk": OTHER_CPU, "ab": BOTH},
         "load_average_before": before,
         "ab": ab,
+        "ab_client_floor": floor,
         "cache_hit_capacity": capacity,
         "accel_status": {
             k: status[k]
