@@ -32,8 +32,7 @@ from typing import Any
 import aiohttp
 
 from agave_perf.simnet import SimCluster
-from benchmarks.accel_latency import load_average, on_cpu
-from benchmarks.watch_overhead import free_port
+from benchmarks.accel_latency import free_ports, load_average, on_cpu
 
 OUT = Path(__file__).parent / "results" / "accel_failover.json"
 SECONDS = float(os.environ.get("FAILOVER_SECONDS", "12"))
@@ -94,7 +93,7 @@ async def main_async() -> dict[str, Any]:
     """Cluster, accelerator, load, the kill; then the figures."""
     async with SimCluster(nodes=2, slot_ms=400) as c:
         tip, follower = c.info()
-        port = free_port()
+        port = free_ports(1)[0]
         accel = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agave_perf", "accel", "--backend", tip.http,
             "--backend", follower.http, "--listen", f"127.0.0.1:{port}", "--hot", CLOCK,

@@ -101,6 +101,24 @@ def on_cpu(*cpus: int) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, set(cpus))
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` free loopback ports, each with its next port free too (HTTP, then PubSub)."""
+    taken: set[int] = set()
+    out: list[int] = []
+    while len(out) < n:
+        p = free_port()
+        if {p, p + 1} & taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        taken |= {p, p + 1}
+        out.append(p)
+    return out
+
+
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages, rounded."""
     return [round(x, 2) for x in os.getloadavg()]
@@ -332,7 +350,7 @@ def hits(arms: dict[str, str], accel_pid: int) -> dict[str, Any]:
 
 def main() -> None:
     """Start the node, its other client and the accelerator; ab; then the cache-hit run."""
-    port, accel_port, base_port, floor_port = free_port(), free_port(), free_port(), free_port()
+    port, accel_port, base_port, floor_port = free_ports(4)
     direct = f"http://127.0.0.1:{port}"
     node = agave_perf(
         "simnet", "--nodes", "1", "--port", str(port), "--slot-ms", "400",
