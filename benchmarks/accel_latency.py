@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from agave_perf.bench import MethodStats, RunResult, merged
-from benchmarks.watch_overhead import free_port, rss_bytes
+from benchmarks.watch_overhead import cpu_seconds, free_port, rss_bytes
 
 OUT = Path(__file__).parent / "results" / "accel_latency.json"
 BLOCK_S = float(os.environ.get("BENCH_SECONDS", "7"))
@@ -389,15 +389,23 @@ def main() -> None:
         procs.append(background)
         time.sleep(2.0)  # the hot accounts subscribed and read, the dex client running
         before = load_average()
-        st0 = status_of(via)
+        st0, cpu0, node0, t0 = (
+            status_of(via),
+            cpu_seconds(accel.pid),
+            cpu_seconds(node.pid),
+            time.time(),
+        )
         ab = run_ab(direct, via, keypair, str(accounts_file))
-        st1 = status_of(via)
+        st1, wall = status_of(via), time.time() - t0
         floor = client_floor(f"http://127.0.0.1:{floor_port}")
         # what the cache answered while ab ran (both arms; only B reaches the accelerator)
         ab["accel_cache_during_ab"] = {
             "served_from_cache": st1["served"].get("cache", 0) - st0["served"].get("cache", 0),
             "cacheable_reads_forwarded": (st1["cacheable_reads"] - st1["cache_hits"])
             - (st0["cacheable_reads"] - st0["cache_hits"]),
+            # share of one core each process used while ab ran (accel's arm is half of it)
+            "accel_cpu_share": round((cpu_seconds(accel.pid) - cpu0) / wall, 3),
+            "node_cpu_share": round((cpu_seconds(node.pid) - node0) / wall, 3),
         }
         background.terminate()
         background.wait(10)
