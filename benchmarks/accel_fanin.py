@@ -33,8 +33,8 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from benchmarks.accel_latency import wait_up
-from benchmarks.watch_overhead import free_port, rss_bytes
+from benchmarks.accel_latency import free_ports, wait_up
+from benchmarks.watch_overhead import rss_bytes
 
 OUT = Path(__file__).parent / "results" / "accel_fanin.json"
 CLIENTS = int(os.environ.get("FANIN_CLIENTS", "1000"))
@@ -133,7 +133,7 @@ async def clients(
 
 def main() -> None:
     """Start simnet and accel, hold the clients, report RSS."""
-    port, accel_port = free_port(), free_port()
+    port, accel_port = free_ports(2)
     node = subprocess.Popen(
         [sys.executable, "-m", "agave_perf", "simnet", "--nodes", "1", "--port", str(port),
          "--slot-ms", "400", "--json"],

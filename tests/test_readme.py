@@ -138,6 +138,7 @@ def substitute(command: str, env: Env) -> tuple[list[str], str | None]:
         ("--port 9899", f"--port {env.other}"),
         ("--listen 127.0.0.1:8899", f"--listen 127.0.0.1:{env.accel}"),
         ("127.0.0.1:8899/status", f"127.0.0.1:{env.accel}/status"),
+        ("curl -si 127.0.0.1:8899 ", f"curl -si 127.0.0.1:{env.accel} "),
         ("http://10.0.0.5:8899", tip),
         ("http://10.0.0.6:8899", f"http://127.0.0.1:{env.base + 4}"),
         ("https://sender.example/", tip),

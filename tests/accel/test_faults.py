@@ -115,13 +115,14 @@ junk = st.one_of(
 )
 
 
+_int64 = st.integers(-(2**63), 2**63 - 1)  # what JSON (orjson) carries
 _methods = st.sampled_from(
     ["slotSubscribe", "accountSubscribe", "slotUnsubscribe", "nopeSubscribe", "getSlot", ""]
 )
 json_frames = st.fixed_dictionaries(
     {"jsonrpc": st.sampled_from(["2.0", "1.0"]), "id": st.integers(0, 9), "method": _methods},
     optional={"params": st.one_of(st.none(), st.lists(st.integers(-1, 5), max_size=2),
-                                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))},
+                                  st.dictionaries(st.text(max_size=3), _int64, max_size=2))},
 ).map(lambda d: orjson.dumps(d).decode()) | st.lists(
     st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.integers(0, 9), "method": _methods}),
     max_size=3,

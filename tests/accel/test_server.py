@@ -295,6 +295,56 @@ class TestSend:
         )
         assert bal["result"]["value"] == 1_000_000  # executed exactly once
 
+    async def test_the_first_path_to_accept_answers_and_repeats_share_it(
+        self, cluster: SimCluster
+    ) -> None:
+        """A path that never answers does not hold the send; a concurrent repeat is absorbed."""
+        held: list[asyncio.StreamWriter] = []
+
+        async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+            await reader.read()  # until the accelerator hangs up
+
+        server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+        hung = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        cfg = AccelConfig(
+            backends=[cluster.info()[0].http], port=0, send_urls=[hung], timeout_s=120
+        )
+        async with server, Accelerator(cfg) as a:
+
+            async def ready() -> bool:
+                return bool(a.pool.healthy()) and a.backends[0].refreshed()
+
+            await until(ready)
+            bh = (await call(a.url, "getLatestBlockhash", {"commitment": "confirmed"}))["result"]
+            dest = Keypair()
+            tx, sig = transfer_tx(cluster.payer, dest, 1_000_000, bh["value"]["blockhash"])
+            first, again = await asyncio.gather(
+                call(a.url, "sendTransaction", tx, {"encoding": "base64"}),
+                call(a.url, "sendTransaction", tx, {"encoding": "base64"}),
+            )
+            assert first["result"] == again["result"] == sig
+            assert a.send_path.duplicates == 1
+
+            async def reached() -> bool:
+                return bool(held)
+
+            await until(reached)  # it went out on the hung path too, which still has not answered
+            path = next(st for name, st in a.send_path.paths.items() if name.startswith(hung))
+            assert (path.accepted, path.refused, path.failed) == (0, 0, 0)
+
+            async def landed() -> bool:
+                return a.send_path.stats()["landed"] == 1
+
+            await until(landed)
+            bal = await call(
+                cluster.info()[0].http,
+                "getBalance",
+                str(dest.pubkey()),
+                {"commitment": "confirmed"},
+            )
+            assert bal["result"]["value"] == 1_000_000  # executed exactly once
+
     async def test_bad_transaction_is_refused_like_agave(self, accel: Accelerator) -> None:
         """Undecodable bytes get -32602 without reaching any backend."""
         doc = await call(accel.url, "sendTransaction", "!!!", {"encoding": "base64"})

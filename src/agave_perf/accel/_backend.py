@@ -23,7 +23,7 @@ import orjson
 from agave_perf.accel._cache import COMMITMENTS, Blockhash, BlockhashCache, Commitment
 from agave_perf.errors import RpcError
 from agave_perf.redact import redact_url
-from agave_perf.rpc import HttpTransport, PubSubClient, Reply, ws_url_for
+from agave_perf.rpc import FastHttpTransport, PubSubClient, Reply, ws_url_for
 
 REFRESH = orjson.dumps(
     [
@@ -64,7 +64,7 @@ class Backend:
         self.ws_url = ws_url or ws_url_for(url)
         self.timeout_s = timeout_s
         self.clock = clock
-        self.transport = HttpTransport(url, connections=connections)
+        self.transport = FastHttpTransport(url, connections=connections)
         self.state = BackendState()
         self.blockhashes = BlockhashCache()
         self.pubsub: PubSubClient | None = None

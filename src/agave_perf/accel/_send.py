@@ -4,7 +4,8 @@ A transaction is identified by its first signature. The first send of a signatur
 goes to every backend (and every extra send URL) at once; the client gets the
 first success, or, when every path refused it, the first path's error (a
 preflight failure reads the same on every node). A repeat of a signature already
-in flight is answered with the signature and not sent again. Until the
+in flight (its first send still out, or sent and not yet landed or expired) is answered
+as the first was and not sent again. Until the
 transaction is confirmed (``signatureSubscribe``) or the cluster's block height
 passes its ``lastValidBlockHeight``, it is sent again every ``rebroadcast_s`` with
 ``skipPreflight`` — re-sending a signed transaction can never execute it twice,
@@ -33,7 +34,7 @@ from solders.transaction import VersionedTransaction
 
 from agave_perf.accel._backend import Backend
 from agave_perf.errors import RpcError
-from agave_perf.rpc import HttpTransport, Reply
+from agave_perf.rpc import FastHttpTransport, Reply
 
 MAX_TX_BYTES = 1232  # PACKET_DATA_SIZE: what fits in one packet
 DEFAULT_VALIDITY_BLOCKS = 150
@@ -115,7 +116,7 @@ class SendPath:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backends = list(backends)
-        self.extra = [HttpTransport(u) for u in extra_urls]
+        self.extra = [FastHttpTransport(u) for u in extra_urls]
         self.rebroadcast_s = min(rebroadcast_s, 2.0)
         self.watch_commitment = watch_commitment
         self.timeout_s = timeout_s
@@ -127,7 +128,9 @@ class SendPath:
         for t in self.extra:
             self.paths[t.endpoint] = PathStats()
         self.duplicates = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # signatures whose first send is out now, and the answer their repeats will get
+        self._sending: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def send(
         self, request: dict[str, Any], encoded: str, config: dict[str, Any]
@@ -142,8 +145,34 @@ class SendPath:
         if signature in self.tracked:
             self.duplicates += 1
             return {"jsonrpc": "2.0", "result": signature, "id": rid}
+        first_send = self._sending.get(signature)
+        if first_send is not None:
+            # a repeat while the first send is still out: its answer, not a second send
+            self.duplicates += 1
+            return {**await asyncio.shield(first_send), "id": rid}
+        done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._sending[signature] = done
+        try:
+            answer = await self._first_send(request, signature, raw, blockhash)
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except Exception as err:
+            done.set_exception(err)
+            done.exception()  # retrieved: the repeats that waited re-raise it themselves
+            raise
+        finally:
+            self._sending.pop(signature, None)
+        done.set_result(answer)
+        return {**answer, "id": rid}
+
+    async def _first_send(
+        self, request: dict[str, Any], signature: str, raw: bytes, blockhash: str
+    ) -> dict[str, Any]:
+        """Send on every path; answer with the first success (or every path's first error)."""
+        rid = request.get("id")
         body = orjson.dumps({**request, "jsonrpc": "2.0"})
-        replies = await self._fan_out(body)
+        replies = await self._fan_out(body, first=True)
         ok = [r for r in replies if r is not None and "result" in r]
         if not ok:
             first = next((r for r in replies if r is not None), None)
@@ -173,8 +202,14 @@ class SendPath:
         return None if h is None else h + DEFAULT_VALIDITY_BLOCKS
 
     async def _fan_out(
-        self, body: bytes, *, rebroadcast: bool = False
+        self, body: bytes, *, rebroadcast: bool = False, first: bool = False
     ) -> list[dict[str, Any] | None]:
+        """Send ``body`` on every path; every path's reply (None: transport failure).
+
+        With ``first``, return as soon as one path accepted it (``[that reply]``): a send
+        must not wait for the slowest path; the others finish in the background and
+        still count in the path statistics.
+        """
         targets: list[tuple[str, Callable[[], Awaitable[Reply]]]] = []
         for b in self.backends:
             targets.append((b.name, functools.partial(b.forward, body)))
@@ -197,7 +232,23 @@ class SendPath:
             st.refused += 1
             return doc if isinstance(doc, dict) else None
 
-        return list(await asyncio.gather(*(one(n, c) for n, c in targets)))
+        tasks = [asyncio.create_task(one(n, c)) for n, c in targets]
+        if not first:
+            return list(await asyncio.gather(*tasks))
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                doc = await next_done
+                if doc is not None and "result" in doc:
+                    for task in tasks:
+                        if not task.done():
+                            self._tasks.add(task)
+                            task.add_done_callback(self._tasks.discard)
+                    return [doc]
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        return [task.result() for task in tasks]  # in path order: the first path's error
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -229,7 +280,9 @@ class SendPath:
             if self._done(t):
                 return
             t.sends += 1
-            await self._fan_out(body, rebroadcast=True)
+            # not awaited: a path that holds a send until it times out must not stretch the
+            # rebroadcast period past rebroadcast_s
+            self._spawn(self._fan_out(body, rebroadcast=True))
 
     async def _watch(self, t: Tracked) -> None:
         """Wait for the signature at the watch commitment on every backend's stream."""
@@ -260,11 +313,16 @@ class SendPath:
         tasks = [asyncio.create_task(on(b)) for b in self.backends]
         try:
             while not self._done(t):
-                if all(task.done() for task in tasks) and t.confirmed_slot is None:
+                pending = [task for task in tasks if not task.done()]
+                if not pending:
                     # every stream ended without an answer: keep rebroadcasting until expiry
                     await asyncio.sleep(self.rebroadcast_s)
                     continue
-                await asyncio.sleep(0.05)
+                # woken by a stream's answer, or once per rebroadcast to check for expiry
+                # (not polled: hundreds of sends in flight would wake the loop constantly)
+                await asyncio.wait(
+                    pending, timeout=self.rebroadcast_s, return_when=asyncio.FIRST_COMPLETED
+                )
         finally:
             for task in tasks:
                 task.cancel()

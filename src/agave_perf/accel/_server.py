@@ -16,7 +16,7 @@ import itertools
 import socket
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from agave_perf.accel._cache import (
     slice_data,
 )
 from agave_perf.accel._flight import Limiter, SingleFlight
+from agave_perf.accel._http import REASONS, Answer, HttpServer
 from agave_perf.accel._send import SendPath
 from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
@@ -209,6 +210,8 @@ class Accelerator:
         self.metrics = _Metrics()
         self.fanin = FanIn(self)
         self._runners: list[web.AppRunner] = []
+        self._http = HttpServer(self._on_http, max_body=MAX_BODY)
+        self._counters: dict[tuple[str, str], Any] = {}  # Prometheus children by labels
         self.port = config.port
 
     # -- lifecycle -----------------------------------------------------------------
@@ -222,21 +225,16 @@ class Accelerator:
         for pubkey in self.config.hot_accounts:
             for c in self.config.hot_commitments:
                 self._make_hot((pubkey, c, "base64"), pinned=True)
-        http = web.Application(client_max_size=MAX_BODY)
-        http.router.add_post("/", self._http)
-        http.router.add_get("/metrics", self._metrics)
-        http.router.add_get("/status", self._status)
-        http.router.add_get("/health", self._health)
         ws = web.Application()
         ws.router.add_get("/", self.fanin.handle)
-        socks = bind_pair(self.config.host, self.config.port)
-        for app, sock in zip((http, ws), socks, strict=True):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-            self._runners.append(runner)
-        self.port = socks[0].getsockname()[1]
-        self.ws_port = socks[1].getsockname()[1]
+        http_sock, ws_sock = bind_pair(self.config.host, self.config.port)
+        await self._http.start(http_sock)
+        runner = web.AppRunner(ws, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        await web.SockSite(runner, ws_sock).start()
+        self._runners.append(runner)
+        self.port = http_sock.getsockname()[1]
+        self.ws_port = ws_sock.getsockname()[1]
 
     async def stop(self) -> None:
         """Close clients, subscriptions and backends."""
@@ -249,6 +247,7 @@ class Accelerator:
         for t in list(self._unsubscribing):
             t.cancel()
         await self.send_path.aclose()
+        await self._http.stop()
         for r in self._runners:
             await r.cleanup()
         for b in self.backends:
@@ -273,11 +272,18 @@ class Accelerator:
 
     # -- HTTP ----------------------------------------------------------------------
 
-    async def _http(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413, text="Payload Too Large")
+    def _on_http(self, method: str, path: str, body: bytes) -> Answer | Awaitable[Answer]:
+        """Route one HTTP request: JSON-RPC on POST /, /status, /metrics and /health on GET."""
+        if path == "/":
+            return self._rpc(body) if method == "POST" else _plain(405)
+        route = {"/status": self._status, "/metrics": self._metrics, "/health": self._health}
+        page = route.get(path)
+        if page is None:
+            return _plain(404)
+        return page() if method == "GET" else _plain(405)
+
+    def _rpc(self, body: bytes) -> Answer | Awaitable[Answer]:
+        """A JSON-RPC body: answered at once when the cache can, else by a coroutine."""
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -285,12 +291,49 @@ class Accelerator:
         if isinstance(doc, list):
             if not doc:
                 return _json(_error(None, -32600, "Invalid request"))
-            pairs = await asyncio.gather(*(self.answer(r) for r in doc))
-            sources = {src for _, src in pairs}
-            source = sources.pop() if len(sources) == 1 else "mixed"
-            return _json([a for a, _ in pairs], source)
-        answer, source = await self.answer(doc)
-        return _json(answer, source)
+            return self._batch(doc)
+        now = self._at_once(doc)
+        if now is not None:
+            return _json(*now)
+        return self._single(doc)
+
+    async def _single(self, doc: dict[str, Any]) -> Answer:
+        # _at_once already refused it or found no cache entry: only the backend is left
+        return _json(*await self._from_backend(doc))
+
+    async def _batch(self, docs: list[Any]) -> Answer:
+        pairs = await asyncio.gather(*(self.answer(r) for r in docs))
+        sources = {src for _, src in pairs}
+        source = sources.pop() if len(sources) == 1 else "mixed"
+        return _json([a for a, _ in pairs], source)
+
+    def _at_once(self, req: Any) -> tuple[dict[str, Any], str] | None:
+        """The answer to a request that needs no backend (refused or a cache hit), or None."""
+        if (
+            not isinstance(req, dict)
+            or req.get("jsonrpc") != "2.0"
+            or not isinstance(req.get("method"), str)
+        ):
+            return _error(
+                req.get("id") if isinstance(req, dict) else None, -32600, "Invalid request"
+            ), "refused"
+        method, rid = req["method"], req.get("id")
+        try:
+            cached = self._from_cache(method, _params(req))
+        except _Invalid as err:
+            return _error(rid, -32602, str(err)), "refused"
+        if cached is None:
+            return None
+        self.served["cache"] += 1
+        self._count(method, "cache")
+        return _ok(rid, cached), f"cache {self._cache_source}"
+
+    def _count(self, method: str, served: str) -> None:
+        """One request in the Prometheus counter (its labelled child looked up once)."""
+        child = self._counters.get((method, served))
+        if child is None:
+            child = self._counters[(method, served)] = self.metrics.requests.labels(method, served)
+        child.inc()
 
     async def handle(self, req: Any) -> dict[str, Any]:
         """Answer one JSON-RPC request object."""
@@ -303,29 +346,18 @@ class Accelerator:
         fresh), ``backend``, ``send`` or ``refused``; HTTP answers carry it in the
         ``X-Accel-Source`` header, so a client (or a proof) can tell a cached answer.
         """
-        if (
-            not isinstance(req, dict)
-            or req.get("jsonrpc") != "2.0"
-            or not isinstance(req.get("method"), str)
-        ):
-            return _error(
-                req.get("id") if isinstance(req, dict) else None, -32600, "Invalid request"
-            ), "refused"
-        method, rid = req["method"], req.get("id")
-        params = req.get("params", [])
-        if not isinstance(params, list):
-            params = [params] if params is not None else []
-        try:
-            cached = self._from_cache(method, params)
-        except _Invalid as err:
-            return _error(rid, -32602, str(err)), "refused"
-        if cached is not None:
-            self.served["cache"] += 1
-            self.metrics.requests.labels(method, "cache").inc()
-            return _ok(rid, cached), f"cache {self._cache_source}"
+        now = self._at_once(req)
+        if now is not None:
+            return now
+        return await self._from_backend(req)
+
+    async def _from_backend(self, req: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Answer a valid request the cache could not: send path or a backend."""
+        method = req["method"]
+        params = _params(req)
         if method == "sendTransaction" and params and isinstance(params[0], str):
             cfg = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
-            self.metrics.requests.labels(method, "send").inc()
+            self._count(method, "send")
             return await self.send_path.send(req, params[0], cfg), "send"
         answer = await self._forward(method, req, params)
         if "result" in answer:
@@ -357,17 +389,17 @@ class Accelerator:
                 reply = await self.flight.do(canonical, upstream)
         except RpcHttpError as err:
             if err.status == 429:
-                self.metrics.requests.labels(method, "refused").inc()
+                self._count(method, "refused")
                 return _error(
                     rid, 429, "Too many requests: the accelerator's queue for this method is full"
                 )
             return _error(rid, -32603, str(err))
         except RpcError as err:
             self.served["error"] += 1
-            self.metrics.requests.labels(method, "error").inc()
+            self._count(method, "error")
             return _error(rid, -32603, f"no backend answered: {err}")
         self.served["backend"] += 1
-        self.metrics.requests.labels(method, "backend").inc()
+        self._count(method, "backend")
         try:
             doc = orjson.loads(reply.body)
         except orjson.JSONDecodeError:
@@ -711,6 +743,8 @@ class Accelerator:
             "pubsub": self.ws_url,
             "served": dict(self.served),
             "cache_hit_ratio": self.hits / self.cacheable if self.cacheable else None,
+            "cacheable_reads": self.cacheable,  # reads of a cached method, hit or not
+            "cache_hits": self.hits,
             "coalesced": self.flight.coalesced,
             "upstream_calls": self.flight.calls,
             "queue_depth": self.limiter.queue_depth(),
@@ -741,14 +775,15 @@ class Accelerator:
             "pubsub_clients": len(self.fanin.clients),
         }
 
-    async def _status(self, request: web.Request) -> web.Response:
+    def _status(self) -> Answer:
         return _json(self.status())
 
-    async def _health(self, request: web.Request) -> web.Response:
+    def _health(self) -> Answer:
         ok = bool(self.pool.healthy())
-        return web.Response(status=200 if ok else 503, text="ok" if ok else "no backend serving")
+        text = b"ok" if ok else b"no backend serving"
+        return Answer(200 if ok else 503, text, "text/plain; charset=utf-8")
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    def _metrics(self) -> Answer:
         m, st = self.metrics, self.status()
         m.hit_ratio.set(st["cache_hit_ratio"] or 0.0)
         m.coalesced.set(st["coalesced"])
@@ -764,9 +799,7 @@ class Accelerator:
                 b["lag"] if b["lag"] is not None else float("nan")
             )
             m.ejections.labels(b["backend"]).set(b["ejections"])
-        return web.Response(
-            body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return Answer(200, generate_latest(m.registry), CONTENT_TYPE_LATEST)
 
 
 class _Invalid(Exception):
@@ -791,9 +824,21 @@ def _min_context_slot(params: list[Any]) -> int | None:
     return None
 
 
-def _json(doc: Any, source: str | None = None) -> web.Response:
-    headers = {SOURCE_HEADER: source} if source else None
-    return web.Response(body=orjson.dumps(doc), content_type="application/json", headers=headers)
+def _params(req: dict[str, Any]) -> list[Any]:
+    """A request's params as a list (a lone value wrapped; none: empty)."""
+    params = req.get("params", [])
+    if isinstance(params, list):
+        return params
+    return [params] if params is not None else []
+
+
+def _json(doc: Any, source: str | None = None) -> Answer:
+    headers = ((SOURCE_HEADER, source),) if source else ()
+    return Answer(200, orjson.dumps(doc), "application/json", headers)
+
+
+def _plain(status: int) -> Answer:
+    return Answer(status, REASONS[status].encode(), "text/plain; charset=utf-8")
 
 
 def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
