@@ -357,6 +357,21 @@ _calls = st.one_of(
         st.sampled_from(["getTokenAccountBalance", "getTokenSupply", "getTokenLargestAccounts"]),
         st.tuples(_keys, st.sampled_from([{}, {"commitment": "processed"}, {"x": 1}])),
     ),
+    st.tuples(
+        st.just("getVoteAccounts"),
+        st.tuples(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "votePubkey": _keys | st.integers(),
+                    "keepUnstakedDelinquents": st.booleans() | st.integers(),
+                    "delinquentSlotDistance": st.integers(-5, 10**20) | st.text(max_size=3),
+                    "commitment": st.sampled_from(["processed", "finalized", "nope"]),
+                },
+            )
+            | st.integers()
+        ),
+    ),
 )
 
 

@@ -8,7 +8,8 @@ is the command, so an experiment restarts a simnet node the way it restarts Agav
 
 The restart window, as ``wait-for-restart-window`` judges it (anza-xyz/agave
 validator/src/commands): the node healthy (``getHealth``; ``--skip-health-check``),
-delinquent stake at most ``--max-delinquent-stake`` percent (simnet has no stake: 0 %),
+delinquent stake at most ``--max-delinquent-stake`` percent (of the stake getVoteAccounts
+lists, current and delinquent),
 and no leader slot of the node within ``--min-idle-time`` minutes (at Agave's fixed
 400 ms a slot); a node that leads every slot has no idle window, which is an error, as
 in Agave. simnet keeps no snapshots, so ``--skip-new-snapshot-check`` changes nothing.
@@ -142,9 +143,12 @@ async def window_blocker(
             return f"the node is not healthy ({err})"
         if health != "ok":
             return f"the node is not healthy ({health})"
-    delinquent_pct = 0  # simnet has no stake
+    votes = await rpc.call("getVoteAccounts")
+    current = sum(int(v["activatedStake"]) for v in votes["current"])
+    delinquent = sum(int(v["activatedStake"]) for v in votes["delinquent"])
+    delinquent_pct = 100 * delinquent / (current + delinquent) if current + delinquent else 0.0
     if delinquent_pct > max_delinquent_pct:
-        return f"delinquent stake {delinquent_pct} % above {max_delinquent_pct} %"
+        return f"delinquent stake {delinquent_pct:.1f} % above {max_delinquent_pct} %"
     if min_idle_minutes > 0:
         identity = (await rpc.call("getIdentity"))["identity"]
         slot = int(await rpc.call("getSlot", {"commitment": "processed"}))

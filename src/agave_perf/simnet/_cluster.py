@@ -33,7 +33,7 @@ from agave_perf.simnet._edge import (
 from agave_perf.simnet._faults import Forks, block_writes, dead_block, forked, send_dropped
 from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
-from agave_perf.simnet._node import Node
+from agave_perf.simnet._node import DEFAULT_STAKE_LAMPORTS, Node
 from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
 from agave_perf.simnet._server import NodeServer, bind_pair
@@ -99,6 +99,7 @@ class SimCluster:
         metrics_config: str | None = None,
         metrics_node: int = 1,
         metrics_flush_s: float = 10.0,
+        stakes: list[int] | None = None,  # lamports per node (default: equal stakes)
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
@@ -137,7 +138,12 @@ class SimCluster:
             raise UsageError("--accounts must be 0 or more")
         self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
         self._genesis(funded or [])
-        self.nodes = [Node(self, i, self.ledger, self.node_configs[i]) for i in range(nodes)]
+        if stakes is not None and (len(stakes) != nodes or any(s < 0 for s in stakes)):
+            raise UsageError(f"stakes: one lamport amount (0 or more) per node, {nodes} of them")
+        stakes = stakes or [DEFAULT_STAKE_LAMPORTS] * nodes
+        self.nodes = [
+            Node(self, i, self.ledger, self.node_configs[i], stakes[i]) for i in range(nodes)
+        ]
         self.edges = [
             NodeEdge(
                 self,

@@ -20,6 +20,10 @@ from agave_perf.simnet._scenario import Behaviour, Scenario
 CONFIRM_DEPTH = 1  # blocks between processed and optimistically confirmed
 ROOT_DEPTH = 31  # blocks between processed and rooted (finalized)
 COMMITMENTS = ("processed", "confirmed", "finalized")
+# each node votes with its own vote account, staked this much unless the cluster says
+# otherwise: equal stakes, so a delinquent node holds 1/N of the cluster's stake
+DEFAULT_STAKE_LAMPORTS = 100_000 * 1_000_000_000
+DEFAULT_COMMISSION = 10  # percent
 
 Notify = Callable[[str, Any, int], None]  # (method, result, subscription id)
 
@@ -68,6 +72,7 @@ class ClusterView(Protocol):
 
     scenario: Scenario
     health_check_slot_distance: int
+    nodes: list[Node]  # every node, tip first: the voters getVoteAccounts lists
 
     def slots_behind(self, node: Node) -> int | None:
         """Slots ``node`` is behind the cluster's tip, or None when unknown."""
@@ -130,7 +135,12 @@ class Node:
     """A tip (index 0) or a follower of the simnet cluster."""
 
     def __init__(
-        self, cluster: ClusterView, index: int, ledger: Ledger, config: NodeConfig | None = None
+        self,
+        cluster: ClusterView,
+        index: int,
+        ledger: Ledger,
+        config: NodeConfig | None = None,
+        stake: int = DEFAULT_STAKE_LAMPORTS,
     ) -> None:
         self.cluster = cluster
         self.config = config or NodeConfig()
@@ -140,6 +150,10 @@ class Node:
         self.ledger = ledger
         seed = f"simnet-identity:{ledger.seed}:{index}".encode()
         self.identity = Pubkey(hashlib.sha256(seed).digest())  # its validator identity
+        vote_seed = f"simnet-vote:{ledger.seed}:{index}".encode()
+        self.vote_pubkey = Pubkey(hashlib.sha256(vote_seed).digest())  # its vote account
+        self.stake = stake  # lamports delegated to the vote account, active this epoch
+        self.commission = DEFAULT_COMMISSION
         self.bank: Bank = TipBank(ledger) if index == 0 else Bank(ledger)
         self._blocks: list[int] = []  # slots this node has processed, ascending
         self.view = NodeView(-1, -1, -1)

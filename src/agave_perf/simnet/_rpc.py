@@ -68,6 +68,8 @@ MAX_SIGNATURES_FOR_ADDRESS = 1000
 MAX_BLOCKS_RANGE = 500_000  # MAX_GET_CONFIRMED_BLOCKS_RANGE
 MAX_SLOT_LEADERS = 5000
 MAX_BASE58_PUBKEY = 44
+DELINQUENT_VALIDATOR_SLOT_DISTANCE = 128
+MAX_EPOCH_CREDITS_HISTORY = 5  # MAX_RPC_VOTE_ACCOUNT_INFO_EPOCH_CREDITS_HISTORY
 
 
 class RpcFailure(Exception):
@@ -247,6 +249,7 @@ class Methods:
             "getSlotLeaders": self.get_slot_leaders,
             "getEpochSchedule": self.get_epoch_schedule,
             "getIdentity": self.get_identity,
+            "getVoteAccounts": self.get_vote_accounts,
             "getSupply": self.get_supply,
             "getHighestSnapshotSlot": self.get_highest_snapshot_slot,
         }
@@ -1123,6 +1126,32 @@ class Methods:
         _params(params, 0, 0)
         return {"identity": str(self.node.identity)}
 
+    def get_vote_accounts(self, params: Any) -> Any:
+        (cfg,) = _params(params, 0, 1)
+        cfg = _config(
+            cfg,
+            {"commitment", "votePubkey", "keepUnstakedDelinquents", "delinquentSlotDistance"},
+        )
+        # Agave checks the vote pubkey before it picks the bank
+        wanted = _pubkey(cfg["votePubkey"]) if cfg.get("votePubkey") is not None else None
+        keep_unstaked = _bool(cfg.get("keepUnstakedDelinquents"), False)
+        distance = cfg.get("delinquentSlotDistance")
+        distance = DELINQUENT_VALIDATOR_SLOT_DISTANCE if distance is None else _u64(distance)
+        slot = self._slot({"commitment": cfg.get("commitment")})
+        current: list[dict[str, Any]] = []
+        delinquent: list[dict[str, Any]] = []
+        for voter in self.node.cluster.nodes:
+            if wanted is not None and voter.vote_pubkey != wanted:
+                continue
+            info = vote_account_info(voter, slot, self.node.ledger.first_slot)
+            last = info["lastVote"]
+            # Agave's partition: a vote within the distance of the bank's slot is current
+            recent = last > slot - distance if slot >= distance else last > 0
+            (current if recent else delinquent).append(info)
+        if not keep_unstaked:
+            delinquent = [d for d in delinquent if d["activatedStake"] > 0]
+        return {"current": current, "delinquent": delinquent}
+
     def get_supply(self, params: Any) -> Any:
         (cfg,) = _params(params, 0, 1)
         cfg = _config(cfg, {"commitment", "excludeNonCirculatingAccountsList"})
@@ -1165,6 +1194,35 @@ class Methods:
     def get_first_available_block(self, params: Any) -> Any:
         _params(params, 0, 0)
         return self.node.ledger.first_slot
+
+
+def vote_account_info(voter: Node, slot: int, first_slot: int) -> dict[str, Any]:
+    """An RpcVoteAccountInfo: ``voter``'s vote account as the bank at ``slot`` holds it.
+
+    A node votes for each slot it processes, and its votes land in the bank of a later
+    slot, so a bank at ``slot`` knows the voter's votes up to ``slot`` at most: a voter
+    that lags shows an older last vote, and one more than the delinquent distance behind
+    is delinquent. Credits count one per voted slot since the cluster's first slot.
+    """
+    view = voter.view
+    last = max(0, min(view.processed, slot))
+    root = max(0, min(view.finalized, last))
+    credits: list[list[int]] = []
+    if last > first_slot:
+        for epoch in range(first_slot // SLOTS_PER_EPOCH, last // SLOTS_PER_EPOCH + 1):
+            end = min(last, (epoch + 1) * SLOTS_PER_EPOCH - 1)
+            prev = credits[-1][1] if credits else 0
+            credits.append([epoch, end - first_slot, prev])
+    return {
+        "votePubkey": str(voter.vote_pubkey),
+        "nodePubkey": str(voter.identity),
+        "activatedStake": voter.stake,
+        "epochVoteAccount": voter.stake > 0,
+        "commission": voter.commission,
+        "lastVote": last,
+        "epochCredits": credits[-MAX_EPOCH_CREDITS_HISTORY:],
+        "rootSlot": root,
+    }
 
 
 def _block_error(kind: str, slot: int) -> RpcFailure:
