@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agave_perf.simnet import DEFAULT_MARKET_TPS
+
 
 def start(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -108,3 +110,11 @@ class TestValidatorArgsAndAccounts:
         assert doc["token_world"]["accounts"] == 1000
         assert len(doc["token_world"]["mints"]) == 8
         assert doc["validator"]["account_indexes"] == ["program-id"]
+        assert doc["market_tps"] == DEFAULT_MARKET_TPS  # the market is on with --accounts
+
+    def test_market_tps_needs_accounts(self) -> None:
+        """--market-tps without a token world is one usage line, exit 2."""
+        proc = start("--port", "0", "--duration", "1s", "--market-tps", "10")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert "give --accounts N" in err

@@ -14,7 +14,14 @@ import click
 from agave_perf import paths
 from agave_perf.cli._common import Duration, run_async, runtime, standard_options
 from agave_perf.output import document, dumps
-from agave_perf.simnet import BUILTIN, WS_QUEUE_BYTES, WS_QUEUE_ITEMS, SimCluster, load_scenario
+from agave_perf.simnet import (
+    BUILTIN,
+    DEFAULT_MARKET_TPS,
+    WS_QUEUE_BYTES,
+    WS_QUEUE_ITEMS,
+    SimCluster,
+    load_scenario,
+)
 
 
 def write_keypair(cluster: SimCluster) -> Path:
@@ -58,6 +65,7 @@ async def _serve(
             }
             if cluster.world is not None:
                 doc["token_world"] = cluster.world.summary()
+                doc["market_tps"] = cluster.market_tps if cluster.market is not None else 0.0
             print(dumps(document(doc)), flush=True)
         else:
             for n in cluster.info():
@@ -70,6 +78,8 @@ async def _serve(
                     f"{len(w.owners)} owners; pools owned by {w.pool_program}",
                     flush=True,
                 )
+                market = f"{cluster.market_tps:g} transfers/s" if cluster.market else "off"
+                print(f"market   {market}", flush=True)
             print(
                 f"scenario {cluster.scenario.name}, slot {cluster.slot_s * 1000:g} ms; "
                 "Ctrl-C stops",
@@ -116,6 +126,13 @@ async def _serve(
     default=0,
     show_default=True,
     help="SPL token accounts to seed (over 8 mints, 4 per owner) plus 16 pool accounts.",
+)
+@click.option(
+    "--market-tps",
+    type=click.FloatRange(0),
+    default=None,
+    help=f"Signed token transfers per second the background market sends, a share with "
+    f"priority fees (default {DEFAULT_MARKET_TPS:g} with --accounts; 0 = off).",
 )
 @click.option(
     "--validator-args",
@@ -182,6 +199,7 @@ def simnet(
     duration: float | None,
     truth: str | None,
     accounts: int,
+    market_tps: float | None,
     validator_args: str | None,
     health_check_slot_distance: int,
     perf_sample_secs: float,
@@ -200,6 +218,8 @@ def simnet(
         return
     rt = runtime()
     cfg = rt.settings.simnet
+    if market_tps is None:
+        market_tps = DEFAULT_MARKET_TPS if accounts else 0.0
     cluster = SimCluster(
         nodes=nodes or cfg.nodes,
         scenario=load_scenario(scenario or cfg.scenario),
@@ -208,6 +228,7 @@ def simnet(
         host=host,
         truth=truth,
         token_accounts=accounts,
+        market_tps=market_tps,
         validator_args=validator_args,
         health_check_slot_distance=health_check_slot_distance,
         perf_sample_s=perf_sample_secs,

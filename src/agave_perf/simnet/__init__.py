@@ -11,6 +11,7 @@ clock=VirtualClock())`` binds no socket and runs on virtual time (unit tests).
 from agave_perf.simnet._admin import AdminServer, Exited, request_exit
 from agave_perf.simnet._cluster import LAMPORTS_PER_SOL, NodeInfo, SimCluster
 from agave_perf.simnet._inproc import SimConnector
+from agave_perf.simnet._market import DEFAULT_MARKET_TPS
 from agave_perf.simnet._rpc import Methods, handle_body
 from agave_perf.simnet._scenario import BUILTIN, Distribution, Scenario
 from agave_perf.simnet._scenario import load as load_scenario
@@ -22,6 +23,7 @@ from agave_perf.simnet._edge import WS_QUEUE_BYTES, WS_QUEUE_ITEMS
 
 __all__ = [
     "BUILTIN",
+    "DEFAULT_MARKET_TPS",
     "LAMPORTS_PER_SOL",
     "WS_QUEUE_BYTES",
     "WS_QUEUE_ITEMS",

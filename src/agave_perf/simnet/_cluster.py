@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from solders.account import Account
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -33,6 +34,7 @@ from agave_perf.simnet._edge import (
 from agave_perf.simnet._faults import Forks, block_writes, dead_block, forked, send_dropped
 from agave_perf.simnet._inproc import SimConnector
 from agave_perf.simnet._ledger import ExecutionError, Ledger, TxRecord, error_name
+from agave_perf.simnet._market import TICK_S, Market
 from agave_perf.simnet._node import DEFAULT_STAKE_LAMPORTS, Node
 from agave_perf.simnet._rpc import FEATURE_SET, SOLANA_CORE_VERSION
 from agave_perf.simnet._scenario import Behaviour, Scenario
@@ -100,6 +102,7 @@ class SimCluster:
         metrics_node: int = 1,
         metrics_flush_s: float = 10.0,
         stakes: list[int] | None = None,  # lamports per node (default: equal stakes)
+        market_tps: float | None = None,
     ) -> None:
         if nodes < 1:
             raise UsageError("a cluster needs at least one node")
@@ -137,6 +140,19 @@ class SimCluster:
         if token_accounts < 0:
             raise UsageError("--accounts must be 0 or more")
         self.world = TokenWorld.plan(self.scenario.seed, token_accounts) if token_accounts else None
+        # the background market: token transfers every slot, at --market-tps (scenario
+        # phases may change the rate); it needs the token world's accounts and traders
+        self.market_tps = float(market_tps or 0.0)
+        if self.market_tps < 0:
+            raise UsageError("--market-tps must be 0 or more")
+        wants_market = self.market_tps > 0 or self.scenario.sets_market()
+        if wants_market and self.world is None:
+            raise UsageError("--market-tps: the market trades seeded tokens; give --accounts N")
+        self.market = (
+            Market(self.world, self.scenario.seed)
+            if wants_market and self.world is not None
+            else None
+        )
         self._genesis(funded or [])
         if stakes is not None and (len(stakes) != nodes or any(s < 0 for s in stakes)):
             raise UsageError(f"stakes: one lamport amount (0 or more) per node, {nodes} of them")
@@ -253,6 +269,7 @@ class SimCluster:
             slot_ms=self.slot_s * 1000,
             validator=self.node_config.to_json(),
             first_slot=self.first_slot,
+            market_tps=self.market_tps if self.market is not None else 0.0,
             nodes=[
                 {**n.to_json(), "validator": node.config.to_json()}
                 for n, node in zip(self.info(), self.nodes, strict=True)
@@ -270,6 +287,8 @@ class SimCluster:
             self._wakeups[i] = asyncio.Event()
             self._tasks.append(asyncio.create_task(self._drive_follower(i), name=f"simnet-f{i}"))
         self._tasks.append(asyncio.create_task(self._drive_pauses(), name="simnet-pauses"))
+        if self.market is not None:
+            self._tasks.append(asyncio.create_task(self._drive_market(), name="simnet-market"))
         if any(self.scenario.pubsub_windows(n.index) for n in self.nodes):
             self._tasks.append(
                 asyncio.create_task(self._drive_pubsub_drops(), name="simnet-pubsub-drops")
@@ -412,6 +431,43 @@ class SimCluster:
             for node in self.nodes:
                 node.sample_perf(now, self.perf_sample_s)
             k += 1
+
+    async def _drive_market(self) -> None:
+        """Send the market's transfers in small groups spread over each slot, so no request
+        waits behind a whole slot's worth of execution."""
+        owed = 0.0
+        k = 1
+        while True:
+            await self.clock.sleep_until(self._t0 + k * TICK_S)
+            k += 1
+            owed += self.scenario.market_tps(self.elapsed(), self.market_tps) * TICK_S
+            n = int(owed)
+            if n:
+                owed -= n
+                self.trade(n)
+
+    def trade(self, n: int) -> int:
+        """Execute ``n`` market transfers on the tip now; return how many landed."""
+        if self.market is None or self.ledger.pending is None:
+            return 0
+        recent = self.ledger.blocks[self.ledger.block_slots[-1]]
+        svm = self.tip.bank.svm
+        landed = 0
+
+        def balance(pubkey: Pubkey) -> int:
+            acct = svm.get_account(pubkey)
+            data = bytes(acct.data) if acct is not None else b""
+            return int.from_bytes(data[64:72], "little") if len(data) >= 72 else 0
+
+        for tx in self.market.transfers(n, Hash.from_string(recent.blockhash), balance):
+            try:
+                # signed just now by the market itself: no need to verify again
+                self.tip.bank.execute(tx, bytes(tx), verified=True)  # type: ignore[attr-defined]
+                landed += 1
+            except ExecutionError as err:
+                sig = str(tx.signatures[0])
+                self._record("dropped", signature=sig, reason=error_name(err.err), source="market")
+        return landed
 
     def _fork(self, slot: int, produced_at: float) -> None:
         """Produce ``slot`` on a fork that dies: shown at processed, built on by nobody."""

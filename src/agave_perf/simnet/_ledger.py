@@ -336,7 +336,8 @@ class TipBank(Bank):
                 raise ExecutionError(err, list(meta.logs()), meta.compute_units_consumed())
         else:
             err, meta = None, result
-        return self._record(block, sig, err, meta, raw, keys, pre)
+        written = frozenset(writable_keys(tx.message))
+        return self._record(block, sig, err, meta, raw, keys, pre, written)
 
     def airdrop(self, to: Pubkey, lamports: int) -> TxRecord:
         """Transfer from the faucet, as requestAirdrop does."""
@@ -358,7 +359,11 @@ class TipBank(Bank):
         raw: bytes,
         keys: list[Pubkey],
         pre: list[int],
+        writable: frozenset[Pubkey] | None = None,
     ) -> TxRecord:
+        """Add a landed transaction to ``block``; its writes are the accounts it may write
+        (``writable``; every key when None): a program or mint it only reads is unchanged,
+        and Agave notifies no subscriber of it."""
         post_accounts = [self.svm.get_account(k) for k in keys]
         rec = TxRecord(
             signature=sig,
@@ -373,7 +378,12 @@ class TipBank(Bank):
             keys=tuple(keys),
         )
         block.txs.append(rec)
-        block.writes.extend(zip(keys, post_accounts, strict=True))
+        if writable is None:
+            block.writes.extend(zip(keys, post_accounts, strict=True))
+        else:
+            block.writes.extend(
+                (k, a) for k, a in zip(keys, post_accounts, strict=True) if k in writable
+            )
         self._seen[sig] = block.slot
         if len(self._seen) > 500_000:
             self._seen.popitem(last=False)

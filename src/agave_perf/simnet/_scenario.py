@@ -194,6 +194,9 @@ class Phase:
     # MiB the simnet process allocates and keeps each second (a leaking node, for memory
     # guardrails); the process, not one node, since one process serves every node
     leak_mib_per_s: float | None = None
+    # signed token transfers per second the background market sends from then on (needs
+    # a token world: simnet --accounts N); None leaves the cluster's --market-tps
+    market_tps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,21 @@ class Scenario:
         """Return the MiB per second the process leaks at ``t``."""
         return self._cluster_rate("leak_mib_per_s", t)
 
+    def market_tps(self, t: float, default: float) -> float:
+        """The market's transfers per second at ``t``: the last phase setting it, else
+        ``default`` (the cluster's --market-tps)."""
+        rate = default
+        for phase in self.phases:
+            if phase.at > t:
+                break
+            if phase.market_tps is not None:
+                rate = phase.market_tps
+        return rate
+
+    def sets_market(self) -> bool:
+        """Whether some phase sets the market's rate."""
+        return any(p.market_tps is not None for p in self.phases)
+
     def fork_rate(self, t: float) -> float:
         """Return the fraction of slots produced on a fork that dies, at ``t``."""
         return self._cluster_rate("fork_rate", t)
@@ -289,6 +307,7 @@ class Scenario:
                     "skip_rate": p.skip_rate,
                     "fork_rate": p.fork_rate,
                     "leak_mib_per_s": p.leak_mib_per_s,
+                    **({"market_tps": p.market_tps} if p.market_tps is not None else {}),
                     "nodes": {
                         k: {
                             f: (
@@ -323,7 +342,7 @@ def _targets(target: str, node: int) -> bool:
 
 # The keys a scenario file accepts, at each level (docs/scenarios.md documents each one).
 TOP_KEYS = frozenset({"name", "seed", "phase", "validator_args"})
-PHASE_KEYS = frozenset({"at", "skip_rate", "fork_rate", "leak_mib_per_s", "nodes"})
+PHASE_KEYS = frozenset({"at", "skip_rate", "fork_rate", "leak_mib_per_s", "market_tps", "nodes"})
 BEHAVIOUR_KEYS = frozenset(
     {
         "lag_slots",
@@ -562,6 +581,11 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
                 nodes[str(target)] = _behaviour_from_toml(beh, f"{where} node {target}")
             skip, fork = p.get("skip_rate"), p.get("fork_rate")
             leak = p.get("leak_mib_per_s")
+            market = p.get("market_tps")
+            if market is not None and (
+                isinstance(market, bool) or not isinstance(market, int | float) or market < 0
+            ):
+                raise UsageError(f"{where}: market_tps must be a number of 0 or more")
             phases.append(
                 Phase(
                     parse_seconds(p.get("at", 0)),
@@ -569,6 +593,7 @@ def from_toml(text: str, name: str = "custom") -> Scenario:
                     None if skip is None else float(skip),
                     None if fork is None else float(fork),
                     None if leak is None else float(leak),
+                    None if market is None else float(market),
                 )
             )
     except (TypeError, ValueError) as err:

@@ -5,6 +5,10 @@ plus a few pool accounts owned by a pool program, and writes them straight into 
 genesis state (each bank's LiteSVM gets them with ``set_account``): 100,000 accounts take
 seconds, not the hours that many transactions would. Everything is derived from the seed,
 so tests, workloads and benchmarks can name the same keys without asking the node.
+
+The first ``TRADERS`` owners are keypairs (derived from the seed, funded with SOL): the
+background market (``_market``) signs real token transfers with them. The other owners
+are plain keys, as deriving a keypair for each of 250,000 owners would cost seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from solders.account import Account
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from agave_perf.simnet._token import (
@@ -34,6 +39,8 @@ POOL_MINT_A_OFFSET = 8  # after an 8-byte discriminator, as Anchor-style program
 POOL_MINT_B_OFFSET = 40
 POOL_DISCRIMINATOR = hashlib.sha256(b"account:Pool").digest()[:8]
 _IMMUTABLE_OWNER = struct.pack("<HH", 7, 0)  # Token-2022 ImmutableOwner, no data
+TRADERS = 64  # owners with a keypair: the market's signers
+TRADER_LAMPORTS = 1_000 * 1_000_000_000  # each trader's SOL, for its transaction fees
 
 
 def rent_exempt(size: int) -> int:
@@ -43,6 +50,11 @@ def rent_exempt(size: int) -> int:
 
 def _key(seed: int, what: str, i: int) -> Pubkey:
     return Pubkey(hashlib.sha256(f"simnet-world:{seed}:{what}:{i}".encode()).digest())
+
+
+def trader_keypair(seed: int, i: int) -> Keypair:
+    """The keypair of owner ``i`` (< TRADERS) of the world seeded with ``seed``."""
+    return Keypair.from_seed(hashlib.sha256(f"simnet-world:{seed}:trader:{i}".encode()).digest())
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,10 @@ class TokenWorld:
             seed=seed,
             accounts=accounts,
             mints=tuple(_key(seed, "mint", i) for i in range(MINTS)),
-            owners=tuple(_key(seed, "owner", i) for i in range(owners)),
+            owners=tuple(
+                trader_keypair(seed, i).pubkey() if i < TRADERS else _key(seed, "owner", i)
+                for i in range(owners)
+            ),
             pools=tuple(_key(seed, "pool", i) for i in range(MINTS * POOLS_PER_MINT)),
             pool_program=_key(seed, "pool-program", 0),
         )
@@ -80,6 +95,22 @@ class TokenWorld:
             "pool_program": str(self.pool_program),
             "pools": [str(p) for p in self.pools],
         }
+
+    def traders(self) -> list[Keypair]:
+        """The keypairs of the owners the market trades for (the first TRADERS)."""
+        return [trader_keypair(self.seed, i) for i in range(min(TRADERS, len(self.owners)))]
+
+    def accounts_of(self, owner: int) -> list[int]:
+        """The indexes of owner ``owner``'s token accounts (one per mint it holds)."""
+        n = len(self.owners)
+        return list(range(owner, self.accounts, n))[:ACCOUNTS_PER_OWNER] if n else []
+
+    def account_of(self, owner: int, mint_index: int) -> int | None:
+        """The index of ``owner``'s account of mint ``mint_index``, if it holds one."""
+        n = len(self.owners)
+        k = (mint_index - owner) % MINTS
+        i = owner + k * n
+        return i if k < ACCOUNTS_PER_OWNER and i < self.accounts else None
 
     def token_program(self, mint_index: int) -> Pubkey:
         """The program owning mint ``mint_index`` and its accounts."""
@@ -135,6 +166,8 @@ class TokenWorld:
             if program == TOKEN_2022_PROGRAM_ID:
                 data += bytes([ACCOUNT_TYPE_ACCOUNT]) + _IMMUTABLE_OWNER
             out.append((self.token_account(i), Account(rent_exempt(len(data)), data, program)))
+        for trader in self.traders():
+            out.append((trader.pubkey(), Account(TRADER_LAMPORTS, b"", Pubkey.default())))
         authority = _key(self.seed, "mint-authority", 0)
         for m, mint in enumerate(self.mints):
             data = pack_mint(Mint(authority, supply[m], self.decimals(m), True, None))
