@@ -4,6 +4,8 @@ Run: ``python -m benchmarks.simnet_throughput`` (needs Debian's ``wrk``). simnet
 to CPU 0 and the load to CPU 1 when ``taskset`` exists. As a same-run baseline, wrk
 also measures a trivial aiohttp responder on the same core, so the ratio says how
 much of the framework's capacity simnet's real work leaves.
+With ``BENCH_BASELINE_SRC=DIR`` the package under DIR (an export of an older ``src/``) is
+measured too, in the same run, and ``now_over_before`` gives the current figures over its.
 Writes ``benchmarks/results/simnet_throughput.json``.
 """
 
@@ -35,6 +37,12 @@ from benchmarks._loadgen import open_loop
 OUT = Path(__file__).parent / "results" / "simnet_throughput.json"
 DURATION = float(os.environ.get("BENCH_SECONDS", "6"))
 TASKSET = shutil.which("taskset")
+# BENCH_BASELINE_SRC=DIR: also measure the agave_perf package under DIR (e.g. an export of
+# main's src/) in the same run, first, and report the current code's figures over its
+BASELINE_SRC = os.environ.get("BENCH_BASELINE_SRC", "")
+# the current code's extra simnet flags: its --accounts world has a market unless told not
+# to; off here, so both arms do the same work (the market's own cost is simnet_slot_rate's)
+CURRENT_ARGS = ["--market-tps", "0"]
 
 LUA = """
 local bodies = {}
@@ -141,6 +149,78 @@ def latency_at(url: str, bodies: list[bytes], rate: float) -> dict[str, float]:
     }
 
 
+def measure_simnet(tmp: Path, env: dict[str, str], extra: list[str]) -> dict[str, Any]:
+    """The three figures of one simnet (the code ``env`` imports), pinned to CPU 0."""
+    results: dict[str, Any] = {}
+    sim = subprocess.Popen(
+        pinned(
+            0,
+            [
+                sys.executable,
+                "-m",
+                "agave_perf",
+                "simnet",
+                "--nodes",
+                "1",
+                "--port",
+                "0",
+                "--json",
+                "--accounts",
+                "64",
+                *extra,
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert sim.stdout is not None
+        info = json.loads(sim.stdout.readline())
+        url = info["nodes"][0]["http"] + "/"
+        payer = Keypair.from_bytes(bytes(json.loads(Path(info["payer_keypair"]).read_text())))
+        get_slot = [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"}).encode()]
+        get_acct = [
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "getAccountInfo",
+                    "params": [a, {"encoding": "base64"}],
+                }
+            ).encode()
+            for a in info["accounts"]
+        ]
+        for name, bodies in (("getSlot", get_slot), ("getAccountInfo", get_acct)):
+            peak: dict[str, Any] = dict(wrk(url, bodies, DURATION, tmp))
+            peak["latency_at_50pct"] = latency_at(url, bodies, peak["rps"] / 2)
+            results[name] = peak
+        blockhash = rpc(url, "getLatestBlockhash", {"commitment": "processed"})["value"][
+            "blockhash"
+        ]
+        # unique transactions only: wrk must never resend one (that would be AlreadyProcessed)
+        n_peak = int(15_000 * DURATION)
+        txs = transfers(payer, blockhash, n_peak)
+        count0 = rpc(url, "getTransactionCount", {"commitment": "processed"})
+        peak = dict(wrk(url, txs, DURATION, tmp))
+        time.sleep(1.0)
+        landed = rpc(url, "getTransactionCount", {"commitment": "processed"}) - count0
+        peak["unique_bodies"] = n_peak
+        peak["landed"] = landed
+        peak["landed_per_s"] = landed / DURATION
+        rate = min(peak["rps"], landed / DURATION) / 2
+        blockhash = rpc(url, "getLatestBlockhash", {"commitment": "processed"})["value"][
+            "blockhash"
+        ]
+        txs = transfers(payer, blockhash, int(rate * DURATION) + 10)
+        peak["latency_at_50pct"] = latency_at(url, txs, rate)
+        results["sendTransaction"] = peak
+    finally:
+        sim.terminate()
+        sim.wait()
+    return results
+
+
 def main() -> dict[str, Any]:
     results: dict[str, Any] = {"cpu_pinning": bool(TASKSET), "seconds": DURATION}
     with tempfile.TemporaryDirectory() as td:
@@ -158,71 +238,12 @@ def main() -> dict[str, Any]:
         finally:
             trivial.terminate()
             trivial.wait()
-        sim = subprocess.Popen(
-            pinned(
-                0,
-                [
-                    sys.executable,
-                    "-m",
-                    "agave_perf",
-                    "simnet",
-                    "--nodes",
-                    "1",
-                    "--port",
-                    "0",
-                    "--json",
-                    "--accounts",
-                    "64",
-                ],
-            ),
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            assert sim.stdout is not None
-            info = json.loads(sim.stdout.readline())
-            url = info["nodes"][0]["http"] + "/"
-            payer = Keypair.from_bytes(bytes(json.loads(Path(info["payer_keypair"]).read_text())))
-            get_slot = [json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"}).encode()]
-            get_acct = [
-                json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": 1,
-                        "method": "getAccountInfo",
-                        "params": [a, {"encoding": "base64"}],
-                    }
-                ).encode()
-                for a in info["accounts"]
-            ]
-            for name, bodies in (("getSlot", get_slot), ("getAccountInfo", get_acct)):
-                peak = wrk(url, bodies, DURATION, tmp)
-                peak["latency_at_50pct"] = latency_at(url, bodies, peak["rps"] / 2)
-                results[name] = peak
-            blockhash = rpc(url, "getLatestBlockhash", {"commitment": "processed"})["value"][
-                "blockhash"
-            ]
-            # unique transactions only: wrk must never resend one (that would be AlreadyProcessed)
-            n_peak = int(15_000 * DURATION)
-            txs = transfers(payer, blockhash, n_peak)
-            count0 = rpc(url, "getTransactionCount", {"commitment": "processed"})
-            peak = wrk(url, txs, DURATION, tmp)
-            time.sleep(1.0)
-            landed = rpc(url, "getTransactionCount", {"commitment": "processed"}) - count0
-            peak["unique_bodies"] = n_peak
-            peak["landed"] = landed
-            peak["landed_per_s"] = landed / DURATION
-            rate = min(peak["rps"], landed / DURATION) / 2
-            blockhash = rpc(url, "getLatestBlockhash", {"commitment": "processed"})["value"][
-                "blockhash"
-            ]
-            txs = transfers(payer, blockhash, int(rate * DURATION) + 10)
-            peak["latency_at_50pct"] = latency_at(url, txs, rate)
-            results["sendTransaction"] = peak
-        finally:
-            sim.terminate()
-            sim.wait()
+        if BASELINE_SRC:
+            # the code before a change, measured in this same run: its figures are the
+            # reference the current code's must stay within 10 % of
+            old_env = {**env, "PYTHONPATH": BASELINE_SRC}
+            results["before"] = measure_simnet(tmp, old_env, [])
+        results.update(measure_simnet(tmp, env, CURRENT_ARGS))
     base = results["baseline_trivial_aiohttp"]["rps"]
     for name in ("getSlot", "getAccountInfo", "sendTransaction"):
         results[name]["ratio_to_baseline"] = results[name]["rps"] / base
@@ -234,6 +255,14 @@ def main() -> dict[str, Any]:
             for m in ("getSlot", "getAccountInfo", "sendTransaction")
         ),
     }
+    if BASELINE_SRC:
+        before = results["before"]
+        keys = {"getSlot": "rps", "getAccountInfo": "rps", "sendTransaction": "landed_per_s"}
+        ratios = {m: results[m][k] / before[m][k] for m, k in keys.items()}
+        results["now_over_before"] = ratios
+        results["targets"]["within_10pct_of_before"] = all(
+            abs(r - 1) <= 0.10 for r in ratios.values()
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
