@@ -9,9 +9,9 @@ types, each simnet its own process:
 2. The same load on two nodes whose every answer takes a few ms of service time
    (``--scenario latency:...``, the part of a real node's work simnet's single Python
    thread does not spend in parallel), one with ``--rpc-threads 16`` and one with
-   ``--rpc-threads 2``: ``bench --repeat 3`` on each, then ``agave-perf compare`` of
-   2 threads against 16, whose verdict should be the queueing a node with too few RPC
-   threads shows.
+   ``--rpc-threads 2``: ``bench --repeat 3 --arrival poisson`` on each, then
+   ``agave-perf compare`` of 2 threads against 16, whose verdict should be the queueing a
+   node with too few RPC threads shows.
 
 Writes ``benchmarks/results/simnet_dex.json``; every figure comes with the load average.
 """
@@ -154,6 +154,10 @@ def main() -> dict[str, Any]:
                     str(ARM_RUNS),
                     "--pause",
                     "1s",
+                    # bots' requests come in bursts: Poisson arrivals queue as they do,
+                    # where evenly spaced ones would hide a node's missing threads
+                    "--arrival",
+                    "poisson",
                     "--store",
                     store,
                     "--tag",
