@@ -5,7 +5,9 @@ to CPU 0 and the load to CPU 1 when ``taskset`` exists. As a same-run baseline, 
 also measures a trivial aiohttp responder on the same core, so the ratio says how
 much of the framework's capacity simnet's real work leaves.
 With ``BENCH_BASELINE_SRC=DIR`` the package under DIR (an export of an older ``src/``) is
-measured too, in the same run, and ``now_over_before`` gives the current figures over its.
+measured too, in the same run, and ``now_over_before`` gives the current figures over its;
+``request_path_now_over_before`` compares the two codes' CPU time per request in-process,
+which a busy machine disturbs far less than wrk's throughput.
 Writes ``benchmarks/results/simnet_throughput.json``.
 """
 
@@ -17,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -222,6 +225,67 @@ def measure_simnet(tmp: Path, env: dict[str, str], extra: list[str]) -> dict[str
     return results
 
 
+# The request path alone, in-process: CPU time per getSlot, getAccountInfo and
+# sendTransaction through handle_body (no HTTP, no scheduler), for whichever agave_perf the
+# interpreter imports. On a shared machine the wrk figures swing by 20 % between rounds;
+# process CPU time of the same loop does not, so it is what compares two codes' own work.
+PERCALL = """
+import asyncio, base64, json, statistics, time
+from solders.hash import Hash
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+from agave_perf.simnet import Methods, SimCluster, handle_body
+
+def body(method, *params):
+    doc = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+    return json.dumps(doc).encode()
+
+async def main():
+    async with SimCluster(nodes=1, serve=False, token_accounts=64) as c:
+        m = Methods(c.tip)
+        out = {}
+        reads = {
+            "getSlot": [body("getSlot")],
+            "getAccountInfo": [body("getAccountInfo", str(a), {"encoding": "base64"})
+                               for a in c.account_pool],
+        }
+        for name, bodies in reads.items():
+            t = time.process_time()
+            for i in range(20000):
+                handle_body(m, bodies[i % len(bodies)])
+            out[name] = (time.process_time() - t) / 20000 * 1e6
+        bh = Hash.from_string(c.ledger.blocks[c.ledger.block_slots[-1]].blockhash)
+        sends = []
+        for i in range(3000):
+            ix = transfer(TransferParams(from_pubkey=c.payer.pubkey(),
+                                         to_pubkey=Pubkey.new_unique(), lamports=10**6 + i))
+            tx = VersionedTransaction(MessageV0.try_compile(c.payer.pubkey(), [ix], [], bh),
+                                      [c.payer])
+            sends.append(body("sendTransaction", base64.b64encode(bytes(tx)).decode(),
+                              {"encoding": "base64"}))
+        t = time.process_time()
+        for b in sends:
+            handle_body(m, b)
+        out["sendTransaction"] = (time.process_time() - t) / len(sends) * 1e6
+        print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def percall(env: dict[str, str]) -> dict[str, float]:
+    """CPU microseconds per request of the request path (PERCALL) for ``env``'s code."""
+    out = subprocess.run(
+        pinned(0, [sys.executable, "-c", PERCALL]), env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"request-path measurement failed: {out.stderr.strip()}")
+    doc: dict[str, float] = json.loads(out.stdout)
+    return doc
+
+
 def best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per method, the round with the highest throughput (landed/s for sendTransaction)."""
     keys = {"getSlot": "rps", "getAccountInfo": "rps", "sendTransaction": "landed_per_s"}
@@ -257,6 +321,20 @@ def main() -> dict[str, Any]:
             results["before"] = best(before)
             results["rounds"] = {"before": before, "now": now}
             results.update(best(now))
+            cpu_before, cpu_now = [], []
+            for _ in range(3):
+                cpu_before.append(percall(old_env))
+                cpu_now.append(percall(env))
+            median = {
+                arm: {m: statistics.median(r[m] for r in runs) for m in runs[0]}
+                for arm, runs in (("before", cpu_before), ("now", cpu_now))
+            }
+            results["request_path_cpu_us"] = median | {
+                "rounds": {"before": cpu_before, "now": cpu_now}
+            }
+            results["request_path_now_over_before"] = {
+                m: median["now"][m] / median["before"][m] for m in median["now"]
+            }
         else:
             results.update(measure_simnet(tmp, env, CURRENT_ARGS))
     base = results["baseline_trivial_aiohttp"]["rps"]
@@ -277,6 +355,10 @@ def main() -> dict[str, Any]:
         results["now_over_before"] = ratios
         results["targets"]["within_10pct_of_before"] = all(
             abs(r - 1) <= 0.10 for r in ratios.values()
+        )
+        # the request path's CPU time may not grow by more than 10 % (less is fine)
+        results["targets"]["request_path_cpu_at_most_10pct_more"] = all(
+            r <= 1.10 for r in results["request_path_now_over_before"].values()
         )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2))
