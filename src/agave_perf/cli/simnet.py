@@ -258,7 +258,11 @@ def simnet(
     metavar="PERCENT",
     help="The most delinquent stake an exit is allowed with.",
 )
-@click.option("--skip-new-snapshot-check", is_flag=True, help="Accepted (simnet has no snapshots).")
+@click.option(
+    "--skip-new-snapshot-check",
+    is_flag=True,
+    help="Do not wait for a snapshot newer than the one seen when the wait began.",
+)
 @click.option("--skip-health-check", is_flag=True, help="Do not require getHealth ok.")
 @standard_options
 @click.pass_context
@@ -288,6 +292,7 @@ def exit_command(
             max_delinquent_pct=max_delinquent_stake,
             skip_health=skip_health_check,
             force=force,
+            skip_new_snapshot=skip_new_snapshot_check,
             say=say,
         )
     )
