@@ -19,9 +19,12 @@ from agave_perf.clock import VirtualClock
 from agave_perf.errors import RpcResponseError
 from agave_perf.rpc import RpcClient
 from agave_perf.simnet import SimCluster
-from agave_perf.simnet._admin import window_blocker
+from agave_perf.simnet._admin import RestartWindow
 from agave_perf.simnet._node import DEFAULT_STAKE_LAMPORTS
-from agave_perf.simnet._rpc import DELINQUENT_VALIDATOR_SLOT_DISTANCE
+from agave_perf.simnet._rpc import (
+    DELINQUENT_VALIDATOR_SLOT_DISTANCE,
+    INCREMENTAL_SNAPSHOT_INTERVAL,
+)
 
 SLOT_MS = 100
 
@@ -149,19 +152,31 @@ class TestVoteAccounts:
     async def test_restart_window_counts_delinquent_stake(
         self, virtual_clock: VirtualClock
     ) -> None:
-        """`simnet exit` waits while more stake than allowed is delinquent, as Agave's
-        wait-for-restart-window judges it from getVoteAccounts."""
+        """`simnet exit` waits while the delinquent stake is at or above the limit, as Agave's
+        wait-for-restart-window judges it from getVoteAccounts (its rule is ``>=``)."""
+
+        def window(max_pct: int) -> RestartWindow:
+            # the snapshot check stays on: in Agave, skipping it skips the stake check too
+            return RestartWindow(0, max_pct, skip_health=True, skip_new_snapshot=False)
+
         async with SimCluster(
             2, "lag:slots=200", slot_ms=SLOT_MS, serve=False, clock=virtual_clock
         ) as c:
             url = c.info()[0].http
             async with RpcClient(url, transport=c.connector().http(url)) as rpc:
-                assert await window_blocker(rpc, 0, 5, skip_health=True) is None
+                early = window(5)
+                await early.blocker(rpc)  # the snapshot the wait starts from
+                await asyncio.sleep(INCREMENTAL_SNAPSHOT_INTERVAL * SLOT_MS / 1000)
+                assert await early.blocker(rpc) is None  # a new snapshot, nobody delinquent
+                windows = {pct: window(pct) for pct in (5, 50, 51)}
+                for w in windows.values():
+                    assert (await w.blocker(rpc) or "").startswith("waiting for a new snapshot")
                 await asyncio.sleep(260 * SLOT_MS / 1000)
-                blocker = await window_blocker(rpc, 0, 5, skip_health=True)
+                blocker = await windows[5].blocker(rpc)
                 assert blocker is not None
-                assert "delinquent stake 50.0 % above 5 %" in blocker
-                assert await window_blocker(rpc, 0, 50, skip_health=True) is None
+                assert "delinquent stake 50.00% is at or above 5 %" in blocker
+                assert await windows[50].blocker(rpc) is not None  # 50 % >= 50 %
+                assert await windows[51].blocker(rpc) is None
 
     @pytest.mark.integration
     async def test_solana_py_reads_vote_accounts(self) -> None:

@@ -261,7 +261,8 @@ def simnet(
 @click.option(
     "--skip-new-snapshot-check",
     is_flag=True,
-    help="Do not wait for a snapshot newer than the one seen when the wait began.",
+    help="Do not wait for a snapshot newer than the one seen when the wait began "
+    "(as in Agave, this skips the delinquent-stake check too).",
 )
 @click.option("--skip-health-check", is_flag=True, help="Do not require getHealth ok.")
 @standard_options

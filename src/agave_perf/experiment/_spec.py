@@ -90,9 +90,10 @@ class ExitRestart(_Section):
 
     Without ``--force`` the validator first waits for a restart window: healthy, delinquent
     stake at most ``max_delinquent_stake`` %, no leader slot within ``min_idle_time``, and a
-    new snapshot since it was asked (``skip_new_snapshot_check`` skips that wait: about one
-    incremental snapshot interval, ~40 s). It then exits and, since Agave 3.0, the command
-    waits until the process has gone. ``restart.timeout`` must leave room for the window.
+    new snapshot since it was asked (``skip_new_snapshot_check`` skips that wait, about one
+    incremental snapshot interval, ~40 s, and, as in Agave, the delinquent-stake check with
+    it). It then exits and, since Agave 3.0, the command waits until the process has gone.
+    ``restart.timeout`` must leave room for the window.
     """
 
     validator: str = "agave-validator"  # a shell command: "$AGAVE_PERF simnet" for simnet

@@ -16,7 +16,8 @@ error, as in Agave); a snapshot newer than the one seen when the wait began
 (``getHighestSnapshotSlot``; ``--skip-new-snapshot-check``); delinquent stake (``getVoteAccounts``:
 delinquent over current plus delinquent ``activatedStake``) below ``--max-delinquent-stake``
 percent; and, once incremental snapshots have been seen, an incremental one on top of the
-newest full snapshot.
+newest full snapshot. As in Agave, ``--skip-new-snapshot-check`` skips the delinquent-stake
+check too: both are judged only once a new snapshot is there.
 """
 
 from __future__ import annotations
