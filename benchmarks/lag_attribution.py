@@ -43,12 +43,11 @@ import aiohttp
 from agave_perf.config import SloSettings
 from agave_perf.slo import Monitor, Sources
 from agave_perf.slo.attribution import quantile
-from agave_perf.slo.evidence import attribute_range, from_samples
+from agave_perf.slo.evidence import INTERVAL_S, attribute_intervals, from_samples
 
 OUT = Path(__file__).parent / "results" / "lag_attribution.json"
 SECONDS = float(os.environ.get("LAG_ATTRIB_SECONDS", "120"))
 SLOT_MS = float(os.environ.get("LAG_ATTRIB_SLOT_MS", "400"))
-INTERVAL_S = 10.0
 SCENARIOS: list[tuple[str, str]] = [
     ("none", "stages"),
     ("replay-bound", "replay:ms=600"),
@@ -196,20 +195,23 @@ async def scenario(expected: str, spec: str, workdir: Path) -> dict[str, Any]:
             proc.wait(timeout=10)
     T = verdict.evaluation.slot_time.ms
     ev = from_samples(monitor.data, monitor.node.endpoint)
-    intervals = []
-    t = monitor.t0
-    while t + INTERVAL_S <= (monitor.ended or t) + 1e-6:
-        a = attribute_range(ev, slot_time_ms=T, max_slot_lag=5, start=t, end=t + INTERVAL_S)
-        intervals.append(
-            {
-                "start_s": round(t - monitor.t0, 1),
-                "lag_max": a.lag,
-                "lagging": a.lag is not None and a.lag > 5,
-                "cause": a.cause,
-                "sentence": a.sentence,
-            }
+    intervals = [
+        {
+            "start_s": i.start_s,
+            "lag_max": i.attribution.lag,
+            "lagging": i.lagging,
+            "cause": i.attribution.cause,
+            "sentence": i.attribution.sentence,
+        }
+        for i in attribute_intervals(
+            ev,
+            slot_time_ms=T,
+            max_slot_lag=5,
+            start=monitor.t0,
+            end=monitor.ended or monitor.t0,
+            interval_s=INTERVAL_S,
         )
-        t += INTERVAL_S
+    ]
     lagging = [i for i in intervals if i["lagging"]]
     correct = [i for i in lagging if i["cause"] == expected]
     truth_doc = truth_of(truth, "follower-1", "follower-2")

@@ -6,8 +6,11 @@ A sender posts Agave-shaped datapoints (``replay-slot-stats``, ``shred_insert_is
 ``i`` integers) at 4,000 points/s — ``SOLANA_METRICS_MAX_POINTS_PER_SECOND``'s default
 — in one batch per second, to a receiver in its own process, for 60 s. A second run does
 the same with the points written by the ``influxdb`` package from PyPI (its line
-writer and HTTP client, nobody here wrote them), and a fourth with that client and
-``forward`` set, teeing every batch into a second receiver process.
+writer and HTTP client, nobody here wrote them), a third with that client and the
+points turned into the samples ``check``/``watch`` keep for attribution
+(``metric_samples`` into a ``SampleSet``: the receiver's cost as those commands pay
+it), and a fourth with that client and ``forward`` set, teeing every batch into a
+second receiver process.
 Measured: the receiver process's CPU (utime + stime) as a share of one core, points
 counted by the receiver against points sent (loss), and the forward target's count.
 Baseline in the same run: a trivial aiohttp server taking the same POSTs without
@@ -36,18 +39,27 @@ RATE = 4000  # points per second, Agave's default cap
 
 RECEIVER = """
 import asyncio, json, signal, sys
+from agave_perf.slo.evidence import metric_samples
 from agave_perf.slo.influx import InfluxReceiver
+from agave_perf.slo.samples import SampleSet
 async def main():
     count = [0]
     forward = sys.argv[1] or None
-    rx = InfluxReceiver(lambda pts: count.__setitem__(0, count[0] + len(pts)), forward=forward)
+    data = SampleSet()
+    def sink(pts):
+        count[0] += len(pts)
+        if len(sys.argv) > 2:  # what watch/check do with them: samples kept for attribution
+            for m in metric_samples(pts):
+                data.add(m)
+    rx = InfluxReceiver(sink, forward=forward)
     await rx.start()
     print(rx.port, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await rx.stop()
-    print(json.dumps({"sunk": count[0], **rx.stats.to_json()}), flush=True)
+    kept = data.counts["nmet"]
+    print(json.dumps({"sunk": count[0], "samples": kept, **rx.stats.to_json()}), flush=True)
 asyncio.run(main())
 """
 
@@ -199,6 +211,7 @@ def main() -> None:
     baseline = run(TRIVIAL)
     plain = run(RECEIVER, "")
     by_client = run(RECEIVER, "", sender=drive_client)
+    monitored = run(RECEIVER, "", "monitor", sender=drive_client)
     target, target_port = start(RECEIVER, "")
     teeing = run(RECEIVER, f"http://127.0.0.1:{target_port}", sender=drive_client)
     time.sleep(1.0)
@@ -223,6 +236,10 @@ def main() -> None:
         },
         "receiver": summary(plain),
         "receiver_influxdb_client": summary(by_client),
+        "receiver_influxdb_client_monitor_sink": {
+            **summary(monitored),
+            "samples_kept": monitored["closing"]["samples"],
+        },
         "receiver_with_forward": {
             **summary(teeing),
             "forwarded_batches": teeing["closing"]["forwarded"],

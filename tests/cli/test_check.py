@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from tests.cli._simnet import agave_perf, closed_port, simnet, spawn
 
@@ -369,14 +370,16 @@ class TestFaults:
 
 @pytest.mark.integration
 class TestAttribution:
-    def test_json_and_replay_name_the_injected_cause(self, tmp_path: Path) -> None:
+    def test_json_replay_and_report_name_the_injected_cause(self, tmp_path: Path) -> None:
         """A follower whose replay takes 250 ms of a 100 ms slot: check says replay-bound, in the
-        text verdict, in --json (cause, evidence, stage p50/p95) and again from its recording."""
+        text verdict, in --json (cause, evidence, stage p50/p95, per 10 s interval), again from
+        its recording, and ``report`` of the recording or of the saved --json shows the
+        verdict and the cause."""
         record = tmp_path / "run.jsonl"
         with simnet("replay:ms=250", tmp_path, slot_ms=100) as net:
             node, tip = urls(net)
             r = agave_perf(
-                "check", "--duration", "4s", "--rpc", node, "--reference", tip, "--rate", "0",
+                "check", "--duration", "12s", "--rpc", node, "--reference", tip, "--rate", "0",
                 "--json", "--record", str(record), home=tmp_path,
             )  # fmt: skip
         assert r.returncode == 1, r.stderr
@@ -384,6 +387,21 @@ class TestAttribution:
         assert doc["cause"] == "replay-bound"
         assert doc["evidence"]["replay_p95_ms"] > 200
         assert {"p50", "p95", "n"} <= set(doc["stages"]["replay"])
+        assert [i["cause"] for i in doc["intervals"]] == ["replay-bound"]
         replay = agave_perf("check", "--replay", str(record), home=tmp_path)
         assert replay.returncode == 1, replay.stderr
         assert "replay-bound" in replay.stdout
+        saved = tmp_path / "check.json"
+        saved.write_text(r.stdout)
+        for source in (record, saved):
+            html = tmp_path / f"{source.stem}.html"
+            made = agave_perf("report", str(source), "-o", str(html), "--json", home=tmp_path)
+            assert made.returncode == 0, made.stderr
+            assert json.loads(made.stdout)["checks"] == [source.name]
+            page = html.read_text()
+            assert '<div class="headline fail">FAIL: within tip (slot lag)' in page
+            assert "<h3>Why behind</h3>" in page
+            assert ">replay-bound</span>" in page
+            assert str(escape(doc["sentence"])) in page
+            assert re.search(r'<tr><td class="l">replay</td><td>[\d.]+</td>', page)
+            assert "1 interval(s) of 10 s" in page

@@ -80,6 +80,21 @@ class TestCauses:
         assert a.cause == "heavy-blocks"
         assert a.evidence["heavy_measure"] == "block cost"
 
+    def test_heavy_blocks_whose_costs_have_not_arrived_yet(self) -> None:
+        """The newest slots have no block cost yet (10 s batches): they are left out, not taken
+        as light blocks, so the window stays heavy-blocks; with no cost known for any slow
+        slot, the transactions of the stream decide."""
+        rows = slots(replay=120.0, every=4, heavy_replay=900.0)
+        cost = {r.slot: (48e6 if (r.slot - 1000) % 4 == 0 else 6e6) for r in rows[:24]}
+        a = attribute(window(rows, block_cost=cost))
+        assert a.cause == "heavy-blocks"
+        assert (a.evidence["heavy_slots"], a.evidence["slow_slots"]) == (6, 6)
+        assert a.evidence["heavy_measure"] == "block cost"
+        light = {r.slot: 6e6 for r in rows if (r.slot - 1000) % 4}
+        b = attribute(window(rows, block_cost=light))
+        assert b.cause == "heavy-blocks"
+        assert b.evidence["heavy_measure"] == "transactions"
+
     def test_rpc_contention(self) -> None:
         """Replay that slows with the node's RPC load is rpc-contention, not replay-bound."""
         rows = []

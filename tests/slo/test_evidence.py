@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from agave_perf.slo.attribution import CAUSES
 from agave_perf.slo.evidence import (
     METRIC_NAMES,
+    attribute_intervals,
     attribute_range,
     attribute_recent,
     gather,
@@ -263,6 +264,36 @@ class TestWindows:
         )
         late = attribute_recent(data, NODE, slot_time_ms=T_MS, max_slot_lag=5, since=1e9)
         assert late.cause == "none"
+
+    def test_intervals_name_the_cause_of_each_whole_interval(self) -> None:
+        """A node on time for 8 s, then 12 behind: none, then replay-bound; the cut-short tail
+        (16 s of a 5 s grid) is left out, and bounds count from the start."""
+        ups = updates(replay=610.0)
+        behind = [LagSample(i * 0.5, 1000, 1000 - (12 if i >= 16 else 1), 12 if i >= 16 else 1,
+                            "references") for i in range(32)]  # fmt: skip
+        ev = gather(ups, NODE, lag=behind)
+        got = attribute_intervals(
+            ev, slot_time_ms=T_MS, max_slot_lag=5, start=0.0, end=16.0, interval_s=5.0
+        )
+        assert [(i.start_s, i.end_s) for i in got] == [(0.0, 5.0), (5.0, 10.0), (10.0, 15.0)]
+        assert [i.attribution.cause for i in got] == ["none", "replay-bound", "replay-bound"]
+        assert [i.lagging for i in got] == [False, True, True]
+        doc = got[1].to_json()
+        assert doc["start_s"] == 5.0
+        assert doc["lagging"] is True
+        assert doc["cause"] == "replay-bound"
+        assert doc["stages"]["replay"]["p95"] > 600
+
+    def test_no_whole_interval_is_no_interval(self) -> None:
+        """A run shorter than one interval (or a zero interval) has none to show."""
+        ev = gather(updates(), NODE, lag=lag(1))
+        assert attribute_intervals(ev, slot_time_ms=T_MS, max_slot_lag=5, start=0, end=9.9) == []
+        assert (
+            attribute_intervals(
+                ev, slot_time_ms=T_MS, max_slot_lag=5, start=0, end=60, interval_s=0
+            )
+            == []
+        )
 
     @settings(max_examples=100, deadline=None)
     @given(

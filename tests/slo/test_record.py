@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,7 +13,9 @@ from agave_perf.config import SloSettings
 from agave_perf.slo import read_recording
 from agave_perf.slo.record import Recorder
 from agave_perf.slo.samples import Fault, LagSample, SlotSeen
-from agave_perf.slo.session import replay_verdict
+from agave_perf.slo.session import load_check, replay_verdict
+from agave_perf.slo.verdict import over_time
+from tests.slo.lagging import write_lagging_recording
 from tests.slo.synthetic import EXCURSION, write_hour
 
 WRITER = """
@@ -109,3 +112,37 @@ class TestReplay:
         assert not loose.failed
         memory = loose.to_json()["memory"]
         assert memory["growth_bytes_per_hour"] > 0
+
+
+class TestCheckDocuments:
+    def test_replay_carries_the_cause_per_interval(self, tmp_path: Path) -> None:
+        """A recording of a node that falls behind after 10 s: the run is replay-bound, and its
+        intervals say none, then replay-bound — in the verdict's JSON and in its text."""
+        path = tmp_path / "lagging.jsonl"
+        write_lagging_recording(path)
+        verdict = replay_verdict(read_recording(path), SloSettings(request_rate=0))
+        doc = verdict.to_json()["attribution"]
+        assert doc["cause"] == "replay-bound"
+        assert [i["cause"] for i in doc["intervals"]] == ["none", "replay-bound", "replay-bound"]
+        assert [i["start_s"] for i in doc["intervals"]] == [0.0, 10.0, 20.0]
+        assert over_time(verdict.intervals) == "0–10 s none; 10–30 s replay-bound"
+
+    def test_load_check_reads_a_recording_and_a_saved_json(self, tmp_path: Path) -> None:
+        """A recording is evaluated with the settings it was recorded with; a saved check
+        --json comes back as it was; anything else is not a check (None)."""
+        path = tmp_path / "lagging.jsonl"
+        write_lagging_recording(path)
+        loose = SloSettings(max_slot_lag=50)  # what this command line would say: not used
+        doc = load_check(path, loose)
+        assert doc is not None
+        assert doc["attribution"]["cause"] == "replay-bound"
+        assert doc["settings"]["max_slot_lag"] == 5
+        saved = tmp_path / "check.json"
+        saved.write_text(json.dumps(doc, indent=2))
+        assert load_check(saved, loose) == doc
+        other = tmp_path / "run.json"
+        other.write_text(json.dumps({"id": "r1", "methods": {}}))
+        assert load_check(other, loose) is None
+        junk = tmp_path / "junk.bin"
+        junk.write_bytes(b"\xff\x00 not json")
+        assert load_check(junk, loose) is None

@@ -205,6 +205,67 @@ def bar_chart(
     return "".join(out)
 
 
+def strip_chart(
+    segments: Sequence[tuple[float, float, str, str]],
+    colors: dict[str, str],
+    *,
+    x_label: str,
+    title: str = "",
+    width: int = 2 * W,
+) -> str:
+    """Return a band of coloured spans, one per (start, end, label, hover text): what held when.
+
+    Drawn ``width`` wide (twice a line chart: it spans a page, not half of one).
+    """
+    labels = list(dict.fromkeys(label for _, _, label, _ in segments))
+    if not segments:
+        return (
+            f'<svg class="chart" viewBox="0 0 {width} 60"><text x="10" y="30">no data</text></svg>'
+        )
+    top = _top(labels)
+    height = top + 40 + MB
+    x0 = min(a for a, _, _, _ in segments)
+    x1 = max(b for _, b, _, _ in segments)
+    if x1 <= x0:
+        x1 = x0 + 1
+    sx: Callable[[float], float] = lambda x: ML + (x - x0) / (x1 - x0) * (width - ML - MR)  # noqa: E731
+    out = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">'
+    ]
+    for a, b, label, hover in segments:
+        color = colors.get(label, PALETTE[labels.index(label) % len(PALETTE)])
+        out.append(
+            f'<rect x="{sx(a):.1f}" y="{top}" width="{max(1.0, sx(b) - sx(a)):.1f}" height="40" '
+            f'fill="{color}" stroke="#fff"><title>{escape(hover)}</title></rect>'
+        )
+    for t in _nice_ticks(x0, x1):
+        if not x0 <= t <= x1:
+            continue
+        x = sx(t)
+        anchor = "end" if x > width - MR - 20 else "middle"
+        out.append(
+            f'<text x="{x:.1f}" y="{top + 56}" class="tick" text-anchor="{anchor}">{_fmt(t)}</text>'
+        )
+    out.append(
+        f'<text x="{(ML + width - MR) / 2}" y="{height - 6}" class="axis" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    items = [
+        (label, colors.get(label, PALETTE[i % len(PALETTE)])) for i, label in enumerate(labels)
+    ]
+    for r, row in enumerate(_legend_rows(labels)):
+        y = 12 + r * LEGEND_ROW
+        for i, x in row:
+            label, color = items[i]
+            out.append(
+                f'<rect x="{x:.1f}" y="{y - 9}" width="26" height="10" fill="{color}"/>'
+                f'<text x="{x + 32:.1f}" y="{y}" class="legend">{escape(label)}</text>'
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
 def _fit(label: str, width: float) -> str:
     """Shorten a label to the width it has (about 6 px per character)."""
     room = max(3, int(width / 6.2))

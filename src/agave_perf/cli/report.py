@@ -1,4 +1,9 @@
-"""``agave-perf report RUN... -o report.html``: one self-contained HTML file; ``--list`` runs."""
+"""``agave-perf report REF... -o report.html``: one self-contained HTML file; ``--list`` runs.
+
+A reference is a stored run (id, k=v tags, latest~N), a benchmark file, or a node
+check: a ``check``/``watch --record`` recording or a saved ``check --json``, shown
+with its verdict and why the node is behind.
+"""
 
 from __future__ import annotations
 
@@ -72,14 +77,16 @@ class RunList:
 def report(
     runs: tuple[str, ...], output: str, list_runs: bool, store_url: str | None, force: bool
 ) -> None:
-    """Write one self-contained HTML report of runs (ids, k=v tags, latest~N, or files).
+    """Write one self-contained HTML report of runs (ids, k=v tags, latest~N, or files)
+    and node checks (a check/watch --record recording, or a saved check --json).
 
-    The first reference is the baseline the others are compared with; a run of a
-    series stands for its whole series.
+    The first run reference is the baseline the others are compared with; a run of a
+    series stands for its whole series. A check shows its verdict and why it is behind.
     """
-    from agave_perf.bench.report import write_report
+    from agave_perf.bench.report import CheckDoc, write_report
     from agave_perf.bench.storage import list_runs as stored_runs
     from agave_perf.cli.compare import is_run_file, load_ref, read_run_file
+    from agave_perf.slo.session import load_check
     from agave_perf.store import open_store
 
     rt = runtime()
@@ -89,10 +96,21 @@ def report(
             rt.emit(RunList(stored_runs(store, limit=50)))
         return
     if not runs:
-        raise UsageError("name at least one run (id, tag k=v, latest, or a file); see --list")
-    if all(is_run_file(r) for r in runs):
-        loaded = [read_run_file(Path(r)) for r in runs]
+        raise UsageError(
+            "name at least one run (id, tag k=v, latest, or a file) or a check recording; "
+            "see --list"
+        )
+    checks: list[CheckDoc] = []
+    refs: list[str] = []
+    for ref in runs:
+        doc = load_check(Path(ref), rt.settings.slo) if is_run_file(ref) else None
+        if doc is not None:
+            checks.append(CheckDoc(Path(ref).name, doc))
+        else:
+            refs.append(ref)
+    if all(is_run_file(r) for r in refs):
+        loaded = [read_run_file(Path(r)) for r in refs]
     else:
         with open_store(url) as store:
-            loaded = [load_ref(r, store) for r in runs]
-    rt.emit(write_report(loaded, Path(output), force=force))
+            loaded = [load_ref(r, store) for r in refs]
+    rt.emit(write_report(loaded, Path(output), force=force, checks=checks))

@@ -151,7 +151,7 @@ def watch(
         timeout=min(rt.settings.rpc.timeout_s, 2.0),
         **cause_kwargs(stages, metrics_listen, metrics_forward),
     )
-    recorder = Recorder(record, monitor.meta()) if record else None
+    recorder = Recorder(record, {**monitor.meta(), "command": "watch"}) if record else None
     if recorder is not None:
         monitor.sinks.append(recorder)
         monitor.on_start.append(recorder.mark_start)

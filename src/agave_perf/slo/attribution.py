@@ -43,6 +43,13 @@ Cause = Literal[
 ]
 CAUSES: Final[tuple[Cause, ...]] = get_args(Cause)
 STAGE_NAMES: Final = ("arrival", "download", "queue", "replay", "confirmation")
+STAGE_MEANING: Final = {  # what each stage's duration is, between which two notifications
+    "arrival": "first shred at the node − first shred at the earliest reference",
+    "download": "completed − firstShredReceived (shreds trickling in; repair makes it long)",
+    "queue": "createdBank − completed (the slot waits for the replay thread)",
+    "replay": "frozen − createdBank (executing the block)",
+    "confirmation": "optimisticConfirmation − frozen",
+}
 
 MIN_SLOTS = 5  # fewer slots with a stage measured say nothing about that stage
 HEAVY_FACTOR = 2.0  # a block this many times the median cost (or transactions) is heavy
@@ -144,22 +151,26 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
     return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else 0.0
 
 
-def _heavy(w: Window, slow: Sequence[StageDurations]) -> tuple[int, str] | None:
-    """How many slow slots were heavy blocks, and by which measure (None if unknowable)."""
+def _heavy(w: Window, slow: Sequence[StageDurations]) -> tuple[int, int, str] | None:
+    """How many of the slow slots whose weight is known were heavy blocks, how many slow slots
+    had a known weight, and by which measure (None if unknowable).
+
+    Block costs come in the validator's 10 s metrics batches, so the newest slots of a
+    window have none yet: a slot without a known weight is left out, never taken as light.
+    """
     rows = w.stages
-    if w.block_cost:
-        weights = {r.slot: w.block_cost[r.slot] for r in rows if r.slot in w.block_cost}
-        measure = "block cost"
-    else:
-        weights = {r.slot: float(r.transactions) for r in rows if r.transactions is not None}
-        measure = "transactions"
-    if len(weights) < MIN_SLOTS:
-        return None
-    median = statistics.median(weights.values())
-    if median <= 0:
-        return None
-    heavy = sum(1 for r in slow if weights.get(r.slot, 0.0) >= HEAVY_FACTOR * median)
-    return heavy, measure
+    by_cost = {r.slot: w.block_cost[r.slot] for r in rows if r.slot in w.block_cost}
+    by_txs = {r.slot: float(r.transactions) for r in rows if r.transactions is not None}
+    for weights, measure in ((by_cost, "block cost"), (by_txs, "transactions")):
+        known = [r for r in slow if r.slot in weights]
+        if len(weights) < MIN_SLOTS or not known:
+            continue
+        median = statistics.median(weights.values())
+        if median <= 0:
+            continue
+        heavy = sum(1 for r in known if weights[r.slot] >= HEAVY_FACTOR * median)
+        return heavy, len(known), measure
+    return None
 
 
 def attribute(w: Window) -> Attribution:
@@ -201,13 +212,14 @@ def attribute(w: Window) -> Attribution:
     if replay_slow:
         slow = [r for r in w.stages if r.replay_ms is not None and r.replay_ms > T]
         heavy = _heavy(w, slow)
-        if heavy is not None and r50 < 0.75 * T and heavy[0] >= HEAVY_SHARE * len(slow):
-            ev["heavy_slots"], ev["slow_slots"], ev["heavy_measure"] = heavy[0], len(slow), heavy[1]
+        if heavy is not None and r50 < 0.75 * T and heavy[0] >= HEAVY_SHARE * heavy[1]:
+            n_heavy, known, measure = heavy
+            ev["heavy_slots"], ev["slow_slots"], ev["heavy_measure"] = n_heavy, known, measure
             return done(
                 "heavy-blocks",
                 f"{prefix} heavy blocks: replay p95 {r95:.0f} ms > slot time {T:.0f} ms on "
-                f"{heavy[0]} of {len(slow)} slow slots with ≥ {HEAVY_FACTOR:g}× the median "
-                f"{heavy[1]}, while replay p50 is {r50:.0f} ms{tail}",
+                f"{n_heavy} of {known} slow slots with ≥ {HEAVY_FACTOR:g}× the median "
+                f"{measure}, while replay p50 is {r50:.0f} ms{tail}",
             )
         load = [(r.replay_ms, w.rpc_load[r.slot]) for r in w.stages if r.slot in w.rpc_load]
         if len(load) >= MIN_SLOTS:

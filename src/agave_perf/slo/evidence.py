@@ -8,6 +8,10 @@ Two pure steps sit between the samplers and :func:`agave_perf.slo.attribution.at
   samples of a time range: the node's per-slot stage durations (arrival against the
   earliest reference), the references' own downloads, lag, and the metrics.
 
+:func:`attribute_intervals` cuts a run into :data:`INTERVAL_S` pieces (Agave's metrics
+period) and names the cause of each: the attribution over time that ``check --json``,
+``report`` and the lag-attribution benchmark share.
+
 The node's RPC load: Agave has no datapoint for it. On a real node it is the CPU
 time of the ``solRpcEl`` threads (Agave's JSON-RPC runtime); simnet, one Python
 process, reports its served requests per slot as an ``rpc-load`` point instead.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from agave_perf.slo.attribution import Attribution, Window, attribute
 from agave_perf.slo.influx import MetricPoint
@@ -48,6 +52,7 @@ METRIC_NAMES: Final = (
     "idle_share",  # replay-loop-timing-stats wait_receive / total
     "rpc_load",  # rpc-load.requests (simnet) or solRpcEl CPU (local node)
 )
+INTERVAL_S: Final = 10.0  # Agave flushes its datapoints every 10 s: one interval, one verdict
 
 
 def metric_samples(points: Iterable[MetricPoint], host: str | None = None) -> list[NodeMetric]:
@@ -186,3 +191,50 @@ def attribute_recent(
         lag=_since(data.of(LagSample), since),
     )
     return attribute_range(ev, slot_time_ms=slot_time_ms, max_slot_lag=max_slot_lag, start=since)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The cause of the lag in one interval of a run (seconds from the run's start)."""
+
+    start_s: float
+    end_s: float
+    attribution: Attribution
+
+    @property
+    def lagging(self) -> bool:
+        """Whether the node was behind (past the lag SLO) at some point of the interval."""
+        return self.attribution.cause != "none"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data: the bounds, whether it lagged, and the interval's attribution."""
+        return {
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "lagging": self.lagging,
+            **self.attribution.to_json(),
+        }
+
+
+def attribute_intervals(
+    ev: Evidence,
+    *,
+    slot_time_ms: float,
+    max_slot_lag: int,
+    start: float,
+    end: float,
+    interval_s: float = INTERVAL_S,
+) -> list[Interval]:
+    """The cause of each whole ``interval_s`` of ``[start, end)`` (a cut-short tail is left out:
+    a few seconds of slots say less than the rules need)."""
+    out: list[Interval] = []
+    if not interval_s > 0:
+        return out
+    k = 0
+    while (lo := start + k * interval_s) + interval_s <= end + 1e-6:
+        a = attribute_range(
+            ev, slot_time_ms=slot_time_ms, max_slot_lag=max_slot_lag, start=lo, end=lo + interval_s
+        )
+        out.append(Interval(k * interval_s, (k + 1) * interval_s, a))
+        k += 1
+    return out

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from solders.keypair import Keypair
 
 from agave_perf.clock import Clock, MonotonicClock
@@ -26,10 +27,16 @@ from agave_perf.rpc import SOCKETS, Connector
 from agave_perf.slo.attribution import Attribution
 from agave_perf.slo.causes import CauseSources
 from agave_perf.slo.evaluate import Evaluation, evaluate
-from agave_perf.slo.evidence import attribute_range, attribute_recent, from_samples
+from agave_perf.slo.evidence import (
+    Interval,
+    attribute_intervals,
+    attribute_range,
+    attribute_recent,
+    from_samples,
+)
 from agave_perf.slo.latency import LatencySampler
 from agave_perf.slo.memory import MemorySampler, process_candidates
-from agave_perf.slo.record import Recording
+from agave_perf.slo.record import MAX_LINE, Recording, read_recording
 from agave_perf.slo.samples import Sample, SampleSet
 from agave_perf.slo.slot import (
     EndpointStream,
@@ -370,10 +377,11 @@ class Monitor:
                 "sends when a slot's bank is created (before it is processed): expect up to "
                 "about one slot of bias while the sources differed"
             )
-        attribution = None
+        attribution: Attribution | None = None
+        intervals: list[Interval] = []
         if self.causes.enabled:
             extra.extend(self.causes.notes())
-            attribution = attribute_run(self.data, self.node.endpoint, ev, self.t0)
+            attribution, intervals = attribute_run(self.data, self.node.endpoint, ev, self.t0, end)
         return Verdict(
             evaluation=ev,
             node=self.node.endpoint,
@@ -384,16 +392,20 @@ class Monitor:
             endpoints=self.endpoints(),
             notes=[*self.notes, *extra],
             attribution=attribution,
+            intervals=intervals,
         )
 
 
-def attribute_run(data: SampleSet, node: str, ev: Evaluation, t0: float) -> Attribution:
-    """The cause of the lag over the measured window (from ``t0``), at the live slot time."""
-    return attribute_range(
-        from_samples(data, node),
-        slot_time_ms=ev.slot_time.ms,
-        max_slot_lag=ev.settings.max_slot_lag,
-        start=t0,
+def attribute_run(
+    data: SampleSet, node: str, ev: Evaluation, t0: float, end: float
+) -> tuple[Attribution, list[Interval]]:
+    """The cause of the lag over the measured window (``t0`` to ``end``), at the live slot
+    time, and the cause of each of its intervals."""
+    evidence = from_samples(data, node)
+    slot_ms, max_lag = ev.slot_time.ms, ev.settings.max_slot_lag
+    whole = attribute_range(evidence, slot_time_ms=slot_ms, max_slot_lag=max_lag, start=t0)
+    return whole, attribute_intervals(
+        evidence, slot_time_ms=slot_ms, max_slot_lag=max_lag, start=t0, end=end
     )
 
 
@@ -430,8 +442,10 @@ def replay_verdict(recording: Recording, settings: SloSettings, source: str = ""
     )
     node = str(meta.get("node", ""))
     recorded = bool(meta.get("stages")) or bool(data.counts.get(SlotUpdate.K))
+    attribution, intervals = attribute_run(data, node, ev, t0, last) if recorded else (None, [])
     return Verdict(
-        attribution=attribute_run(data, node, ev, t0) if recorded else None,
+        attribution=attribution,
+        intervals=intervals,
         evaluation=ev,
         node=node,
         references=[str(r) for r in meta.get("references", [])],
@@ -440,4 +454,47 @@ def replay_verdict(recording: Recording, settings: SloSettings, source: str = ""
         t0=t0,
         notes=[*(str(n) for n in meta.get("notes", [])), *recording.notes],
         replayed=source,
+        command="watch" if meta.get("command") == "watch" else "check",
     )
+
+
+CHECK_COMMANDS = ("check", "watch")
+
+
+def load_check(path: Path, settings: SloSettings) -> dict[str, Any] | None:
+    """The verdict (``check --json`` data) of a check/watch recording or ``--json`` file.
+
+    A recording is evaluated against the SLO settings it was recorded with (``settings``
+    when its header has none); a file that is neither gives None, so the caller can try
+    other formats. What the verdict says comes from :meth:`Verdict.to_json` either way.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.readline(MAX_LINE + 1)
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    try:
+        first = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        first = None
+    if isinstance(first, dict) and first.get("k") == "meta":
+        recording = read_recording(path)
+        recorded = recording.meta.get("settings")
+        try:
+            used = SloSettings.model_validate(recorded) if isinstance(recorded, dict) else settings
+        except ValueError:
+            used = settings
+            recording.notes.append("the recording's SLO settings are unreadable; defaults used")
+        return replay_verdict(recording, used, source=path.name).to_json()
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if (
+        isinstance(doc, dict)
+        and doc.get("command") in CHECK_COMMANDS
+        and isinstance(doc.get("criteria"), list)
+        and isinstance(doc.get("node"), str)
+    ):
+        return doc
+    return None

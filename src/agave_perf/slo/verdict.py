@@ -12,6 +12,7 @@ from rich.text import Text
 
 from agave_perf.slo.attribution import Attribution
 from agave_perf.slo.evaluate import GIB, Evaluation
+from agave_perf.slo.evidence import Interval
 
 
 def _j(x: float | None) -> float | None:
@@ -25,6 +26,18 @@ def _ms(x: float) -> str:
     if math.isnan(x):
         return "-"
     return "∞" if math.isinf(x) else f"{x:.1f}"
+
+
+def over_time(intervals: list[Interval]) -> str:
+    """The causes of consecutive intervals, runs of one cause merged: ``0–30 s none; 30–60 s …``."""
+    runs: list[tuple[float, float, str]] = []
+    for i in intervals:
+        cause = i.attribution.cause
+        if runs and runs[-1][2] == cause and runs[-1][1] == i.start_s:
+            runs[-1] = (runs[-1][0], i.end_s, cause)
+        else:
+            runs.append((i.start_s, i.end_s, cause))
+    return "; ".join(f"{a:g}–{b:g} s {c}" for a, b, c in runs)
 
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "n/a": "dim", "info": "cyan"}
@@ -45,6 +58,7 @@ class Verdict:
     replayed: str = ""
     command: str = "check"  # the command whose verdict this is: "check" or "watch"
     attribution: Attribution | None = None  # why it is behind (when stages/metrics were followed)
+    intervals: list[Interval] = field(default_factory=list)  # the cause per interval of the run
 
     @property
     def failed(self) -> bool:
@@ -77,6 +91,8 @@ class Verdict:
             why = Text("lag cause: ", style="bold")
             why.append(f"{self.attribution.cause}: {self.attribution.sentence}")
             parts.append(why)
+            if self.intervals:
+                parts.append(Text(f"  over time: {over_time(self.intervals)}", style="dim"))
         if ev.latency:
             lt = Table(
                 title="request latency (ms, from the scheduled instant)", title_justify="left"
@@ -228,7 +244,12 @@ class Verdict:
                 },
             },
             "faults": ev.faults,
-            "attribution": None if self.attribution is None else self.attribution.to_json(),
+            "attribution": None
+            if self.attribution is None
+            else {
+                **self.attribution.to_json(),
+                "intervals": [i.to_json() for i in self.intervals],
+            },
             "endpoints": self.endpoints,
             "settings": ev.settings.model_dump(),
             "notes": self.notes,
