@@ -14,8 +14,6 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from agave_perf.bench import (
     BenchConfig,
@@ -31,9 +29,7 @@ from agave_perf.bench.compare import (
     SAME,
     SLOWER,
     UNKNOWN,
-    Comparison,
     compare,
-    holm_adjust,
     metric_quantile_or_usage,
 )
 from agave_perf.clock import VirtualClock
@@ -303,82 +299,3 @@ class TestFailures:
         cmp = compare(*sides, **FAST)
         assert all(np.isfinite(r.decision.a) and np.isfinite(r.decision.b) for r in cmp.rows)
         assert cmp.verdict == SAME
-
-
-def plain_holm(p: list[float]) -> list[float]:
-    """Holm's step-down adjustment written from its definition, as the reference."""
-    m = len(p)
-    order = sorted(range(m), key=lambda i: p[i])
-    out = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
-
-
-P_VALUES = st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=20)
-
-
-class TestWeightedHolm:
-    """The correction over a comparison's rows, the whole workload holding most of alpha."""
-
-    @given(P_VALUES)
-    def test_equal_weights_are_plain_holm(self, p: list[float]) -> None:
-        """With one weight for every row the procedure is Holm's."""
-        assert holm_adjust(p, [1.0] * len(p)) == pytest.approx(plain_holm(p))
-
-    @given(P_VALUES, st.data())
-    def test_adjusted_p_never_below_raw_and_never_above_one(
-        self, p: list[float], data: st.DataObject
-    ) -> None:
-        """An adjustment only makes a row harder to call, and is a probability."""
-        w = data.draw(st.lists(st.floats(0.01, 10), min_size=len(p), max_size=len(p)))
-        adj = holm_adjust(p, w)
-        assert all(raw <= a + 1e-12 and a <= 1.0 for raw, a in zip(p, adj, strict=True))
-
-    def test_family_wise_error_stays_below_alpha_under_the_null(self) -> None:
-        """20,000 A/A-like families of 12 rows (3 primary at 0.75 of the weight), p uniform:
-        the share with any row at adjusted p < 0.05 is at most 5 % (plus sampling error)."""
-        rng = np.random.default_rng(3)
-        weights = [0.25] * 3 + [0.25 / 9] * 9
-        hits = sum(
-            min(holm_adjust(rng.uniform(size=12).tolist(), weights)) < 0.05 for _ in range(20_000)
-        )
-        assert hits / 20_000 <= 0.05 + 3 * (0.05 * 0.95 / 20_000) ** 0.5
-
-    def test_the_workload_is_not_lost_to_a_dozen_method_rows(self) -> None:
-        """A workload-wide p of 0.01 survives where plain Holm over 12 rows would lose it,
-        and a method-only p of 0.0005 is still called."""
-        p = [0.01, 0.4, 0.5] + [0.3] * 8 + [0.0005]
-        w = [0.25] * 3 + [0.25 / 9] * 9
-        adj = holm_adjust(p, w)
-        assert plain_holm(p)[0] > 0.05
-        assert adj[0] < 0.05
-        assert adj[-1] < 0.05
-
-    def test_the_methods_a_user_names_are_the_primary_question(self, pool: np.ndarray) -> None:
-        """Named with --method, a method's rows hold the primary share: their adjusted p is
-        lower than when the same method is one of the many other rows."""
-        rng = np.random.default_rng(21)
-        a, b = series(pool, rng), series(pool, rng)
-        name = sorted(b[0].methods)[0]
-        for run in b:
-            xs = run.methods[name].samples.array() * 1.15
-            run.methods[name].samples.values = xs.tolist()
-        by_default = compare(a, b, **FAST)
-        named = compare(a, b, methods=[name, "all"], **FAST)
-
-        def p50(c: Comparison) -> float:
-            row = next(r for r in c.rows if r.method == name and r.metric == "p50")
-            assert row.p is not None
-            return float(row.p)
-
-        assert p50(named) < p50(by_default)
-
-    def test_bad_weights_are_refused(self) -> None:
-        """One positive weight per p-value."""
-        with pytest.raises(ValueError, match="one weight"):
-            holm_adjust([0.1, 0.2], [1.0])
-        with pytest.raises(ValueError, match="positive"):
-            holm_adjust([0.1], [0.0])

@@ -89,7 +89,7 @@ class Row:
     metric: str
     decision: Decision
     raw_p: float | None = None  # the row's own p-value, before the correction for many rows
-    p: float | None = None  # weighted-Holm-adjusted p-value, the one the verdict used
+    p: float | None = None  # Holm-adjusted p-value, the one the verdict used
 
     @property
     def verdict(self) -> str:
@@ -227,8 +227,7 @@ class Comparison:
         t = Table(
             title=f"B ({len(self.b)} {kind}) vs A ({len(self.a)} {kind})\n"
             f"threshold ±{self.threshold:.0%} and ±{self.min_effect_ms:g} ms, "
-            f"{self.confidence:.0%} CI, α={self.alpha:g} "
-            f"(weighted Holm over rows, the workload first)\n{self.method}",
+            f"{self.confidence:.0%} CI, α={self.alpha:g} (Holm over rows)\n{self.method}",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
@@ -351,56 +350,24 @@ def _pooled(run: RunResult) -> np.ndarray[Any, np.dtype[np.float64]]:
     return np.concatenate(out)
 
 
-# The share of alpha the primary rows (the whole workload, "all", or the methods the user
-# named) hold in the weighted Holm procedure; the other rows share the rest. Fixed before
-# any data is seen, so the procedure still bounds the chance of any false verdict in a
-# comparison by alpha.
-PRIMARY_SHARE = 0.75
+def _holm(cmp: Comparison) -> None:
+    """Re-decide every row with Holm-adjusted p-values (many methods × metrics are tested).
 
-
-def holm_adjust(p_values: Sequence[float], weights: Sequence[float]) -> list[float]:
-    """Weighted Holm step-down adjusted p-values (Holm 1979); equal weights give plain Holm.
-
-    Hypotheses are taken in order of ``p / w``; at each step the adjusted p is ``p`` times
-    the weight still in play divided by the hypothesis's own weight, kept monotone. Any
-    subset rejected at ``p_adj <= alpha`` keeps the family-wise error rate at most alpha.
+    A comparison tests every method at three metrics; without a correction one of
+    twenty-odd rows would read "significant" by chance in many A/A comparisons.
+    Holm's step-down keeps the chance of any false verdict in the comparison below
+    alpha, and is never less powerful than Bonferroni.
     """
-    if len(p_values) != len(weights):
-        raise ValueError("one weight per p-value")
-    if any(w <= 0 for w in weights):
-        raise ValueError("weights must be positive")
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i] / weights[i])
-    remaining = float(sum(weights))
+    tested = [
+        (i, r.decision.p_value) for i, r in enumerate(cmp.rows) if r.decision.p_value is not None
+    ]
+    order = sorted(tested, key=lambda t: t[1])
+    m = len(order)
     running = 0.0
-    adjusted = [1.0] * len(p_values)
-    for i in order:
-        running = max(running, min(1.0, p_values[i] * remaining / weights[i]))
+    adjusted: dict[int, float] = {}
+    for rank, (i, p) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
-        remaining -= weights[i]
-    return adjusted
-
-
-def _holm(cmp: Comparison, primary_methods: frozenset[str] = frozenset({"all"})) -> None:
-    """Re-decide every row with weighted-Holm-adjusted p-values (many rows are tested).
-
-    A comparison tests every method and the whole workload at three metrics; without a
-    correction one of twenty-odd rows would read "significant" by chance in many A/A
-    comparisons. The primary question is the whole workload ("did it get slower?"), or the
-    methods the user named: their rows hold ``PRIMARY_SHARE`` of alpha and the other rows
-    the rest, so a change that moves what was asked about is not lost to the correction
-    for a dozen other rows, and a regression of one other method is still found when it
-    is clear.
-    """
-    tested = [i for i, r in enumerate(cmp.rows) if r.decision.p_value is not None]
-    primary = [i for i in tested if cmp.rows[i].method in primary_methods]
-    secondary = len(tested) - len(primary)
-    if primary and secondary:
-        w_primary, w_secondary = PRIMARY_SHARE / len(primary), (1 - PRIMARY_SHARE) / secondary
-    else:
-        w_primary = w_secondary = 1.0
-    weights = [w_primary if cmp.rows[i].method in primary_methods else w_secondary for i in tested]
-    p_adj_list = holm_adjust([cmp.rows[i].decision.p_value or 0.0 for i in tested], weights)
-    adjusted = dict(zip(tested, p_adj_list, strict=True))
     for i, p_adj in adjusted.items():
         row = cmp.rows[i]
         d = row.decision
@@ -510,7 +477,7 @@ def compare(
                 else judge_series(xa, xb, metric, **kw)  # type: ignore[arg-type]
             )
             cmp.rows.append(Row(name, metric, d))
-    _holm(cmp, frozenset(methods) if methods else frozenset({"all"}))
+    _holm(cmp)
     noisy = sorted(
         {
             f"{r.method} {r.metric}"
