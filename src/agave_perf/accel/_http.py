@@ -10,7 +10,8 @@ limit (413), and the handler's answer written straight to the transport. A reque
 the handler answers synchronously (a cache hit) costs no task; any other gets one,
 and requests pipelined behind it are framed and queued, and answered in order once it is.
 Framing is ``httptools`` (llhttp, the parser uvicorn uses): a malformed head is a 400,
-a head past 16 KiB a 431, a transfer coding other than chunked a 501, an Upgrade a 400.
+a head past 16 KiB a 431, a transfer coding other than chunked a 501; a request asking
+for an Upgrade is answered as any other, then the connection closes.
 ``benchmarks/accel_latency.py`` measures it next to a trivial aiohttp handler.
 """
 
@@ -133,7 +134,13 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(400)  # no protocol switch on this port
+            # no protocol switch on this port: the request is answered as any other, then
+            # the connection closes (what follows it is not HTTP/1.1)
+            self.broken = True
+            if self.queue:
+                self.queue[-1].keep_alive = False
+            else:
+                self._refuse(400)
         except httptools.HttpParserError:
             self._refuse(self.refuse or 400)
         else:
