@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import AsyncIterator, Awaitable
 
@@ -155,6 +156,64 @@ class TestFuzz:
                 w.close()
             finally:
                 await server.stop()
+
+        asyncio.run(go())
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        cuts=st.lists(st.integers(1, 120), max_size=6),
+        flip=st.one_of(st.none(), st.tuples(st.integers(0, 200), st.integers(0, 255))),
+        chunked=st.booleans(),
+    )
+    def test_a_request_in_pieces_or_with_a_byte_changed_is_answered_or_refused(
+        self, cuts: list[int], flip: tuple[int, int] | None, chunked: bool
+    ) -> None:
+        """Split anywhere the parser sees the same request; one byte changed is 200/4xx/501."""
+        if chunked:
+            data = (
+                b"POST /fast HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            )
+        else:
+            data = post("/fast", b"abcde", "Expect: 100-continue", "Connection: close")
+        if flip is not None:
+            at = flip[0] % len(data)
+            data = data[:at] + bytes([flip[1]]) + data[at + 1 :]
+
+        async def go() -> None:
+            errors: list[dict[str, object]] = []
+            asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+            server = HttpServer(handler, max_body=LIMIT)
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            await server.start(sock)
+            got = b""
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+                rest = data
+                try:
+                    for cut in cuts:
+                        writer.write(rest[:cut])
+                        await writer.drain()
+                        await asyncio.sleep(0)  # let the server feed this piece alone
+                        rest = rest[cut:]
+                    writer.write(rest)
+                    await writer.drain()
+                    writer.write_eof()  # a changed byte can leave a request waiting for more
+                    got = await asyncio.wait_for(reader.read(), 30)
+                except OSError:  # reset, or not connected at our end of stream
+                    assert flip is not None  # refused and closed while we were still writing
+                writer.close()
+            finally:
+                await server.stop()
+            assert not errors  # nothing escaped to the loop's exception handler
+            got = got.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if flip is None:
+                assert got.startswith(b"HTTP/1.1 200 OK")
+                assert b"POST /fast abcde" in got
+            elif got:  # or nothing: a request cut short by our end of stream is not answered
+                assert re.match(rb"HTTP/1\.1 (200|400|404|405|413|431|501) ", got), got[:40]
 
         asyncio.run(go())
 

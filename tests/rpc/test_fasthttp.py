@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agave_perf.errors import RpcTimeout, RpcTransportError
 from agave_perf.rpc import FastHttpTransport
@@ -210,3 +212,65 @@ class TestFailures:
 
         with pytest.raises(UsageError, match="not an http"):
             FastHttpTransport("ftp://example.com/")
+
+
+@pytest.mark.integration
+class TestFuzz:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        cuts=st.lists(st.integers(1, 60), max_size=6),
+        flip=st.one_of(st.none(), st.tuples(st.integers(0, 200), st.integers(0, 255))),
+        use_chunked=st.booleans(),
+    )
+    def test_a_response_in_pieces_or_with_a_byte_changed_is_read_or_refused(
+        self, cuts: list[int], flip: tuple[int, int] | None, use_chunked: bool
+    ) -> None:
+        """Split anywhere the body is the same; one byte changed is a reply or a transport error."""
+        data = chunked() if use_chunked else content_length()
+        if flip is not None:
+            at = flip[0] % len(data)
+            data = data[:at] + bytes([flip[1]]) + data[at + 1 :]
+
+        done: list[asyncio.Task[None]] = []
+
+        class Pieces(asyncio.Protocol):
+            """Reads one request, writes ``data`` in ``cuts`` with a loop turn between, closes."""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = cast(asyncio.Transport, transport)
+                self.buf = b""
+
+            def data_received(self, got: bytes) -> None:
+                self.buf += got
+                if b"\r\n\r\n{}" in self.buf and not done:
+                    done.append(asyncio.ensure_future(self.write()))
+
+            async def write(self) -> None:
+                rest = data
+                for cut in cuts:
+                    self.transport.write(rest[:cut])
+                    await asyncio.sleep(0)  # the client reads this piece alone
+                    rest = rest[cut:]
+                self.transport.write(rest)
+                self.transport.close()  # a response waiting for more bytes ends here
+
+        async def go() -> None:
+            loop = asyncio.get_running_loop()
+            srv = await loop.create_server(Pieces, "127.0.0.1", 0)
+            port = srv.sockets[0].getsockname()[1]
+            t = FastHttpTransport(f"http://127.0.0.1:{port}/", connections=1)
+            try:
+                reply = await t.send(b"{}", timeout=30)
+            except RpcTransportError:
+                assert flip is not None  # refused (RpcTimeout is one too, never reached here)
+            else:
+                if flip is None:
+                    assert reply.status == 200
+                    assert reply.body == BODY
+            finally:
+                await t.aclose()
+                await asyncio.gather(*done)
+                srv.close()
+                await srv.wait_closed()
+
+        asyncio.run(go())

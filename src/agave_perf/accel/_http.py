@@ -8,7 +8,10 @@ sees. This server does what the port needs and no more: keep-alive (HTTP/1.0 and
 ``Content-Length`` or chunked bodies, ``Expect: 100-continue``, Agave's 50 KiB body
 limit (413), and the handler's answer written straight to the transport. A request
 the handler answers synchronously (a cache hit) costs no task; any other gets one,
-and the connection reads its next request once that one is answered.
+and requests pipelined behind it are framed and queued, and answered in order once it is.
+Framing is ``httptools`` (llhttp, the parser uvicorn uses): a malformed head is a 400,
+a head past 16 KiB a 431, a transfer coding other than chunked a 501; a request asking
+for an Upgrade is answered as any other, then the connection closes.
 ``benchmarks/accel_latency.py`` measures it next to a trivial aiohttp handler.
 """
 
@@ -18,9 +21,12 @@ import asyncio
 import contextlib
 import functools
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
+
+import httptools
 
 MAX_HEAD = 16 * 1024  # request line and headers
 DISCARD_MAX = 1024 * 1024  # a too-large body up to this is read and dropped before the 413
@@ -74,61 +80,35 @@ class _Request:
     method: str
     path: str
     keep_alive: bool
-    body: bytes | None  # None: the body is refused (413) or the head is bad
+    body: bytes
+    refuse: int = 0  # a status to answer instead of the handler's, then close
 
 
 class _Framing(Exception):
-    """A request that cannot be framed: answer this status and close."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def _chunked(buf: bytearray, start: int, limit: int) -> tuple[bytes, int] | None:
-    """Decode a chunked body from ``buf[start:]``: (body, end offset), or None if incomplete."""
-    out = bytearray()
-    pos = start
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            if len(buf) - pos > 64:
-                raise _Framing(400)
-            return None
-        try:
-            size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise _Framing(400) from None
-        if size < 0:
-            raise _Framing(400)
-        if size == 0:
-            # trailers, if any, end with an empty line
-            end = buf.find(b"\r\n\r\n", eol)
-            if buf[eol : eol + 4] == b"\r\n\r\n":
-                return bytes(out), eol + 4
-            if end < 0:
-                return None
-            return bytes(out), end + 4
-        if len(out) + size > limit:
-            raise _Framing(413)
-        if len(buf) < eol + 2 + size + 2:
-            return None
-        out += buf[eol + 2 : eol + 2 + size]
-        if buf[eol + 2 + size : eol + 4 + size] != b"\r\n":
-            raise _Framing(400)
-        pos = eol + 4 + size
+    """Raised in a parser callback to stop framing; the status is in ``HttpProtocol.refuse``."""
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One client connection of the JSON-RPC port."""
+    """One client connection of the JSON-RPC port; ``httptools`` (llhttp) frames its requests."""
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.busy = False  # a request is being answered by a task: read no further
-        self.continued = False  # 100 Continue sent for the request being received
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[_Request] = deque()  # framed, not yet answered (pipelined)
+        self.busy = False  # a request is being answered by a task: answer no further
         self.closing = False
+        self.broken = False  # framing failed: no byte after it is read
+        # the request being received
+        self.head = 0  # bytes of its head received so far (431 past MAX_HEAD)
+        self.in_head = True
+        self.url = b""
+        self.body = bytearray()
+        self.length = 0  # its Content-Length (0 when chunked or absent)
+        self.expect = False
+        self.continued = False  # 100 Continue sent for it
+        self.draining = False  # over the limit: its body is read and dropped, then 413
+        self.refuse = 0  # a status to answer as soon as the parser stops
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport; answers leave at once (no Nagle delay)."""
@@ -146,24 +126,99 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = True
 
     def data_received(self, data: bytes) -> None:
-        """Buffer bytes; answer every complete request not blocked behind a slow one."""
-        self.buf += data
+        """Frame every complete request in ``data``; answer those not behind a slow one."""
+        if self.broken:
+            return
+        if self.in_head:
+            self.head += len(data)  # reset once the head is complete: counts only head bytes
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # no protocol switch on this port: the request is answered as any other, then
+            # the connection closes (what follows it is not HTTP/1.1)
+            self.broken = True
+            if self.queue:
+                self.queue[-1].keep_alive = False
+            else:
+                self._refuse(400)
+        except httptools.HttpParserError:
+            self._refuse(self.refuse or 400)
+        else:
+            if self.in_head and self.head > MAX_HEAD:
+                self._refuse(431)
+            elif self.expect and not self.continued and not self.in_head and self.transport:
+                self.continued = True  # the head is in, the body is not: ask for it
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if not self.busy:
             self._serve()
+        if len(self.queue) > 64 and self.transport is not None:
+            self.transport.pause_reading()  # a client far ahead of its answers
+
+    def _refuse(self, status: int) -> None:
+        self.broken = True
+        self.queue.append(_Request("", "", False, b"", status))
+
+    # httptools callbacks, in the order the parser calls them
+    def on_message_begin(self) -> None:
+        """A request starts: forget the previous one's state."""
+        self.url = b""
+        self.body.clear()
+        self.length = 0
+        self.expect = self.continued = self.draining = False
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target."""
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header: the few the framing needs are looked at, others ignored."""
+        key = name.lower()
+        if key == b"content-length":
+            self.length = int(value)  # llhttp has checked it is digits, and agrees if repeated
+        elif key == b"expect":
+            self.expect = value.strip().lower() == b"100-continue"
+        elif key == b"transfer-encoding" and not value.strip().lower().endswith(b"chunked"):
+            self.refuse = 501
+            raise _Framing
+
+    def on_headers_complete(self) -> None:
+        """The head is in: refuse a body that is too large, before or while it is sent."""
+        self.in_head = False
+        self.head = 0
+        if not self.parser.get_http_version().startswith("1."):
+            self.refuse = 400
+            raise _Framing
+        if self.length > self.server.max_body:
+            if self.expect or self.length > DISCARD_MAX:
+                self.refuse = 413  # refused before the body is sent, or too big to drain
+                raise _Framing
+            self.draining = True  # drain it first: a client still writing would see a reset
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body; past the limit a chunked body is refused at once."""
+        if self.draining:
+            return
+        self.body += body
+        if len(self.body) > self.server.max_body:
+            self.refuse = 413
+            raise _Framing
+
+    def on_message_complete(self) -> None:
+        """A whole request: queue it behind any still unanswered."""
+        self.in_head = True
+        self.head = 0
+        path = self.url.decode("latin-1").split("?", 1)[0]
+        method = self.parser.get_method().decode("latin-1")
+        if self.draining:
+            self.refuse = 413
+            raise _Framing  # stop the parser: nothing after a refused body is read
+        self.queue.append(_Request(method, path, self.parser.should_keep_alive(), bytes(self.body)))
 
     def _serve(self) -> None:
-        while not self.busy and not self.closing:
-            try:
-                req = self._next()
-            except _Framing as err:
-                self._write(encode(_plain(err.status), close=True), close=True)
-                return
-            if req is None:
-                if len(self.buf) > MAX_HEAD + self.server.max_body and self.transport:
-                    self.transport.pause_reading()  # a client far ahead of its answers
-                return
-            if req.body is None:
-                self._write(encode(_plain(413), close=True), close=True)
+        while self.queue and not self.busy and not self.closing:
+            req = self.queue.popleft()
+            if req.refuse:
+                self._write(encode(_plain(req.refuse), close=True), close=True)
                 return
             got = self.server.handler(req.method, req.path, req.body)
             if isinstance(got, Answer):
@@ -184,8 +239,9 @@ class HttpProtocol(asyncio.Protocol):
         answer = _plain(500) if err is not None else task.result()
         self._write(encode(answer, close=not req.keep_alive), close=not req.keep_alive)
         if self.transport is not None and not self.closing:
-            self.transport.resume_reading()
             self._serve()
+            if len(self.queue) <= 64:
+                self.transport.resume_reading()
 
     def _write(self, data: bytes, *, close: bool) -> None:
         if self.transport is None or self.closing:
@@ -193,81 +249,12 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(data)
         if close:
             self._close()
+            self.queue.clear()
 
     def _close(self) -> None:
         self.closing = True
         if self.transport is not None:
             self.transport.close()
-
-    def _next(self) -> _Request | None:
-        """Take one complete request off the buffer (None: not all of it is here yet)."""
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buf) > MAX_HEAD:
-                raise _Framing(431)
-            return None
-        lines = bytes(self.buf[:end]).split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            raise _Framing(400)
-        method, target, version = (p.decode("latin-1") for p in parts)
-        length: int | None = None
-        keep = version == "HTTP/1.1"  # HTTP/1.0 closes unless it asks for keep-alive
-        chunked = False
-        expect = False
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise _Framing(400)
-            key, val = name.strip().lower(), value.strip().lower()
-            if key == b"content-length":
-                if not val.isdigit() or (length is not None and int(val) != length):
-                    raise _Framing(400)
-                length = int(val)
-            elif key == b"transfer-encoding":
-                chunked = val.endswith(b"chunked")
-                if not chunked:
-                    raise _Framing(501)
-            elif key == b"connection":
-                tokens = {t.strip() for t in val.split(b",")}
-                if b"close" in tokens:
-                    keep = False
-                elif b"keep-alive" in tokens:
-                    keep = True
-            elif key == b"expect" and val == b"100-continue":
-                expect = True
-        path = target.split("?", 1)[0]
-        start = end + 4
-        limit = self.server.max_body
-        if chunked:
-            got = _chunked(self.buf, start, limit)
-            if got is None:
-                self._continue(expect)
-                return None
-            body, used = got
-            del self.buf[:used]
-            self.continued = False
-            return _Request(method, path, keep, body)
-        length = length or 0
-        if length > limit:
-            if expect or length > DISCARD_MAX:
-                raise _Framing(413)  # refused before the body is sent, or too big to drain
-            if len(self.buf) < start + length:
-                return None  # drain it first: a client still writing would see a reset
-            del self.buf[: start + length]
-            return _Request(method, path, False, None)
-        if len(self.buf) < start + length:
-            self._continue(expect)
-            return None
-        body = bytes(self.buf[start : start + length])
-        del self.buf[: start + length]
-        self.continued = False
-        return _Request(method, path, keep, body)
-
-    def _continue(self, expect: bool) -> None:
-        if expect and not self.continued and self.transport is not None:
-            self.continued = True
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
 
 class HttpServer:

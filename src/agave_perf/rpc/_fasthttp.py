@@ -5,8 +5,9 @@ one core at a few thousand requests per second (see ``benchmarks/bench_capacity.
 A load generator must not be the bottleneck it measures, so ``bench`` talks to
 the node through this transport: N persistent connections, one request at a
 time on each (no pipelining), responses framed by Content-Length or chunked
-encoding, requests queued FIFO when every connection is busy. ``Reply.seconds``
-is the wire time of the exchange (write to last byte), excluding the queueing.
+encoding (parsed by ``httptools``, llhttp), requests queued FIFO when every
+connection is busy. ``Reply.seconds`` is the wire time of the exchange (write to
+last byte), excluding the queueing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import deque
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
+import httptools
+
 from agave_perf.errors import RpcTimeout, RpcTransportError, UsageError
 from agave_perf.redact import redact_url
 from agave_perf.rpc._transport import Reply
@@ -31,15 +34,35 @@ MAX_HEADER = 64 * 1024
 class _Conn(asyncio.Protocol):
     """One keep-alive connection carrying at most one request at a time."""
 
-    __slots__ = ("buf", "closed", "owner", "served", "transport", "waiter")
+    __slots__ = (
+        "body",
+        "closed",
+        "framed",
+        "head",
+        "in_head",
+        "owner",
+        "parser",
+        "received",
+        "retry_after",
+        "served",
+        "transport",
+        "waiter",
+    )
 
     def __init__(self, owner: FastHttpTransport) -> None:
         self.owner = owner
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] | None = None
         self.served = 0
         self.closed = False
+        self.received = 0  # bytes of the current answer received (0: none yet)
+        # the response being received
+        self.head = 0  # bytes of its head so far (an error past MAX_HEADER)
+        self.in_head = True
+        self.framed = False  # it has a Content-Length or is chunked
+        self.retry_after: float | None = None
+        self.body = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport; disable Nagle so small requests leave at once."""
@@ -51,22 +74,65 @@ class _Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        """Append bytes and complete the pending request once a whole response is in."""
-        self.buf += data
-        if self.waiter is None:
+        """Feed the parser; the pending request completes when a whole response is in."""
+        self.received += len(data)
+        if self.in_head:
+            self.head += len(data)  # reset once the head is complete: counts only head bytes
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as err:
+            cause = err.__context__ if isinstance(err.__context__, RpcTransportError) else None
+            self._fail(
+                cause or RpcTransportError("not an HTTP/1.1 response", endpoint=self.owner.endpoint)
+            )
+            self.abort()
             return
-        parsed = _parse(self.buf)
-        if parsed is None:
-            if len(self.buf) > MAX_HEADER and self.buf.find(b"\r\n\r\n") < 0:
-                self._fail(
-                    RpcTransportError("response header too large", endpoint=self.owner.endpoint)
-                )
+        if self.in_head and self.head > MAX_HEADER:
+            self._fail(RpcTransportError("response header too large", endpoint=self.owner.endpoint))
+            self.abort()
+
+    # httptools callbacks, in the order the parser calls them
+    def on_message_begin(self) -> None:
+        """A response starts: forget the previous one's state."""
+        self.framed = False
+        self.retry_after = None
+        self.body.clear()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header: only the framing and Retry-After are looked at."""
+        key = name.lower()
+        if key == b"content-length" or (
+            key == b"transfer-encoding" and value.lower().endswith(b"chunked")
+        ):
+            self.framed = True
+        elif key == b"retry-after":
+            try:
+                self.retry_after = max(0.0, float(value.strip()))
+            except ValueError:
+                self.retry_after = None  # an HTTP date: not a delay we act on
+
+    def on_headers_complete(self) -> None:
+        """The head is in; a body running to the end of the connection is refused."""
+        self.in_head = False
+        self.head = 0
+        if not self.framed and self.parser.get_status_code() >= 200:
+            # no framing: the body runs to the end of the connection; we never ask for that
+            raise RpcTransportError("response without Content-Length", endpoint=self.owner.endpoint)
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the body."""
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        """A whole response: complete the pending request (an interim 1xx is skipped)."""
+        self.in_head = True
+        status = self.parser.get_status_code()
+        if status < 200:
             return
-        status, body, retry_after, keep, used = parsed
-        del self.buf[:used]
         waiter, self.waiter = self.waiter, None
-        if not waiter.done():
-            waiter.set_result((status, body, retry_after, keep))
+        if waiter is not None and not waiter.done():
+            keep = self.parser.should_keep_alive()
+            waiter.set_result((status, bytes(self.body), self.retry_after, keep))
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail the pending request: the server went away mid-exchange."""
@@ -83,55 +149,6 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
-
-
-def _parse(buf: bytearray) -> tuple[int, bytes, float | None, bool, int] | None:
-    """Return (status, body, retry_after, keep_alive, bytes used) or None if incomplete."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = bytes(buf[:end]).lower()
-    try:
-        status = int(head[9:12])
-    except ValueError:
-        raise RpcTransportError("not an HTTP/1.1 response") from None
-    start = end + 4
-    keep = b"\r\nconnection: close" not in head
-    retry_after = None
-    i = head.find(b"\r\nretry-after:")
-    if i >= 0:
-        j = head.find(b"\r\n", i + 2)
-        try:
-            retry_after = max(0.0, float(head[i + 14 : j if j > 0 else None].strip()))
-        except ValueError:
-            retry_after = None
-    i = head.find(b"\r\ncontent-length:")
-    if i >= 0:
-        j = head.find(b"\r\n", i + 2)
-        length = int(head[i + 17 : j if j > 0 else None].strip())
-        if len(buf) < start + length:
-            return None
-        return status, bytes(buf[start : start + length]), retry_after, keep, start + length
-    if b"\r\ntransfer-encoding: chunked" in head:
-        body = bytearray()
-        pos = start
-        while True:
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return None
-            size = int(bytes(buf[pos:eol]).split(b";")[0], 16)
-            if size == 0:
-                tail = buf.find(b"\r\n\r\n", eol)
-                if tail < 0 and not buf.startswith(b"\r\n", eol + 2):
-                    return None
-                used = eol + 4 if buf.startswith(b"\r\n", eol + 2) else tail + 4
-                return status, bytes(body), retry_after, keep, used
-            if len(buf) < eol + 2 + size + 2:
-                return None
-            body += buf[eol + 2 : eol + 2 + size]
-            pos = eol + 2 + size + 2
-    # no framing: the body runs to the end of the connection; we never ask for that
-    raise RpcTransportError("response without Content-Length")
 
 
 class FastHttpTransport:
@@ -257,6 +274,7 @@ class FastHttpTransport:
                 raise RpcTimeout(f"no answer within {timeout:g}s", endpoint=self.endpoint)
             waiter: asyncio.Future[tuple[int, bytes, float | None, bool]] = loop.create_future()
             conn.waiter = waiter
+            conn.received = 0
             assert conn.transport is not None
             reused = conn.served > 0
             sent = time.perf_counter()
@@ -265,7 +283,9 @@ class FastHttpTransport:
             try:
                 status, data, retry_after, keep = await waiter
             except RpcTransportError as err:
-                stale = reused and conn.closed and not conn.buf and not isinstance(err, RpcTimeout)
+                stale = (
+                    reused and conn.closed and not conn.received and not isinstance(err, RpcTimeout)
+                )
                 conn.abort()
                 self._release(conn)
                 if stale and attempt == 1:
