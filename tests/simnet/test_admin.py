@@ -23,10 +23,10 @@ from agave_perf.errors import SimnetError
 from agave_perf.rpc import RpcClient
 from agave_perf.simnet import AdminServer, SimCluster
 from agave_perf.simnet._admin import (
+    JsonStream,
     RestartWindow,
     admin_call,
     delinquent_share,
-    json_frames,
 )
 
 JSON = st.recursive(
@@ -52,22 +52,24 @@ class TestFraming:
         stream = b"".join(orjson.dumps(v) + gap for v, gap in values)
         cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
         got: list[bytes] = []
-        rest = b""
+        framer = JsonStream()
         for lo, hi in zip([0, *cuts], [*cuts, len(stream)], strict=True):
-            frames, rest = json_frames(rest + stream[lo:hi])
-            got.extend(frames)
+            got.extend(framer.feed(stream[lo:hi]))
         assert [orjson.loads(f) for f in got] == [v for v, _ in values]
-        assert rest.strip() == b""
+        assert framer.buf.strip() == b""
 
     def test_brackets_inside_strings_do_not_end_a_value(self) -> None:
         """A string holding "}" or an escaped quote is not the end of the request."""
-        frames, rest = json_frames(b'{"a":"}\\"]"}{"b":1}')
+        framer = JsonStream()
+        frames = framer.feed(b'{"a":"}\\"]"}{"b":1}')
         assert [orjson.loads(f) for f in frames] == [{"a": '}"]'}, {"b": 1}]
-        assert rest == b""
+        assert framer.buf == b""
 
     def test_an_unfinished_value_waits_for_more(self) -> None:
         """Half a request is kept, not answered."""
-        assert json_frames(b'{"jsonrpc":"2.0","id":1,') == ([], b'{"jsonrpc":"2.0","id":1,')
+        framer = JsonStream()
+        assert framer.feed(b'{"jsonrpc":"2.0","id":1,') == []
+        assert framer.buf == b'{"jsonrpc":"2.0","id":1,'
 
 
 def _serve(tmp_path: Path) -> tuple[AdminServer, list[int]]:

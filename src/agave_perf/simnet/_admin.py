@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,55 +47,65 @@ INVALID_REQUEST = {"code": -32600, "message": "Invalid request"}
 METHOD_NOT_FOUND = {"code": -32601, "message": "Method not found"}
 
 
-def json_frames(buf: bytes) -> tuple[list[bytes], bytes]:
-    """Split a byte stream of JSON values written back to back: the complete ones, and the rest.
+class JsonStream:
+    """Splits a byte stream of JSON values written back to back, each byte scanned once.
 
     The framing of a jsonrpc IPC server: a value ends where its outermost bracket closes,
     so no separator is needed (whitespace between values is skipped). A top-level scalar
     is not a request; it runs to the next whitespace and is returned as its own frame, to
-    be answered with a parse error rather than waited on.
+    be answered with a parse error rather than waited on. The scan keeps its place between
+    reads, so a value arriving in many reads costs its length, not its length squared.
     """
-    frames: list[bytes] = []
-    depth = 0
-    in_string = escaped = False
-    start: int | None = None
-    i = 0
-    n = len(buf)
-    while i < n:
-        c = buf[i]
-        if start is None:
-            if c in b" \t\r\n":
-                i += 1
-                continue
-            start = i
-            if c not in b"{[":
-                end = i
-                while end < n and buf[end] not in b" \t\r\n":
-                    end += 1
-                if end == n:
-                    break  # the scalar may go on in the next read
-                frames.append(buf[start:end])
-                start = None
-                i = end
-                continue
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == 0x5C:  # backslash
-                escaped = True
-            elif c == 0x22:  # quote
-                in_string = False
-        elif c == 0x22:
-            in_string = True
-        elif c in b"{[":
-            depth += 1
-        elif c in b"}]":
-            depth -= 1
-            if depth == 0:
-                frames.append(buf[start : i + 1])
-                start = None
-        i += 1
-    return frames, (b"" if start is None else buf[start:])
+
+    def __init__(self) -> None:
+        self.buf = b""  # the unfinished value (and what follows it), from its first byte
+        self._pos = 0  # the next byte of ``buf`` to scan
+        self._open = False  # inside a value
+        self._scalar = False
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the values it completed, in order."""
+        buf = self.buf + data
+        frames: list[bytes] = []
+        start = 0  # the current value's first byte, when ``_open``
+        i, n = self._pos, len(buf)
+        while i < n:
+            c = buf[i]
+            if not self._open:
+                if c in b" \t\r\n":
+                    i += 1
+                    continue
+                self._open, start = True, i
+                self._scalar = c not in b"{["
+            if self._scalar:
+                if c in b" \t\r\n":
+                    frames.append(buf[start:i])
+                    self._open = False
+                    continue
+            elif self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif c == 0x5C:  # backslash
+                    self._escaped = True
+                elif c == 0x22:  # quote
+                    self._in_string = False
+            elif c == 0x22:
+                self._in_string = True
+            elif c in b"{[":
+                self._depth += 1
+            elif c in b"}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    frames.append(buf[start : i + 1])
+                    self._open = False
+            i += 1
+        # keep only the unfinished value, and where its scan stopped
+        self.buf = buf[start:] if self._open else b""
+        self._pos = n - start if self._open else 0
+        return frames
 
 
 @dataclass(frozen=True)
@@ -166,7 +176,7 @@ class AdminServer:
         if "id" not in req:
             return None, method == "exit"
         reply["id"] = req["id"]
-        return reply, method == "exit" and "result" in reply
+        return reply, method == "exit"
 
     def answer(self, frame: bytes) -> tuple[bytes | None, bool]:
         """The bytes to write back for one frame (a request or a batch), and whether to exit."""
@@ -186,21 +196,20 @@ class AdminServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Requests until the client closes; ``exit`` is answered first, then the process
         stops (as Agave's exit answers, then exits), so no reply is cut off."""
-        buf = b""
+        stream = JsonStream()
         exit_ = False
         try:
             while not exit_:
                 chunk = await reader.read(READ_CHUNK)
                 if not chunk:
                     break
-                frames, buf = json_frames(buf + chunk)
-                for frame in frames:
+                for frame in stream.feed(chunk):
                     out, asked = self.answer(frame)
                     exit_ = exit_ or asked
                     if out is not None:
                         writer.write(out + b"\n")
                 await writer.drain()
-                if len(buf) > MAX_FRAME:
+                if len(stream.buf) > MAX_FRAME:
                     break  # no end in sight: garbage, not a request
         except ConnectionError:
             pass
@@ -221,12 +230,12 @@ async def admin_call(ledger: Path, method: str) -> Any:
     try:
         writer.write(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method}) + b"\n")
         await writer.drain()
-        buf = b""
+        stream = JsonStream()
         while not frames:
             chunk = await reader.read(READ_CHUNK)
-            if not chunk or len(buf) > MAX_FRAME:
+            if not chunk or len(stream.buf) > MAX_FRAME:
                 break
-            frames, buf = json_frames(buf + chunk)
+            frames = stream.feed(chunk)
     except ConnectionError:
         pass
     finally:
@@ -269,7 +278,7 @@ class RestartWindow:
     _first_snapshot: int | None = None
     _started: bool = False
     _seen_incremental: bool = False
-    last_delinquent: float = field(default=0.0)
+    last_delinquent: float = 0.0
 
     async def blocker(self, rpc: RpcClient) -> str | None:
         """Why a restart now is not allowed (None: it is); ValueError when it never will be."""
