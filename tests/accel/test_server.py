@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import socket
+import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -17,6 +21,7 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
 from agave_perf.accel import AccelConfig, Accelerator
+from agave_perf.accel._server import CLIENT_QUEUE, Client, FanIn, Upstream
 from agave_perf.simnet import SimCluster
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,6 +55,13 @@ def transfer_tx(payer: Keypair, to: Keypair, lamports: int, blockhash: str) -> t
         MessageV0.try_compile(payer.pubkey(), [ix], [], Hash.from_string(blockhash)), [payer]
     )
     return base64.b64encode(bytes(tx)).decode(), str(tx.signatures[0])
+
+
+def masked_text_frame(data: bytes) -> bytes:
+    """One masked WebSocket text frame, as a client sends it (payload under 64 KiB)."""
+    mask = os.urandom(4)
+    size = bytes([0x80 | len(data)]) if len(data) < 126 else b"\xfe" + len(data).to_bytes(2)
+    return b"\x81" + size + mask + bytes(b ^ mask[j % 4] for j, b in enumerate(data))
 
 
 @pytest.fixture
@@ -403,6 +415,59 @@ class TestFanIn:
                 orjson.dumps({"jsonrpc": "2.0", "id": 3, "method": "nopeSubscribe"}).decode()
             )
             assert (await w.receive_json())["error"]["code"] == -32601
+
+    async def test_a_client_that_stops_reading_is_cut_off_and_the_others_go_on(
+        self, accel: Accelerator
+    ) -> None:
+        """A bot that subscribes, then never reads, is dropped at its queue bound; a reading
+        client on the same upstream subscription keeps its notifications."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it reads nothing
+        sock.setblocking(False)
+        host, port = urlsplit(accel.ws_url).hostname, urlsplit(accel.ws_url).port
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        assert b" 101 " in (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n", 1)[0]
+        for i, method in enumerate(["slotsUpdatesSubscribe", "slotSubscribe"] * 200):
+            writer.write(
+                masked_text_frame(orjson.dumps({"jsonrpc": "2.0", "id": i, "method": method}))
+            )
+        try:
+            async with aiohttp.ClientSession() as s, s.ws_connect(accel.ws_url) as w:
+                await w.send_str('{"jsonrpc":"2.0","id":1,"method":"slotSubscribe"}')
+                assert "result" in await w.receive_json()
+                while accel.fanin.cut_off == 0:
+                    assert (await asyncio.wait_for(w.receive_json(), 5))[
+                        "method"
+                    ] == "slotNotification"
+                # the stalled client is gone; this one still hears every slot
+                assert (await asyncio.wait_for(w.receive_json(), 5))["method"] == "slotNotification"
+                assert accel.fanin.cut_off == 1
+        finally:
+            writer.close()
+
+    async def test_unread_notifications_cost_about_their_size(self) -> None:
+        """A full client queue holds ~its notifications' bytes, not orjson's 4 KiB buffers."""
+        client = Client(ws=None)  # type: ignore[arg-type]  # delivery only queues
+        up = Upstream("slotsUpdatesSubscribe", [])
+        up.clients[7] = client
+        fanin = FanIn(accel=None)  # type: ignore[arg-type]  # delivery needs no accelerator
+        result = {"slot": 312_000_000, "type": "frozen", "timestamp": 1_760_000_000_000}
+        tracemalloc.start()
+        try:
+            for _ in range(CLIENT_QUEUE):
+                fanin._deliver(up, result)
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert client.queue.full()
+        carried = sum(len(item) for item in client.queue._queue)  # type: ignore[attr-defined]
+        assert held < 3 * carried, f"{held} B held for {carried} B of notifications"
 
 
 class TestObservable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tracemalloc
 from pathlib import Path
 
 import orjson
@@ -215,3 +216,28 @@ class TestPubSub:
                 async with RpcClient(info.http, transport=both.http(info.http)) as client:
                     hashes.append(await client.call("getGenesisHash"))
         assert hashes[0] != hashes[1]
+
+
+class TestUnreadQueueFootprint:
+    async def test_a_reader_that_stops_holds_about_what_its_queue_counts(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """The PubSub queue bound is a memory bound: unread frames cost ~their size, not 4 KiB.
+
+        orjson's output buffers are at least 4 KiB each, so a queue of them held 30 times
+        the bytes it counted, and a 1 MiB bound let a stalled reader pin ~30 MiB.
+        """
+        async with sim(virtual_clock, pubsub_queue_bytes=64 << 20) as c:
+            session = c.edges[0].open_session()
+            for i in range(30):
+                session.receive(
+                    orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "slotSubscribe"}).decode()
+                )
+            tracemalloc.start()
+            try:
+                await asyncio.sleep(200 * SLOT_MS / 1000)  # 200 slots, nobody reading
+                held, _ = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert session.outbox.qsize() > 5000  # the notifications are there, unread
+            assert held < 3 * session.pending, f"{held} B held for {session.pending} B queued"

@@ -40,7 +40,9 @@ from agave_perf.accel._http import REASONS, Answer, HttpServer
 from agave_perf.accel._send import SendPath
 from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
+from agave_perf.net import reset
 from agave_perf.rpc import Reply, Subscription
+from agave_perf.wirejson import kept
 
 MAX_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 CLIENT_QUEUE = 4096  # notifications a PubSub client may have unread before it is cut off
@@ -203,7 +205,7 @@ class Accelerator:
         self._unsubscribing: set[asyncio.Task[bool]] = set()
         self._hot_seen: dict[tuple[str, Commitment, str], deque[float]] = defaultdict(deque)
         self._hot: dict[tuple[str, Commitment, str], tuple[Backend, asyncio.Task[None]]] = {}
-        self._fees: dict[bytes, tuple[int, Any]] = {}
+        self._fees: dict[str, tuple[int, Any]] = {}
         # the backend behind the cached answer being built (set and read with no await between)
         self._cache_source = ""
         self._api_version = "2.0.0"
@@ -369,7 +371,7 @@ class Accelerator:
             elif method == "getRecentPrioritizationFees" and (b := self._best()) is not None:
                 slot = b.slot()
                 if slot is not None:
-                    self._fees[orjson.dumps(params)] = (slot, answer["result"])
+                    self._fees[kept(params)] = (slot, answer["result"])
                     while len(self._fees) > 256:
                         self._fees.pop(next(iter(self._fees)))
         return answer, "backend"
@@ -599,7 +601,7 @@ class Accelerator:
         b = self._best()
         if b is None:
             return None
-        key = orjson.dumps(params)
+        key = kept(params)
         held = self._fees.get(key)
         if held is not None and held[0] == b.slot():
             self._cache_source = b.name
@@ -873,8 +875,10 @@ class Client:
     """One bot's WebSocket, with its own subscription ids."""
 
     ws: web.WebSocketResponse
-    subs: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # client id → upstream key
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    transport: asyncio.Transport | None = None  # reset if the bot stops reading
+    cut: bool = False  # cut off for not reading: nothing more is queued for it
+    subs: dict[int, tuple[str, str]] = field(default_factory=dict)  # client id → upstream key
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
 
 
 @dataclass
@@ -910,17 +914,16 @@ class FanIn:
 
     def __init__(self, accel: Accelerator) -> None:
         self.accel = accel
-        self.upstreams: dict[bytes, Upstream] = {}
+        self.upstreams: dict[str, Upstream] = {}
         self.clients: set[Client] = set()
         self._ids = itertools.count(1)
-        self._closing: set[asyncio.Task[bool]] = set()
         self.cut_off = 0
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """Serve one client's WebSocket."""
         ws = web.WebSocketResponse(max_msg_size=MAX_BODY, heartbeat=30.0)
         await ws.prepare(request)
-        client = Client(ws)
+        client = Client(ws, request.transport)
         self.clients.add(client)
         writer = asyncio.create_task(self._write(client))
         try:
@@ -954,9 +957,10 @@ class FanIn:
         return ws
 
     async def _write(self, client: Client) -> None:
-        while True:
-            data = await client.queue.get()
-            await client.ws.send_str(data.decode())
+        with contextlib.suppress(ConnectionError):  # the bot went away: the reader ends it
+            while True:
+                data = await client.queue.get()
+                await client.ws.send_str(data)
 
     async def _request(self, client: Client, doc: Any) -> dict[str, Any]:
         if (
@@ -977,7 +981,7 @@ class FanIn:
             return _ok(rid, True)
         if not method.endswith("Subscribe") or method[: -len("Subscribe")] not in self.SUBSCRIBE:
             return _error(rid, -32601, "Method not found")
-        key = orjson.dumps([method, params])
+        key = kept([method, params])
         up = self.upstreams.get(key)
         if up is None:
             up = self.upstreams[key] = Upstream(method, params)
@@ -1013,7 +1017,9 @@ class FanIn:
         up.notifications += 1
         name = up.method.replace("Subscribe", "Notification")
         for sid, client in list(up.clients.items()):
-            data = orjson.dumps(
+            if client.cut:
+                continue
+            data = kept(
                 {
                     "jsonrpc": "2.0",
                     "method": name,
@@ -1024,14 +1030,18 @@ class FanIn:
                 client.queue.put_nowait(data)
             except asyncio.QueueFull:
                 # a client that stops reading is cut off, as Agave does, instead of
-                # holding an ever-growing queue in memory
-                self.cut_off += 1
-                task = asyncio.create_task(client.ws.close(message=b"slow consumer"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
-                client.queue = asyncio.Queue(1)
+                # holding an ever-growing queue in memory; once, and with a reset (a close
+                # frame would wait behind the same full socket)
+                self._cut(client)
 
-    async def _run(self, key: bytes, up: Upstream) -> None:
+    def _cut(self, client: Client) -> None:
+        client.cut = True
+        self.cut_off += 1
+        while not client.queue.empty():
+            client.queue.get_nowait()
+        reset(client.transport)
+
+    async def _run(self, key: str, up: Upstream) -> None:
         """Hold the upstream subscription on the best backend; move it when that one drops."""
         try:
             while up.clients or key in self.upstreams:
@@ -1047,7 +1057,7 @@ class FanIn:
                     # in its answer; clients that joined while it was pending, once here
                     if not up.ready.done():
                         up.ready.set_result(err)
-                    refusal = orjson.dumps(_error(None, err.code, err.rpc_message))
+                    refusal = kept(_error(None, err.code, err.rpc_message))
                     for client in list(up.clients.values()):
                         with contextlib.suppress(asyncio.QueueFull):
                             client.queue.put_nowait(refusal)

@@ -30,6 +30,7 @@ from agave_perf.simnet._rpc import (
     invalid_params,
     method_names,
 )
+from agave_perf.wirejson import kept
 
 AGAVE_MAX_REQUEST_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
 # A PubSub client that stops reading is cut off once this much waits to be sent to it, as
@@ -206,7 +207,7 @@ class NodeEdge:
 class PubSubSession:
     """The server side of one PubSub connection: frames in, answers and notifications out.
 
-    ``outbox`` yields encoded frames in order, and ``None`` once the connection is to
+    ``outbox`` yields frames' text in order, and ``None`` once the connection is to
     be closed (by :meth:`close`, or because the consumer fell too far behind). The
     carrier calls :meth:`taken` for each frame it hands to its socket.
     """
@@ -214,18 +215,18 @@ class PubSubSession:
     def __init__(self, edge: NodeEdge, on_cut: Callable[[], None] | None = None) -> None:
         self.edge = edge
         self.on_cut = on_cut
-        self.outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.subs: set[int] = set()
         self.closed = False
         self.close_code, self.close_reason = 1000, ""  # what the carrier's close frame says
         self.cut = False  # cut off for not reading: no close frame, the transport is reset
-        self.pending = 0  # bytes queued and not yet handed to the socket
+        self.pending = 0  # characters (bytes, for ASCII) queued and not yet handed to the socket
 
     def send(self, payload: dict[str, Any]) -> None:
         """Queue one frame for the client; a client that stopped reading is cut off."""
         if self.closed or self.cut:
             return
-        data = orjson.dumps(payload)
+        data = kept(payload)  # a queue of orjson's own buffers would hold 4 KiB each
         edge = self.edge
         if self.outbox.qsize() >= edge.queue_items or self.pending + len(data) > edge.queue_bytes:
             # drop the connection and what it has queued (a close frame would wait behind
@@ -243,7 +244,7 @@ class PubSubSession:
         self.pending += len(data)
         self.outbox.put_nowait(data)
 
-    def taken(self, frame: bytes) -> None:
+    def taken(self, frame: str) -> None:
         """The carrier took ``frame`` off the outbox for its socket."""
         self.pending -= len(frame)
 

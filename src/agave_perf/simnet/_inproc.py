@@ -87,7 +87,7 @@ class SimWire:
             self._session.close()
             return None
         self._session.taken(item)
-        return item.decode(), self._clock.now()
+        return item, self._clock.now()
 
     async def close(self) -> None:
         """Close from the client's side: the node drops the subscriptions."""

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import struct
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from agave_perf.net import reset
 from agave_perf.simnet._edge import NodeEdge, PubSubSession
 
-LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 # A connection must finish its request line and headers this soon after it opens, and a body
 # this soon after its headers (slowloris: 1,400 half-sent requests held sockets for minutes)
 HEADER_TIMEOUT_S = 10.0
@@ -191,22 +190,13 @@ class NodeServer:
         await ws.prepare(request)
         self._ws.add(ws)
 
-        def reset() -> None:
-            # a reader that stopped reading: reset, not FIN — a FIN would wait behind the
-            # unread data, and the kernel would keep that buffer for the client
-            if request.transport is not None:
-                sock = request.transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-                request.transport.abort()
-
-        session = self.edge.open_session(on_cut=reset)
+        session = self.edge.open_session(on_cut=lambda: reset(request.transport))
 
         async def writer(session: PubSubSession = session) -> None:
             while (item := await session.outbox.get()) is not None:
                 await self.edge.wait_out_pause()  # a paused node notifies nothing either
                 session.taken(item)
-                await ws.send_str(item.decode())
+                await ws.send_str(item)
             if not session.cut:
                 await ws.close(code=session.close_code, message=session.close_reason.encode())
 
