@@ -5,6 +5,8 @@ from __future__ import annotations
 import typing
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agave_perf import faults
 from agave_perf.errors import (
@@ -46,3 +48,32 @@ class TestClassify:
         assert set(typing.get_args(faults.RequestFault)) == faults.REQUEST_FAULTS
         assert faults.UNREACHABLE <= faults.REQUEST_FAULTS
         assert "rpc_error" not in faults.UNREACHABLE  # an error object is an answer
+
+
+class TestWorthRetrying:
+    @given(st.integers(100, 599))
+    def test_a_status_is_retried_when_it_is_a_rate_limit_or_a_server_failure(
+        self, status: int
+    ) -> None:
+        """429 and 5xx come and go; 401, 403, 404 or 413 would come back the same."""
+        assert faults.worth_retrying(RpcHttpError(status)) == (status == 429 or status >= 500)
+
+    @given(st.integers(-33000, 0))
+    def test_an_error_object_is_retried_unless_it_is_about_the_request(self, code: int) -> None:
+        """ "Node is behind" (-32005) and the like pass; invalid request/method/params do not."""
+        retried = faults.worth_retrying(RpcResponseError(code, "x"))
+        assert retried == (code not in (-32600, -32601, -32602))
+
+    @pytest.mark.parametrize(
+        "err",
+        [RpcTimeout("t"), TimeoutError(), RpcTransportError("reset"), RpcProtocolError("junk")],
+    )
+    def test_silence_broken_connections_and_malformed_replies_are_retried(
+        self, err: Exception
+    ) -> None:
+        """Whatever the network or a struggling server did this time may not happen next time."""
+        assert faults.worth_retrying(err)
+
+    def test_what_is_not_an_rpc_failure_is_not_retried(self) -> None:
+        """A bug of ours (or a user error) is raised, not asked again."""
+        assert not faults.worth_retrying(ValueError("bad config"))

@@ -58,3 +58,22 @@ def classify(err: BaseException) -> RequestFault:
     if isinstance(err, RpcTransportError):
         return "transport"
     return "transport"
+
+
+# JSON-RPC errors about the request itself (invalid request, no such method, bad params):
+# asking again gets the same answer
+DEFINITIVE_CODES: Final[frozenset[int]] = frozenset({-32600, -32601, -32602})
+
+
+def worth_retrying(err: BaseException) -> bool:
+    """Whether asking again may succeed: a fault of the moment, not of the request.
+
+    Rate limits, server failures, timeouts, broken connections, malformed replies and
+    error objects such as "node is behind" pass; other 4xx statuses and the errors in
+    :data:`DEFINITIVE_CODES` would come back the same.
+    """
+    if isinstance(err, RpcHttpError):
+        return err.status == 429 or err.status >= 500
+    if isinstance(err, RpcResponseError):
+        return err.code not in DEFINITIVE_CODES
+    return isinstance(err, RpcProtocolError | RpcTransportError | TimeoutError)

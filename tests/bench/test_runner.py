@@ -443,3 +443,89 @@ class TestStreamSubscriptions:
         assert 0 < logs.count <= sent
         assert program.count >= logs.count
         assert logs.drops == program.drops == 0
+
+
+class TestSetUp:
+    async def test_a_flaky_node_neither_aborts_the_run_nor_changes_its_accounts(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """Against a node failing a third of its requests, every run sets up on simnet's accounts.
+
+        Before, one malformed reply to the account discovery silently swapped the pool for
+        sysvars (a different workload from run to run), and one to getVersion ended the run.
+        """
+        scenario = "flaky:error_rate=0.1,rate_429=0.1,rate_503=0.1,malformed_rate=0.1"
+        async with SimCluster(
+            nodes=1, scenario=scenario, slot_ms=100, serve=False, clock=virtual_clock
+        ) as c:
+            runs = [
+                await run_bench(
+                    BenchConfig(
+                        http(c), load_workload("reads"), rate=20, duration=0.5,
+                        warmup=0, connector=c.connector(), seed=seed,
+                    ),
+                    clock=virtual_clock,
+                )
+                for seed in range(8)
+            ]  # fmt: skip
+        sources = [next(n for n in r.notes if n.startswith("accounts:")) for r in runs]
+        assert all("simnet accounts" in s for s in sources), sources
+        assert all(sum(sum(m.errors.values()) for m in r.methods.values()) for r in runs)  # flaky
+
+    async def test_what_is_asked_again_and_what_is_not(self, virtual_clock: VirtualClock) -> None:
+        """Faults of the moment are retried; a wrong request, or a down node met first, is not."""
+        from agave_perf.bench._runner import _set_up
+        from agave_perf.errors import RpcHttpError, RpcResponseError
+
+        calls = 0
+
+        def failing(*errors: Exception) -> object:
+            async def step() -> str:
+                nonlocal calls
+                calls += 1
+                if calls <= len(errors):
+                    raise errors[calls - 1]
+                return "ok"
+
+            return step
+
+        inf = float("inf")
+        flaky = failing(RpcHttpError(503), RpcResponseError(-32005, "Node is behind"))
+        assert await _set_up(flaky, attempts=4, deadline=inf) == "ok"  # type: ignore[arg-type]
+        assert calls == 3
+        calls = 0
+        wrong = failing(RpcResponseError(-32601, "Method not found"))
+        with pytest.raises(RpcResponseError):
+            await _set_up(wrong, attempts=4, deadline=inf)  # type: ignore[arg-type]
+        assert calls == 1
+        calls = 0
+        down = failing(RpcTransportError("connection refused"))
+        with pytest.raises(RpcTransportError):
+            await _set_up(down, attempts=4, deadline=inf, first_contact=True)  # type: ignore[arg-type]
+        assert calls == 1
+        calls = 0
+        always = failing(*[RpcHttpError(429)] * 10)
+        with pytest.raises(RpcHttpError):
+            await _set_up(always, attempts=4, deadline=inf)  # type: ignore[arg-type]
+        assert calls == 4
+
+    async def test_a_window_bounds_the_set_up_even_when_nothing_answers(
+        self, virtual_clock: VirtualClock
+    ) -> None:
+        """With a 3 s window, a step that never answers ends in a timeout when the window does."""
+        from agave_perf.bench._runner import _set_up
+        from agave_perf.errors import RpcTimeout
+
+        loop = asyncio.get_running_loop()
+        tries = 0
+
+        async def silent() -> None:
+            nonlocal tries
+            tries += 1
+            await asyncio.sleep(3600)
+
+        start = loop.time()
+        with pytest.raises(RpcTimeout):
+            await _set_up(silent, attempts=float("inf"), deadline=start + 3)
+        assert loop.time() - start <= 3
+        assert tries >= 3  # each try got half of what was left, not the whole window

@@ -28,6 +28,7 @@ from solders.transaction import Transaction
 
 from agave_perf.bench._workload import Call, Workload
 from agave_perf.errors import RpcError, UsageError
+from agave_perf.faults import worth_retrying
 from agave_perf.rpc import RpcClient
 from agave_perf.simnet import TokenWorld
 
@@ -111,8 +112,10 @@ async def discover_accounts(client: RpcClient, candidates: list[str]) -> list[st
         chunk = candidates[i : i + 100]
         try:
             res = await client.call("getMultipleAccounts", chunk, {"encoding": "base64"})
-        except RpcError:
-            return found
+        except RpcError as err:
+            if worth_retrying(err):
+                raise  # a bad moment of the node must not change the account pool
+            return found  # the node cannot tell: what was found stands
         values = res.get("value", []) if isinstance(res, dict) else []
         found += [pk for pk, v in zip(chunk, values, strict=False) if v is not None]
     return found
@@ -162,7 +165,9 @@ async def token_keys(client: RpcClient, workload: Workload, seed: int = 1) -> tu
     probe = [str(world.token_account(i)) for i in range(SIMNET_POOL_PROBE)]
     try:
         res = await client.call("getMultipleAccounts", probe, {"encoding": "base64"})
-    except RpcError:
+    except RpcError as err:
+        if worth_retrying(err):
+            raise  # a bad moment of the node must not change the token keys
         res = {}
     values = res.get("value", []) if isinstance(res, dict) else []
     owners = sorted(

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -35,7 +35,8 @@ from agave_perf.bench._slo import Slo, evaluate
 from agave_perf.bench._workload import Workload
 from agave_perf.clock import Clock
 from agave_perf.config import LATE_SEND_S, Arrival, BenchSettings
-from agave_perf.errors import RpcError, RpcTransportError
+from agave_perf.errors import RpcError, RpcTimeout, RpcTransportError
+from agave_perf.faults import worth_retrying
 from agave_perf.redact import redact_url
 from agave_perf.rpc import SOCKETS, Connector, PubSubClient, RpcClient, Transport, ws_url_for
 from agave_perf.slo.samples import LandingSample, RequestSample
@@ -69,6 +70,10 @@ class BenchConfig:
     late_threshold: float = LATE_SEND_S
     abort_after: float = 3.0  # inf: never abort (a check measures a failing node to the end)
     landing_sample: float | None = None  # share of sends followed; None: the workload's
+    setup_attempts: int = 6  # tries of each set-up call a node answers badly (429, 5xx, ...)
+    # a check measures whatever the node does: its set-up is asked again for up to the
+    # length of its window (each try bounded), however many tries that takes
+    persistent_setup: bool = False
     transport: Transport | None = None  # default: the connector's lean keep-alive client
     connector: Connector = SOCKETS  # opens every connection of the run (simnet: in-process)
 
@@ -161,6 +166,50 @@ def _landing_tally(n: Notifications, sample: LandingSample) -> None:
     # no_websocket: not watched, neither landed nor missed
 
 
+T = TypeVar("T")
+SETUP_BACKOFF_S = 0.1  # the first wait before a set-up call is asked again; it doubles
+
+
+async def _set_up(
+    step: Callable[[], Awaitable[T]],
+    *,
+    attempts: float,
+    deadline: float,
+    first_contact: bool = False,
+) -> T:
+    """Run one set-up step, asking again while its failures are of the moment.
+
+    A flaky node (429s, 5xx, malformed replies, "node is behind") gets ``attempts``
+    tries, so one bad reply neither aborts the run nor changes what it measures. The
+    first contact fails at once when nothing answers at all: that node is down, not
+    flaky. With a ``deadline`` (a check's window, on the loop's clock, which asyncio's
+    sleeps use too) each try may take half of what is left, so one unanswered request
+    cannot spend the whole window.
+    """
+    clock = asyncio.get_running_loop().time
+    attempt = 0
+    while True:
+        attempt += 1
+        limit = None if math.isinf(deadline) else max(0.05, (deadline - clock()) / 2)
+        try:
+            async with asyncio.timeout(limit):
+                return await step()
+        except TimeoutError:
+            err: RpcError = RpcTimeout(f"set-up got no answer within {limit:.2g}s")
+        except RpcError as e:
+            err = e
+        wait = SETUP_BACKOFF_S * 2 ** min(attempt - 1, 4)
+        silent = isinstance(err, RpcTransportError)  # refused, reset or timed out
+        if (
+            not worth_retrying(err)
+            or (first_contact and silent)
+            or attempt >= attempts
+            or clock() + wait >= deadline
+        ):
+            raise err
+        await asyncio.sleep(wait)
+
+
 async def _refresh_blockhash(client: RpcClient, txs: TxFactory) -> None:
     while True:
         await asyncio.sleep(BLOCKHASH_REFRESH_S)
@@ -198,9 +247,20 @@ async def run_bench(
     signatures: Notifications | None = None
     transport = cfg.transport or cfg.connector.http(cfg.rpc, connections=cfg.connections, lean=True)
     notes: list[str] = []
+    # a check's set-up gets up to one window; a bench's set-up a few tries per call
+    began = asyncio.get_running_loop().time()
+    attempts = math.inf if cfg.persistent_setup else cfg.setup_attempts
+    deadline = began + cfg.duration if cfg.persistent_setup else math.inf
+
+    def set_up(step: Callable[[], Awaitable[T]], first_contact: bool = False) -> Awaitable[T]:
+        return _set_up(step, attempts=attempts, deadline=deadline, first_contact=first_contact)
+
     try:
         try:
-            version = await control.call("getVersion")
+            # a bench meets the node here; a check has already heard it on its streams
+            version = await set_up(
+                lambda: control.call("getVersion"), first_contact=not cfg.persistent_setup
+            )
         except RpcTransportError as err:
             raise RpcTransportError(
                 f"cannot reach the node: {str(err).split(': ', 1)[-1]}", endpoint=endpoint
@@ -209,7 +269,7 @@ async def run_bench(
         if cfg.accounts:
             accounts, source = list(cfg.accounts), "given list"
         else:
-            accounts, source = await account_pool(control, wl, cfg.accounts_file)
+            accounts, source = await set_up(lambda: account_pool(control, wl, cfg.accounts_file))
         payer = load_keypair(cfg.keypair) if isinstance(cfg.keypair, str) else cfg.keypair
         sends = any(c.method == "sendTransaction" for c in wl.calls)
         if sends and payer is None:
@@ -218,12 +278,14 @@ async def run_bench(
             )
         txs = TxFactory(payer, accounts)
         if wl.uses("transaction") or wl.uses("signature") or wl.uses("signatures"):
-            res = await control.call("getLatestBlockhash", {"commitment": "processed"})
+            res = await set_up(
+                lambda: control.call("getLatestBlockhash", {"commitment": "processed"})
+            )
             txs.set_blockhash(res["value"]["blockhash"])
             background.append(asyncio.create_task(_refresh_blockhash(control, txs)))
         tokens = None
         if wl.uses_tokens():
-            tokens, token_source = await token_keys(control, wl)
+            tokens, token_source = await set_up(lambda: token_keys(control, wl))
             notes.append(f"token keys: {token_source}")
         builder = RequestBuilder(
             wl, accounts, txs, seed=cfg.seed, simulate_sends=payer is None, tokens=tokens

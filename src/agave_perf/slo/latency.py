@@ -98,6 +98,7 @@ class LatencySampler:
             accounts=self.accounts,
             ws=self.ws_url,
             abort_after=math.inf,  # a check measures a failing node to the end of its window
+            persistent_setup=True,  # and sets up against a flaky one for up to a window
             landing_sample=1.0,  # at a check's rate every send is followed
             transport=self.transport,
             connector=self.connector,
@@ -114,7 +115,13 @@ class LatencySampler:
                 current_slot=self.current_slot,
             )
         except RpcError as err:
-            # the node went away before the load began: a fault, and no request on record
+            # the node failed the set-up until the window closed: a fault, no request on record
             self.emit(
-                Fault(self.clock.now(), redact_url(self.url), classify(err), "getVersion", str(err))
+                Fault(
+                    self.clock.now(),
+                    redact_url(self.url),
+                    classify(err),
+                    err.method or "getVersion",
+                    str(err),
+                )
             )
