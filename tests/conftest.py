@@ -7,8 +7,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from agave_perf.clock import VirtualClock, VirtualTimeLoop
+
+# no wall-clock thresholds in tests: a busy machine must not fail a property by being slow
+settings.register_profile("agave-perf", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("agave-perf")
 
 
 @pytest.fixture(autouse=True)
