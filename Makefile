@@ -25,11 +25,10 @@ typecheck: install
 	$(BIN)/mypy
 	$(BIN)/mypy tests/typing/api.py
 
-# 3 workers on 2 cores: most integration tests wait on simnet's slots and subprocesses
-# (the suite keeps ~1.2 of 2 cores busy); a 4th worker loaded the machine enough to cost
-# the real-measurement verdicts (an experiment example lost its "keep") their power
+# 2 workers on 2 cores: at 3 or 4 the machine's own load cost the real-measurement
+# verdicts (experiment examples, flag experiments) their significance once each
 pytest: install
-	$(BIN)/pytest -q -n 3 --dist loadfile --cov --cov-report=term --durations=15
+	$(BIN)/pytest -q -n 2 --dist loadfile --cov --cov-report=term --durations=15
 
 test: lint typecheck pytest
 
