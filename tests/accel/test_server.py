@@ -416,6 +416,7 @@ class TestFanIn:
             )
             assert (await w.receive_json())["error"]["code"] == -32601
 
+    @pytest.mark.integration  # a raw socket that stops reading, on loopback
     async def test_a_client_that_stops_reading_is_cut_off_and_the_others_go_on(
         self, accel: Accelerator
     ) -> None:

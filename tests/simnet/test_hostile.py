@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# real simnet processes over loopback, polled in wall time
+pytestmark = pytest.mark.integration
+
 OVERSIZED = b"x" * (60 * 1024)  # above Agave's 50 KiB request body limit: answered 413
 
 
