@@ -23,12 +23,14 @@ from agave_perf.bench import (
     load_workload,
     run_bench,
 )
+from agave_perf.bench._result import Schedule
 from agave_perf.bench.compare import (
     FASTER,
     FEW_RUNS,
     SAME,
     SLOWER,
     UNKNOWN,
+    Comparison,
     compare,
     metric_quantile_or_usage,
 )
@@ -299,3 +301,63 @@ class TestFailures:
         cmp = compare(*sides, **FAST)
         assert all(np.isfinite(r.decision.a) and np.isfinite(r.decision.b) for r in cmp.rows)
         assert cmp.verdict == SAME
+
+
+def render(c: Comparison) -> str:
+    """The comparison as a 200-column terminal shows it."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    out = StringIO()
+    Console(file=out, width=200).print(c)
+    return out.getvalue()
+
+
+def stalled(run: RunResult, factor: float, late: float = 0.14) -> RunResult:
+    """The same run as if the machine stalled it: slower, with the generator ``late``."""
+    slow = synthetic_run(run.id, {k: m.samples.array() * factor for k, m in run.methods.items()})
+    slow.schedule = Schedule(scheduled=600, sent=600, late=round(600 * late))
+    return slow
+
+
+class TestDisturbedRuns:
+    def test_a_stalled_run_is_left_out_and_the_change_still_seen(self, pool: np.ndarray) -> None:
+        """+12 % with one stalled run a side: left out, it reads 'slower' on 4 runs a side.
+
+        Judged with them, the same data has a much weaker p-value, because one run 40 %
+        slower per side is between-run variance the node did not cause.
+        """
+        rng = np.random.default_rng(5)
+        a = series(pool, rng, drift=0.02, name="a")
+        b = series(pool, rng, scale=1.12, drift=0.02, name="b")
+        a[1] = stalled(a[1], 1.4)
+        b[3] = stalled(b[3], 1.4)
+        screened = compare(a, b, **FAST)
+        every = compare(a, b, keep_disturbed=True, **FAST)
+        assert screened.verdict == SLOWER
+        doc = screened.to_json()
+        assert doc["judged_runs"] == [4, 4]
+        assert doc["runs"] == [5, 5]
+        assert doc["disturbed_left_out"] is True
+        assert {(d["side"], d["id"]) for d in doc["disturbed"]} == {("A", "a1"), ("B", "b3")}
+        assert any("left out" in n and "a1" in n for n in screened.notes)
+        assert every.to_json()["judged_runs"] == [5, 5]
+
+        def p50(c: Comparison) -> float:
+            return next(r.raw_p for r in c.rows if r.method == "all" and r.metric == "p50") or 1.0
+
+        assert p50(every) > 10 * p50(screened)
+        text = render(screened)
+        assert "B (4 of 5 runs) vs A (4 of 5 runs)" in text
+
+    def test_disturbed_runs_on_one_side_only_are_judged(self, pool: np.ndarray) -> None:
+        """6 of 10 B runs stalled, no A run (the change may load the machine): all judged."""
+        rng = np.random.default_rng(6)
+        a = series(pool, rng, 10, name="a")
+        b = series(pool, rng, 10, name="b")
+        b[:6] = [stalled(r, 1.3) for r in b[:6]]
+        c = compare(a, b, **FAST)
+        assert c.to_json()["judged_runs"] == [10, 10]
+        assert c.verdict == SLOWER
+        assert any("judged anyway" in n for n in c.notes)

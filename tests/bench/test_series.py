@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from agave_perf.bench import BenchConfig, RunResult, abba_order, load_workload, run_ab, run_series
-from agave_perf.bench._series import AbSession
+from agave_perf.bench._engine import Engine
+from agave_perf.bench._series import AbSession, Series
+from agave_perf.clock import VirtualClock
 from agave_perf.simnet import SimCluster
 
 
@@ -77,3 +79,55 @@ class TestRealRuns:
         assert {r.target for r in ra} == {a}
         assert {r.target for r in rb} == {b}
         assert {r.tags["ab"] for r in ra + rb} == {s.id}
+
+
+class TestDisturbedRuns:
+    def test_a_stalled_run_is_kept_and_one_more_measured(self) -> None:
+        """The generator's loop stalls 300 ms inside run 2: the series measures a fourth run.
+
+        On virtual time the stall is exact: the progress hook jumps the clock while the
+        loop is blocked, so every send that fell due meanwhile leaves late, as on a
+        machine that stopped the process.
+        """
+        clock = VirtualClock()
+        stalls: list[int] = []
+
+        def stall(engine: Engine) -> None:
+            if len(stalls) == 1 and engine.clock.now() > engine.t_measure + 0.3:
+                clock.jump_to(clock.now() + 0.3)
+                stalls.append(1)
+
+        async def go() -> Series:
+            async with SimCluster(nodes=1, slot_ms=100, serve=False, clock=clock) as c:
+                cfg = BenchConfig(
+                    c.info()[0].http,
+                    load_workload("slot"),
+                    rate=100,
+                    duration=1.0,
+                    warmup=0.2,
+                    connector=c.connector(),
+                )
+                seen: list[RunResult] = []
+
+                def on_run(r: RunResult) -> None:
+                    seen.append(r)
+                    if len(seen) == 1:
+                        stalls.append(0)  # arm the stall for the second run
+
+                return await run_series(
+                    cfg, 3, pause_s=0.0, clock=clock, progress=stall, on_run=on_run
+                )
+
+        loop = clock.new_event_loop()
+        try:
+            s = loop.run_until_complete(go())
+        finally:
+            loop.close()
+        assert len(s.runs) == 4
+        assert s.extra == 1
+        assert s.complete
+        late = [r.schedule.late_fraction for r in s.runs]
+        assert late[1] > 0.2  # 300 ms of 1 s at 100 req/s
+        assert max(late[0], late[2], late[3]) < 0.02
+        assert any("run 2 was disturbed" in n for n in s.notes)
+        assert s.to_json()["extra"] == 1

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agave_perf.bench._stats import (
+    DISTURBED_LATE,
     FASTER,
     FEW_RUNS,
     MIN_RUNS,
@@ -23,6 +24,7 @@ from agave_perf.bench._stats import (
     metric_quantile,
     min_detectable_effect,
     run_metric,
+    screen,
     variation,
 )
 
@@ -334,3 +336,64 @@ class TestPieces:
             assert lo + width < 0
             assert p < 0.05
         assert v != UNKNOWN
+
+
+class TestScreening:
+    """Runs whose load generator stalled are left out only when that cannot bias a verdict."""
+
+    def test_a_stalled_minority_run_is_left_out(self) -> None:
+        """One run at 14 % late sends among runs at ≤ 1 % is left out of its side."""
+        s = screen([0.003, 0.14, 0.005, 0.0, 0.01], [0.002, 0.004, 0.0, 0.003, 0.011])
+        assert s.left_out
+        assert s.disturbed_a == (1,)
+        assert s.keep_a == (0, 2, 3, 4)
+        assert s.keep_b == (0, 1, 2, 3, 4)
+
+    def test_a_generator_that_is_always_late_is_the_regime(self) -> None:
+        """Every run ~9 % late (a busy co-located generator): nothing is disturbed."""
+        s = screen([0.09, 0.08, 0.1, 0.085, 0.11], [0.07, 0.095, 0.1, 0.09, 0.105])
+        assert not s.left_out
+        assert s.disturbed_a == s.disturbed_b == ()
+
+    def test_too_few_clean_runs_keeps_every_run(self) -> None:
+        """With 3 runs a side, leaving one out would leave 2: every run is judged, and why."""
+        s = screen([0.0, 0.2, 0.0], [0.0, 0.0, 0.0])
+        assert not s.left_out
+        assert s.keep_a == (0, 1, 2)
+        assert s.kept_because is not None
+        assert "fewer than 3" in s.kept_because
+
+    def test_disturbance_concentrated_on_one_side_is_kept(self) -> None:
+        """B stalled the generator in 6 of 10 runs, A never: that may be the change itself."""
+        s = screen([0.0] * 10, [0.2] * 6 + [0.0] * 4)
+        assert not s.left_out
+        assert s.kept_because is not None
+        assert "B's" in s.kept_because
+
+    def test_paired_blocks_go_as_a_whole(self) -> None:
+        """In ABBA blocks a disturbed run takes its block's other arm out with it."""
+        s = screen([0.0, 0.0, 0.3, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0], paired=True)
+        assert s.left_out
+        assert s.keep_a == s.keep_b == (0, 1, 3, 4)
+
+    @given(
+        st.lists(st.floats(0.0, 1.0), min_size=0, max_size=12),
+        st.lists(st.floats(0.0, 1.0), min_size=0, max_size=12),
+    )
+    def test_screening_is_label_blind_and_keeps_enough_runs(
+        self, late_a: list[float], late_b: list[float]
+    ) -> None:
+        """Swapping A and B swaps the result; what is judged always has ≥ MIN_RUNS a side
+        when anything is left out; and a left-out run is always above the bound."""
+        s = screen(late_a, late_b)
+        t = screen(late_b, late_a)
+        assert (s.keep_a, s.keep_b) == (t.keep_b, t.keep_a)
+        assert (s.disturbed_a, s.disturbed_b) == (t.disturbed_b, t.disturbed_a)
+        assert s.bound >= DISTURBED_LATE
+        if s.left_out:
+            assert min(len(s.keep_a), len(s.keep_b)) >= MIN_RUNS
+            gone = set(range(len(late_a))) - set(s.keep_a)
+            assert all(late_a[i] > s.bound for i in gone)
+        else:
+            assert s.keep_a == tuple(range(len(late_a)))
+            assert s.keep_b == tuple(range(len(late_b)))

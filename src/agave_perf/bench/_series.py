@@ -2,7 +2,11 @@
 
 ``run_series`` makes ``repeat`` independent runs of one benchmark (each with its own
 warm-up, a short pause between them) and tags each run ``series=ID``, ``repeat=i``, so
-the store and ``compare`` treat them as one side of a comparison. ``run_ab`` measures
+the store and ``compare`` treat them as one side of a comparison. A run during which
+the load generator could not keep its schedule (a stall of the machine: see
+:func:`agave_perf.bench._stats.screen`) is kept, and one more run is measured in its
+place, at most ``extra`` times, so a series still has ``repeat`` undisturbed runs for
+``compare`` to judge. ``run_ab`` measures
 two endpoints in ABBA blocks (A B, then B A, …: reth's benchmark order), the same
 workload and rate for both, each block's runs back to back, tagged ``ab=ID``,
 ``arm=A|B`` and ``pair=k``; the comparison of the arms is paired by block, which
@@ -28,6 +32,8 @@ from rich.text import Text
 from agave_perf.bench._engine import Engine
 from agave_perf.bench._result import RunResult
 from agave_perf.bench._runner import BenchConfig, run_bench
+from agave_perf.bench._stats import disturbance_bound
+from agave_perf.clock import Clock
 from agave_perf.config import BenchSettings
 
 _DEFAULTS = BenchSettings()
@@ -62,11 +68,12 @@ class Series:
     runs: list[RunResult] = field(default_factory=list)
     repeat: int = 0  # how many runs were asked for
     notes: list[str] = field(default_factory=list)
+    extra: int = 0  # runs measured in place of disturbed ones
 
     @property
     def complete(self) -> bool:
-        """Every run asked for was measured in full."""
-        return len(self.runs) == self.repeat and not any(r.partial for r in self.runs)
+        """Every run asked for (and every replacement) was measured in full."""
+        return len(self.runs) == self.repeat + self.extra and not any(r.partial for r in self.runs)
 
     def summary(self) -> dict[str, Any]:
         """Per-metric median over runs and between-run variation (overall latency)."""
@@ -88,6 +95,7 @@ class Series:
             "series": self.id,
             "repeat": self.repeat,
             "measured": len(self.runs),
+            "extra": self.extra,
             "complete": self.complete,
             "summary": self.summary(),
             "runs": [r.to_json(full) for r in self.runs],
@@ -101,16 +109,23 @@ class Series:
             box=box.SIMPLE_HEAD,
             pad_edge=False,
         )
-        for col in ("run", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "note"):
+        cols = ("run", "ok", "errors", "late sends", "p50 ms", "p95 ms", "p99 ms", "note")
+        for col in cols:
             t.add_column(col, justify="left" if col in ("run", "note") else "right", no_wrap=True)
+        bound = disturbance_bound([r.schedule.late_fraction for r in self.runs])
         for r in self.runs:
             cells = [_overall_ms(r, q) for q in (0.5, 0.95, 0.99)]
+            late = r.schedule.late_fraction
+            note = "partial: " + r.partial_reason if r.partial else ""
+            if late > bound:
+                note = "; ".join(x for x in (note, "disturbed (the generator ran late)") if x)
             t.add_row(
                 r.id,
                 str(r.ok),
                 str(sum(r.errors.values())),
+                f"{late:.1%}",
                 *("n/a" if c is None else f"{c:.2f}" for c in cells),
-                "partial: " + r.partial_reason if r.partial else "",
+                note,
             )
         s = self.summary()
         var = ", ".join(
@@ -141,22 +156,44 @@ async def run_series(
     progress: Callable[[Engine], None] | None = None,
     series_id: str | None = None,
     on_run: Callable[[RunResult], None] | None = None,
+    extra: int | None = None,
+    clock: Clock | None = None,
 ) -> Series:
-    """Measure ``repeat`` independent runs; a partial run (Ctrl-C, node down) ends the series."""
+    """Measure ``repeat`` independent runs; a partial run (Ctrl-C, node down) ends the series.
+
+    Each disturbed run (its generator ran late: :func:`disturbance_bound` over the runs
+    before it) is kept and one more run measured, at most ``extra`` times (default: half of
+    ``repeat``, at least one).
+    """
     series = Series(series_id or new_series_id(), repeat=repeat)
-    for i in range(repeat):
+    budget = max(1, repeat // 2) if extra is None else extra
+    i = 0
+    while i < repeat + series.extra:
         tags = {**cfg.tags, "series": series.id, "repeat": str(i)}
-        run = await run_bench(replace(cfg, tags=tags), stop=stop, progress=progress)
+        run = await run_bench(replace(cfg, tags=tags), clock=clock, stop=stop, progress=progress)
         series.runs.append(run)
+        i += 1
         if on_run is not None:
             on_run(run)
+        total = repeat + series.extra
         if run.partial:
             series.notes.append(
-                f"run {i + 1} of {repeat} is partial ({run.partial_reason}); series ended"
+                f"run {i} of {total} is partial ({run.partial_reason}); series ended"
             )
             break
-        if i < repeat - 1 and await _pause(stop, pause_s):
-            series.notes.append(f"interrupted after {i + 1} of {repeat} runs")
+        late = run.schedule.late_fraction
+        # judged against the runs before it: with two runs, a median would be their mean
+        before = [r.schedule.late_fraction for r in series.runs[:-1]]
+        # the first run has nothing to be judged against (its generator may be late by
+        # nature of the rate); compare still screens it among all the runs
+        if series.extra < budget and before and late > disturbance_bound(before):
+            series.extra += 1
+            series.notes.append(
+                f"run {i} was disturbed: the load generator sent {late:.1%} of its requests "
+                "late (the machine stalled it), so one more run was measured"
+            )
+        if i < repeat + series.extra and await _pause(stop, pause_s):
+            series.notes.append(f"interrupted after {i} of {repeat + series.extra} runs")
             break
     return series
 

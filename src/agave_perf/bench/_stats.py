@@ -17,7 +17,10 @@ evidence is the run:
   (Welch for independent series, one-sample on the log ratios of pairs);
 * a verdict needs at least :data:`MIN_RUNS` runs a side, a change beyond a
   relative threshold **and** an absolute one (0.3 ms on a 1 ms loopback median
-  is not a regression anyone should act on).
+  is not a regression anyone should act on);
+* a run during which the load generator itself could not keep its schedule
+  (:func:`screen`) measured the machine, not the node: it is left out when
+  enough undisturbed runs remain and the disturbance is not one side's.
 
 Everything here is pure (numbers in, numbers out) and property-tested.
 """
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
-from scipy.stats import binom, ttest_1samp, ttest_ind
+from scipy.stats import binom, fisher_exact, ttest_1samp, ttest_ind
 from scipy.stats import t as student_t
 
 Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -211,6 +214,82 @@ def min_detectable_effect(
     t_alpha = float(student_t.ppf(1 - alpha / 2, df))
     t_beta = float(student_t.ppf(power, df))
     return math.expm1((t_alpha + t_beta) * cv * math.sqrt(2.0 / runs))
+
+
+# A run is disturbed when its load generator sent more than this share of its requests
+# late (more than the engine's late threshold after their intended time) AND more than
+# DISTURBED_FACTOR times the typical run of the comparison. Both bounds, because a busy
+# co-located generator is always a little late (that is the regime, not a disturbance),
+# while a stall of the machine shows as 5–15 % late sends in one run among runs at ≤ 1.5 %
+# (measured against simnet at 300 req/s: benchmarks/compare_validity.py).
+DISTURBED_LATE = 0.02
+DISTURBED_FACTOR = 3.0
+# disturbed runs concentrated on one side (two-sided Fisher exact p below this) may be
+# the change's own doing, e.g. a node that starves the co-located generator: kept
+SIDE_SPECIFIC_P = 0.05
+
+
+def disturbance_bound(late: Sequence[float]) -> float:
+    """The late-send share above which a run counts as disturbed, given all runs compared."""
+    typical = float(np.median(late)) if len(late) else 0.0
+    return max(DISTURBED_LATE, DISTURBED_FACTOR * typical)
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Which runs (indices) a comparison judges, and which ones were disturbed."""
+
+    keep_a: tuple[int, ...]
+    keep_b: tuple[int, ...]
+    disturbed_a: tuple[int, ...] = ()
+    disturbed_b: tuple[int, ...] = ()
+    bound: float = DISTURBED_LATE
+    kept_because: str | None = None  # why disturbed runs were judged anyway
+
+    @property
+    def left_out(self) -> bool:
+        """Whether disturbed runs were left out of the judgement."""
+        return self.kept_because is None and bool(self.disturbed_a or self.disturbed_b)
+
+
+def screen(
+    late_a: Sequence[float],
+    late_b: Sequence[float],
+    *,
+    paired: bool = False,
+    min_runs: int = MIN_RUNS,
+) -> Screening:
+    """Leave out the runs whose load generator was stalled, when that cannot bias the verdict.
+
+    ``late_a``/``late_b`` are each run's share of late sends. The rule never looks at
+    latencies, and treats both sides alike (swapping A and B swaps the result), so in an
+    A/A comparison it cannot make a difference appear. Disturbed runs are judged anyway
+    when fewer than ``min_runs`` undisturbed runs (ABBA blocks, when ``paired``) would
+    remain on a side, or when they are concentrated on one side. For ``paired`` the two
+    sequences are the blocks' A and B runs, and a disturbed block goes as a whole.
+    """
+    every_a = tuple(range(len(late_a)))
+    every_b = tuple(range(len(late_b)))
+    bound = disturbance_bound([*late_a, *late_b])
+    bad_a = tuple(i for i, x in enumerate(late_a) if x > bound)
+    bad_b = tuple(i for i, x in enumerate(late_b) if x > bound)
+    if not bad_a and not bad_b:
+        return Screening(every_a, every_b, bound=bound)
+    if paired:
+        keep_a = keep_b = tuple(i for i in every_a if i not in bad_a and i not in bad_b)
+    else:
+        keep_a = tuple(i for i in every_a if i not in bad_a)
+        keep_b = tuple(i for i in every_b if i not in bad_b)
+    table = [[len(bad_a), len(late_a) - len(bad_a)], [len(bad_b), len(late_b) - len(bad_b)]]
+    reason = None
+    if min(len(keep_a), len(keep_b)) < min_runs:
+        reason = f"leaving them out would leave fewer than {min_runs} runs a side"
+    elif float(fisher_exact(table).pvalue) < SIDE_SPECIFIC_P:
+        side = "B" if len(bad_b) * len(late_a) > len(bad_a) * len(late_b) else "A"
+        reason = f"they are mostly {side}'s, so the change itself may be loading the machine"
+    if reason is not None:
+        return Screening(every_a, every_b, bad_a, bad_b, bound, kept_because=reason)
+    return Screening(keep_a, keep_b, bad_a, bad_b, bound)
 
 
 @dataclass(frozen=True)

@@ -43,11 +43,13 @@ from agave_perf.bench._stats import (
     SLOWER,
     UNKNOWN,
     Decision,
+    Screening,
     decide,
     judge_pairs,
     judge_series,
     metric_quantile,
     min_detectable_effect,
+    screen,
 )
 from agave_perf.errors import UsageError
 
@@ -160,6 +162,30 @@ class Comparison:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     forced: list[str] = field(default_factory=list)  # guards overridden with --force
+    screening: Screening | None = None  # disturbed runs (indices into a and b)
+    late: tuple[list[float], list[float]] = ([], [])  # each run's share of late sends
+
+    @property
+    def judged(self) -> tuple[list[str], list[str]]:
+        """The run ids each side's verdict rests on (disturbed runs left out)."""
+        s = self.screening
+        if s is None:
+            return self.a, self.b
+        return [self.a[i] for i in s.keep_a], [self.b[i] for i in s.keep_b]
+
+    def disturbed(self) -> list[dict[str, Any]]:
+        """The runs whose load generator could not keep its schedule."""
+        s = self.screening
+        if s is None:
+            return []
+        return [
+            {"side": side, "id": ids[i], "late_fraction": round(late[i], 4)}
+            for side, ids, late, idx in (
+                ("A", self.a, self.late[0], s.disturbed_a),
+                ("B", self.b, self.late[1], s.disturbed_b),
+            )
+            for i in idx
+        ]
 
     @property
     def regressions(self) -> list[Row]:
@@ -206,6 +232,10 @@ class Comparison:
             "a": self.a,
             "b": self.b,
             "runs": [len(self.a), len(self.b)],
+            "judged_runs": [len(j) for j in self.judged],
+            "disturbed": self.disturbed(),
+            "disturbed_left_out": bool(self.screening and self.screening.left_out),
+            "disturbed_kept_because": self.screening.kept_because if self.screening else None,
             "paired": self.paired,
             "decided_by": self.method,
             "threshold": self.threshold,
@@ -224,8 +254,11 @@ class Comparison:
     def __rich__(self) -> RenderableType:
         """A table per method and metric, then the verdict."""
         kind = "ABBA blocks" if self.paired else "runs"
+        ja, jb = (len(j) for j in self.judged)
+        side_a = f"{ja} of {len(self.a)}" if ja != len(self.a) else str(ja)
+        side_b = f"{jb} of {len(self.b)}" if jb != len(self.b) else str(jb)
         t = Table(
-            title=f"B ({len(self.b)} {kind}) vs A ({len(self.a)} {kind})\n"
+            title=f"B ({side_b} {kind}) vs A ({side_a} {kind})\n"
             f"threshold ±{self.threshold:.0%} and ±{self.min_effect_ms:g} ms, "
             f"{self.confidence:.0%} CI, α={self.alpha:g} (Holm over rows)\n{self.method}",
             box=box.SIMPLE_HEAD,
@@ -390,6 +423,22 @@ def _holm(cmp: Comparison) -> None:
         )
 
 
+def _disturbance_note(cmp: Comparison) -> str | None:
+    """One line on the disturbed runs: which, how late, and whether they were judged."""
+    s = cmp.screening
+    bad = cmp.disturbed()
+    if s is None or not bad:
+        return None
+    which = ", ".join(f"{d['side']} {d['id']} ({d['late_fraction']:.0%})" for d in bad)
+    what = f"the load generator sent more than {s.bound:.1%} of its requests late in {which}"
+    if s.left_out:
+        return (
+            f"{what}: left out, they measured the machine rather than the node "
+            "(--keep-disturbed judges every run)"
+        )
+    return f"{what}: judged anyway, because {s.kept_because}"
+
+
 def compare(
     a: RunResult | Sequence[RunResult],
     b: RunResult | Sequence[RunResult],
@@ -406,8 +455,13 @@ def compare(
     methods: Sequence[str] | None = None,
     force: bool = False,
     ignore: Sequence[str] = (),
+    keep_disturbed: bool = False,
 ) -> Comparison:
-    """Compare series B against baseline A, per common method and over all methods."""
+    """Compare series B against baseline A, per common method and over all methods.
+
+    Runs during which the load generator could not keep its schedule are left out of
+    the judgement (:func:`agave_perf.bench._stats.screen`) unless ``keep_disturbed``.
+    """
     runs_a = [a] if isinstance(a, RunResult) else list(a)
     runs_b = [b] if isinstance(b, RunResult) else list(b)
     if not runs_a or not runs_b:
@@ -439,6 +493,14 @@ def compare(
             f"({'; '.join(differences)}); --force compares them anyway"
         )
     cmp.forced = differences
+    cmp.late = (
+        [r.schedule.late_fraction for r in runs_a],
+        [r.schedule.late_fraction for r in runs_b],
+    )
+    if not keep_disturbed:
+        cmp.screening = screen(*cmp.late, paired=paired)
+        runs_a = [runs_a[i] for i in cmp.screening.keep_a]
+        runs_b = [runs_b[i] for i in cmp.screening.keep_b]
     common = sorted(set.intersection(*(set(r.methods) for r in [*runs_a, *runs_b])))
     every = set.union(*(set(r.methods) for r in [*runs_a, *runs_b]))
     if only := sorted(every - set(common)):
@@ -491,6 +553,8 @@ def compare(
             f"{' …' if len(noisy) > 6 else ''}: results may be unstable; run more repeats "
             "or quiet the machine"
         )
+    if note := _disturbance_note(cmp):
+        cmp.notes.append(note)
     if any(r.partial for r in [*runs_a, *runs_b]):
         cmp.notes.append("some runs are partial; their numbers cover only what was measured")
     if min(len(runs_a), len(runs_b)) < MIN_RUNS:

@@ -150,6 +150,12 @@ def stats_kwargs(
 @click.argument("b")
 @compare_options
 @click.option("--force", is_flag=True, help="Compare runs of different workloads/rates/targets.")
+@click.option(
+    "--keep-disturbed",
+    is_flag=True,
+    help="Judge runs whose load generator ran late too (by default they are left out "
+    "when at least 3 undisturbed runs a side remain).",
+)
 @click.option("--store", "store_url", default=None, help="Results store URL (default: SQLite).")
 @standard_options
 def compare(
@@ -161,6 +167,7 @@ def compare(
     alpha: float | None,
     methods: tuple[str, ...],
     force: bool,
+    keep_disturbed: bool,
     store_url: str | None,
 ) -> None:
     """Compare series B against baseline series A (run ids, k=v tags, latest~N, or files).
@@ -192,6 +199,7 @@ def compare(
         runs_b,
         paired=paired,
         force=force,
+        keep_disturbed=keep_disturbed,
         ignore=("target",) if paired else (),
         **stats_kwargs(metrics, threshold, min_effect_ms, alpha, methods),
     )
