@@ -161,9 +161,12 @@ def judge_pairs(
                 "change_all": overall,
                 "smallest_adjusted_p": None if best is None else round(best.p or 1.0, 5),
                 "decided_by": None if best is None else f"{best.method} {best.metric}",
+                "judged_runs": [len(j) for j in c.judged],
+                "disturbed": c.disturbed(),
             }
         )
     return {
+        "left_out_disturbed": sum(bool(c.screening and c.screening.left_out) for c in results),
         "detail": detail,
         "comparisons": len(verdicts),
         "slower": verdicts.count(SLOWER),

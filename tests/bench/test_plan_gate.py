@@ -73,10 +73,10 @@ class TestPhaseBenchmark:
         assert "3 run(s) of reads at 100 req/s for 1 s" in said[0]
         assert base.unit == "ms p95"
         assert base.score >= 19.9  # the floor is the injected latency
-        assert len(base.detail["run_ids"]) == 3
+        assert len(base.detail["run_ids"]) in (3, 4)  # one more if a run was stalled
         assert same.passed, same.output_tail
         assert same.detail["verdict"] == "no significant change"
-        assert same.detail["runs"] == [3, 3]
+        assert all(n in (3, 4) for n in same.detail["runs"])
         assert "hierarchical" in same.detail["decided_by"]
         slow_node = "latency:dist=const,mean=200ms"
         async with SimCluster(nodes=1, scenario=slow_node, slot_ms=100, port=port) as c:

@@ -30,8 +30,11 @@ class TestWorkflow:
                 )  # fmt: skip
                 codes.append(code)
                 assert out["format"] == "agave-perf-series/1", err
-                assert out["measured"] == out["repeat"] == 3
-                assert len(out["stored"]["ids"]) == 3
+                # a run the busy machine stalled is kept and one more measured in its place
+                assert out["repeat"] == 3
+                assert out["measured"] == 3 + out["extra"]
+                assert out["extra"] <= 1
+                assert len(out["stored"]["ids"]) == out["measured"]
                 run = out["runs"][0]
                 assert run["slo_passed"] is True
                 assert {"getAccountInfo", "simulateTransaction"} <= set(run["methods"])
@@ -40,7 +43,8 @@ class TestWorkflow:
         assert codes == [0, 0]
         code, cmp, _ = run_json("compare", "phase=0", "phase=1", home=tmp_path)
         assert code in (0, 1)
-        assert cmp["runs"] == [3, 3]  # a run of a series stands for the whole series
+        # a run of a series stands for the whole series (3, or 4 when one was stalled)
+        assert all(n in (3, 4) for n in cmp["runs"])
         assert "hierarchical bootstrap" in cmp["decided_by"]
         assert {r["method"] for r in cmp["rows"]} >= {"getAccountInfo", "all"}
         assert cmp["verdict"] in ("faster", "slower", "no significant change")
@@ -104,7 +108,7 @@ class TestWorkflow:
         )
         assert code == 1
         assert again["paired"] is True
-        assert again["runs"] == [3, 3]
+        assert all(n in (3, 4) for n in again["runs"])
 
     def test_single_runs_are_shown_but_not_judged(self, tmp_path: Path) -> None:
         """compare of one run a side prints the numbers and exits 1: not enough runs."""
