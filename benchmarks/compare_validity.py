@@ -11,10 +11,16 @@ processes are. Two conditions: quiet, and with a CPU-burning neighbour process.
 Per condition:
 * **A/A, co-located regime** — the node answers at loopback speed (sub-millisecond, no
   injected latency): 20 comparisons of independent series (N = 5 a side) of the same node.
-* **A/A, 10 ms node** and **+10 %** — node A answers with lognormal 10 ms latency, node B
-  with 11 ms (a simnet latency scenario): 20 A/A comparisons and 20 A-vs-B comparisons.
-  A and B are different processes on different ports, so the B comparisons are forced
-  past the target guard (same workload, rate and version; only the URL differs).
+* **A/A, 10 ms node** and **+10 %** — node A answers with lognormal 10 ms latency (a simnet
+  latency scenario), node B is A slowed by 10 % end to end: what the client measures is
+  the node's latency plus the client's and the loopback's own cost ``o`` (about 1–2 ms
+  here, more beside a CPU burner), so B's injected latency is 1.1 × A's plus 0.1 × ``o``,
+  with ``o`` taken from the co-located series measured just before in the same condition.
+  The change B really had (p50 and p95 of every A run pooled against every B run pooled)
+  is reported as the ground truth next to the detections. 20 A/A comparisons and 20
+  A-vs-B comparisons. A and B are different processes on different ports, so the B
+  comparisons are forced past the target guard (same workload, rate and version; only
+  the URL differs).
 * **Old method, same data** — the per-sample method this replaced (bootstrap + Mann-Whitney
   on one run a side, α = 0.01, 5 % threshold) judges the first runs of the same A/A pairs:
   its false-verdict rate is the baseline of the ratio.
@@ -179,6 +185,12 @@ def judge_pairs(
     }
 
 
+def pooled(series: list[list[RunResult]], q: float) -> float:
+    """The q-quantile (seconds) of every sample of every run of ``series`` together."""
+    xs = [m.samples.array() for s in series for run in s for m in run.methods.values()]
+    return run_metric(np.concatenate(xs), q)
+
+
 def mde(series: list[list[RunResult]]) -> dict[str, Any]:
     """Between-run variation of the overall p95 and what N = 3, 5, 10 runs can detect."""
     cvs = []
@@ -204,9 +216,16 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"condition": name}
     fast, fast_url = start_node("steady")
     slow_a, a_url = start_node("latency:dist=lognormal,mean=10ms,sd=3ms")
-    slow_b, b_url = start_node("latency:dist=lognormal,mean=11ms,sd=3.3ms")
+    procs = [fast, slow_a]
     try:
         loop = measure_series(fast_url, SERIES_A, N, tmp)
+        # the client's own cost, which a slower node does not slow: B is +10 % end to end
+        overhead_ms = 1000 * pooled(loop, 0.5)
+        b_mean = 11 + 0.1 * overhead_ms
+        slow_b, b_url = start_node(f"latency:dist=lognormal,mean={b_mean:.3f}ms,sd=3.3ms")
+        procs.append(slow_b)
+        out["client_overhead_p50_ms"] = round(overhead_ms, 3)
+        out["b_scenario"] = f"lognormal mean {b_mean:.3f} ms, sd 3.3 ms (A: 10 ms, 3 ms)"
         pairs = list(combinations(range(len(loop)), 2))[:PAIRS]
         out["aa_colocated"] = judge_pairs([(loop[i], loop[j]) for i, j in pairs])
         old = [old_method(loop[i][0], loop[j][0]) for i, j in pairs]
@@ -227,9 +246,12 @@ def condition(name: str, tmp: Path) -> dict[str, Any]:
         # the detection rate (each comparison's two sides are still independent)
         ab = [(a[i], b[(i + j) % len(b)]) for j in range(3) for i in range(len(a))][:PAIRS]
         out["plus_10_percent"] = judge_pairs(ab, force=True)
+        out["plus_10_percent"]["true_change"] = {
+            f"p{round(100 * q)}": round(pooled(b, q) / pooled(a, q) - 1, 4) for q in (0.5, 0.95)
+        }
         out["mde_10ms"] = mde(a)
     finally:
-        for p in (fast, slow_a, slow_b):
+        for p in procs:
             p.terminate()
             p.wait(10)
     for key in ("aa_colocated", "aa_10ms"):
