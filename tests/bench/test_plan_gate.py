@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,9 @@ class TestPhaseBenchmark:
         assert "not passed" in slow.output_tail
         with open_store() as store:
             runs = list_runs(store)
-        assert len(runs) == 9
-        assert len({r.tags["series"] for r in runs}) == 3
+        per_series = Counter(r.tags["series"] for r in runs)
+        assert len(per_series) == 3  # the baseline, the same node, the slower node
+        assert all(n in (3, 4) for n in per_series.values())  # a stalled run is replaced
 
     async def test_a_single_run_baseline_is_not_judged(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

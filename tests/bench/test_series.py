@@ -36,16 +36,20 @@ class TestOrder:
 
 class TestRealRuns:
     async def test_series_runs_are_independent_and_tagged(self) -> None:
-        """Three runs, each with its own warm-up, tagged series/repeat, one series id."""
+        """Three runs (one more if one was stalled), each with its own warm-up, tagged
+        series/repeat, one series id."""
         async with SimCluster(nodes=1, slot_ms=100) as c:
             cfg = BenchConfig(
                 c.info()[0].http, load_workload("slot"), rate=100, duration=0.5, warmup=0.2
             )
             s = await run_series(cfg, 3, pause_s=0.0)
         assert s.complete
-        assert [r.tags["repeat"] for r in s.runs] == ["0", "1", "2"]
+        # a run the machine stalled is kept and one more measured (a busy CI machine)
+        assert len(s.runs) == 3 + s.extra
+        assert s.extra in (0, 1)
+        assert [r.tags["repeat"] for r in s.runs] == [str(i) for i in range(len(s.runs))]
         assert {r.tags["series"] for r in s.runs} == {s.id}
-        assert len({r.id for r in s.runs}) == 3
+        assert len({r.id for r in s.runs}) == len(s.runs)
         assert all(r.ok > 0 and r.warmup_s == 0.2 for r in s.runs)
         assert s.summary()["p50"]["median_ms"] is not None
 
