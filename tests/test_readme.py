@@ -179,6 +179,12 @@ def substitute(command: str, env: Env) -> tuple[list[str], str | None]:
         )
         if open_ended:
             args += ["--duration", "2s" if sub[0] == "simnet" else "3s"]
+        # a series or an ABBA session is several runs: each run, the pauses between them
+        # and ab's warm-ups cut further (the last value of a repeated option wins)
+        if sub[0] == "ab":
+            args += ["--duration", "1s", "--warmup", "0.5s", "--pause", "0s"]
+        elif sub[0] == "bench" and "--repeat" in args:
+            args += ["--duration", "1s", "--pause", "0s"]
     return args, out
 
 

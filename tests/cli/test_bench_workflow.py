@@ -48,6 +48,12 @@ class TestWorkflow:
         assert "hierarchical bootstrap" in cmp["decided_by"]
         assert {r["method"] for r in cmp["rows"]} >= {"getAccountInfo", "all"}
         assert cmp["verdict"] in ("faster", "slower", "no significant change")
+        # latest~1 and latest are two runs of the phase=1 series: the series against itself
+        # would read "no significant change" whatever changed, so it is refused
+        same = agave_perf("compare", "latest~1", "latest", home=tmp_path)
+        assert same.returncode == 2
+        assert "both stand for series:" in same.stderr
+        assert len(same.stderr.strip().splitlines()) == 1
         # series files work as well as stored series
         code, cmp_files, _ = run_json(
             "compare", str(tmp_path / "run0.json"), str(tmp_path / "run1.json"), home=tmp_path

@@ -188,6 +188,13 @@ def compare(
             (runs_a, label_a), (runs_b, label_b) = load_ref(a, store), load_ref(b, store)
     else:
         (runs_a, label_a), (runs_b, label_b) = load_ref(a, None), load_ref(b, None)
+    if label_a == label_b:
+        # e.g. latest~1 and latest after one bench --repeat: a series against itself
+        # would read "no significant change" whatever the node did
+        raise UsageError(
+            f"'{a}' and '{b}' both stand for {label_a} (a run of a series stands for all of "
+            "it): name a run of each side (report --list shows each run's series)"
+        )
     paired = (
         label_a.startswith("ab:")
         and label_b.startswith("ab:")
