@@ -182,7 +182,7 @@ def substitute(command: str, env: Env) -> tuple[list[str], str | None]:
         # a series or an ABBA session is several runs: each run, the pauses between them
         # and ab's warm-ups cut further (the last value of a repeated option wins)
         if sub[0] == "ab":
-            args += ["--duration", "1s", "--warmup", "0.5s", "--pause", "0s"]
+            args += ["--duration", "0.5s", "--warmup", "0.25s", "--pause", "0s"]
         elif sub[0] == "bench" and "--repeat" in args:
             args += ["--duration", "1s", "--pause", "0s"]
     return args, out
