@@ -106,7 +106,7 @@ class TestFlagExperiments:
         original = script.read_bytes()
         d = run(spec, tmp_path / "home")
         assert d["decision"] == "rollback"
-        assert "one-thread: slower" in d["comparison"]["reason"]
+        assert "one-thread: slower" in d["comparison"]["reason"], json.dumps(rows(d), indent=1)
         assert rows(d)[("all", "p50")]["verdict"] == "slower"
         assert d["ended"]["script_identical"] is True
         assert script.read_bytes() == original
