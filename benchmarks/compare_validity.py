@@ -54,6 +54,7 @@ from scipy.stats import mannwhitneyu
 from agave_perf.bench import RunResult
 from agave_perf.bench._stats import min_detectable_effect, run_metric, variation
 from agave_perf.bench.compare import FASTER, SAME, SLOWER, compare
+from agave_perf.bench.compare import _pooled as pool_run
 from benchmarks.watch_overhead import free_port
 
 OUT = Path(__file__).parent / "results" / "compare_validity.json"
@@ -186,9 +187,9 @@ def judge_pairs(
 
 
 def pooled(series: list[list[RunResult]], q: float) -> float:
-    """The q-quantile (seconds) of every sample of every run of ``series`` together."""
-    xs = [m.samples.array() for s in series for run in s for m in run.methods.values()]
-    return run_metric(np.concatenate(xs), q)
+    """The q-quantile (seconds) of every run of ``series`` together, pooled as compare's
+    "all" row pools a run (each method weighted by the requests it had)."""
+    return run_metric(np.concatenate([pool_run(run) for s in series for run in s]), q)
 
 
 def mde(series: list[list[RunResult]]) -> dict[str, Any]:
@@ -197,8 +198,7 @@ def mde(series: list[list[RunResult]]) -> dict[str, Any]:
     for s in series:
         values = []
         for run in s:
-            xs = np.concatenate([m.samples.array() for m in run.methods.values()])
-            values.append(run_metric(xs, 0.95))
+            values.append(run_metric(pool_run(run), 0.95))
         if (cv := variation(values)) is not None:
             cvs.append(cv)
     cv = float(np.median(cvs)) if cvs else math.nan
