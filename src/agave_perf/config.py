@@ -101,7 +101,8 @@ class BenchSettings(_Section):
     seed: int = 1  # of the request mix and the Poisson gaps: runs with one seed are alike
     find_max_rate: float = Field(100_000.0, ge=1)  # upper bound of bench --find-max
     compare_threshold: float = Field(0.05, gt=0, lt=10)
-    # run-level tests, Holm-corrected over every method × metric row of a comparison
+    # run-level tests, Holm-corrected over the gated method × metric rows of a comparison
+    # (the rows that decide; the other rows are corrected as a family of their own)
     compare_alpha: float = Field(0.05, gt=0, lt=1)
     # smaller absolute changes are not acted on, however certain (0.3 ms on a 1 ms loopback
     # median is not a regression); half a millisecond is 1 % of the 50 ms p95 criterion

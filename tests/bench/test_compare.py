@@ -10,10 +10,13 @@ Independent real series on simnet are the business of benchmarks/compare_validit
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agave_perf.bench import (
     BenchConfig,
@@ -32,6 +35,7 @@ from agave_perf.bench.compare import (
     UNKNOWN,
     Comparison,
     compare,
+    holm,
     metric_quantile_or_usage,
 )
 from agave_perf.clock import VirtualClock
@@ -245,6 +249,43 @@ class TestStatistics:
         a, b = series(pool, rng), series(pool, rng, scale=1.2)
         back = [RunResult.from_json(r.to_json(full=True)) for r in b]
         assert compare(a, back, **FAST).verdict == compare(a, b, **FAST).verdict == SLOWER
+
+
+class TestHolm:
+    @given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
+    def test_adjusted_values_are_valid_and_keep_the_order(self, ps: list[float]) -> None:
+        """Each adjusted p is ≥ its own, ≤ 1, in the raw order; the smallest is m·min (cap 1)."""
+        adj = holm(ps)
+        assert len(adj) == len(ps)
+        assert all(p <= q <= 1.0 for p, q in zip(ps, adj, strict=True))
+        for (p, q), (r, t) in itertools.product(zip(ps, adj, strict=True), repeat=2):
+            if p <= r:
+                assert q <= t
+        assert min(adj) == pytest.approx(min(1.0, len(ps) * min(ps)))
+
+    def test_any_false_verdict_under_the_global_null_stays_below_alpha(self) -> None:
+        """10 true nulls (uniform p), 4,000 trials: P(any adjusted p < 0.05) ≤ 0.05 + 3 SE."""
+        rng = np.random.default_rng(3)
+        trials = 4000
+        hits = sum(min(holm(rng.uniform(size=10).tolist())) < 0.05 for _ in range(trials))
+        assert hits / trials <= 0.05 + 3 * (0.05 * 0.95 / trials) ** 0.5
+
+    def test_gated_rows_are_a_family_of_their_own(self, pool: np.ndarray) -> None:
+        """Gating on p50 with p95 and p99 shown: the p50 rows are corrected among themselves,
+        the other rows among themselves, so showing more metrics costs the verdict nothing."""
+        rng = np.random.default_rng(21)
+        a, b = series(pool, rng), series(pool, rng, scale=1.1)
+        c = compare(a, b, metrics=("p50", "p95", "p99"), gate=("p50",), **FAST)
+        for gated in (True, False):
+            family = [r for r in c.rows if (r.metric == "p50") == gated]
+            raw = [r.raw_p for r in family]
+            assert all(p is not None for p in raw)
+            expected = holm([p for p in raw if p is not None])
+            assert [r.p for r in family] == pytest.approx(expected)
+        alone = compare(a, b, metrics=("p50",), **FAST)
+        assert [r.p for r in c.rows if r.metric == "p50"] == pytest.approx(
+            [r.p for r in alone.rows]
+        )
 
 
 class TestGuards:

@@ -1,8 +1,8 @@
 """The decision: each variant against the baseline by paired run-level statistics.
 
 Each variant's ABBA blocks give paired (baseline, variant) runs; ``compare(...,
-paired=True)`` judges them (paired bootstrap CI, paired t on log ratios, Holm over
-rows, thresholds relative and absolute). A variant is kept only when its verdict is
+paired=True)`` judges them (paired bootstrap CI, paired t on log ratios, Holm over the
+gated rows, thresholds relative and absolute). A variant is kept only when its verdict is
 *faster* on the gated metrics — never on "not enough runs" — and, with
 ``--calibrate``, only when the A/A arm (identical configurations) found no change:
 a gate that sees a difference between identical arms cannot be trusted to see one
