@@ -197,7 +197,9 @@ def p95_delta_ci(a: list[np.ndarray[Any, Any]], b: list[np.ndarray[Any, Any]]) -
 
     ``a[i]`` and ``b[i]`` are the samples of pair i's two runs: pairs are resampled, then
     samples within each chosen run, so the pair-to-pair variance is in the interval
-    (resampling samples alone would hide it, as compare's own statistics say).
+    (resampling samples alone would hide it, as compare's own statistics say). Not
+    ``bench._stats.paired_ci``: that one is the ratio of per-run metrics, and the target
+    here is an absolute difference of the pooled p95, the figure this benchmark reports.
     """
     rng = np.random.default_rng(14)
     k = min(len(a), len(b))
