@@ -126,15 +126,22 @@ class TestBlockhashCache:
         """getLatestBlockhash per commitment is served from cache and equals the node's answer."""
         tip = cluster.info()[0].http
         for c in ("processed", "confirmed", "finalized"):
-            before = accel.served["cache"]
-            via = (await call(accel.url, "getLatestBlockhash", {"commitment": c}))["result"]
-            direct = (await call(tip, "getLatestBlockhash", {"commitment": c}))["result"]
-            # within one slot of the node's own answer, and never from another commitment
-            assert direct["context"]["slot"] - via["context"]["slot"] <= 1
-            if direct["context"]["slot"] == via["context"]["slot"]:
-                assert via["value"] == direct["value"]
-            assert via["value"]["lastValidBlockHeight"] > 150
-        assert accel.served["cache"] > before
+            # between a new slot and the refresh of its banks the accelerator forwards by
+            # design (test_cache.py::test_stale_entries_are_not_served); so read until one
+            # answer comes from the cache, a bounded number of times
+            for _ in range(50):
+                before = accel.served["cache"]
+                via = (await call(accel.url, "getLatestBlockhash", {"commitment": c}))["result"]
+                direct = (await call(tip, "getLatestBlockhash", {"commitment": c}))["result"]
+                # within one slot of the node's own answer, and never from another commitment
+                assert direct["context"]["slot"] - via["context"]["slot"] <= 1
+                if direct["context"]["slot"] == via["context"]["slot"]:
+                    assert via["value"] == direct["value"]
+                assert via["value"]["lastValidBlockHeight"] > 150
+                if accel.served["cache"] > before:
+                    break
+            else:
+                pytest.fail(f"50 reads at {c}, none served from the cache")
 
     async def test_processed_hash_is_never_served_as_confirmed(self, accel: Accelerator) -> None:
         """The confirmed answer's slot is the confirmed bank's, below the processed one."""

@@ -119,6 +119,11 @@ class TestFlagExperiments:
         d = run(spec, tmp_path / "home")
         assert d["decision"] == "rollback"
         assert "same: no significant change" in d["comparison"]["reason"]
-        assert {r["verdict"] for r in rows(d).values()} == {"no significant change"}
+        # the gated rows (p50) decide, and Holm holds their false-verdict rate at 5 % as one
+        # family; the p95 rows, shown for information, are a family of their own, so one of
+        # them reading a change in an A/A run is the 5 % that family is allowed (CI saw it
+        # once); their calibration over many A/A runs is benchmarks/compare_validity's job
+        gated = {r["verdict"] for (_, metric), r in rows(d).items() if metric == "p50"}
+        assert gated == {"no significant change"}, json.dumps(rows(d), indent=1)
         assert d["ended"]["script_identical"] is True
         assert script.read_bytes() == original
