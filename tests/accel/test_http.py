@@ -219,9 +219,13 @@ class TestFuzz:
 
 
 def test_encode_says_close_when_closing() -> None:
-    """The response bytes: status line, content headers, extra headers, close."""
+    """The response bytes: status line, type, extra headers, close, then the body's length."""
     data = encode(Answer(404, b"no", "text/plain", (("X-A", "1"),)), close=True)
     assert data == (
-        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
-        b"X-A: 1\r\nConnection: close\r\n\r\nno"
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nX-A: 1\r\n"
+        b"Connection: close\r\nContent-Length: 2\r\n\r\nno"
     )
+    # the head is kept per kind of answer; the length is each answer's own
+    again = encode(Answer(404, b"nope", "text/plain", (("X-A", "1"),)), close=True)
+    assert again.endswith(b"Content-Length: 4\r\n\r\nnope")
+    assert encode(Answer(404, b"no", "text/plain", (("X-A", "1"),))).count(b"close") == 0

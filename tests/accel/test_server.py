@@ -490,3 +490,27 @@ class TestObservable:
         assert len(st["backends"]) == 2
         assert "agave_accel_backend_lag_slots" in text
         assert "agave_accel_cache_hit_ratio" in text
+
+    async def test_request_counts_reach_metrics_and_made_up_methods_share_one_label(
+        self, accel: Accelerator
+    ) -> None:
+        """Counts kept between scrapes all arrive; a client's invented names cannot add series."""
+
+        def count(text: str, method: str) -> float:
+            prefix = f'agave_accel_requests_total{{method="{method}",'
+            return sum(
+                float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(prefix)
+            )
+
+        async def scrape() -> str:
+            async with aiohttp.ClientSession() as s, s.get(f"{accel.url}/metrics") as r:
+                return await r.text()
+
+        before = await scrape()
+        for i in range(5):
+            await call(accel.url, "getVersion")
+            await call(accel.url, f"madeUp{i}")
+        after = await scrape()
+        assert count(after, "getVersion") - count(before, "getVersion") == 5
+        assert count(after, "other") - count(before, "other") == 5
+        assert "madeUp" not in after

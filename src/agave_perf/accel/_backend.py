@@ -70,6 +70,8 @@ class Backend:
         self.pubsub: PubSubClient | None = None
         self.on_new_slot: list[Callable[[Backend], None]] = []
         self.on_stream_down: list[Callable[[Backend], None]] = []
+        # told of every change the pool's judgement reads: the processed slot, the stream
+        self.on_change: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._refreshing: asyncio.Task[None] | None = None
         self._refresh_again = False
@@ -129,6 +131,7 @@ class Backend:
                 continue
             self.pubsub = ps
             self.state.stream_up = True
+            self._changed()
             self.stream_ready.set()
             backoff = 0.2
             while (note := await sub.queue.get()) is not None:
@@ -137,6 +140,7 @@ class Backend:
                 if isinstance(slot, int):
                     self._new_slot(slot)
             self.state.stream_up = False
+            self._changed()
             self.stream_ready.clear()
             self.pubsub = None
             for cb in self.on_stream_down:
@@ -147,12 +151,17 @@ class Backend:
     def _new_slot(self, slot: int) -> None:
         self.state.last_slot_at = self.clock()
         self.state.slot["processed"] = max(slot, self.state.slot.get("processed", 0))
+        self._changed()
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._refresh())
         else:
             self._refresh_again = True  # one more refresh once the current one ends
         for cb in self.on_new_slot:
             cb(self)
+
+    def _changed(self) -> None:
+        for cb in self.on_change:
+            cb()
 
     async def _refresh(self) -> None:
         """Read the latest blockhash at every commitment in one batch."""
@@ -188,6 +197,15 @@ class Backend:
                     self.state.slot[c] = max(slot, self.state.slot.get(c, 0))
 
 
+@dataclass(frozen=True)
+class _View:
+    """The pool's judgement at one moment, and until when it holds without a new event."""
+
+    healthy: tuple[Backend, ...]  # freshest first
+    best_slot: int | None
+    until: float  # the first moment a live backend's silence could eject it
+
+
 class Pool:
     """The backends, their health judged from their streams, and the choice of where to read."""
 
@@ -203,26 +221,42 @@ class Pool:
         self.max_lag = max_lag
         self.silence_s = silence_s
         self.clock = clock
+        # Every read asks for the freshest healthy backend. The answer changes only when
+        # a backend's slot or stream changes (each tells the pool) or when a live one's
+        # silence passes silence_s (a moment known in advance), so it is judged then and
+        # kept in between: the same answer as judging on every read, at one clock call.
+        self._view: _View | None = None
+        for b in backends:
+            b.on_change.append(self.forget)
+
+    def forget(self) -> None:
+        """Drop the kept judgement: a backend's slot or stream changed."""
+        self._view = None
+
+    def _current(self) -> _View:
+        view = self._view
+        if view is None or self.clock() > view.until:
+            view = self.judge()
+        return view
 
     def best_slot(self) -> int | None:
         """The highest processed slot any live backend reports."""
-        slots = [s for b in self.backends if self._alive(b) and (s := b.slot()) is not None]
-        return max(slots) if slots else None
+        return self._current().best_slot
 
-    def _alive(self, b: Backend) -> bool:
+    def _alive(self, b: Backend, now: float) -> bool:
         st = b.state
-        return st.stream_up and self.clock() - st.last_slot_at <= self.silence_s
+        return st.stream_up and now - st.last_slot_at <= self.silence_s
 
-    def judge(self) -> None:
+    def judge(self) -> _View:
         """Eject backends that went silent or fell behind; readmit those that came back."""
-        best = self.best_slot()
+        now = self.clock()
+        alive = [b for b in self.backends if self._alive(b, now)]
+        slots = [s for b in alive if (s := b.slot()) is not None]
+        best = max(slots) if slots else None
         for b in self.backends:
             slot = b.slot()
             healthy = (
-                self._alive(b)
-                and best is not None
-                and slot is not None
-                and best - slot <= self.max_lag
+                b in alive and best is not None and slot is not None and best - slot <= self.max_lag
             )
             st = b.state
             if st.ejected and healthy:
@@ -231,12 +265,21 @@ class Pool:
             elif not st.ejected and not healthy:
                 st.ejected = True
                 st.ejections += 1
+        live = sorted(
+            (b for b in self.backends if not b.state.ejected), key=lambda b: -(b.slot() or 0)
+        )
+        until = min((b.state.last_slot_at + self.silence_s for b in alive), default=float("inf"))
+        self._view = _View(tuple(live), best, until)
+        return self._view
 
     def healthy(self) -> list[Backend]:
         """Backends serving now, freshest first."""
-        self.judge()
-        live = [b for b in self.backends if not b.state.ejected]
-        return sorted(live, key=lambda b: -(b.slot() or 0))
+        return list(self._current().healthy)
+
+    def best(self) -> Backend | None:
+        """The freshest healthy backend, if any."""
+        healthy = self._current().healthy
+        return healthy[0] if healthy else None
 
     def pick(self, min_context_slot: int | None = None) -> list[Backend]:
         """Where to send a read, in order of preference (every backend, healthy ones first).
@@ -252,5 +295,5 @@ class Pool:
 
     def lag(self, b: Backend) -> int | None:
         """How many slots a backend is behind the best one."""
-        best, slot = self.best_slot(), b.slot()
+        best, slot = self._current().best_slot, b.slot()
         return None if best is None or slot is None else best - slot

@@ -60,15 +60,30 @@ Handler = Callable[[str, str, bytes], Answer | Awaitable[Answer]]
 
 def encode(answer: Answer, *, close: bool = False) -> bytes:
     """The HTTP/1.1 response bytes of an answer."""
-    head = [
-        f"HTTP/1.1 {answer.status} {REASONS.get(answer.status, 'Unknown')}",
-        f"Content-Type: {answer.content_type}",
-        f"Content-Length: {len(answer.body)}",
-        *(f"{k}: {v}" for k, v in answer.headers),
+    key = (answer.status, answer.content_type, answer.headers, close)
+    head = _HEADS.get(key)
+    if head is None:
+        head = _head(*key)
+        if len(_HEADS) < 1024:  # the few kinds of answer a port gives; a bound all the same
+            _HEADS[key] = head
+    return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(answer.body), answer.body)
+
+
+# the head up to Content-Length, by (status, content type, headers, close): the same few
+# heads are built for thousands of answers a second
+_HEADS: dict[tuple[int, str, tuple[tuple[str, str], ...], bool], bytes] = {}
+
+
+def _head(
+    status: int, content_type: str, headers: tuple[tuple[str, str], ...], close: bool
+) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}",
+        f"Content-Type: {content_type}",
+        *(f"{k}: {v}" for k, v in headers),
+        *(["Connection: close"] if close else []),
     ]
-    if close:
-        head.append("Connection: close")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
 
 def _plain(status: int) -> Answer:

@@ -41,7 +41,7 @@ from agave_perf.accel._send import SendPath
 from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
 from agave_perf.net import reset
-from agave_perf.rpc import Reply, Subscription
+from agave_perf.rpc import HTTP_METHODS, Reply, Subscription
 from agave_perf.wirejson import kept
 
 MAX_BODY = 50 * 1024  # Agave's MAX_REQUEST_BODY_SIZE
@@ -213,7 +213,9 @@ class Accelerator:
         self.fanin = FanIn(self)
         self._runners: list[web.AppRunner] = []
         self._http = HttpServer(self._on_http, max_body=MAX_BODY)
-        self._counters: dict[tuple[str, str], Any] = {}  # Prometheus children by labels
+        # requests by (method, how served), added to the Prometheus counter when it is read:
+        # a Prometheus child's inc takes a lock, a dict's += does not
+        self._tally: dict[tuple[str, str], int] = {}
         self.port = config.port
 
     # -- lifecycle -----------------------------------------------------------------
@@ -331,11 +333,15 @@ class Accelerator:
         return _ok(rid, cached), f"cache {self._cache_source}"
 
     def _count(self, method: str, served: str) -> None:
-        """One request in the Prometheus counter (its labelled child looked up once)."""
-        child = self._counters.get((method, served))
-        if child is None:
-            child = self._counters[(method, served)] = self.metrics.requests.labels(method, served)
-        child.inc()
+        """One request in the tally that /metrics adds to the Prometheus counter."""
+        # a label per name a client made up would grow the registry without end
+        key = (method if method in HTTP_METHODS else "other", served)
+        self._tally[key] = self._tally.get(key, 0) + 1
+
+    def _flush_tally(self) -> None:
+        tally, self._tally = self._tally, {}
+        for (method, served), n in tally.items():
+            self.metrics.requests.labels(method, served).inc(n)
 
     async def handle(self, req: Any) -> dict[str, Any]:
         """Answer one JSON-RPC request object."""
@@ -459,8 +465,7 @@ class Accelerator:
     # -- caches --------------------------------------------------------------------
 
     def _best(self) -> Backend | None:
-        healthy = self.pool.healthy()
-        return healthy[0] if healthy else None
+        return self.pool.best()
 
     def _block_height(self) -> int | None:
         b = self._best()
@@ -786,6 +791,7 @@ class Accelerator:
         return Answer(200 if ok else 503, text, "text/plain; charset=utf-8")
 
     def _metrics(self) -> Answer:
+        self._flush_tally()
         m, st = self.metrics, self.status()
         m.hit_ratio.set(st["cache_hit_ratio"] or 0.0)
         m.coalesced.set(st["coalesced"])

@@ -23,9 +23,10 @@ from agave_perf.bench._result import (
 from agave_perf.bench._runner import BenchConfig, FindMax, find_max, ramp_plan, run_bench
 from agave_perf.bench._series import AbSession, Series, abba_order, run_ab, run_series
 from agave_perf.bench._slo import Slo, parse_slo
-from agave_perf.bench._workload import BUILTIN_WORKLOADS, HTTP_METHODS, Call, Subscribe, Workload
+from agave_perf.bench._workload import BUILTIN_WORKLOADS, Call, Subscribe, Workload
 from agave_perf.bench._workload import load as load_workload
 from agave_perf.bench._workload import parse as parse_workload
+from agave_perf.rpc import HTTP_METHODS
 
 __all__ = [
     "BUILTIN_WORKLOADS",

@@ -50,64 +50,7 @@ from typing import Any
 from solders.pubkey import Pubkey
 
 from agave_perf.errors import UsageError
-
-# Agave's JSON-RPC HTTP methods (rpc/src/rpc.rs, full API); a typo is an error, not a 0-weight call.
-HTTP_METHODS = frozenset(
-    [
-        "getAccountInfo",
-        "getBalance",
-        "getBlock",
-        "getBlockCommitment",
-        "getBlockHeight",
-        "getBlockProduction",
-        "getBlockTime",
-        "getBlocks",
-        "getBlocksWithLimit",
-        "getClusterNodes",
-        "getEpochInfo",
-        "getEpochSchedule",
-        "getFeeForMessage",
-        "getFirstAvailableBlock",
-        "getGenesisHash",
-        "getHealth",
-        "getHighestSnapshotSlot",
-        "getIdentity",
-        "getInflationGovernor",
-        "getInflationRate",
-        "getInflationReward",
-        "getLargestAccounts",
-        "getLatestBlockhash",
-        "getLeaderSchedule",
-        "getMaxRetransmitSlot",
-        "getMaxShredInsertSlot",
-        "getMinimumBalanceForRentExemption",
-        "getMultipleAccounts",
-        "getProgramAccounts",
-        "getRecentPerformanceSamples",
-        "getRecentPrioritizationFees",
-        "getSignatureStatuses",
-        "getSignaturesForAddress",
-        "getSlot",
-        "getSlotLeader",
-        "getSlotLeaders",
-        "getStakeMinimumDelegation",
-        "getSupply",
-        "getTokenAccountBalance",
-        "getTokenAccountsByDelegate",
-        "getTokenAccountsByOwner",
-        "getTokenLargestAccounts",
-        "getTokenSupply",
-        "getTransaction",
-        "getTransactionCount",
-        "getVersion",
-        "getVoteAccounts",
-        "isBlockhashValid",
-        "minimumLedgerSlot",
-        "requestAirdrop",
-        "sendTransaction",
-        "simulateTransaction",
-    ]
-)
+from agave_perf.rpc import HTTP_METHODS
 
 # Subscriptions whose notifications we can time: intervals (slot/root) or landing delay.
 SUBSCRIPTIONS = frozenset(

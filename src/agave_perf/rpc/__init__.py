@@ -10,6 +10,7 @@ subscriptions; ``ws_url_for(http_url)`` derives Agave's PubSub URL (port + 1). A
 from agave_perf.rpc._client import RpcClient, Timed, decode, is_unreachable
 from agave_perf.rpc._connector import SOCKETS, Connector, SocketConnector
 from agave_perf.rpc._fasthttp import FastHttpTransport
+from agave_perf.rpc._methods import HTTP_METHODS
 from agave_perf.rpc._pubsub import (
     Dial,
     Notification,
@@ -22,6 +23,7 @@ from agave_perf.rpc._pubsub import (
 from agave_perf.rpc._transport import HandlerTransport, HttpTransport, Reply, Transport
 
 __all__ = [
+    "HTTP_METHODS",
     "SOCKETS",
     "Connector",
     "Dial",
