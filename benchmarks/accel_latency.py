@@ -387,7 +387,14 @@ def hits(arms: dict[str, str], accel_pid: int) -> dict[str, Any]:
             names = list(arms)
             runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
             for name in [*names, *reversed(names)]:
-                runs[name].append(wrk(arms[name], script))
+                if name != "accel":
+                    runs[name].append(wrk(arms[name], script))
+                    continue
+                # what held the accelerator's loop during its block (its /status, between)
+                before = status_of(arms[name])["loop"]
+                block = wrk(arms[name], script)
+                block["loop"] = loop_delta(before, status_of(arms[name])["loop"])
+                runs[name].append(block)
             out[pacing] = {name: _worse_block(rs) for name, rs in runs.items()}
     poisson = out["poisson"]
     a = poisson["accel"]
@@ -406,8 +413,25 @@ def hits(arms: dict[str, str], accel_pid: int) -> dict[str, Any]:
     return out
 
 
-def _worse_block(rs: list[dict[str, Any]]) -> dict[str, Any]:
+def loop_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two readings of accel's /status "loop": the ticks, lags and collections between them."""
     return {
+        "ticks": b["ticks"] - a["ticks"],
+        "lag_over_ms": {k: n - a["lag_over_ms"][k] for k, n in b["lag_over_ms"].items()},
+        "gc": {
+            g: {
+                "collections": v["collections"] - a["gc"][g]["collections"],
+                "pause_ms": round(v["pause_ms_total"] - a["gc"][g]["pause_ms_total"], 3),
+            }
+            for g, v in b["gc"].items()
+        },
+    }
+
+
+def _worse_block(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    loops = [r["loop"] for r in rs if "loop" in r]
+    return {
+        **({"loop_per_block": loops} if loops else {}),
         "rate": round(sum(r["requests"] for r in rs) / sum(r["duration_us"] for r in rs) * 1e6),
         # the worse of the two blocks: wrk keeps no mergeable histogram
         "p50_ms": max(r["p50_us"] for r in rs) / 1e3,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -45,7 +46,9 @@ class TestConfigSection:
                 assert lines[0].startswith("accel    http://127.0.0.1:")
                 assert lines[1].startswith("backend  http://127.0.0.1:")
                 assert "serving" in lines[1]
-                assert lines[-1].startswith("send     submitted 0")
+                assert lines[-2].startswith("send     submitted 0")
+                assert lines[-1].startswith("loop     lag max ")
+                assert re.search(r"of [1-9]\d* ticks  full gc \d+", lines[-1]), lines[-1]
             finally:
                 proc.send_signal(signal.SIGINT)
                 proc.communicate(timeout=20)

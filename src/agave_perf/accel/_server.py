@@ -38,6 +38,7 @@ from agave_perf.accel._cache import (
 from agave_perf.accel._flight import Limiter, SingleFlight
 from agave_perf.accel._http import REASONS, Answer, HttpServer
 from agave_perf.accel._send import SendPath
+from agave_perf.accel._stalls import LoopWatch, StallCollector
 from agave_perf.config import AccelSettings, parse_bounds
 from agave_perf.errors import RpcError, RpcHttpError, RpcResponseError, UsageError
 from agave_perf.net import reset
@@ -210,6 +211,8 @@ class Accelerator:
         self._cache_source = ""
         self._api_version = "2.0.0"
         self.metrics = _Metrics()
+        self.loop_watch = LoopWatch()
+        self.metrics.registry.register(StallCollector(self.loop_watch.stats))
         self.fanin = FanIn(self)
         self._runners: list[web.AppRunner] = []
         self._http = HttpServer(self._on_http, max_body=MAX_BODY)
@@ -222,6 +225,7 @@ class Accelerator:
 
     async def start(self) -> None:
         """Follow every backend and bind HTTP on the port and PubSub on port + 1."""
+        self.loop_watch.start()
         for b in self.backends:
             b.on_stream_down.append(self._backend_down)
             b.on_new_slot.append(self._rebalance)
@@ -256,6 +260,7 @@ class Accelerator:
             await r.cleanup()
         for b in self.backends:
             await b.aclose()
+        await self.loop_watch.aclose()
 
     async def __aenter__(self) -> Accelerator:
         await self.start()
@@ -780,6 +785,7 @@ class Accelerator:
             "send": self.send_path.stats(),
             "pubsub_upstream": len(self.fanin.upstreams),
             "pubsub_clients": len(self.fanin.clients),
+            "loop": self.loop_watch.stats.as_dict(),
         }
 
     def _status(self) -> Answer:

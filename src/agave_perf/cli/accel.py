@@ -224,4 +224,15 @@ def status_lines(st: dict[str, object]) -> list[str]:
         f"  slot-delta p50 {fmt(send.get('slot_delta_p50'))} p99 {fmt(send.get('slot_delta_p99'))}"
         f"  duplicates {fmt(send.get('duplicates_absorbed'))}"
     )
+    loop = st.get("loop")
+    if isinstance(loop, dict):
+        over = loop.get("lag_over_ms") or {}
+        gcs = loop.get("gc") or {}
+        full = gcs.get("2", {}) if isinstance(gcs, dict) else {}
+        lines.append(
+            f"loop     lag max {fmt(loop.get('lag_max_ms'))} ms"
+            f"  over 1 ms {fmt(over.get('1'))}  over 10 ms {fmt(over.get('10'))}"
+            f"  of {fmt(loop.get('ticks'))} ticks  full gc {fmt(full.get('collections'))}"
+            f" (max {fmt(full.get('pause_ms_max'))} ms)"
+        )
     return lines
