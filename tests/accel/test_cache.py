@@ -49,6 +49,16 @@ class TestBlockhashCache:
         assert c.serve("confirmed", None, 10) is None
         assert c.serve("confirmed", 12, 9) is None  # minContextSlot beyond the context
 
+    def test_one_slot_of_grace_while_the_next_bank_is_read(self) -> None:
+        """With grace 1 the previous slot's entry serves; two behind, or minContextSlot, do not."""
+        c = BlockhashCache()
+        c.observe("processed", Blockhash("P", 1160, 9))
+        held = c.serve("processed", None, 10, grace=1)
+        assert held is not None
+        assert held.context_slot == 9  # its context says how old it is
+        assert c.serve("processed", None, 11, grace=1) is None
+        assert c.serve("processed", 10, 10, grace=1) is None  # the bot asked for slot 10
+
     def test_confirmed_never_moves_back_processed_may(self) -> None:
         """At confirmed an older answer is ignored; at processed a fork switch is followed."""
         c = BlockhashCache()

@@ -126,9 +126,9 @@ class TestBlockhashCache:
         """getLatestBlockhash per commitment is served from cache and equals the node's answer."""
         tip = cluster.info()[0].http
         for c in ("processed", "confirmed", "finalized"):
-            # between a new slot and the refresh of its banks the accelerator forwards by
-            # design (test_cache.py::test_stale_entries_are_not_served); so read until one
-            # answer comes from the cache, a bounded number of times
+            # while the banks' re-read is more than a slot behind the stream the accelerator
+            # forwards by design (test_cache.py::test_stale_entries_are_not_served); so
+            # read until one answer comes from the cache, a bounded number of times
             for _ in range(50):
                 before = accel.served["cache"]
                 via = (await call(accel.url, "getLatestBlockhash", {"commitment": c}))["result"]

@@ -89,15 +89,21 @@ class BlockhashCache:
                 self.known.pop(next(iter(self.known)))
 
     def serve(
-        self, commitment: Commitment, min_context_slot: int | None, slot: int | None
+        self,
+        commitment: Commitment,
+        min_context_slot: int | None,
+        slot: int | None,
+        *,
+        grace: int = 0,
     ) -> Blockhash | None:
-        """The cached answer, if it is the answer the backend would give now; else None.
+        """The cached answer, if it is the answer the backend gives now or gave ``grace`` slots ago.
 
         ``slot`` is the backend's current slot at that commitment: the entry must be
-        from that slot (it is refreshed every slot), and at least ``min_context_slot``.
+        from that slot, or up to ``grace`` before it while the next is being read, and
+        at least ``min_context_slot``.
         """
         held = self.latest.get(commitment)
-        if held is None or slot is None or held.context_slot < slot:
+        if held is None or slot is None or held.context_slot < slot - grace:
             return None
         if min_context_slot is not None and held.context_slot < min_context_slot:
             return None

@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client import Counter as PCounter
 
-from agave_perf.accel._backend import Backend, Pool
+from agave_perf.accel._backend import REFRESH_GRACE, Backend, Pool
 from agave_perf.accel._cache import (
     AccountCache,
     AccountKey,
@@ -504,7 +504,7 @@ class Accelerator:
         c = self._commitment(cfg if isinstance(cfg, dict) else {})
         if not b.refreshed():
             return None
-        bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c))
+        bh = b.blockhashes.serve(c, _min_context_slot(params), b.slot(c), grace=REFRESH_GRACE)
         if bh is None:
             return None
         self._cache_source = b.name
